@@ -1,0 +1,1 @@
+"""fleet_api: the HTTP and WebSocket API of taskfleet (aiohttp)."""

@@ -1,0 +1,37 @@
+"""Who is calling: a bearer token on every /api route (or `?token=` on the WebSocket)."""
+
+from aiohttp import web
+
+from taskfleet.auth import AuthError, Principal, verify_token
+
+from fleet_api.errors import ApiError, Handler
+
+JWT_SECRET = web.AppKey("jwt_secret", str)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+def principal(request: web.Request) -> Principal:
+    found = request.get("principal")
+    assert isinstance(found, Principal), "route is behind auth_middleware"
+    return found
+
+
+def _token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if request.path.startswith("/ws/") and request.query.get("token"):
+        return request.query["token"]
+    raise ApiError(401, "unauthorized", "missing bearer token")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    try:
+        request["principal"] = verify_token(request.app[JWT_SECRET], _token(request))
+    except AuthError as exc:
+        raise ApiError(401, "unauthorized", str(exc)) from None
+    return await handler(request)

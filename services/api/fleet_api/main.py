@@ -1,0 +1,25 @@
+"""`taskfleet api`: run the API until SIGTERM/SIGINT."""
+
+import structlog
+
+from taskfleet.health import serve
+from taskfleet.kernel import open_kernel, stop_event_on_signals
+from taskfleet.settings import Settings
+
+from fleet_api.app import create_app
+
+log = structlog.get_logger("fleet_api")
+
+
+async def main(settings: Settings, host: str, port: int) -> None:
+    settings.require_jwt_secret()
+    stop = stop_event_on_signals()
+    async with open_kernel(settings, name="api") as kernel:
+        runner = await serve(create_app(kernel), host, port)
+        bound = runner.addresses[0][1] if runner.addresses else port
+        log.info("api_started", host=host, port=bound)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+        log.info("api_stopped")

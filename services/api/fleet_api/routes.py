@@ -1,0 +1,115 @@
+"""The routes of the walking skeleton: submit a chat message, read a task, read a chat."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from taskfleet.constants import QUEUES, TaskType
+from taskfleet.errors import PublishFailed
+from taskfleet.kernel import Kernel
+from taskfleet.messages import TaskMessage
+
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.models import ChatStreamAccepted, ChatStreamRequest
+
+log = structlog.get_logger("fleet_api")
+
+Publish = Callable[[str, bytes, str], Awaitable[None]]
+
+KERNEL = web.AppKey("kernel", Kernel)
+PUBLISH = web.AppKey("publish", Publish)  # type: ignore[type-abstract]
+CHAT = QUEUES[TaskType.CHAT]
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        details = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise ApiError(422, "invalid_request", "request body does not fit the schema", details) from None
+
+
+def task_id_param(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["task_id"])
+    except ValueError:
+        raise not_found("task not found") from None
+
+
+async def chat_stream(request: web.Request) -> web.Response:
+    """Accept a chat message: 202 with the task id at once; the work goes on in a worker."""
+    kernel, who = request.app[KERNEL], principal(request)
+    body = await parse_body(request, ChatStreamRequest)
+    user_id = body.user_id or who.user_id
+    if not who.may_act_for(user_id):
+        raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
+    if len(body.content) > kernel.settings.max_content_chars:
+        raise ApiError(
+            422, "content_too_long",
+            f"content is longer than {kernel.settings.max_content_chars} characters",
+        )  # fmt: skip
+    submission = await kernel.store.submit_chat(
+        user_id=user_id, chat_id=body.chat_id, content=body.content,
+        max_attempts=kernel.settings.max_attempts or CHAT.max_attempts, queue=CHAT.name,
+        idempotency_key=body.idempotency_key, relay_grace_s=kernel.settings.outbox_grace_s,
+    )  # fmt: skip
+    if submission.created:
+        message = TaskMessage(
+            task_id=submission.task_id, type=TaskType.CHAT, user_id=user_id,
+            chat_id=body.chat_id, payload={"content": body.content},
+        )  # fmt: skip
+        await publish_after_commit(request.app, message)
+    task = await kernel.store.get_task(submission.task_id)
+    accepted = ChatStreamAccepted(
+        task_id=submission.task_id,
+        message_id=submission.message_id,
+        status=task["status"] if task else "queued",
+    )
+    return json_response(accepted.model_dump(mode="json"), status=202)
+
+
+async def publish_after_commit(app: web.Application, message: TaskMessage) -> None:
+    """Publish now; on failure the outbox row stays and the relay publishes it after the grace."""
+    kernel = app[KERNEL]
+    try:
+        await app[PUBLISH](kernel.settings.queue(CHAT.name), message.dumps(), str(message.task_id))
+    except PublishFailed as exc:
+        log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error=str(exc))
+        return
+    await kernel.store.forget_outbox(message.task_id)
+
+
+async def get_task(request: web.Request) -> web.Response:
+    kernel, who = request.app[KERNEL], principal(request)
+    task = await kernel.store.get_task(task_id_param(request))
+    if task is None or not who.may_act_for(task["user_id"]):
+        raise not_found("task not found")
+    return json_response(task)
+
+
+async def chat_messages(request: web.Request) -> web.Response:
+    kernel, who = request.app[KERNEL], principal(request)
+    user_id = request.query.get("user_id", who.user_id)
+    if not who.may_act_for(user_id):
+        raise not_found("chat not found")
+    messages: list[dict[str, Any]] = await kernel.store.chat_messages(
+        request.match_info["chat_id"], user_id
+    )
+    return json_response({"chat_id": request.match_info["chat_id"], "messages": messages})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/chat/stream", chat_stream)
+    app.router.add_get("/api/tasks/{task_id}", get_task)
+    app.router.add_get("/api/chats/{chat_id}/messages", chat_messages)

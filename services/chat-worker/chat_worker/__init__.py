@@ -1,0 +1,1 @@
+"""chat-worker: consumes chat_tasks and answers each chat message with the configured LLM."""

@@ -1,0 +1,60 @@
+"""Bearer tokens (JWT HS256). The algorithm is fixed, never read from the token; `exp` is required."""
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+
+from taskfleet.messages import ID_PATTERN
+
+Scope = Literal["user", "service", "admin"]
+SCOPES: tuple[Scope, ...] = ("user", "service", "admin")
+ALGORITHM = "HS256"
+
+
+class AuthError(Exception):
+    """The token is missing, malformed, expired or badly signed (answered 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    scope: Scope
+
+    def may_act_for(self, user_id: str) -> bool:
+        return self.scope in ("service", "admin") or user_id == self.user_id
+
+
+def issue_token(secret: str, user_id: str, *, scope: Scope = "user", ttl_s: int = 3600) -> str:
+    now = int(time.time())
+    claims = {"sub": user_id, "scope": scope, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    scope = claims.get("scope", "user")
+    sub = claims["sub"]
+    if scope not in SCOPES:
+        raise AuthError(f"invalid token: unknown scope {scope!r}")
+    if not isinstance(sub, str) or not re.fullmatch(ID_PATTERN, sub):
+        raise AuthError("invalid token: bad subject")
+    return Principal(user_id=sub, scope=scope)
+
+
+def parse_ttl(text: str) -> int:
+    """`90s`, `15m`, `1h`, `7d` or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h, 7d") from None

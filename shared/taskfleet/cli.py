@@ -1,0 +1,122 @@
+"""The one console script, `taskfleet` (DESIGN.md §2). Each command is a small function."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from taskfleet.auth import SCOPES, issue_token, parse_ttl
+from taskfleet.constants import QUEUE_BY_WORKER
+from taskfleet.errors import ConfigError, StartupError
+from taskfleet.logging import configure_logging
+from taskfleet.settings import Settings, load_settings
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we run
+        return asyncio.run(coro)
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from taskfleet.migrate import migrate
+
+    applied = run_async(migrate(settings.database_url))
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from fleet_api.main import main as api_main
+
+    run_async(api_main(settings, args.host or settings.api_host, args.port or settings.api_port))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if args.name != "chat":
+        raise ConfigError(f"worker {args.name}: not available in this version (chat is)")
+    from chat_worker.main import main as chat_main
+
+    run_async(chat_main(settings, args.concurrency))
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.fleet import run_fleet
+
+    return int(run_async(run_fleet(settings, workers=["chat"])))
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    print(issue_token(settings.require_jwt_secret(), args.user, scope=args.scope,
+                      ttl_s=parse_ttl(args.ttl)))  # fmt: skip
+    return 0
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.client import submit
+
+    return int(run_async(submit(settings, args)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+
+    worker = sub.add_parser("worker", help="run one worker")
+    worker.add_argument("name", choices=sorted(QUEUE_BY_WORKER))
+    worker.add_argument("--concurrency", type=int, default=8)
+
+    sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
+
+    token = sub.add_parser("token", help="print a signed bearer token")
+    token.add_argument("user")
+    token.add_argument("--scope", choices=SCOPES, default="user")
+    token.add_argument("--ttl", default="1h")
+
+    submit = sub.add_parser("submit", help="post a chat message through the API")
+    submit.add_argument("text")
+    submit.add_argument("--user", default="demo")
+    submit.add_argument("--chat", default="cli")
+    submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
+    submit.add_argument("--url", help="API base URL (default http://API_HOST:API_PORT)")
+    submit.add_argument("--timeout", type=float, default=120.0)
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "migrate": cmd_migrate,
+    "api": cmd_api,
+    "worker": cmd_worker,
+    "up": cmd_up,
+    "token": cmd_token,
+    "submit": cmd_submit,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_format, settings.log_level)
+        code = COMMANDS[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"taskfleet: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except StartupError as exc:
+        print(f"taskfleet: cannot start: {exc}", file=sys.stderr)
+        code = 3
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,66 @@
+"""Names that are contract (DESIGN.md §4, §5): task types, statuses, queues, exchanges."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    CHAT = "chat_message"
+    TOOL = "tool_execution"
+    DOCUMENT = "document_processing"
+    CAMERA = "camera_analysis"
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+EVENTS_EXCHANGE = "taskfleet.events"
+CONTROL_EXCHANGE = "taskfleet.control"
+DEAD_LETTER_EXCHANGE = "taskfleet.dlx"
+
+# Only a backstop for a message that kills its worker every time: on RabbitMQ 3.10 every
+# return counts, a killed worker's included, so a low limit would dead-letter healthy tasks.
+DELIVERY_LIMIT = 20
+
+REASON_HEADER = "x-taskfleet-reason"
+ERROR_HEADER = "x-taskfleet-error"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A work queue and the defaults of the tasks it carries."""
+
+    name: str
+    task_type: TaskType
+    worker: str
+    metrics_port: int
+    deadline_s: float
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+
+
+QUEUES: dict[TaskType, QueueSpec] = {
+    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60),
+    TaskType.TOOL: QueueSpec("tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300),
+    TaskType.DOCUMENT: QueueSpec(
+        "document_processing", TaskType.DOCUMENT, "doc", 9103, 900, 3, 5.0, 300
+    ),
+    TaskType.CAMERA: QueueSpec("camera_analysis", TaskType.CAMERA, "camera", 9104, 60, 3, 1.0, 30),
+}
+
+QUEUE_BY_WORKER: dict[str, QueueSpec] = {spec.worker: spec for spec in QUEUES.values()}
+QUEUE_BY_NAME: dict[str, QueueSpec] = {spec.name: spec for spec in QUEUES.values()}
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}.dlq"

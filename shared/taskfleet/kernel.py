@@ -1,0 +1,66 @@
+"""The dependencies every process shares, built once at start inside its lifespan."""
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from taskfleet.broker import Broker
+from taskfleet.db import create_pool
+from taskfleet.errors import StartupError
+from taskfleet.outbox import OutboxRelay
+from taskfleet.settings import Settings
+from taskfleet.store import TaskStore
+from taskfleet.supervisor import Supervisor
+
+log = structlog.get_logger("taskfleet.kernel")
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    settings: Settings
+    pool: asyncpg.Pool
+    store: TaskStore
+    broker: Broker
+    supervisor: Supervisor
+
+
+@asynccontextmanager
+async def open_kernel(
+    settings: Settings, *, name: str, relay: bool = True, broker_wait_s: float | None = 30.0
+) -> AsyncIterator[Kernel]:
+    """Pool, broker connection loop, outbox relay; all closed (in reverse) on exit."""
+    supervisor = Supervisor(name=name)
+    try:
+        pool = await create_pool(
+            settings.database_url, size=settings.db_pool_size, timeout_s=settings.db_timeout_s
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None
+    broker = Broker(settings, supervisor, name=name)
+    try:
+        try:
+            await broker.start(wait_s=broker_wait_s)
+        except TimeoutError:
+            raise StartupError(f"AMQP_URL: RabbitMQ not reachable within {broker_wait_s}s") from None
+        kernel = Kernel(settings, pool, TaskStore(pool), broker, supervisor)
+        if relay:
+            supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)
+        yield kernel
+    finally:
+        await supervisor.aclose()
+        await broker.close()
+        await pool.close()
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT: the process then stops gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,38 @@
+"""Prometheus metrics. Names and labels are contract (DESIGN.md §9): Grafana and alerts use them."""
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double every counter for no dashboard we have.
+disable_created_metrics()
+
+TASKS = Counter(
+    "taskfleet_tasks",
+    "Task outcomes per queue: completed, failed, retried, cancelled, dead_lettered, duplicate.",
+    ["queue", "outcome"],
+)
+TASK_DURATION = Histogram(
+    "taskfleet_task_duration_seconds",
+    "Claim to outcome.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+TASK_WAIT = Histogram(
+    "taskfleet_task_wait_seconds",
+    "Created to claimed.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+INFLIGHT = Gauge("taskfleet_inflight_tasks", "Tasks being handled by this process.", ["queue"])
+QUEUE_MESSAGES = Gauge(
+    "taskfleet_queue_messages", "Messages ready in a queue, dead-letter queues included.", ["queue"]
+)
+BACKGROUND_FAILURES = Counter(
+    "taskfleet_background_task_failures",
+    "Background asyncio tasks that ended with an exception.",
+    ["name"],
+)
+LLM_REQUESTS = Counter("taskfleet_llm_requests", "LLM calls by outcome.", ["outcome"])
+LLM_JSON_REPAIRS = Counter("taskfleet_llm_json_repairs", "LLM JSON answers that needed repair.")
+OUTBOX_PUBLISHED = Counter(
+    "taskfleet_outbox_published", "Messages published by the outbox relay.", ["kind"]
+)

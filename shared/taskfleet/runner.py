@@ -1,0 +1,354 @@
+"""The one message path of every worker: consume → parse → claim → handle → persist → ack.
+
+Exactly this module owns the path. Handlers never ack, nack or commit broker state; they get
+a TaskContext and return a TaskResult or raise a TaskError. A message is acknowledged only
+after its outcome is committed in PostgreSQL (a retry or a dead letter is an outbox row of
+that same transaction, so it is durable before the ack too).
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+
+from taskfleet.broker import Broker
+from taskfleet.constants import CONTROL_EXCHANGE, REASON_HEADER, QueueSpec, dlq_name
+from taskfleet.context import TaskContext, TaskResult
+from taskfleet.errors import (
+    InvalidPayload,
+    StaleClaim,
+    TaskCancelled,
+    TaskError,
+    TaskTimeout,
+    unexpected,
+)
+from taskfleet.messages import TaskMessage, parse_message
+from taskfleet.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.retry import Backoff, decide
+from taskfleet.settings import Settings
+from taskfleet.store import Claim, ClaimPolicy, TaskStore
+from taskfleet.supervisor import Supervisor
+
+log = structlog.get_logger("taskfleet.runner")
+
+Handler = Callable[[TaskContext], Awaitable[TaskResult]]
+
+# Errors that mean "we could not reach our own state", not "the task failed".
+INFRA_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """The attempt was interrupted by shutdown: hand the message back, do not count it."""
+
+
+Outcome = TaskResult | TaskError | TaskCancelled | Released
+
+
+@dataclass
+class Consumer:
+    """Consumes one work queue with `concurrency` handler loops and runs the one path."""
+
+    settings: Settings
+    spec: QueueSpec
+    handler: Handler
+    store: TaskStore
+    broker: Broker
+    supervisor: Supervisor
+    concurrency: int = 8
+    inflight: dict[UUID, TaskContext] = field(default_factory=dict)
+    _inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    _channel: AbstractChannel | None = None
+    _consumer_tag: str | None = None
+    _stopping: bool = False
+
+    @property
+    def queue(self) -> str:
+        return self.settings.queue(self.spec.name)
+
+    @property
+    def consuming(self) -> bool:
+        return (
+            self._consumer_tag is not None
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    def policy(self) -> ClaimPolicy:
+        return ClaimPolicy(
+            max_attempts=self.settings.max_attempts or self.spec.max_attempts,
+            user_limit=self.settings.user_concurrency,
+            throttle_s=self.settings.throttle_delay_s,
+        )
+
+    def backoff(self) -> Backoff:
+        return Backoff(
+            self.settings.retry_base_s or self.spec.retry_base_s,
+            self.settings.retry_max_s or self.spec.retry_max_s,
+        )
+
+    async def start(self) -> None:
+        """Subscribe on every (re)connect and start the handler loops and the watchdog."""
+        await self.broker.subscribe(self._subscribe)
+        await self.broker.subscribe(self._subscribe_control)
+        for i in range(self.concurrency):
+            self.supervisor.spawn(f"{self.spec.worker}-loop-{i}", self._loop)
+        self.supervisor.spawn(f"{self.spec.worker}-watchdog", self._watchdog)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop consuming; let in-flight tasks finish within grace_s, then hand them back."""
+        self._stopping = True
+        if self.consuming:
+            assert self._channel is not None and self._consumer_tag is not None
+            try:
+                queue = await self._channel.get_queue(self.queue, ensure=False)
+                await queue.cancel(self._consumer_tag)
+            except Exception as exc:  # the channel may be gone already
+                log.warning("consumer_cancel_failed", error=repr(exc))
+        self._consumer_tag = None
+        deadline = time.monotonic() + grace_s
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for ctx in list(self.inflight.values()):
+            ctx.interrupt("shutdown")
+        while self.inflight and time.monotonic() < deadline + 10:
+            await asyncio.sleep(0.05)
+
+    # -- subscription ------------------------------------------------------------------------
+
+    async def _subscribe(self, connection: AbstractConnection) -> None:
+        if self._stopping:
+            return
+        channel = await self.broker.channel(connection, publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self.concurrency * 2)
+        queue = await channel.get_queue(self.queue, ensure=False)
+        self._channel = channel  # strong references: aio-pika holds queues weakly
+        self._consumer_tag = await queue.consume(self._inbox.put)
+        log.info("consuming", queue=self.queue, concurrency=self.concurrency)
+
+    async def _subscribe_control(self, connection: AbstractConnection) -> None:
+        channel = await self.broker.channel(connection, publisher_confirms=False)
+        exchange = await channel.get_exchange(self.settings.queue(CONTROL_EXCHANGE))
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange)
+        await queue.consume(self._on_control, no_ack=True)
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command = orjson.loads(message.body)
+            task_id = UUID(str(command["task_id"]))
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            log.warning("control_message_invalid", body=message.body[:200])
+            return
+        ctx = self.inflight.get(task_id)
+        if command.get("type") == "cancel" and ctx is not None:
+            log.info("cancel_received", task_id=str(task_id))
+            ctx.interrupt("cancel")
+
+    async def _watchdog(self) -> None:
+        """Catch a connection that is up but whose consumer is gone, and reconnect it."""
+        while True:
+            await asyncio.sleep(5)
+            if self.broker.ready and not self._stopping and not self.consuming:
+                self.broker.reconnect("consumer lost")
+
+    # -- the path ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            if message.channel.is_closed:
+                continue  # its channel died: the broker has already put it back
+            try:
+                await self.process(message)
+            finally:
+                structlog.contextvars.clear_contextvars()
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            msg = parse_message(message.body)
+        except InvalidPayload as exc:
+            await self._dead_letter_raw(message, str(exc))
+            return
+        structlog.contextvars.bind_contextvars(
+            task_id=str(msg.task_id), user_id=msg.user_id, queue=self.spec.name, attempt=msg.attempt
+        )
+        try:
+            claim = await self.store.claim(
+                msg, redelivered=message.redelivered, queue=self.spec.name, policy=self.policy()
+            )
+        except INFRA_ERRORS as exc:
+            await self._hand_back(message, exc)
+            return
+        if claim.verdict == "claimed":
+            await self._run(message, msg, claim)
+        else:
+            await self._settle_unclaimed(message, msg, claim)
+
+    async def _settle_unclaimed(
+        self, message: AbstractIncomingMessage, msg: TaskMessage, claim: Claim
+    ) -> None:
+        if claim.verdict == "mismatch":
+            await self._dead_letter_raw(message, "task_id names a task of another user or type")
+            return
+        outcome = {"duplicate": "duplicate", "cancelled": "cancelled", "exhausted": "dead_lettered"}
+        if claim.verdict in outcome:
+            TASKS.labels(self.spec.name, outcome[claim.verdict]).inc()
+        if claim.verdict in ("cancelled", "exhausted"):
+            status = "cancelled" if claim.verdict == "cancelled" else "failed"
+            await self._emit(msg, status, {})
+        log.info("message_settled", verdict=claim.verdict)
+        await self._ack(message)
+
+    async def _run(self, message: AbstractIncomingMessage, msg: TaskMessage, claim: Claim) -> None:
+        loop = asyncio.get_running_loop()
+        deadline_s = self.settings.task_deadline_s or self.spec.deadline_s
+        ctx = TaskContext(
+            message=msg, input=claim.input, user_id=claim.user_id, chat_id=claim.chat_id,
+            attempt=claim.attempts, max_attempts=claim.max_attempts, fence=claim.fence,
+            deadline=loop.time() + deadline_s, last_checkpoint=claim.checkpoint,
+            store=self.store, emit=lambda status, extra: self._emit(msg, status, extra),
+        )  # fmt: skip
+        structlog.contextvars.bind_contextvars(attempt=claim.attempts)
+        TASK_WAIT.labels(self.spec.name).observe(max(0.0, time.time() - claim.created_at.timestamp()))
+        started = time.monotonic()
+        self.inflight[msg.task_id] = ctx
+        INFLIGHT.labels(self.spec.name).inc()
+        try:
+            await self._emit(msg, "processing", {"attempts": claim.attempts})
+            outcome = await self._handle(ctx)
+            # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
+            await asyncio.shield(self._persist(message, ctx, outcome))
+        except INFRA_ERRORS as exc:
+            await self._hand_back(message, exc)
+        finally:
+            del self.inflight[msg.task_id]
+            INFLIGHT.labels(self.spec.name).dec()
+            TASK_DURATION.labels(self.spec.name).observe(time.monotonic() - started)
+
+    async def _handle(self, ctx: TaskContext) -> Outcome:
+        ctx._owner = asyncio.current_task()
+        try:
+            async with asyncio.timeout(ctx.remaining_s):
+                return await self.handler(ctx)
+        except TaskError as exc:
+            return exc
+        except TaskCancelled as exc:
+            return exc
+        except TimeoutError:
+            return TaskTimeout(f"deadline of {self.spec.deadline_s:g}s exceeded")
+        except asyncio.CancelledError:
+            if ctx.interrupt_reason is None:
+                raise
+            ctx._owner.uncancel()  # type: ignore[union-attr]
+            if ctx.interrupt_reason == "cancel":
+                return TaskCancelled("cancelled while running")
+            return Released()
+        except Exception as exc:
+            log.warning("handler_raised", error=repr(exc), exc_info=True)
+            return unexpected(exc)
+        finally:
+            ctx._owner = None
+
+    async def _persist(
+        self, message: AbstractIncomingMessage, ctx: TaskContext, outcome: Outcome
+    ) -> None:
+        try:
+            status = await self._commit(ctx, outcome)
+        except StaleClaim:
+            # Another attempt owns the task now; our copy of the message is settled.
+            TASKS.labels(self.spec.name, "duplicate").inc()
+            log.warning("stale_claim", fence=ctx.fence)
+            await self._ack(message)
+            return
+        if isinstance(outcome, Released):
+            await self._nack(message, requeue=True)
+            log.info("task_released")
+            return
+        await self._ack(message)
+        extra = {"error": outcome.as_dict()} if isinstance(outcome, TaskError) else {}
+        await self._emit(ctx.message, status, extra)
+
+    async def _commit(self, ctx: TaskContext, outcome: Outcome) -> str:
+        """Write the outcome, fenced. Returns the status it committed."""
+        task_id, fence, queue = ctx.task_id, ctx.fence, self.spec.name
+        if isinstance(outcome, TaskResult):
+            await self.store.complete(task_id, fence, outcome.output, outcome.reply)
+            self._count("completed", "task_completed")
+            return "completed"
+        if isinstance(outcome, TaskCancelled):
+            await self.store.cancelled(task_id, fence, ctx.partial_output)
+            self._count("cancelled", "task_cancelled")
+            return "cancelled"
+        if isinstance(outcome, Released):
+            await self.store.release(task_id, fence)
+            return "queued"
+        decision = decide(outcome, attempt=ctx.attempt, max_attempts=ctx.max_attempts,
+                          backoff=self.backoff())  # fmt: skip
+        if decision.retry:
+            await self.store.retry(task_id, fence, outcome.as_dict(), queue, decision.delay_s)
+            self._count("retried", "task_retry_scheduled", error=outcome.code,
+                        delay_s=round(decision.delay_s, 3))  # fmt: skip
+            return "retrying"
+        await self.store.fail(task_id, fence, outcome.as_dict(), queue, decision.reason)
+        self._count("failed", "task_failed", error=outcome.code, message=str(outcome))
+        TASKS.labels(queue, "dead_lettered").inc()
+        return "failed"
+
+    def _count(self, outcome: str, event: str, **fields: Any) -> None:
+        TASKS.labels(self.spec.name, outcome).inc()
+        log.info(event, **fields)
+
+    # -- settling the delivery --------------------------------------------------------------
+
+    async def _dead_letter_raw(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """A body we cannot even claim: copy it to the DLQ with the reason, then ack it."""
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = reason[:500]
+        try:
+            await self.broker.publish(
+                self.settings.queue(dlq_name(self.spec.name)),
+                message.body,
+                message_id=message.message_id,
+                headers=headers,
+            )
+        except Exception as exc:
+            await self._hand_back(message, exc)
+            return
+        TASKS.labels(self.spec.name, "dead_lettered").inc()
+        log.warning("message_dead_lettered", reason=reason)
+        await self._ack(message)
+
+    async def _hand_back(self, message: AbstractIncomingMessage, exc: BaseException) -> None:
+        """We could not persist: do not ack. Wait a little so as not to spin, then requeue."""
+        log.error("hand_back", error=repr(exc))
+        await asyncio.sleep(1.0)
+        await self._nack(message, requeue=True)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except Exception as exc:  # channel gone: the broker redelivers; the claim dedupes
+            log.warning("ack_failed", error=repr(exc))
+
+    async def _nack(self, message: AbstractIncomingMessage, *, requeue: bool) -> None:
+        try:
+            await message.nack(requeue=requeue)
+        except Exception as exc:
+            log.warning("nack_failed", error=repr(exc))
+
+    async def _emit(self, msg: TaskMessage, status: str, extra: dict[str, Any]) -> None:
+        event = {
+            "type": "task.updated",
+            "task": {"id": str(msg.task_id), "type": msg.type.value, "user_id": msg.user_id,
+                     "chat_id": msg.chat_id, "status": status, **extra},
+        }  # fmt: skip
+        await self.broker.publish_event(f"task.{msg.type.value}.{status}", orjson.dumps(event))
+

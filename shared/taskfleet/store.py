@@ -1,0 +1,198 @@
+"""The task-state store on PostgreSQL: every transition of the one message path, fenced.
+
+Each method is one round trip. The transitions themselves are SQL functions
+(migrations/0002_task_functions.sql) so that a claim or a completion is one transaction.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from taskfleet.constants import TaskType
+from taskfleet.errors import StaleClaim
+from taskfleet.messages import TaskMessage
+
+TASK_COLUMNS = (
+    "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
+    " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
+    " cancel_requested, created_at, started_at, completed_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer of tf_claim. Only a `claimed` verdict may run the handler."""
+
+    verdict: str
+    fence: int
+    attempts: int
+    max_attempts: int
+    checkpoint: Any
+    input: Any
+    user_id: str
+    chat_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSubmission:
+    task_id: UUID
+    message_id: UUID
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    max_attempts: int
+    user_limit: int
+    throttle_s: float
+
+
+class TaskStore:
+    """asyncpg implementation of the task store. Construct with a pool; share it per process."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # -- the message path ---------------------------------------------------------------
+
+    async def claim(
+        self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy
+    ) -> Claim:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            msg.task_id, msg.type.value, msg.user_id, msg.chat_id, msg.payload, msg.attempt,
+            redelivered, queue, policy.max_attempts, policy.user_limit, policy.throttle_s,
+        )  # fmt: skip
+        return Claim(**dict(row))
+
+    async def complete(
+        self, task_id: UUID, fence: int, output: Any, reply: str | None = None
+    ) -> None:
+        await self._fenced("SELECT tf_complete($1, $2, $3, $4)", task_id, fence, output, reply)
+
+    async def fail(
+        self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, reason: str
+    ) -> None:
+        await self._fenced("SELECT tf_fail($1, $2, $3, $4, $5)", task_id, fence, error, queue, reason)
+
+    async def retry(
+        self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, delay_s: float
+    ) -> None:
+        await self._fenced(
+            "SELECT tf_retry($1, $2, $3, $4, $5)", task_id, fence, error, queue, delay_s
+        )
+
+    async def cancelled(self, task_id: UUID, fence: int, partial: Any) -> None:
+        await self._fenced("SELECT tf_cancelled($1, $2, $3)", task_id, fence, partial)
+
+    async def release(self, task_id: UUID, fence: int) -> None:
+        await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
+
+    async def progress(
+        self, task_id: UUID, fence: int, fraction: float, stage: str | None, message: str | None
+    ) -> bool:
+        """Save progress; returns whether a cancel was requested meanwhile."""
+        return await self._fenced_value(
+            "UPDATE tasks SET progress = $3, stage = $4, status_message = $5, updated_at = now()"
+            " WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested",
+            task_id, fence, fraction, stage, message,
+        )  # fmt: skip
+
+    async def checkpoint(self, task_id: UUID, fence: int, state: Any) -> bool:
+        return await self._fenced_value(
+            "UPDATE tasks SET checkpoint = $3, updated_at = now()"
+            " WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested",
+            task_id, fence, state,
+        )  # fmt: skip
+
+    async def partial(self, task_id: UUID, fence: int, output: Any, reply: str | None) -> bool:
+        """Save partial output (and the partial reply text, status `streaming`)."""
+        return await self._fenced_value(
+            "WITH t AS (UPDATE tasks SET partial_output = $3, updated_at = now()"
+            "  WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested),"
+            " m AS (UPDATE messages SET content = $4, status = 'streaming',"
+            "  updated_at = clock_timestamp()"
+            "  WHERE $4::text IS NOT NULL AND task_id = $1 AND role = 'assistant'"
+            "  AND EXISTS (SELECT 1 FROM t))"
+            " SELECT cancel_requested FROM t",
+            task_id, fence, output, reply,
+        )  # fmt: skip
+
+    async def _fenced(self, sql: str, *args: Any) -> None:
+        if not await self.pool.fetchval(sql, *args):
+            raise StaleClaim(f"task {args[0]}: fence {args[1]} is no longer current")
+
+    async def _fenced_value(self, sql: str, *args: Any) -> bool:
+        row = await self.pool.fetchrow(sql, *args)
+        if row is None:
+            raise StaleClaim(f"task {args[0]}: fence {args[1]} is no longer current")
+        return bool(row[0])
+
+    # -- reads and submissions --------------------------------------------------------------
+
+    async def get_task(self, task_id: UUID) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
+        return dict(row) if row is not None else None
+
+    async def submit_chat(
+        self,
+        *,
+        user_id: str,
+        chat_id: str,
+        content: str,
+        max_attempts: int,
+        queue: str,
+        idempotency_key: str | None,
+        relay_grace_s: float,
+    ) -> ChatSubmission:
+        """Task + user message + assistant placeholder + outbox row, in one transaction.
+
+        The outbox row is due only after `relay_grace_s`: the caller publishes the message
+        itself right after commit and then deletes the row; the relay takes over if it dies.
+        """
+        task_id, message_id = uuid4(), uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts,"
+                " idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING id",
+                task_id, TaskType.CHAT.value, user_id, chat_id, {"content": content},
+                max_attempts, idempotency_key,
+            )  # fmt: skip
+            if inserted is None:
+                row = await conn.fetchrow(
+                    "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"
+                    " ON m.task_id = t.id AND m.role = 'assistant'"
+                    " WHERE t.user_id = $1 AND t.idempotency_key = $2",
+                    user_id, idempotency_key,
+                )  # fmt: skip
+                return ChatSubmission(row["id"], row["message_id"], created=False)
+            await conn.execute(
+                "INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)"
+                " VALUES (gen_random_uuid(), $1, $2, 'user', $3, 'completed', $4),"
+                " ($5, $1, $2, 'assistant', '', 'pending', $4)",
+                chat_id, user_id, content, task_id, message_id,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
+                " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3))",
+                task_id, queue, relay_grace_s,
+            )  # fmt: skip
+        return ChatSubmission(task_id, message_id, created=True)
+
+    async def chat_messages(self, chat_id: str, user_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT id, role, content, status, task_id, created_at FROM messages"
+            " WHERE chat_id = $1 AND user_id = $2 ORDER BY seq",
+            chat_id, user_id,
+        )  # fmt: skip
+        return [dict(r) for r in rows]
+
+    async def forget_outbox(self, task_id: UUID, kind: str = "task") -> None:
+        """The writer published the message itself: the relay need not."""
+        await self.pool.execute("DELETE FROM outbox WHERE task_id = $1 AND kind = $2", task_id, kind)

@@ -1,0 +1,54 @@
+"""`taskfleet worker NAME`: one work queue, its handler, health and metrics, graceful stop."""
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from taskfleet.constants import QueueSpec
+from taskfleet.health import add_health_routes, database_check, serve
+from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
+from taskfleet.runner import Consumer, Handler
+from taskfleet.settings import Settings
+
+log = structlog.get_logger("taskfleet.worker")
+
+HandlerFactory = Callable[[Kernel], Handler]
+
+
+async def run_worker(
+    settings: Settings,
+    spec: QueueSpec,
+    make_handler: HandlerFactory,
+    *,
+    concurrency: int,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until `stop` (default: SIGTERM/SIGINT) is set, then stop within SHUTDOWN_GRACE_S."""
+    stop = stop or stop_event_on_signals()
+    async with open_kernel(settings, name=f"{spec.worker}-worker") as kernel:
+        consumer = Consumer(
+            settings=settings, spec=spec, handler=make_handler(kernel), store=kernel.store,
+            broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
+        )  # fmt: skip
+        await consumer.start()
+        db_ok = database_check(kernel.pool)
+
+        async def ready() -> dict[str, bool]:
+            return {"database": await db_ok(), "broker": kernel.broker.ready,
+                    "consuming": consumer.consuming}  # fmt: skip
+
+        app = web.Application()
+        add_health_routes(app, ready)
+        port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
+        runner = await serve(app, "0.0.0.0", port)
+        bound = runner.addresses[0][1] if runner.addresses else port
+        log.info("worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound)
+        try:
+            await stop.wait()
+            log.info("worker_stopping", inflight=len(consumer.inflight))
+            await consumer.stop(settings.shutdown_grace_s)
+        finally:
+            await runner.cleanup()
+        log.info("worker_stopped")
