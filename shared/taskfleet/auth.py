@@ -1,4 +1,7 @@
-"""Bearer tokens (JWT HS256). The algorithm is fixed, never read from the token; `exp` is required."""
+"""Bearer tokens (JWT HS256).
+
+The algorithm is fixed, never read from the token; `exp` is required.
+"""
 
 import re
 import time
@@ -53,8 +56,9 @@ def parse_ttl(text: str) -> int:
     """`90s`, `15m`, `1h`, `7d` or plain seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        if text[-1] in units:
-            return int(text[:-1]) * units[text[-1]]
-        return int(text)
+        seconds = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
     except (ValueError, IndexError):
-        raise ValueError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h, 7d") from None
+        seconds = 0
+    if seconds <= 0:  # a token that is born expired is never what was meant
+        raise ValueError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h, 7d")
+    return seconds

@@ -100,9 +100,11 @@ class Broker:
         if "heartbeat" not in url.query:
             url = url.update_query(heartbeat=self.settings.amqp_heartbeat_s)
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError, TimeoutError)),
-            before_sleep=lambda s: log.warning("amqp_connect_failed", error=repr(s.outcome.exception()) if s.outcome else None),
+            before_sleep=lambda s: log.warning(
+                "amqp_connect_failed", error=repr(s.outcome.exception()) if s.outcome else None
+            ),
         ):
             with attempt:
                 conn = await aio_pika.connect(

@@ -21,7 +21,9 @@ async def submit(settings: Settings, args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as http:
-        async with http.post("/api/chat/stream", json={"chat_id": args.chat, "content": args.text}) as resp:
+        async with http.post(
+            "/api/chat/stream", json={"chat_id": args.chat, "content": args.text}
+        ) as resp:
             body = await resp.json()
             if resp.status != 202:
                 console.print(f"[red]{resp.status}[/red] {body}")

@@ -2,6 +2,7 @@
 as child processes; restarts a crashed child with backoff; stops all on Ctrl-C/SIGTERM."""
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
@@ -45,10 +46,8 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
         while not stop.is_set():
             for child in children:
                 await _restart_if_dead(child, env)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-            except TimeoutError:
-                pass
     finally:
         await _stop_all(children, settings.shutdown_grace_s + 5)
     return 0
@@ -95,7 +94,8 @@ def _print_welcome(settings: Settings, secret: str) -> None:
         f"token for user 'demo' (24 h):\n  {token}\n"
         "try:\n"
         f"  curl -s -X POST {base}/api/chat/stream -H 'Authorization: Bearer {token}' \\\n"
-        "       -H 'Content-Type: application/json' -d '{\"chat_id\": \"c1\", \"content\": \"hello\"}'\n"
+        "       -H 'Content-Type: application/json' \\\n"
+        """       -d '{"chat_id": "c1", "content": "hello"}'\n"""
         f"  curl -s {base}/api/tasks/<task_id> -H 'Authorization: Bearer {token}'\n"
         f"  TASKFLEET_JWT_SECRET={secret} taskfleet submit 'hello' --wait\n",
         flush=True,

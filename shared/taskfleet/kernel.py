@@ -46,7 +46,9 @@ async def open_kernel(
         try:
             await broker.start(wait_s=broker_wait_s)
         except TimeoutError:
-            raise StartupError(f"AMQP_URL: RabbitMQ not reachable within {broker_wait_s}s") from None
+            raise StartupError(
+                f"AMQP_URL: RabbitMQ not reachable within {broker_wait_s}s"
+            ) from None
         kernel = Kernel(settings, pool, TaskStore(pool), broker, supervisor)
         if relay:
             supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)

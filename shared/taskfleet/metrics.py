@@ -3,7 +3,7 @@
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # `_created` series double every counter for no dashboard we have.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 TASKS = Counter(
     "taskfleet_tasks",

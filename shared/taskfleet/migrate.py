@@ -16,12 +16,12 @@ _MIGRATION_LOCK = 0x7A5F1EE7
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) for every file in taskfleet/migrations, in name order."""
     folder = resources.files("taskfleet.migrations")
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
 
 
 async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations; safe to run concurrently and repeatedly. Returns what it applied."""
+    """Apply pending migrations; safe to run concurrently and again. Returns what it applied."""
     if await ensure_database(dsn):
         log.info("database_created", dsn=dsn.rsplit("@", 1)[-1])
     conn = await asyncpg.connect(dsn, timeout=10)

@@ -65,12 +65,18 @@ class OutboxRelay:
             rows = await conn.fetch(_DUE, self.batch)
             if not rows:
                 return 0
-            results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._publish(r) for r in rows), return_exceptions=True
+            )
             done = [r for r, res in zip(rows, results, strict=True) if res is None]
             for row, res in zip(rows, results, strict=True):
                 if isinstance(res, BaseException):
-                    log.warning("outbox_publish_failed", task_id=str(row["task_id"]), error=repr(res))
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in done])
+                    log.warning(
+                        "outbox_publish_failed", task_id=str(row["task_id"]), error=repr(res)
+                    )
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in done]
+            )
             requeued = [r["task_id"] for r in done if r["kind"] == "retry"]
             if requeued:
                 await conn.execute(

@@ -18,7 +18,7 @@ class Backoff:
     max_s: float
 
     def delay(self, attempt: int) -> float:
-        raw = min(self.max_s, self.base_s * 2 ** max(0, attempt - 1))
+        raw = min(self.max_s, self.base_s * 2.0 ** max(0, attempt - 1))
         return raw * random.uniform(0.75, 1.0)
 
 
@@ -36,5 +36,5 @@ def decide(error: TaskError, *, attempt: int, max_attempts: int, backoff: Backof
     if attempt >= max_attempts:
         return Decision(retry=False, reason=f"max_attempts: {error.code}")
     hint = error.delay_s if isinstance(error, RetryableError) else None
-    delay = backoff.delay(attempt) if hint is None else min(hint, backoff.max_s)
+    delay = backoff.delay(attempt) if hint is None else min(max(0.0, hint), backoff.max_s)
     return Decision(retry=True, delay_s=delay)

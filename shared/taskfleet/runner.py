@@ -68,6 +68,10 @@ class Consumer:
     _channel: AbstractChannel | None = None
     _consumer_tag: str | None = None
     _stopping: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
 
     @property
     def queue(self) -> str:
@@ -106,20 +110,26 @@ class Consumer:
         """Stop consuming; let in-flight tasks finish within grace_s, then hand them back."""
         self._stopping = True
         if self.consuming:
-            assert self._channel is not None and self._consumer_tag is not None
+            assert self._channel is not None
+            assert self._consumer_tag is not None
             try:
                 queue = await self._channel.get_queue(self.queue, ensure=False)
                 await queue.cancel(self._consumer_tag)
             except Exception as exc:  # the channel may be gone already
                 log.warning("consumer_cancel_failed", error=repr(exc))
         self._consumer_tag = None
-        deadline = time.monotonic() + grace_s
-        while self.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for ctx in list(self.inflight.values()):
-            ctx.interrupt("shutdown")
-        while self.inflight and time.monotonic() < deadline + 10:
-            await asyncio.sleep(0.05)
+        if not await self._wait_idle(grace_s):
+            log.warning("grace_expired", inflight=len(self.inflight))
+            for ctx in list(self.inflight.values()):
+                ctx.interrupt("shutdown")
+            await self._wait_idle(10)
+
+    async def _wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     # -- subscription ------------------------------------------------------------------------
 
@@ -182,7 +192,10 @@ class Consumer:
         )
         try:
             claim = await self.store.claim(
-                msg, redelivered=message.redelivered, queue=self.spec.name, policy=self.policy()
+                msg,
+                redelivered=bool(message.redelivered),
+                queue=self.spec.name,
+                policy=self.policy(),
             )
         except INFRA_ERRORS as exc:
             await self._hand_back(message, exc)
@@ -217,9 +230,12 @@ class Consumer:
             store=self.store, emit=lambda status, extra: self._emit(msg, status, extra),
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
-        TASK_WAIT.labels(self.spec.name).observe(max(0.0, time.time() - claim.created_at.timestamp()))
+        TASK_WAIT.labels(self.spec.name).observe(
+            max(0.0, time.time() - claim.created_at.timestamp())
+        )
         started = time.monotonic()
         self.inflight[msg.task_id] = ctx
+        self._idle.clear()
         INFLIGHT.labels(self.spec.name).inc()
         try:
             await self._emit(msg, "processing", {"attempts": claim.attempts})
@@ -230,6 +246,8 @@ class Consumer:
             await self._hand_back(message, exc)
         finally:
             del self.inflight[msg.task_id]
+            if not self.inflight:
+                self._idle.set()
             INFLIGHT.labels(self.spec.name).dec()
             TASK_DURATION.labels(self.spec.name).observe(time.monotonic() - started)
 
@@ -351,4 +369,3 @@ class Consumer:
                      "chat_id": msg.chat_id, "status": status, **extra},
         }  # fmt: skip
         await self.broker.publish_event(f"task.{msg.type.value}.{status}", orjson.dumps(event))
-

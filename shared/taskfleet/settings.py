@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskfleet.errors import ConfigError
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
     publish_timeout_s: float = Field(10.0, gt=0, validation_alias="PUBLISH_TIMEOUT_S")
@@ -74,5 +79,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "settings"
-        alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+        alias = (
+            Settings.model_fields[field].validation_alias
+            if field in Settings.model_fields
+            else None
+        )
         raise ConfigError(f"{alias or field}: {err['msg']} (got {err.get('input')!r})") from None

@@ -77,7 +77,9 @@ class TaskStore:
     async def fail(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, reason: str
     ) -> None:
-        await self._fenced("SELECT tf_fail($1, $2, $3, $4, $5)", task_id, fence, error, queue, reason)
+        await self._fenced(
+            "SELECT tf_fail($1, $2, $3, $4, $5)", task_id, fence, error, queue, reason
+        )
 
     async def retry(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, delay_s: float
@@ -195,4 +197,6 @@ class TaskStore:
 
     async def forget_outbox(self, task_id: UUID, kind: str = "task") -> None:
         """The writer published the message itself: the relay need not."""
-        await self.pool.execute("DELETE FROM outbox WHERE task_id = $1 AND kind = $2", task_id, kind)
+        await self.pool.execute(
+            "DELETE FROM outbox WHERE task_id = $1 AND kind = $2", task_id, kind
+        )

@@ -29,7 +29,7 @@ class _Child:
 
 @dataclass
 class Supervisor:
-    """Runs named coroutines; restarts service loops after a failure (backoff up to max_backoff_s)."""
+    """Runs named coroutines; restarts service loops after a failure, with backoff."""
 
     name: str = "supervisor"
     max_backoff_s: float = 30.0
@@ -37,10 +37,10 @@ class Supervisor:
     _closing: bool = False
 
     def spawn(self, name: str, factory: CoroFactory, *, restart: bool = True) -> asyncio.Task[None]:
-        """Start `factory()` as task `name`. With restart, a crash or an early return restarts it."""
+        """Start `factory()` as task `name`; with restart, a crash or early return restarts it."""
         if self._closing:
             raise RuntimeError(f"{self.name} is closing; cannot start {name}")
-        if name in self._children and not self._children[name].task.done():  # type: ignore[union-attr]
+        if self.running().get(name):
             raise RuntimeError(f"task {name} is already running")
         child = _Child(name, factory, restart)
         self._children[name] = child

@@ -45,9 +45,7 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
     )
     for spec in QUEUES.values():
         dlq = settings.queue(dlq_name(spec.name))
-        dead = await channel.declare_queue(
-            dlq, durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        dead = await channel.declare_queue(dlq, durable=True, arguments={"x-queue-type": "quorum"})
         await dead.bind(dlx, routing_key=dlq)
         await channel.declare_queue(
             settings.queue(spec.name),

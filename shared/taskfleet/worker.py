@@ -44,7 +44,9 @@ async def run_worker(
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port)
         bound = runner.addresses[0][1] if runner.addresses else port
-        log.info("worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound)
+        log.info(
+            "worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound
+        )
         try:
             await stop.wait()
             log.info("worker_stopping", inflight=len(consumer.inflight))

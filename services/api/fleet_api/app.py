@@ -2,12 +2,11 @@
 
 from aiohttp import web
 
-from taskfleet.health import add_health_routes, database_check
-from taskfleet.kernel import Kernel
-
 from fleet_api.auth import JWT_SECRET, auth_middleware
 from fleet_api.errors import error_middleware
 from fleet_api.routes import KERNEL, PUBLISH, Publish, add_routes
+from taskfleet.health import add_health_routes, database_check
+from taskfleet.kernel import Kernel
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -2,18 +2,16 @@
 
 from aiohttp import web
 
+from fleet_api.errors import ApiError, Handler
 from taskfleet.auth import AuthError, Principal, verify_token
 
-from fleet_api.errors import ApiError, Handler
-
 JWT_SECRET = web.AppKey("jwt_secret", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 
 def principal(request: web.Request) -> Principal:
-    found = request.get("principal")
-    assert isinstance(found, Principal), "route is behind auth_middleware"
-    return found
+    return request[PRINCIPAL]
 
 
 def _token(request: web.Request) -> str:
@@ -31,7 +29,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     try:
-        request["principal"] = verify_token(request.app[JWT_SECRET], _token(request))
+        request[PRINCIPAL] = verify_token(request.app[JWT_SECRET], _token(request))
     except AuthError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
     return await handler(request)

@@ -30,7 +30,9 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=jsonx.dumps(data), status=status, content_type="application/json", headers=headers
     )
@@ -59,7 +61,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.reason, headers=dict(exc.headers))
+        keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, code, exc.reason, headers=keep)
     except UNAVAILABLE as exc:
         log.warning("dependency_unavailable", path=request.path, error=repr(exc))
         return error_response(

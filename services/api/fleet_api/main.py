@@ -2,11 +2,10 @@
 
 import structlog
 
+from fleet_api.app import create_app
 from taskfleet.health import serve
 from taskfleet.kernel import open_kernel, stop_event_on_signals
 from taskfleet.settings import Settings
-
-from fleet_api.app import create_app
 
 log = structlog.get_logger("fleet_api")
 

@@ -10,7 +10,9 @@ from taskfleet.messages import ID_PATTERN
 class ChatStreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chat_id: str = Field(pattern=ID_PATTERN, description="The conversation this message belongs to.")
+    chat_id: str = Field(
+        pattern=ID_PATTERN, description="The conversation this message belongs to."
+    )
     content: str = Field(min_length=1, description="The user's message.")
     user_id: str | None = Field(
         None, pattern=ID_PATTERN, description="Service scope only: the user to act for."

@@ -9,21 +9,20 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.models import ChatStreamAccepted, ChatStreamRequest
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import PublishFailed
 from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
-
-from fleet_api.auth import principal
-from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import ChatStreamAccepted, ChatStreamRequest
 
 log = structlog.get_logger("fleet_api")
 
 Publish = Callable[[str, bytes, str], Awaitable[None]]
 
 KERNEL = web.AppKey("kernel", Kernel)
-PUBLISH = web.AppKey("publish", Publish)  # type: ignore[type-abstract]
+PUBLISH: web.AppKey[Publish] = web.AppKey("publish")
 CHAT = QUEUES[TaskType.CHAT]
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,7 +36,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise ApiError(422, "invalid_request", "request body does not fit the schema", details) from None
+        raise ApiError(
+            422, "invalid_request", "request body does not fit the schema", details
+        ) from None
 
 
 def task_id_param(request: web.Request) -> UUID:
@@ -70,11 +71,12 @@ async def chat_stream(request: web.Request) -> web.Response:
             chat_id=body.chat_id, payload={"content": body.content},
         )  # fmt: skip
         await publish_after_commit(request.app, message)
-    task = await kernel.store.get_task(submission.task_id)
+    status = "queued"  # what was accepted; a worker may have taken it already
+    if not submission.created:  # an idempotent repeat answers where the task is now
+        task = await kernel.store.get_task(submission.task_id)
+        status = task["status"] if task else status
     accepted = ChatStreamAccepted(
-        task_id=submission.task_id,
-        message_id=submission.message_id,
-        status=task["status"] if task else "queued",
+        task_id=submission.task_id, message_id=submission.message_id, status=status
     )
     return json_response(accepted.model_dump(mode="json"), status=202)
 

@@ -2,14 +2,13 @@
 
 from functools import partial
 
+from chat_worker.handlers import handle_chat
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.llm import build_model
 from taskfleet.runner import Handler
 from taskfleet.settings import Settings
 from taskfleet.worker import run_worker
-
-from chat_worker.handlers import handle_chat
 
 SPEC = QUEUES[TaskType.CHAT]
 

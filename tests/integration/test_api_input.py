@@ -1,0 +1,168 @@
+"""Bad input to the API gets the right 4xx with the error body; never a 500 (DESIGN.md §7)."""
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fleet_api.app import create_app
+from taskfleet.auth import issue_token
+from taskfleet.kernel import Kernel
+from tests.conftest import JWT_SECRET
+
+ALICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice')}"}
+BOB = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'bob')}"}
+SERVICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'backend', scope='service')}"}
+
+
+@pytest.fixture
+async def client(kernel: Kernel) -> AsyncIterator[TestClient[Any, Any]]:
+    async def no_publish(queue: str, body: bytes, message_id: str) -> None:
+        """Nothing consumes in these tests; keep the queue empty for the others."""
+
+    async with TestClient(TestServer(create_app(kernel, publish=no_publish))) as c:
+        yield c
+
+
+async def error_of(resp: Any, status: int) -> dict[str, Any]:
+    body = await resp.json()
+    assert resp.status == status, body
+    assert set(body) == {"error"}
+    assert {"code", "message", "details"} <= set(body["error"])
+    return body["error"]  # type: ignore[no-any-return]
+
+
+class TestChatStreamInput:
+    @pytest.mark.parametrize(
+        ("payload", "where"),
+        [
+            ({"content": "hi"}, "chat_id"),
+            ({"chat_id": "c"}, "content"),
+            ({"chat_id": 5, "content": "hi"}, "chat_id"),
+            ({"chat_id": "c", "content": ["hi"]}, "content"),
+            ({"chat_id": "c", "content": ""}, "content"),
+            ({"chat_id": "c", "content": "hi", "surprise": 1}, "surprise"),
+            ({"chat_id": "has spaces", "content": "hi"}, "chat_id"),
+        ],
+    )
+    async def test_schema_errors_are_422_naming_the_field(
+        self, client: TestClient[Any, Any], payload: dict[str, Any], where: str
+    ) -> None:
+        resp = await client.post("/api/chat/stream", json=payload, headers=ALICE)
+        err = await error_of(resp, 422)
+        assert err["code"] == "invalid_request"
+        assert any(where in d["loc"] for d in err["details"])
+
+    async def test_body_that_is_not_json_is_400(self, client: TestClient[Any, Any]) -> None:
+        resp = await client.post("/api/chat/stream", data=b"{nope", headers=ALICE)
+        assert (await error_of(resp, 400))["code"] == "bad_json"
+
+    async def test_json_that_is_not_an_object_is_422(self, client: TestClient[Any, Any]) -> None:
+        resp = await client.post("/api/chat/stream", data=b"[1, 2]", headers=ALICE)
+        await error_of(resp, 422)
+
+    async def test_huge_body_is_413(self, client: TestClient[Any, Any]) -> None:
+        big = {"chat_id": "c", "content": "x" * (2 * 1024 * 1024)}
+        resp = await client.post("/api/chat/stream", json=big, headers=ALICE)
+        assert (await error_of(resp, 413))["code"] == "too_large"
+
+    async def test_content_over_the_limit_is_422(
+        self, client: TestClient[Any, Any], kernel: Kernel
+    ) -> None:
+        long = "y" * (kernel.settings.max_content_chars + 1)
+        resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": long},
+                                 headers=ALICE)  # fmt: skip
+        assert (await error_of(resp, 422))["code"] == "content_too_long"
+
+    async def test_user_token_cannot_act_for_another_user(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        payload = {"chat_id": "c", "content": "hi", "user_id": "bob"}
+        resp = await client.post("/api/chat/stream", json=payload, headers=ALICE)
+        assert (await error_of(resp, 403))["code"] == "forbidden"
+
+    async def test_service_token_acts_for_a_user_and_idempotency_key_gives_same_task(
+        self, client: TestClient[Any, Any], kernel: Kernel
+    ) -> None:
+        payload = {"chat_id": "c", "content": "hi", "user_id": "carol", "idempotency_key": "k-1"}
+        first = await client.post("/api/chat/stream", json=payload, headers=SERVICE)
+        second = await client.post("/api/chat/stream", json=payload, headers=SERVICE)
+        a, b = await first.json(), await second.json()
+        assert (first.status, second.status) == (202, 202)
+        assert a["task_id"] == b["task_id"]
+        assert a["message_id"] == b["message_id"]
+        task = await kernel.store.get_task(a["task_id"])
+        assert task is not None
+        assert task["user_id"] == "carol"
+
+
+class TestAuth:
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"Authorization": "Bearer not-a-jwt"},
+            {"Authorization": "Basic YWxpY2U6cHc="},
+            {"Authorization": f"Bearer {issue_token('wrong-secret-' + 'z' * 32, 'alice')}"},
+            {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "alice", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256"
+                )
+            },
+            {
+                "Authorization": "Bearer "
+                + jwt.encode({"sub": "alice"}, JWT_SECRET, algorithm="HS256")
+            },
+            {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "alice", "exp": int(time.time()) + 60}, key=None, algorithm="none"
+                )
+            },
+        ],
+        ids=["missing", "garbage", "basic", "wrong-secret", "expired", "no-exp", "alg-none"],
+    )
+    async def test_bad_tokens_are_401(
+        self, client: TestClient[Any, Any], headers: dict[str, str]
+    ) -> None:
+        resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": "hi"},
+                                 headers=headers)  # fmt: skip
+        assert (await error_of(resp, 401))["code"] == "unauthorized"
+
+    async def test_health_routes_need_no_token(self, client: TestClient[Any, Any]) -> None:
+        assert (await client.get("/healthz")).status == 200
+        ready = await client.get("/readyz")
+        assert ready.status == 200
+        assert (await ready.json())["checks"] == {"database": True, "broker": True}
+        metrics = await (await client.get("/metrics")).text()
+        assert "taskfleet_tasks_total" in metrics
+
+
+class TestOwnership:
+    async def test_another_users_task_and_chat_answer_404(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        resp = await client.post("/api/chat/stream", json={"chat_id": "secret", "content": "mine"},
+                                 headers=ALICE)  # fmt: skip
+        task_id = (await resp.json())["task_id"]
+        assert (await client.get(f"/api/tasks/{task_id}", headers=ALICE)).status == 200
+        await error_of(await client.get(f"/api/tasks/{task_id}", headers=BOB), 404)
+        bob_view = await client.get("/api/chats/secret/messages", headers=BOB)
+        assert (await bob_view.json())["messages"] == []
+        alice_view = await client.get("/api/chats/secret/messages", headers=ALICE)
+        assert [m["role"] for m in (await alice_view.json())["messages"]] == ["user", "assistant"]
+        forged = await client.get("/api/chats/secret/messages?user_id=alice", headers=BOB)
+        await error_of(forged, 404)
+
+    @pytest.mark.parametrize("path", ["/api/tasks/not-a-uuid", "/api/tasks/", "/api/nothing"])
+    async def test_unknown_ids_and_routes_are_404(
+        self, client: TestClient[Any, Any], path: str
+    ) -> None:
+        await error_of(await client.get(path, headers=ALICE), 404)
+
+    async def test_wrong_method_is_405_with_error_body(self, client: TestClient[Any, Any]) -> None:
+        await error_of(await client.delete("/api/chat/stream", headers=ALICE), 405)

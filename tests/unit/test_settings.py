@@ -1,0 +1,101 @@
+"""taskfleet.settings: defaults from DESIGN.md §3 and one-line errors naming the variable."""
+
+import pytest
+
+from taskfleet.errors import ConfigError
+from taskfleet.settings import Settings, load_settings
+
+ENV_NAMES = sorted(
+    {str(f.validation_alias) for f in Settings.model_fields.values() if f.validation_alias}
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting of the host environment may leak into these tests (any letter case)."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_env_names_cover_the_design_variables() -> None:
+    expected = {"AMQP_URL", "DATABASE_URL", "TASKFLEET_NAMESPACE", "TASKFLEET_JWT_SECRET"}
+    expected |= {"API_HOST", "API_PORT", "METRICS_PORT", "LLM_TIMEOUT_S", "SHUTDOWN_GRACE_S"}
+    assert expected <= set(ENV_NAMES)
+
+
+def test_defaults_match_the_design() -> None:
+    s = load_settings()
+    assert s.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert s.database_url == "postgresql://postgres@127.0.0.1:5432/taskfleet"
+    assert s.namespace == ""
+    assert s.jwt_secret is None
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 8080)
+    assert s.llm_base_url is None
+    assert s.llm_timeout_s == 60
+    assert s.shutdown_grace_s == 30
+
+
+def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_PORT", "9090")
+    monkeypatch.setenv("LLM_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@broker:5672/")
+    s = load_settings()
+    assert s.api_port == 9090
+    assert s.llm_timeout_s == 2.5
+    assert s.amqp_url == "amqp://u:p@broker:5672/"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("API_PORT", "abc"),
+        ("API_PORT", "70000"),
+        ("TASKFLEET_NAMESPACE", "has space"),
+        ("TASKFLEET_NAMESPACE", "multi\nline"),
+        ("LOG_FORMAT", "xml"),
+        ("LLM_TIMEOUT_S", "0"),
+        ("SHUTDOWN_GRACE_S", "-1"),
+    ],
+)
+def test_bad_value_is_a_one_line_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "\r" not in message
+    assert message.startswith(f"{name}: ")
+
+
+def test_bad_override_by_field_name_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^API_PORT: "):
+        load_settings(api_port="not-a-port")
+
+
+def test_queue_applies_the_namespace_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().queue("chat_tasks") == "chat_tasks"
+    monkeypatch.setenv("TASKFLEET_NAMESPACE", "t42")
+    s = load_settings()
+    assert s.namespace == "t42"
+    assert s.queue("chat_tasks") == "t42.chat_tasks"
+    assert s.queue("taskfleet.events") == "t42.taskfleet.events"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_require_jwt_secret_raises_when_unset_or_empty(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("TASKFLEET_JWT_SECRET", value)
+    with pytest.raises(ConfigError, match=r"^TASKFLEET_JWT_SECRET: "):
+        load_settings().require_jwt_secret()
+
+
+def test_require_jwt_secret_returns_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKFLEET_JWT_SECRET", "s3cret-value")
+    s = load_settings()
+    assert s.require_jwt_secret() == "s3cret-value"
+    assert "s3cret-value" not in repr(s)
