@@ -1,5 +1,6 @@
 """End to end through real processes: POST → chat_tasks → chat-worker → PostgreSQL."""
 
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -32,7 +33,7 @@ class TestChatEndToEnd:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         spawn(["api", "--port", str(port)], process_env(settings))
-        spawn(["worker", "chat"], process_env(settings))
+        worker = spawn(["worker", "chat"], process_env(settings))
         await wait_for(lambda: api_ready(base), what="the API to be ready")
         headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'erin')}"}
         chat = f"chat-{uuid4().hex[:6]}"
@@ -58,6 +59,23 @@ class TestChatEndToEnd:
             ("assistant", "You said: ping pong", "completed"),
         ]
         assert history[1]["id"] == accepted["message_id"]
+        # And the worker's own endpoints say so
+        metrics_port = await wait_for(lambda: _metrics_port(worker), what="the worker's port")
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{metrics_port}") as http:
+            async with http.get("/readyz") as resp:
+                ready = await resp.json()
+            async with http.get("/metrics") as resp:
+                metrics = await resp.text()
+        assert ready["checks"] == {"database": True, "broker": True, "consuming": True}
+        assert 'taskfleet_tasks_total{outcome="completed",queue="chat_tasks"} 1.0' in metrics
+        assert 'taskfleet_task_duration_seconds_count{queue="chat_tasks"} 1.0' in metrics
+
+
+async def _metrics_port(worker: Proc) -> int | None:
+    for line in worker.output().splitlines():
+        if '"worker_started"' in line:
+            return int(json.loads(line)["metrics_port"])
+    return None
 
 
 class TestWorkerKilled:

@@ -1,0 +1,115 @@
+"""The command line: `taskfleet up` runs and heals the fleet, `submit --wait`, bad settings."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import aiohttp
+
+from taskfleet.settings import Settings
+from tests.conftest import Proc, free_port, process_env, wait_for
+
+
+def taskfleet(args: list[str], env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskfleet", *args],
+        env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+class TestUp:
+    async def test_up_serves_restarts_a_killed_worker_and_stops_cleanly(
+        self, settings: Settings, spawn: Callable[..., Proc]
+    ) -> None:
+        port = free_port()
+        env = process_env(settings, API_PORT=port)
+        del env["TASKFLEET_JWT_SECRET"]  # `up` makes one for its run and prints a token
+        fleet = spawn(["up"], env, name="up")
+
+        async def welcome() -> re.Match[str] | None:
+            return re.search(r"TASKFLEET_JWT_SECRET=(\S+) taskfleet submit", fleet.output())
+
+        secret = (await wait_for(welcome, what="the welcome text", timeout_s=30)).group(1)
+        assert f"API on http://127.0.0.1:{port}" in fleet.output()
+        client_env = {**env, "TASKFLEET_JWT_SECRET": secret}
+        url = f"http://127.0.0.1:{port}"
+
+        async def api_ready() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(api_ready, what="the API of the fleet")
+        done = taskfleet(["submit", "first", "--wait", "--url", url, "--timeout", "30"], client_env)
+        assert (done.returncode, done.stdout.strip()) == (0, "You said: first"), done.stderr
+
+        # When its chat worker dies, the fleet starts another and serves again
+        worker_pid = _child_pids(fleet, "chat-worker")[-1]
+        os.kill(worker_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return len(_child_pids(fleet, "chat-worker")) == 2
+
+        await wait_for(restarted, what="the worker to be restarted")
+        again = taskfleet(["submit", "second", "--wait", "--url", url, "--timeout", "30"], client_env)
+        assert (again.returncode, again.stdout.strip()) == (0, "You said: second"), again.stderr
+
+        # And SIGTERM stops the fleet and its children
+        fleet.popen.send_signal(signal.SIGTERM)
+        assert fleet.popen.wait(timeout=30) == 0
+        assert "fleet_stopped" in fleet.output()
+        pids = _child_pids(fleet, "chat-worker") + _child_pids(fleet, "api")
+        assert len(pids) == 3
+        for pid in pids:
+            assert not _alive(pid), f"child {pid} still running"
+
+
+def _child_pids(fleet: Proc, child: str) -> list[int]:
+    pids = []
+    for line in fleet.output().splitlines():
+        if line.startswith("{") and '"child_started"' in line:
+            record = json.loads(line)
+            if record["child"] == child:
+                pids.append(int(record["pid"]))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie that nobody reaped yet is not running.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+class TestStartupErrors:
+    def test_bad_setting_stops_the_process_with_one_line_naming_the_variable(
+        self, settings: Settings
+    ) -> None:
+        result = taskfleet(["worker", "chat"], process_env(settings, SHUTDOWN_GRACE_S="soon"))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("taskfleet: configuration error: SHUTDOWN_GRACE_S:")
+
+    def test_unreachable_database_is_one_line_naming_it(self, settings: Settings) -> None:
+        env = process_env(settings, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+        result = taskfleet(["api", "--port", str(free_port())], env)
+        assert result.returncode == 3
+        assert result.stderr.strip().startswith("taskfleet: cannot start: DATABASE_URL:")
+        assert len(result.stderr.strip().splitlines()) == 1
+
+    def test_api_without_a_jwt_secret_refuses_to_start(self, settings: Settings) -> None:
+        env = process_env(settings)
+        del env["TASKFLEET_JWT_SECRET"]
+        result = taskfleet(["api", "--port", str(free_port())], env)
+        assert result.returncode == 2
+        assert "TASKFLEET_JWT_SECRET" in result.stderr
