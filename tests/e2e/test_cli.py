@@ -14,7 +14,9 @@ from taskfleet.settings import Settings
 from tests.conftest import Proc, free_port, process_env, wait_for
 
 
-def taskfleet(args: list[str], env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def taskfleet(
+    args: list[str], env: dict[str, str], timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskfleet", *args],
         env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
@@ -57,7 +59,9 @@ class TestUp:
             return len(_child_pids(fleet, "chat-worker")) == 2
 
         await wait_for(restarted, what="the worker to be restarted")
-        again = taskfleet(["submit", "second", "--wait", "--url", url, "--timeout", "30"], client_env)
+        again = taskfleet(
+            ["submit", "second", "--wait", "--url", url, "--timeout", "30"], client_env
+        )
         assert (again.returncode, again.stdout.strip()) == (0, "You said: second"), again.stderr
 
         # And SIGTERM stops the fleet and its children
