@@ -2,15 +2,21 @@
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taskfleet.auth import SCOPES, issue_token, parse_ttl
-from taskfleet.constants import QUEUE_BY_WORKER
 from taskfleet.errors import ConfigError, StartupError
 from taskfleet.logging import configure_logging
 from taskfleet.settings import Settings, load_settings
+
+# Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
+# one of each.
+WORKERS: dict[str, str] = {
+    "chat": "chat_worker.main",
+}
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -38,18 +44,17 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    if args.name != "chat":
-        raise ConfigError(f"worker {args.name}: not available in this version (chat is)")
-    from chat_worker.main import main as chat_main
-
-    run_async(chat_main(settings, args.concurrency))
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency: must be at least 1 (got {args.concurrency})")
+    service = importlib.import_module(WORKERS[args.name])
+    run_async(service.main(settings, args.concurrency))
     return 0
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from taskfleet.fleet import run_fleet
 
-    return int(run_async(run_fleet(settings, workers=["chat"])))
+    return int(run_async(run_fleet(settings, workers=list(WORKERS))))
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
 
     worker = sub.add_parser("worker", help="run one worker")
-    worker.add_argument("name", choices=sorted(QUEUE_BY_WORKER))
+    worker.add_argument("name", choices=sorted(WORKERS))
     worker.add_argument("--concurrency", type=int, default=8)
 
     sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")

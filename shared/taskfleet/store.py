@@ -4,14 +4,14 @@ Each method is one round trip. The transitions themselves are SQL functions
 (migrations/0002_task_functions.sql) so that a claim or a completion is one transaction.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from taskfleet.constants import TaskType
+from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.messages import TaskMessage
 
@@ -42,6 +42,24 @@ class ChatSubmission:
     task_id: UUID
     message_id: UUID
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to create. `input` becomes the message payload the handler gets."""
+
+    type: TaskType
+    user_id: str
+    input: dict[str, Any]
+    max_attempts: int
+    chat_id: str | None = None
+    parent_id: UUID | None = None
+    idempotency_key: str | None = None
+    task_id: UUID = field(default_factory=uuid4)
+
+    def message(self) -> TaskMessage:
+        return TaskMessage(task_id=self.task_id, type=self.type, user_id=self.user_id,
+                           chat_id=self.chat_id, payload=self.input)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,50 +158,62 @@ class TaskStore:
         row = await self.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
         return dict(row) if row is not None else None
 
+    async def insert_task(
+        self,
+        conn: asyncpg.Connection,
+        new: NewTask,
+        *,
+        relay_grace_s: float,
+    ) -> UUID | None:
+        """Insert a task and its outbox row inside the caller's transaction.
+
+        Returns the new id, or None when `idempotency_key` names an existing task of the user.
+        The outbox row is due only after `relay_grace_s`: the caller publishes the message
+        itself right after commit (`taskfleet.submit.publish_after_commit`) and deletes the row;
+        the relay takes over if the caller dies or the publish fails.
+        """
+        inserted: UUID | None = await conn.fetchval(
+            "INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,"
+            " idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+            " DO NOTHING RETURNING id",
+            new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id, new.input,
+            new.max_attempts, new.idempotency_key,
+        )  # fmt: skip
+        if inserted is None:
+            return None
+        await conn.execute(
+            "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
+            " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3))",
+            new.task_id, QUEUES[new.type].name, relay_grace_s,
+        )  # fmt: skip
+        return new.task_id
+
     async def submit_chat(
         self,
+        new: NewTask,
         *,
-        user_id: str,
-        chat_id: str,
         content: str,
-        max_attempts: int,
-        queue: str,
-        idempotency_key: str | None,
         relay_grace_s: float,
     ) -> ChatSubmission:
-        """Task + user message + assistant placeholder + outbox row, in one transaction.
-
-        The outbox row is due only after `relay_grace_s`: the caller publishes the message
-        itself right after commit and then deletes the row; the relay takes over if it dies.
-        """
-        task_id, message_id = uuid4(), uuid4()
+        """A chat task with its user message and assistant placeholder, in one transaction."""
+        assert new.chat_id is not None
+        message_id = uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts,"
-                " idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-                " DO NOTHING RETURNING id",
-                task_id, TaskType.CHAT.value, user_id, chat_id, {"content": content},
-                max_attempts, idempotency_key,
-            )  # fmt: skip
-            if inserted is None:
+            task_id = await self.insert_task(conn, new, relay_grace_s=relay_grace_s)
+            if task_id is None:
                 row = await conn.fetchrow(
                     "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"
                     " ON m.task_id = t.id AND m.role = 'assistant'"
                     " WHERE t.user_id = $1 AND t.idempotency_key = $2",
-                    user_id, idempotency_key,
+                    new.user_id, new.idempotency_key,
                 )  # fmt: skip
                 return ChatSubmission(row["id"], row["message_id"], created=False)
             await conn.execute(
                 "INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)"
                 " VALUES (gen_random_uuid(), $1, $2, 'user', $3, 'completed', $4),"
                 " ($5, $1, $2, 'assistant', '', 'pending', $4)",
-                chat_id, user_id, content, task_id, message_id,
-            )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
-                " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3))",
-                task_id, queue, relay_grace_s,
+                new.chat_id, new.user_id, content, task_id, message_id,
             )  # fmt: skip
         return ChatSubmission(task_id, message_id, created=True)
 

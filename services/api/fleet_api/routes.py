@@ -1,6 +1,5 @@
 """The routes of the walking skeleton: submit a chat message, read a task, read a chat."""
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -12,18 +11,14 @@ from pydantic import BaseModel, ValidationError
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.models import ChatStreamAccepted, ChatStreamRequest
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.errors import PublishFailed
+from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
+from taskfleet.submit import Publish, new_task, publish_after_commit
 
 log = structlog.get_logger("fleet_api")
 
-Publish = Callable[[str, bytes, str], Awaitable[None]]
-
 KERNEL = web.AppKey("kernel", Kernel)
-PUBLISH: web.AppKey[Publish] = web.AppKey("publish")
-CHAT = QUEUES[TaskType.CHAT]
+PUBLISH: web.AppKey[Publish | None] = web.AppKey("publish")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -60,17 +55,15 @@ async def chat_stream(request: web.Request) -> web.Response:
             422, "content_too_long",
             f"content is longer than {kernel.settings.max_content_chars} characters",
         )  # fmt: skip
-    submission = await kernel.store.submit_chat(
-        user_id=user_id, chat_id=body.chat_id, content=body.content,
-        max_attempts=kernel.settings.max_attempts or CHAT.max_attempts, queue=CHAT.name,
-        idempotency_key=body.idempotency_key, relay_grace_s=kernel.settings.outbox_grace_s,
+    new = new_task(
+        kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,
+        input={"content": body.content}, idempotency_key=body.idempotency_key,
     )  # fmt: skip
+    submission = await kernel.store.submit_chat(
+        new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s
+    )
     if submission.created:
-        message = TaskMessage(
-            task_id=submission.task_id, type=TaskType.CHAT, user_id=user_id,
-            chat_id=body.chat_id, payload={"content": body.content},
-        )  # fmt: skip
-        await publish_after_commit(request.app, message)
+        await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
     status = "queued"  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         task = await kernel.store.get_task(submission.task_id)
@@ -79,17 +72,6 @@ async def chat_stream(request: web.Request) -> web.Response:
         task_id=submission.task_id, message_id=submission.message_id, status=status
     )
     return json_response(accepted.model_dump(mode="json"), status=202)
-
-
-async def publish_after_commit(app: web.Application, message: TaskMessage) -> None:
-    """Publish now; on failure the outbox row stays and the relay publishes it after the grace."""
-    kernel = app[KERNEL]
-    try:
-        await app[PUBLISH](kernel.settings.queue(CHAT.name), message.dumps(), str(message.task_id))
-    except PublishFailed as exc:
-        log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error=str(exc))
-        return
-    await kernel.store.forget_outbox(message.task_id)
 
 
 async def get_task(request: web.Request) -> web.Response:
