@@ -38,7 +38,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 mypy: install
-	$(BIN)/mypy shared/taskfleet services/api/fleet_api services/chat-worker/chat_worker
+	$(BIN)/mypy shared/taskfleet services/*/*/
 
 check: lint mypy
 

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from taskfleet.constants import QUEUES, TaskType, dlq_name
+from taskfleet.constants import QUEUES, QueueSpec, TaskType, dlq_name
 from taskfleet.kernel import Kernel, open_kernel
 from taskfleet.messages import TaskMessage
 from taskfleet.runner import Consumer, Handler
@@ -30,13 +30,19 @@ ConsumerFactory = Callable[..., Awaitable[Consumer]]
 
 @pytest.fixture
 async def consume(kernel: Kernel) -> AsyncIterator[ConsumerFactory]:
-    """Start a chat_tasks consumer with a test's handler; stopped at teardown."""
+    """Start a consumer of `spec`'s queue (chat_tasks by default) with a test's handler.
+
+    Keyword overrides are Settings field names (max_attempts=3, user_concurrency=2, ...).
+    Every consumer is stopped at teardown.
+    """
     consumers: list[Consumer] = []
 
-    async def start(handler: Handler, concurrency: int = 4, **overrides: Any) -> Consumer:
+    async def start(
+        handler: Handler, concurrency: int = 4, spec: QueueSpec = CHAT, **overrides: Any
+    ) -> Consumer:
         settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
         consumer = Consumer(
-            settings=settings, spec=CHAT, handler=handler, store=kernel.store,
+            settings=settings, spec=spec, handler=handler, store=kernel.store,
             broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
         )  # fmt: skip
         await consumer.start()

@@ -1,0 +1,1 @@
+"""camera-worker: consumes camera_analysis: analyse frames, detect motion, capture periodically."""

@@ -1,0 +1,1 @@
+"""doc-worker: consumes document_processing: parse, chunk and index documents."""

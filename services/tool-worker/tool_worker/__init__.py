@@ -1,0 +1,1 @@
+"""tool-worker: consumes tool_executions: runs the agent's tool calls."""
