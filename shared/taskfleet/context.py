@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from taskfleet import events
 from taskfleet.errors import TaskCancelled
 from taskfleet.messages import TaskMessage
-from taskfleet.store import TaskStore
+from taskfleet.store import TaskStore, Written
 
+# (routing key, body) -> published on the events exchange, best effort.
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 PROGRESS_INTERVAL_S = 0.25
@@ -38,13 +40,17 @@ class TaskContext:
     deadline: float  # loop.time() by which the handler must be done
     last_checkpoint: Any
     store: TaskStore
-    emit: EventSink
+    publish: EventSink
+    row_seq: int = 0
+    message_id: UUID | None = None  # the assistant message of a chat task
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     partial_output: Any = None
     interrupt_reason: str | None = None
     _owner: asyncio.Task[Any] | None = None
     _last_progress_at: float = 0.0
     _last_stage: str | None = None
+    _delta_index: int = 0
+    _reply_offset: int = 0
 
     @property
     def task_id(self) -> UUID:
@@ -63,10 +69,11 @@ class TaskContext:
         if stage == self._last_stage and now - self._last_progress_at < PROGRESS_INTERVAL_S:
             return
         self._last_progress_at, self._last_stage = now, stage
-        cancel = await self.store.progress(self.task_id, self.fence, fraction, stage, message)
-        await self.emit("processing", {"progress": fraction, "stage": stage,
-                                       "status_message": message})  # fmt: skip
-        self._observe_cancel(cancel)
+        written = await self.store.progress(self.task_id, self.fence, fraction, stage, message)
+        self._advance(written.event_seq)
+        await self.emit_status("processing", progress=fraction, stage=stage,
+                               status_message=message)  # fmt: skip
+        self._observe_cancel(written)
 
     async def checkpoint(self, state: Any) -> None:
         """Save resumable state; a retry or redelivery gets it back as `last_checkpoint`."""
@@ -78,6 +85,27 @@ class TaskContext:
         self.partial_output = output
         self._observe_cancel(await self.store.partial(self.task_id, self.fence, output, reply))
 
+    async def delta(self, text: str) -> None:
+        """Stream reply text live (`message.delta`); not persisted (see `partial`)."""
+        if not text:
+            return
+        self._delta_index += 1
+        key, body = events.message_delta(
+            task_id=self.task_id, task_type=self.message.type.value, user_id=self.user_id,
+            message_id=self.message_id, seq=events.event_seq(self.row_seq, self._delta_index),
+            offset=self._reply_offset, delta=text,
+        )  # fmt: skip
+        self._reply_offset += len(text)
+        await self.publish(key, body)
+
+    async def emit_status(self, status: str, **fields: Any) -> None:
+        """Publish `task.updated` for the state change that set `row_seq`."""
+        key, body = events.task_updated(
+            task_id=self.task_id, task_type=self.message.type.value, user_id=self.user_id,
+            chat_id=self.chat_id, status=status, seq=events.event_seq(self.row_seq), **fields,
+        )  # fmt: skip
+        await self.publish(key, body)
+
     def interrupt(self, reason: str) -> None:
         """Stop the handler: `cancel` (the user asked) or `shutdown` (the grace period ran out)."""
         if reason == "cancel":
@@ -87,10 +115,14 @@ class TaskContext:
             if self._owner is not None and not self._owner.done():
                 self._owner.cancel()
 
-    def _observe_cancel(self, requested: bool) -> None:
+    def _advance(self, row_seq: int) -> None:
+        if row_seq != self.row_seq:
+            self.row_seq, self._delta_index = row_seq, 0
+
+    def _observe_cancel(self, written: Written) -> None:
         # Seen from inside the handler: raise here rather than cancel our own task, whose
         # pending cancellation would otherwise hit the outcome's commit.
-        if requested:
+        if written.cancel_requested:
             self.cancelled.set()
             self.interrupt_reason = self.interrupt_reason or "cancel"
             raise TaskCancelled(f"task {self.task_id} was cancelled")

@@ -18,6 +18,7 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from taskfleet import events, jsonx
 from taskfleet.broker import Broker
 from taskfleet.constants import CONTROL_EXCHANGE, REASON_HEADER, QueueSpec, dlq_name
 from taskfleet.context import TaskContext, TaskResult
@@ -39,6 +40,8 @@ from taskfleet.supervisor import Supervisor
 log = structlog.get_logger("taskfleet.runner")
 
 Handler = Callable[[TaskContext], Awaitable[TaskResult]]
+
+CANCEL_POLL_S = 1.0
 
 # Errors that mean "we could not reach our own state", not "the task failed".
 INFRA_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -105,6 +108,7 @@ class Consumer:
         for i in range(self.concurrency):
             self.supervisor.spawn(f"{self.spec.worker}-loop-{i}", self._loop)
         self.supervisor.spawn(f"{self.spec.worker}-watchdog", self._watchdog)
+        self.supervisor.spawn(f"{self.spec.worker}-cancel-poll", self._poll_cancels)
 
     async def stop(self, grace_s: float) -> None:
         """Stop consuming; let in-flight tasks finish within grace_s, then hand them back."""
@@ -169,6 +173,18 @@ class Consumer:
             if self.broker.ready and not self._stopping and not self.consuming:
                 self.broker.reconnect("consumer lost")
 
+    async def _poll_cancels(self) -> None:
+        """The database's cancel flag reaches a running handler even if the control message
+        was lost and the handler never reports progress."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            if not self.inflight:
+                continue
+            for task_id in await self.store.cancel_requested(list(self.inflight)):
+                ctx = self.inflight.get(task_id)
+                if ctx is not None:
+                    ctx.interrupt("cancel")
+
     # -- the path ----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
@@ -216,7 +232,11 @@ class Consumer:
             TASKS.labels(self.spec.name, outcome[claim.verdict]).inc()
         if claim.verdict in ("cancelled", "exhausted"):
             status = "cancelled" if claim.verdict == "cancelled" else "failed"
-            await self._emit(msg, status, {})
+            key, body = events.task_updated(
+                task_id=msg.task_id, task_type=msg.type.value, user_id=claim.user_id,
+                chat_id=claim.chat_id, status=status, seq=events.event_seq(claim.event_seq),
+            )  # fmt: skip
+            await self.broker.publish_event(key, jsonx.dumps(body))
         log.info("message_settled", verdict=claim.verdict)
         await self._ack(message)
 
@@ -227,7 +247,8 @@ class Consumer:
             message=msg, input=claim.input, user_id=claim.user_id, chat_id=claim.chat_id,
             attempt=claim.attempts, max_attempts=claim.max_attempts, fence=claim.fence,
             deadline=loop.time() + deadline_s, last_checkpoint=claim.checkpoint,
-            store=self.store, emit=lambda status, extra: self._emit(msg, status, extra),
+            store=self.store, publish=self._publish_event, row_seq=claim.event_seq,
+            message_id=claim.message_id,
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
         TASK_WAIT.labels(self.spec.name).observe(
@@ -238,7 +259,7 @@ class Consumer:
         self._idle.clear()
         INFLIGHT.labels(self.spec.name).inc()
         try:
-            await self._emit(msg, "processing", {"attempts": claim.attempts})
+            await ctx.emit_status("processing", attempts=claim.attempts, progress=0.0)
             outcome = await self._handle(ctx)
             # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
             await asyncio.shield(self._persist(message, ctx, outcome))
@@ -279,7 +300,7 @@ class Consumer:
         self, message: AbstractIncomingMessage, ctx: TaskContext, outcome: Outcome
     ) -> None:
         try:
-            status = await self._commit(ctx, outcome)
+            status, seq = await self._commit(ctx, outcome)
         except StaleClaim:
             # Another attempt owns the task now; our copy of the message is settled.
             TASKS.labels(self.spec.name, "duplicate").inc()
@@ -291,34 +312,33 @@ class Consumer:
             log.info("task_released")
             return
         await self._ack(message)
-        extra = {"error": outcome.as_dict()} if isinstance(outcome, TaskError) else {}
-        await self._emit(ctx.message, status, extra)
+        ctx._advance(seq)
+        await ctx.emit_status(status, **_event_fields(outcome, ctx))
 
-    async def _commit(self, ctx: TaskContext, outcome: Outcome) -> str:
-        """Write the outcome, fenced. Returns the status it committed."""
+    async def _commit(self, ctx: TaskContext, outcome: Outcome) -> tuple[str, int]:
+        """Write the outcome, fenced. Returns the status it committed and its event_seq."""
         task_id, fence, queue = ctx.task_id, ctx.fence, self.spec.name
         if isinstance(outcome, TaskResult):
-            await self.store.complete(task_id, fence, outcome.output, outcome.reply)
+            seq = await self.store.complete(task_id, fence, outcome.output, outcome.reply)
             self._count("completed", "task_completed")
-            return "completed"
+            return "completed", seq
         if isinstance(outcome, TaskCancelled):
-            await self.store.cancelled(task_id, fence, ctx.partial_output)
+            seq = await self.store.cancelled(task_id, fence, ctx.partial_output)
             self._count("cancelled", "task_cancelled")
-            return "cancelled"
+            return "cancelled", seq
         if isinstance(outcome, Released):
-            await self.store.release(task_id, fence)
-            return "queued"
+            return "queued", await self.store.release(task_id, fence)
         decision = decide(outcome, attempt=ctx.attempt, max_attempts=ctx.max_attempts,
                           backoff=self.backoff())  # fmt: skip
         if decision.retry:
-            await self.store.retry(task_id, fence, outcome.as_dict(), queue, decision.delay_s)
+            seq = await self.store.retry(task_id, fence, outcome.as_dict(), queue, decision.delay_s)
             self._count("retried", "task_retry_scheduled", error=outcome.code,
                         delay_s=round(decision.delay_s, 3))  # fmt: skip
-            return "retrying"
-        await self.store.fail(task_id, fence, outcome.as_dict(), queue, decision.reason)
+            return "retrying", seq
+        seq = await self.store.fail(task_id, fence, outcome.as_dict(), queue, decision.reason)
         self._count("failed", "task_failed", error=outcome.code, message=str(outcome))
         TASKS.labels(queue, "dead_lettered").inc()
-        return "failed"
+        return "failed", seq
 
     def _count(self, outcome: str, event: str, **fields: Any) -> None:
         TASKS.labels(self.spec.name, outcome).inc()
@@ -362,10 +382,16 @@ class Consumer:
         except Exception as exc:
             log.warning("nack_failed", error=repr(exc))
 
-    async def _emit(self, msg: TaskMessage, status: str, extra: dict[str, Any]) -> None:
-        event = {
-            "type": "task.updated",
-            "task": {"id": str(msg.task_id), "type": msg.type.value, "user_id": msg.user_id,
-                     "chat_id": msg.chat_id, "status": status, **extra},
-        }  # fmt: skip
-        await self.broker.publish_event(f"task.{msg.type.value}.{status}", orjson.dumps(event))
+    async def _publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
+        await self.broker.publish_event(routing_key, jsonx.dumps(body))
+
+
+def _event_fields(outcome: Outcome, ctx: TaskContext) -> dict[str, Any]:
+    """What a client needs of the task after this outcome, besides its status."""
+    if isinstance(outcome, TaskResult):
+        return {"progress": 1.0, "output": outcome.output, "attempts": ctx.attempt}
+    if isinstance(outcome, TaskError):
+        return {"error": outcome.as_dict(), "attempts": ctx.attempt}
+    if isinstance(outcome, TaskCancelled):
+        return {"partial_output": ctx.partial_output, "attempts": ctx.attempt}
+    return {"attempts": ctx.attempt}

@@ -35,6 +35,16 @@ class Claim:
     user_id: str
     chat_id: str | None
     created_at: datetime
+    event_seq: int
+    message_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A fenced write's answer: the task's event_seq and whether a cancel was requested."""
+
+    event_seq: int
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,68 +99,84 @@ class TaskStore:
 
     async def complete(
         self, task_id: UUID, fence: int, output: Any, reply: str | None = None
-    ) -> None:
-        await self._fenced("SELECT tf_complete($1, $2, $3, $4)", task_id, fence, output, reply)
+    ) -> int:
+        return await self._fenced(
+            "SELECT tf_complete($1, $2, $3, $4)", task_id, fence, output, reply
+        )
 
     async def fail(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, reason: str
-    ) -> None:
-        await self._fenced(
+    ) -> int:
+        return await self._fenced(
             "SELECT tf_fail($1, $2, $3, $4, $5)", task_id, fence, error, queue, reason
         )
 
     async def retry(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, delay_s: float
-    ) -> None:
-        await self._fenced(
+    ) -> int:
+        return await self._fenced(
             "SELECT tf_retry($1, $2, $3, $4, $5)", task_id, fence, error, queue, delay_s
         )
 
-    async def cancelled(self, task_id: UUID, fence: int, partial: Any) -> None:
-        await self._fenced("SELECT tf_cancelled($1, $2, $3)", task_id, fence, partial)
+    async def cancelled(self, task_id: UUID, fence: int, partial: Any) -> int:
+        return await self._fenced("SELECT tf_cancelled($1, $2, $3)", task_id, fence, partial)
 
-    async def release(self, task_id: UUID, fence: int) -> None:
-        await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
+    async def release(self, task_id: UUID, fence: int) -> int:
+        return await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
 
     async def progress(
         self, task_id: UUID, fence: int, fraction: float, stage: str | None, message: str | None
-    ) -> bool:
-        """Save progress; returns whether a cancel was requested meanwhile."""
-        return await self._fenced_value(
-            "UPDATE tasks SET progress = $3, stage = $4, status_message = $5, updated_at = now()"
-            " WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested",
+    ) -> Written:
+        """Save progress; the answer says whether a cancel was requested meanwhile."""
+        return await self._written(
+            "UPDATE tasks SET progress = $3, stage = $4, status_message = $5, updated_at = now(),"
+            " event_seq = event_seq + 1"
+            " WHERE id = $1 AND fence = $2 AND status = 'processing'"
+            " RETURNING event_seq, cancel_requested",
             task_id, fence, fraction, stage, message,
         )  # fmt: skip
 
-    async def checkpoint(self, task_id: UUID, fence: int, state: Any) -> bool:
-        return await self._fenced_value(
+    async def checkpoint(self, task_id: UUID, fence: int, state: Any) -> Written:
+        """Save resumable state. Not an event: event_seq is returned unchanged."""
+        return await self._written(
             "UPDATE tasks SET checkpoint = $3, updated_at = now()"
-            " WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested",
+            " WHERE id = $1 AND fence = $2 AND status = 'processing'"
+            " RETURNING event_seq, cancel_requested",
             task_id, fence, state,
         )  # fmt: skip
 
-    async def partial(self, task_id: UUID, fence: int, output: Any, reply: str | None) -> bool:
-        """Save partial output (and the partial reply text, status `streaming`)."""
-        return await self._fenced_value(
+    async def partial(self, task_id: UUID, fence: int, output: Any, reply: str | None) -> Written:
+        """Save partial output (and the partial reply text, status `streaming`). Not an event."""
+        return await self._written(
             "WITH t AS (UPDATE tasks SET partial_output = $3, updated_at = now()"
-            "  WHERE id = $1 AND fence = $2 AND status = 'processing' RETURNING cancel_requested),"
+            "  WHERE id = $1 AND fence = $2 AND status = 'processing'"
+            "  RETURNING event_seq, cancel_requested),"
             " m AS (UPDATE messages SET content = $4, status = 'streaming',"
             "  updated_at = clock_timestamp()"
             "  WHERE $4::text IS NOT NULL AND task_id = $1 AND role = 'assistant'"
             "  AND EXISTS (SELECT 1 FROM t))"
-            " SELECT cancel_requested FROM t",
+            " SELECT event_seq, cancel_requested FROM t",
             task_id, fence, output, reply,
         )  # fmt: skip
 
-    async def _fenced(self, sql: str, *args: Any) -> None:
-        if not await self.pool.fetchval(sql, *args):
-            raise StaleClaim(f"task {args[0]}: fence {args[1]} is no longer current")
+    async def cancel_requested(self, task_ids: list[UUID]) -> list[UUID]:
+        """Which of these tasks a user asked to cancel (the runner polls its in-flight ones)."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND cancel_requested", task_ids
+        )
+        return [r["id"] for r in rows]
 
-    async def _fenced_value(self, sql: str, *args: Any) -> bool:
+    async def _fenced(self, sql: str, *args: Any) -> int:
+        seq = await self.pool.fetchval(sql, *args)
+        if seq is None:
+            raise StaleClaim(f"task {args[0]}: fence {args[1]} is no longer current")
+        return int(seq)
+
+    async def _written(self, sql: str, *args: Any) -> Written:
         row = await self.pool.fetchrow(sql, *args)
         if row is None:
             raise StaleClaim(f"task {args[0]}: fence {args[1]} is no longer current")
-        return bool(row[0])
+        return Written(int(row["event_seq"]), bool(row["cancel_requested"]))
 
     # -- reads and submissions --------------------------------------------------------------
 

@@ -7,7 +7,9 @@ from taskfleet.context import TaskContext, TaskResult
 from taskfleet.errors import InvalidPayload
 from taskfleet.llm import ChatModel
 
-# The partial reply is saved at most this often while it streams.
+# Reply text is sent live at most this often (deltas are batched in between) ...
+DELTA_EVERY_S = 0.05
+# ... and saved as the partial reply at most this often, so a reload shows it.
 PARTIAL_EVERY_S = 0.25
 
 
@@ -22,12 +24,20 @@ async def handle_chat(ctx: TaskContext, *, model: ChatModel) -> TaskResult:
     """Answer one chat message. The reply is committed with the task's completion."""
     content = user_text(ctx.input)
     parts: list[str] = []
-    saved_at = time.monotonic()
-    async for delta in model.stream([{"role": "user", "content": content}]):
-        parts.append(delta)
-        if time.monotonic() - saved_at >= PARTIAL_EVERY_S:
+    unsent: list[str] = []
+    sent_at = saved_at = time.monotonic()
+    async for piece in model.stream([{"role": "user", "content": content}]):
+        parts.append(piece)
+        unsent.append(piece)
+        now = time.monotonic()
+        if now - sent_at >= DELTA_EVERY_S:
+            await ctx.delta("".join(unsent))
+            unsent.clear()
+            sent_at = now
+        if now - saved_at >= PARTIAL_EVERY_S:
             reply = "".join(parts)
             await ctx.partial({"reply": reply}, reply=reply)
-            saved_at = time.monotonic()
+            saved_at = now
+    await ctx.delta("".join(unsent))
     reply = "".join(parts)
     return TaskResult(output={"reply": reply, "model": model.name}, reply=reply)

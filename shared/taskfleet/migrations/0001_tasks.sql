@@ -24,6 +24,9 @@ CREATE TABLE tasks (
     cancel_requested boolean NOT NULL DEFAULT false,
     -- Fencing token: bumped by every claim; every later write of that attempt must carry it.
     fence            bigint NOT NULL DEFAULT 0,
+    -- Bumped by every state change; live events carry event_seq * 1e6 (+ a delta index), so
+    -- a client can order them and resume with ?since= (docs/live-updates.md).
+    event_seq        bigint NOT NULL DEFAULT 0,
     idempotency_key  text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
