@@ -1,0 +1,151 @@
+"""What a document task is: parse the document in a limited child process, chunk each page,
+index the chunks, and checkpoint after every batch of pages.
+
+Resume: the checkpoint `{"pages_done": k, ...}` is written only after the chunks of pages
+1..k are committed, and a new attempt starts the parser at page k+1, so pages already done
+are never parsed again. A batch cut short by a crash is done again; its chunks have the same
+keys and are skipped (doc_worker.index.save_chunks), never duplicated.
+"""
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from doc_worker import index
+from doc_worker.child import ParsedPage, ParseLimits, run_parser
+from doc_worker.chunking import chunk_text
+from doc_worker.index import Chunk, StoredDocument
+from taskfleet.blobs import BlobStore
+from taskfleet.context import TaskContext, TaskResult
+from taskfleet.errors import InvalidPayload, PermanentError
+from taskfleet.settings import Settings
+
+log = structlog.get_logger("doc_worker")
+
+STAGE = "indexing"
+
+
+@dataclass(frozen=True, slots=True)
+class DocConfig:
+    batch_pages: int
+    limits: ParseLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DocConfig":
+        return cls(settings.doc_batch_pages, ParseLimits.from_settings(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The checkpoint: pages 1..pages_done are indexed; `skipped` pages had no readable text."""
+
+    pages_done: int = 0
+    skipped: tuple[int, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, checkpoint: Any) -> "Resume":
+        if not isinstance(checkpoint, dict):
+            return cls()
+        done, skipped = checkpoint.get("pages_done"), checkpoint.get("skipped_pages")
+        if not isinstance(done, int) or done < 0:
+            return cls()
+        pages = tuple(p for p in skipped if isinstance(p, int)) if isinstance(skipped, list) else ()
+        return cls(done, pages)
+
+    def state(self, pages: int) -> dict[str, Any]:
+        return {"pages_done": self.pages_done, "pages": pages, "skipped_pages": list(self.skipped)}
+
+
+def document_id_of(payload: Any) -> UUID:
+    raw = payload.get("document_id") if isinstance(payload, dict) else None
+    if raw is None:
+        raise InvalidPayload("payload.document_id is required")
+    try:
+        return UUID(str(raw))
+    except ValueError:
+        raise InvalidPayload(f"payload.document_id is not a uuid: {str(raw)[:80]!r}") from None
+
+
+async def handle_document(
+    ctx: TaskContext, *, pool: asyncpg.Pool, blobs: BlobStore, config: DocConfig
+) -> TaskResult:
+    """Index one document of the task's user; answers {document_id, pages, chunks, ...}."""
+    document_id = document_id_of(ctx.input)
+    doc = await index.load_document(pool, document_id, ctx.user_id)
+    if doc is None:  # absent, deleted, or another user's: all the same to this user
+        raise PermanentError(f"document {document_id} not found", code="document_not_found")
+    resume = Resume.of(ctx.last_checkpoint)
+    if doc.indexed_at is None:
+        resume = await _parse_and_index(ctx, pool, blobs, config, doc, resume)
+    pages, chunks = await index.mark_indexed(pool, doc.id)
+    log.info("document_indexed", document_id=str(doc.id), pages=pages, chunks=chunks)
+    return TaskResult(output={"document_id": str(doc.id), "pages": pages, "chunks": chunks,
+                              "skipped_pages": list(resume.skipped)})  # fmt: skip
+
+
+async def _parse_and_index(
+    ctx: TaskContext,
+    pool: asyncpg.Pool,
+    blobs: BlobStore,
+    config: DocConfig,
+    doc: StoredDocument,
+    resume: Resume,
+) -> Resume:
+    data = await blobs.get(doc.blob_key)
+    if data is None:
+        raise PermanentError(f"document {doc.id} has no stored bytes", code="document_not_found")
+    first = resume.pages_done + 1
+    with tempfile.TemporaryDirectory(prefix="taskfleet-doc-") as tmp:
+        path = Path(tmp) / "document"
+        await asyncio.to_thread(path.write_bytes, data)
+        del data  # the child reads the file; do not hold 50 MB per task meanwhile
+        async with run_parser(path, doc.media_type, first, config.limits) as parser:
+            total = parser.pages
+            await index.set_page_count(pool, doc.id, total)
+            log.info("document_parse_started", document_id=str(doc.id), pages=total,
+                     first_page=first, resumed=first > 1)  # fmt: skip
+            await ctx.progress(min(1.0, resume.pages_done / total) if total else 1.0, STAGE,
+                               f"page {resume.pages_done} of {total}")  # fmt: skip
+            batch: list[ParsedPage] = []
+            async for page in parser.texts():
+                batch.append(page)
+                await ctx.progress(page.number / total, STAGE, f"page {page.number} of {total}")
+                if len(batch) >= config.batch_pages:
+                    resume = await _commit_batch(ctx, pool, doc, batch, total, resume)
+                    batch = []
+            if batch:
+                resume = await _commit_batch(ctx, pool, doc, batch, total, resume)
+    return resume
+
+
+async def _commit_batch(
+    ctx: TaskContext,
+    pool: asyncpg.Pool,
+    doc: StoredDocument,
+    batch: list[ParsedPage],
+    total: int,
+    resume: Resume,
+) -> Resume:
+    """Chunks first, then the checkpoint that says they are there (never the other order)."""
+    chunks = [
+        Chunk(page.number, i, text)
+        for page in batch
+        for i, text in enumerate(chunk_text(page.text))
+    ]
+    await index.save_chunks(pool, doc.id, doc.user_id, chunks)
+    skipped = [p.number for p in batch if p.warning is not None]
+    for page in batch:
+        if page.warning is not None:
+            log.warning("document_page_unreadable", document_id=str(doc.id), page=page.number,
+                        error=page.warning)  # fmt: skip
+    resume = Resume(batch[-1].number, (*resume.skipped, *skipped))
+    await ctx.checkpoint(resume.state(total))
+    log.info("document_pages_indexed", document_id=str(doc.id), first_page=batch[0].number,
+             last_page=batch[-1].number, chunks=len(chunks))  # fmt: skip
+    return resume
