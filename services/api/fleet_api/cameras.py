@@ -1,0 +1,269 @@
+"""Camera routes (DESIGN.md §7): upload a frame, configure periodic capture, read analyses.
+
+A camera belongs to a user: (user_id, camera_id) is its identity, and every query filters by
+the caller's user, so another user's camera answers 404 as if absent. A service token may act
+for any user with `?user_id=`.
+"""
+
+import base64
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.openapi import Operation
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, parse_body, parse_query
+from taskfleet.constants import TaskType
+from taskfleet.messages import ID_PATTERN
+from taskfleet.submit import new_task, publish_after_commit
+
+CHUNK = 64 * 1024
+MAX_URL_CHARS = 2048
+# http(s), a host, then printable ASCII: anything else is refused here, not at capture time.
+URL_PATTERN = r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+([/?#][!-~]*)?$"
+# Identified by their first bytes, never by the Content-Type a client claims.
+MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+CAMERA_COLUMNS = (
+    "camera_id, user_id, snapshot_url, interval_s, enabled, motion_threshold, next_capture_at,"
+    " created_at, updated_at"
+)
+
+
+class CameraSettings(BaseModel):
+    """`PUT /api/cameras/{camera_id}`: the whole configuration of periodic capture."""
+
+    # "enabled needs a snapshot_url", said in the schema too, so that it tells the whole truth.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"enabled": {"const": True}}},
+            "then": {
+                "required": ["snapshot_url"],
+                "properties": {"snapshot_url": {"type": "string"}},
+            },
+        },
+    )
+
+    snapshot_url: str | None = Field(
+        None, max_length=MAX_URL_CHARS, pattern=URL_PATTERN,
+        description="Absolute http(s) URL answering a JPEG or PNG.",
+    )  # fmt: skip
+    interval_s: int = Field(60, ge=1, le=86400, description="Seconds between two captures.")
+    enabled: bool = Field(True, description="Capture periodically (needs snapshot_url).")
+    motion_threshold: float | None = Field(
+        None, ge=0, le=1, description="Fraction of the frame that must change to be motion."
+    )
+
+    @model_validator(mode="after")
+    def _enabled_needs_url(self) -> "CameraSettings":
+        if self.enabled and self.snapshot_url is None:
+            raise ValueError("enabled needs a snapshot_url")
+        return self
+
+
+class OwnerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
+
+
+class AnalysesQuery(OwnerQuery):
+    limit: int = Field(20, ge=1, le=100)
+
+
+class FrameAccepted(BaseModel):
+    frame_id: UUID
+    task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
+
+
+class Camera(BaseModel):
+    camera_id: str
+    user_id: str
+    snapshot_url: str | None
+    interval_s: int
+    enabled: bool
+    motion_threshold: float | None = Field(description="null: the CAMERA_MOTION_THRESHOLD.")
+    next_capture_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Analysis(BaseModel):
+    frame_id: UUID
+    task_id: UUID
+    source: str = Field(description="`upload` or `capture`.")
+    slot_at: datetime | None = Field(description="The capture slot of a captured frame.")
+    received_at: datetime
+    analysed_at: datetime
+    width: int
+    height: int
+    format: str
+    brightness: float = Field(description="Mean grey level, 0 (black) to 1 (white).")
+    sharpness: float = Field(description="Variance of the Laplacian; higher is sharper.")
+    motion: float | None = Field(
+        description="Fraction of the frame changed since the previous analysed frame."
+    )
+    motion_detected: bool
+    previous_frame_id: UUID | None
+    thumbnail: str = Field(description="A small JPEG as a data: URL.")
+
+
+class AnalysisPage(BaseModel):
+    camera_id: str
+    analyses: list[Analysis] = Field(description="Newest frame first.")
+
+
+def camera_id_param(request: web.Request) -> str:
+    camera_id = request.match_info["camera_id"]
+    if not re.fullmatch(ID_PATTERN, camera_id):
+        raise ApiError(422, "invalid_request", "camera_id: letters, digits and _.:@- only",
+                       [{"loc": ["path", "camera_id"], "msg": "bad camera_id"}])  # fmt: skip
+    return camera_id
+
+
+def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
+    """The user whose camera this is: the caller, or `?user_id=` for a service token."""
+    who = principal(request)
+    user_id = query.user_id or who.user_id
+    if who.may_act_for(user_id):
+        return user_id
+    if reading:  # as for any object of another user: absent
+        raise not_found("camera not found")
+    raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
+
+
+async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The body, at most `limit` bytes (413 beyond), and its type by magic bytes (415)."""
+    too_large = ApiError(413, "too_large", f"a frame may be at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    # Streamed with our own limit: request.read() stops at the app's 1 MiB client_max_size.
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    for magic, content_type in MAGIC.items():
+        if body.startswith(magic):
+            return bytes(body), content_type
+    raise ApiError(415, "unsupported_media_type", "the body must be a JPEG or PNG image")
+
+
+async def upload_frame(request: web.Request) -> web.Response:
+    """Accept a frame: 202 with its id and task id; the analysis goes on in camera-worker."""
+    kernel = request.app[KERNEL]
+    camera_id = camera_id_param(request)
+    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
+    frame_id = uuid4()
+    # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
+    new = new_task(kernel.settings, type=TaskType.CAMERA, user_id=user_id,
+                   input={"frame_id": str(frame_id), "camera_id": camera_id})  # fmt: skip
+    async with kernel.pool.acquire() as conn, conn.transaction():
+        # Sending frames is enough to have a camera; PUT adds periodic capture to it.
+        await conn.execute(
+            "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            user_id, camera_id,
+        )  # fmt: skip
+        await kernel.store.insert_task(conn, new, relay_grace_s=kernel.settings.outbox_grace_s)
+        await conn.execute(
+            "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source, content_type,"
+            " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
+            frame_id, user_id, camera_id, new.task_id, content_type, image,
+        )  # fmt: skip
+    await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
+    accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
+    return json_response(accepted.model_dump(mode="json"), status=202)
+
+
+async def put_camera(request: web.Request) -> web.Response:
+    """Configure periodic capture. A changed schedule starts at once; an unchanged one keeps
+    its slots (repeating the same PUT neither skips nor doubles a capture)."""
+    kernel = request.app[KERNEL]
+    camera_id = camera_id_param(request)
+    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    body = await parse_body(request, CameraSettings)
+    row = await kernel.pool.fetchrow(
+        "INSERT INTO cameras AS c (user_id, camera_id, snapshot_url, interval_s, enabled,"
+        " motion_threshold, next_capture_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 THEN now() END)"
+        " ON CONFLICT (user_id, camera_id) DO UPDATE SET snapshot_url = excluded.snapshot_url,"
+        "  interval_s = excluded.interval_s, enabled = excluded.enabled,"
+        "  motion_threshold = excluded.motion_threshold, updated_at = now(),"
+        "  next_capture_at = CASE"
+        "   WHEN NOT excluded.enabled THEN NULL"
+        "   WHEN c.enabled AND c.snapshot_url = excluded.snapshot_url"
+        "    AND c.interval_s = excluded.interval_s THEN c.next_capture_at"
+        "   ELSE now() END"
+        f" RETURNING {CAMERA_COLUMNS}",
+        user_id, camera_id, body.snapshot_url, body.interval_s, body.enabled,
+        body.motion_threshold,
+    )  # fmt: skip
+    return json_response(Camera.model_validate(dict(row)).model_dump(mode="json"))
+
+
+async def get_camera(request: web.Request) -> web.Response:
+    kernel = request.app[KERNEL]
+    camera_id = camera_id_param(request)
+    user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
+    row = await kernel.pool.fetchrow(
+        f"SELECT {CAMERA_COLUMNS} FROM cameras WHERE user_id = $1 AND camera_id = $2",
+        user_id, camera_id,
+    )  # fmt: skip
+    if row is None:
+        raise not_found("camera not found")
+    return json_response(Camera.model_validate(dict(row)).model_dump(mode="json"))
+
+
+async def list_analyses(request: web.Request) -> web.Response:
+    """The camera's analyses, newest frame first, each with its thumbnail as a data URL."""
+    kernel = request.app[KERNEL]
+    camera_id = camera_id_param(request)
+    query = parse_query(request, AnalysesQuery)
+    user_id = owner(request, query, reading=True)
+    async with kernel.pool.acquire() as conn:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM cameras WHERE user_id = $1 AND camera_id = $2", user_id, camera_id
+        )
+        if not exists:
+            raise not_found("camera not found")
+        rows = await conn.fetch(
+            "SELECT a.frame_id, a.task_id, f.source, f.slot_at, f.created_at AS received_at,"
+            " a.analysed_at, a.width, a.height, a.format, a.brightness, a.sharpness, a.motion,"
+            " a.motion_detected, a.previous_frame_id, a.thumbnail"
+            " FROM camera_analyses a JOIN camera_frames f ON f.id = a.frame_id"
+            " WHERE a.user_id = $1 AND a.camera_id = $2 ORDER BY a.frame_seq DESC LIMIT $3",
+            user_id, camera_id, query.limit,
+        )  # fmt: skip
+    page = AnalysisPage(camera_id=camera_id, analyses=[_analysis(r) for r in rows])
+    return json_response(page.model_dump(mode="json"))
+
+
+def _analysis(row: Any) -> Analysis:
+    out = dict(row)
+    out["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(out["thumbnail"]).decode()
+    return Analysis.model_validate(out)
+
+
+def add_camera_routes(app: web.Application) -> None:
+    api, tags = app[OPENAPI], ("cameras",)
+    image = {"type": "string", "format": "binary"}
+    api.add(app, Operation("POST", "/api/cameras/{camera_id}/frames", upload_frame,
+                           "Upload a frame (JPEG or PNG body) for analysis", FrameAccepted, 202,
+                           query=OwnerQuery, errors=(401, 403, 413, 415, 422, 503), tags=tags,
+                           raw_body={"image/jpeg": image, "image/png": image}))  # fmt: skip
+    api.add(app, Operation("PUT", "/api/cameras/{camera_id}", put_camera,
+                           "Configure periodic capture", Camera, body=CameraSettings,
+                           query=OwnerQuery, errors=(400, 401, 403, 413, 422, 503),
+                           tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/cameras/{camera_id}", get_camera, "A camera",
+                           Camera, query=OwnerQuery, tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/cameras/{camera_id}/analyses", list_analyses,
+                           "A camera's analyses, newest first", AnalysisPage,
+                           query=AnalysesQuery, tags=tags))  # fmt: skip

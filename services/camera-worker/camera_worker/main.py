@@ -1,0 +1,34 @@
+"""Bootstrap of camera-worker: the frame handler, and the capture scheduler beside it."""
+
+import warnings
+from functools import partial
+
+from PIL import Image
+
+from camera_worker.handlers import handle_frame
+from camera_worker.scheduler import CaptureScheduler
+from taskfleet.constants import QUEUES, TaskType
+from taskfleet.kernel import Kernel
+from taskfleet.runner import Handler
+from taskfleet.settings import Settings
+from taskfleet.supervisor import CoroFactory
+from taskfleet.worker import run_worker
+
+SPEC = QUEUES[TaskType.CAMERA]
+
+
+def make_handler(kernel: Kernel) -> Handler:
+    # Pillow's own guard agrees with ours, and its warning (between 1x and 2x the limit) is
+    # an error too; analysis.decode checks the pixel count itself as well.
+    Image.MAX_IMAGE_PIXELS = kernel.settings.camera_max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    return partial(handle_frame, kernel=kernel)
+
+
+def background(kernel: Kernel) -> list[tuple[str, CoroFactory]]:
+    # Every replica runs the loop; the advisory lock lets exactly one of them schedule.
+    return [("camera-scheduler", CaptureScheduler(kernel).run)]
+
+
+async def main(settings: Settings, concurrency: int) -> None:
+    await run_worker(settings, SPEC, make_handler, concurrency=concurrency, background=background)
