@@ -1,21 +1,32 @@
-"""Bootstrap of chat-worker: bind the model to the handler and run the kernel's worker."""
+"""Bootstrap of chat-worker: one model and one agent for the process, bound to the handler."""
 
 from functools import partial
 
+from chat_worker.agent import Agent
 from chat_worker.handlers import handle_chat
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
-from taskfleet.llm import build_model
+from taskfleet.llm import ChatModel, build_model
 from taskfleet.runner import Handler
 from taskfleet.settings import Settings
+from taskfleet.toolspecs import tool_specs
 from taskfleet.worker import run_worker
 
 SPEC = QUEUES[TaskType.CHAT]
 
 
-def make_handler(kernel: Kernel) -> Handler:
-    return partial(handle_chat, model=build_model(kernel.settings))
+def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
+    agent = Agent(model=model, pool=kernel.pool, settings=kernel.settings, tools=tool_specs())
+    return partial(handle_chat, agent=agent)
 
 
 async def main(settings: Settings, concurrency: int) -> None:
-    await run_worker(settings, SPEC, make_handler, concurrency=concurrency)
+    # Built before the worker, so a bad LLM setting stops the process at start; closed after
+    # it, when no handler uses its connections any more.
+    model = build_model(settings)
+    try:
+        await run_worker(
+            settings, SPEC, lambda kernel: make_handler(kernel, model), concurrency=concurrency
+        )
+    finally:
+        await model.aclose()

@@ -1,28 +1,56 @@
-"""LLM providers behind one interface: `stream(messages)` yields text deltas."""
+"""LLM providers behind one interface: `stream(messages, tools=...)` yields the reply's text
+deltas, then the tool calls the model asked for."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
+from urllib.parse import urlsplit
 
+from taskfleet.errors import ConfigError
 from taskfleet.llm.scripted import ScriptedModel
+from taskfleet.llm.types import LLM_OUTCOMES, ChatHistory, StreamItem, ToolCall, ToolSpec
+from taskfleet.metrics import LLM_REQUESTS
 from taskfleet.settings import Settings
 
-ChatHistory = list[dict[str, str]]
+__all__ = ["ChatHistory", "ChatModel", "StreamItem", "ToolCall", "ToolSpec", "build_model"]
 
 
 class ChatModel(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    def stream(self, messages: ChatHistory) -> AsyncIterator[str]:
-        """Yield the reply as text deltas."""
+    def stream(
+        self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None
+    ) -> AsyncIterator[StreamItem]:
+        """Yield text deltas as they come, then each ToolCall (only when `tools` were given).
+
+        Raises taskfleet.llm.types.LlmError (retryable) or LlmRejected (permanent).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (the worker calls it once, when it stops)."""
         ...
 
 
 def build_model(settings: Settings) -> ChatModel:
-    """The configured provider. Without LLM_BASE_URL, the offline `scripted` one."""
-    if settings.llm_base_url:
-        # The OpenAI-compatible HTTP client lands with the agent issue; refuse loudly rather
-        # than answer with the wrong provider.
-        from taskfleet.errors import ConfigError
+    """The configured provider: OpenAI-compatible HTTP with LLM_BASE_URL, else `scripted`."""
+    for outcome in LLM_OUTCOMES:  # exported at 0 from the start, whichever the provider
+        LLM_REQUESTS.labels(outcome)
+    if not settings.llm_base_url:
+        return ScriptedModel(delay_s=settings.scripted_delay_ms / 1000)
+    from taskfleet.llm.openai import OpenAIModel
 
-        raise ConfigError("LLM_BASE_URL: the HTTP provider is not available in this version")
-    return ScriptedModel(delay_s=settings.scripted_delay_ms / 1000)
+    url = urlsplit(settings.llm_base_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(
+            f"LLM_BASE_URL: must be an http(s) URL like https://api.openai.com/v1"
+            f" (got {settings.llm_base_url!r})"
+        )
+    if not settings.llm_model:
+        raise ConfigError("LLM_MODEL: required with LLM_BASE_URL (the model name to ask for)")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    return OpenAIModel(
+        base_url=settings.llm_base_url, model=settings.llm_model, api_key=key or None,
+        timeout_s=settings.llm_timeout_s, max_attempts=settings.llm_max_attempts,
+        max_wait_s=settings.llm_retry_max_wait_s,
+    )  # fmt: skip

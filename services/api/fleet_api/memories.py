@@ -1,0 +1,54 @@
+"""`GET /api/users/{user_id}/memories`: what the agent remembers about a user (docs/agent.md).
+
+A user token sees only its own user's memories; another user's answer 404 as if absent. A
+service or admin token may read any user's.
+"""
+
+import re
+from datetime import datetime
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet_api.auth import principal
+from fleet_api.errors import json_response, not_found
+from fleet_api.openapi import Operation
+from fleet_api.routes import KERNEL, OPENAPI, parse_query
+from taskfleet.memories import list_memories
+from taskfleet.messages import ID_PATTERN
+
+
+class MemoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=500)
+
+
+class Memory(BaseModel):
+    id: UUID
+    fact: str
+    source_task_id: UUID | None = Field(description="The chat task whose exchange it came from.")
+    created_at: datetime
+
+
+class MemoryList(BaseModel):
+    user_id: str
+    memories: list[Memory] = Field(description="Newest first.")
+
+
+async def user_memories(request: web.Request) -> web.Response:
+    """Facts extracted from the user's chats, deduplicated, newest first."""
+    user_id = request.match_info["user_id"]
+    if not re.fullmatch(ID_PATTERN, user_id) or not principal(request).may_act_for(user_id):
+        raise not_found("user not found")
+    query = parse_query(request, MemoryQuery)
+    memories = await list_memories(request.app[KERNEL].pool, user_id, limit=query.limit)
+    return json_response({"user_id": user_id, "memories": memories})
+
+
+def add_memory_routes(app: web.Application) -> None:
+    app[OPENAPI].add(app, Operation("GET", "/api/users/{user_id}/memories", user_memories,
+                                    "A user's memories", MemoryList, query=MemoryQuery,
+                                    errors=(400, 401, 404, 422, 503),
+                                    tags=("memories",)))  # fmt: skip

@@ -1,0 +1,65 @@
+"""What a tool_execution task is: one tool call of the agent, run once, answered with its
+result (docs/agent.md). Its parent chat task resumes when the last of its calls ends."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from taskfleet.context import TaskContext, TaskResult
+from taskfleet.errors import InvalidPayload
+from taskfleet.faults import Faults
+from taskfleet.settings import Settings
+from tool_worker.effects import run_once
+from tool_worker.registry import Registry, ToolContext
+
+log = structlog.get_logger("tool_worker")
+
+# How long past its timeout a side-effect call found `started` may still be finishing.
+SETTLE_GRACE_S = 5.0
+
+
+class ToolInvocation(BaseModel):
+    """The task's input, as chat-worker writes it (and as anyone publishing may forge it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    call_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    arguments: Any = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolWorker:
+    registry: Registry
+    pool: asyncpg.Pool
+    settings: Settings
+    faults: Faults
+
+
+async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
+    try:
+        call = ToolInvocation.model_validate(ctx.input)
+    except ValidationError as exc:
+        raise InvalidPayload(f"not a tool call: {exc.errors()[0]['msg']}") from None
+    tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told
+    args = tool.parse(call.arguments)  # invalid: the same
+    tctx = ToolContext(task_id=ctx.task_id, call_id=call.call_id, user_id=ctx.user_id,
+                       settings=worker.settings, pool=worker.pool)  # fmt: skip
+    if tool.side_effect:
+        result, ran = await run_once(
+            worker.pool, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name,
+            run=lambda: worker.registry.run(tool, args, tctx),
+            settle_s=tool.timeout_s + SETTLE_GRACE_S,
+        )  # fmt: skip
+        if ran:
+            # Test-only (TASKFLEET_FAULTS=after_side_effect): die with the effect done and
+            # recorded but the task not completed nor its message acknowledged.
+            worker.faults.hit("after_side_effect")
+        log.info("tool_ran", tool=tool.name, call_id=call.call_id, replayed=not ran)
+    else:
+        result = await worker.registry.run(tool, args, tctx)
+        log.info("tool_ran", tool=tool.name, call_id=call.call_id)
+    return TaskResult(output={"call_id": call.call_id, "name": tool.name, "result": result})

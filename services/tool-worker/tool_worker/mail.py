@@ -1,0 +1,43 @@
+"""`send_email`: one message through SMTP_URL (aiosmtplib). A tool with side effects: it runs
+at most once per call (tool_worker.effects), so its errors say whether anything was sent."""
+
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from taskfleet.toolspecs import SendEmailArgs
+from tool_worker.registry import ToolContext, ToolError, ToolUnavailable
+
+SMTP_TIMEOUT_S = 30.0
+
+
+async def send_email(args: SendEmailArgs, tctx: ToolContext) -> dict[str, Any]:
+    url = urlsplit(tctx.settings.smtp_url)
+    tls = url.scheme == "smtps"
+    message = EmailMessage()
+    message["From"] = tctx.settings.smtp_from
+    message["To"] = ", ".join(args.to)
+    message["Subject"] = args.subject
+    message["Date"] = formatdate(localtime=False)
+    # One id per call: a receiving system can recognise the message whatever happens.
+    message["Message-ID"] = f"<{tctx.task_id}@taskfleet>"
+    message.set_content(args.body)
+    try:
+        refused, response = await aiosmtplib.send(
+            message, hostname=url.hostname or "localhost", port=url.port or (465 if tls else 25),
+            username=unquote(url.username) if url.username else None,
+            password=unquote(url.password) if url.password else None,
+            use_tls=tls, timeout=SMTP_TIMEOUT_S,
+        )  # fmt: skip
+    except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
+        raise ToolUnavailable(f"SMTP server not reachable: {exc}") from None  # nothing was sent
+    except (
+        aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPSenderRefused,
+        aiosmtplib.SMTPDataError, aiosmtplib.SMTPAuthenticationError,
+    ) as exc:  # fmt: skip
+        raise ToolError(f"the SMTP server refused the message: {exc}") from None
+    return {"message_id": message["Message-ID"], "to": args.to,
+            "refused": sorted(refused), "response": response}  # fmt: skip

@@ -1,0 +1,28 @@
+"""Bootstrap of tool-worker: the registry of built-in tools bound to the handler."""
+
+from functools import partial
+
+from taskfleet.constants import QUEUES, TaskType
+from taskfleet.faults import Faults
+from taskfleet.kernel import Kernel
+from taskfleet.runner import Handler
+from taskfleet.settings import Settings
+from taskfleet.worker import run_worker
+from tool_worker.handlers import ToolWorker, handle_tool
+from tool_worker.registry import Registry
+from tool_worker.tools import default_registry
+
+SPEC = QUEUES[TaskType.TOOL]
+
+
+def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
+    """`registry` defaults to the built-in tools (tests add their own)."""
+    worker = ToolWorker(
+        registry=registry or default_registry(kernel.settings), pool=kernel.pool,
+        settings=kernel.settings, faults=Faults.parse(kernel.settings.faults),
+    )  # fmt: skip
+    return partial(handle_tool, worker=worker)
+
+
+async def main(settings: Settings, concurrency: int) -> None:
+    await run_worker(settings, SPEC, make_handler, concurrency=concurrency)

@@ -1,0 +1,161 @@
+"""The tool registry: a tool is an argument model, an async function, a timeout, a rate limit
+and a side-effect flag (DESIGN.md §8).
+
+`Registry.run` is the one way a tool runs: it validates the arguments, waits for the tool's
+rate limit, bounds the call by its timeout and maps what goes wrong to the task error the
+runner acts on (permanent: the model is told; retryable: the call runs again later).
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import aiohttp
+import asyncpg
+from pydantic import ValidationError
+
+from taskfleet.errors import PermanentError, RetryableError, TaskError
+from taskfleet.settings import Settings
+from taskfleet.toolspecs import BY_NAME, ToolArgs
+
+A = TypeVar("A", bound=ToolArgs)
+
+
+class ToolError(PermanentError):
+    """The tool ran and cannot do this (division by zero, a host not allowed...)."""
+
+    code = "tool_failed"
+
+
+class ToolUnavailable(RetryableError):
+    """A dependency of the tool is away. Raised only when the call surely had no effect, so a
+    tool with side effects may run again (e.g. the SMTP server refused the connection)."""
+
+    code = "tool_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may know: whose call it is, and the process's settings and database."""
+
+    task_id: UUID
+    call_id: str
+    user_id: str
+    settings: Settings
+    pool: asyncpg.Pool
+
+
+@dataclass
+class RateLimit:
+    """A token bucket per tool and process: `per_s` calls a second, bursts of `burst`. A call
+    over the limit waits for its token (bounded by the task's deadline)."""
+
+    per_s: float
+    burst: int = 1
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _tokens: float = field(default=-1.0, repr=False)
+    _at: float = field(default=0.0, repr=False)
+
+    async def acquire(self) -> None:
+        while True:
+            now = self.clock()
+            if self._tokens < 0:
+                self._tokens, self._at = float(self.burst), now
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.per_s)
+            self._at = now
+            # A hair of tolerance: clock arithmetic in floats may leave 0.999999999.
+            if self._tokens >= 1 - 1e-9:
+                self._tokens = max(0.0, self._tokens - 1)
+                return
+            await self.sleep((1 - self._tokens) / self.per_s)
+
+
+@dataclass(frozen=True)
+class Tool(Generic[A]):
+    name: str
+    args: type[A]
+    fn: Callable[[A, ToolContext], Awaitable[Any]]
+    timeout_s: float
+    rate: RateLimit
+    side_effect: bool = False
+    description: str = ""
+
+    def parse(self, arguments: Any) -> A:
+        if isinstance(arguments, str):  # the model's text could not be read as an object
+            raise PermanentError(
+                f"arguments of {self.name} are not a JSON object: {arguments[:200]!r}",
+                code="tool_invalid_arguments",
+            )
+        try:
+            return self.args.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                for e in exc.errors(include_url=False)[:5]
+            )
+            raise PermanentError(
+                f"invalid arguments for {self.name}: {problems}", code="tool_invalid_arguments"
+            ) from None
+
+
+# A dependency's failure that happened before the tool did anything it could repeat.
+TRANSIENT = (OSError, aiohttp.ClientConnectionError, asyncpg.PostgresConnectionError)
+
+
+@dataclass
+class Registry:
+    tools: dict[str, Tool[Any]] = field(default_factory=dict)
+
+    def add(self, tool: Tool[Any]) -> None:
+        if tool.name in self.tools:
+            raise ValueError(f"tool {tool.name} is registered twice")
+        self.tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool[Any]:
+        tool = self.tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools))
+            raise PermanentError(f"unknown tool {name[:100]!r}; tools: {known}",
+                                 code="tool_unknown")  # fmt: skip
+        return tool
+
+    def names(self) -> Iterable[str]:
+        return self.tools.keys()
+
+    async def run(self, tool: Tool[Any], args: ToolArgs, tctx: ToolContext) -> Any:
+        """Run one call: rate limit, timeout, and errors mapped to retryable or permanent."""
+        await tool.rate.acquire()
+        try:
+            async with asyncio.timeout(tool.timeout_s):
+                return await tool.fn(args, tctx)
+        except TaskError:
+            raise
+        except TimeoutError:
+            if tool.side_effect:  # it may have acted before the timeout: never again
+                raise PermanentError(
+                    f"{tool.name} did not finish within {tool.timeout_s:g}s; it may have run,"
+                    " so it is not run again", code="tool_outcome_unknown",
+                ) from None  # fmt: skip
+            raise RetryableError(f"{tool.name} timed out after {tool.timeout_s:g}s",
+                                 code="tool_timeout") from None  # fmt: skip
+        except TRANSIENT as exc:
+            if tool.side_effect:
+                raise PermanentError(f"{tool.name} failed midway: {exc!r}",
+                                     code="tool_outcome_unknown") from None  # fmt: skip
+            raise ToolUnavailable(f"{tool.name}: {exc!r}") from None
+        except Exception as exc:  # the tool's own bug or refusal: the model is told
+            raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from exc
+
+
+def tool(
+    name: str, fn: Callable[[A, ToolContext], Awaitable[Any]], *, args: type[A],
+    timeout_s: float, rate: RateLimit, side_effect: bool = False,
+) -> Tool[A]:  # fmt: skip
+    """A built-in tool: its description comes from the shared catalogue the model sees."""
+    info = BY_NAME.get(name)
+    return Tool(name=name, args=args, fn=fn, timeout_s=timeout_s, rate=rate,
+                side_effect=side_effect, description=info.description if info else "")  # fmt: skip

@@ -1,0 +1,94 @@
+"""What flows between the agent and a provider: messages, tool specs, tool calls, errors.
+
+Messages are OpenAI chat messages as plain dicts (`role`, `content`, and for tool rounds
+`tool_calls` / `tool_call_id`), so a conversation is stored in a checkpoint and sent to any
+OpenAI-compatible server as it is.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from taskfleet.errors import PermanentError, RetryableError
+
+Message = dict[str, Any]
+ChatHistory = list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model sees it: a name, what it does, the JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call the model asked for. `arguments` is the model's raw JSON text: it is
+    repaired and validated by whoever runs it, never trusted."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+# taskfleet_llm_requests_total{outcome}: one per HTTP attempt of the OpenAI-compatible client.
+LLM_OUTCOMES = ("ok", "rate_limited", "server_error", "timeout", "connection_error", "rejected",
+                "bad_response")  # fmt: skip
+
+# A provider streams these: text deltas of the reply as they come, then the tool calls.
+StreamItem = str | ToolCall
+
+
+class LlmError(RetryableError):
+    """The model could not answer this time (network, 5xx, a stall): worth another attempt."""
+
+    code = "llm_error"
+
+
+class LlmRateLimited(LlmError):
+    code = "llm_rate_limited"
+
+
+class LlmServerError(LlmError):
+    code = "llm_server_error"
+
+
+class LlmUnavailable(LlmError):
+    code = "llm_unavailable"
+
+
+class LlmTimeout(LlmError):
+    code = "llm_timeout"
+
+
+class LlmBadResponse(LlmError):
+    code = "llm_bad_response"
+
+
+class LlmRejected(PermanentError):
+    """The server refused the request itself (400, 401, 403, 404...): retrying cannot help."""
+
+    code = "llm_rejected"
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,38 @@
+"""Consumers of chat_tasks (the agent) and tool_executions (the tools) on the test kernel."""
+
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from chat_worker.agent import Agent
+from chat_worker.handlers import handle_chat
+from taskfleet.constants import QUEUES, TaskType
+from taskfleet.kernel import Kernel
+from taskfleet.llm import ChatModel
+from taskfleet.llm.scripted import ScriptedModel
+from taskfleet.runner import Handler
+from taskfleet.toolspecs import tool_specs
+from tool_worker.main import make_handler
+from tool_worker.registry import Registry
+
+TOOL = QUEUES[TaskType.TOOL]
+
+
+def chat_handler(kernel: Kernel, model: ChatModel | None = None, **overrides: Any) -> Handler:
+    """The chat-worker's handler; `overrides` are Settings fields (max_agent_steps=2...)."""
+    settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
+    agent = Agent(
+        model=model or ScriptedModel(), pool=kernel.pool, settings=settings, tools=tool_specs()
+    )
+    return partial(handle_chat, agent=agent)
+
+
+def tool_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
+    return make_handler(kernel, registry)
+
+
+async def children(kernel: Kernel, parent_id: UUID) -> list[dict[str, Any]]:
+    rows = await kernel.pool.fetch(
+        "SELECT * FROM tasks WHERE parent_id = $1 ORDER BY input ->> 'call_id'", parent_id
+    )
+    return [dict(r) for r in rows]
