@@ -1,0 +1,151 @@
+"""`make bench`: a private fleet (API + chat workers, scripted provider) on its own database
+and namespace; workload W1 via amqp and via api; CPU split and peak RSS; a soak that shows
+whether memory stays flat. One JSON line per figure set, on stdout.
+
+    python bench/run.py [--n 3000] [--workers 2] [--concurrency 16] [--soak 20000]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psutil
+
+from taskfleet.db import drop_database, with_database
+from taskfleet.migrate import migrate
+from taskfleet.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def classify(proc: psutil.Process, ours: set[int]) -> str | None:
+    try:
+        name = proc.name()
+    except psutil.Error:
+        return None
+    if proc.pid in ours:
+        return "taskfleet"
+    if name.startswith("postgres"):
+        return "postgresql"
+    if name.startswith("beam") or name == "erl_child_setup":
+        return "rabbitmq"
+    return None
+
+
+def cpu_by_group(ours: set[int]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for proc in psutil.process_iter():
+        group = classify(proc, ours)
+        if group is None:
+            continue
+        try:
+            t = proc.cpu_times()
+            parent = proc.parent()
+        except psutil.Error:
+            continue
+        spent = t.user + t.system
+        if parent is None or classify(parent, ours) != group:
+            # The root of its group also carries its exited children (PostgreSQL backends).
+            spent += t.children_user + t.children_system
+        totals[group] = totals.get(group, 0.0) + spent
+    return totals
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Current and peak (VmHWM) resident memory of a process, MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    kib = lambda key: int(fields[key].split()[0])  # noqa: E731
+    return {"rss_mib": round(kib("VmRSS") / 1024, 1), "peak_rss_mib": round(kib("VmHWM") / 1024, 1)}
+
+
+def run_bench(env: dict[str, str], n: int, via: str, url: str, ours: set[int]) -> dict[str, object]:
+    before = cpu_by_group(ours)
+    started = time.monotonic()
+    cmd = [sys.executable, "-m", "taskfleet", "bench", "--n", str(n), "--via", via, "--url", url]
+    bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    ours_now = ours | {bench.pid}
+    out, _ = bench.communicate(timeout=900)
+    wall = time.monotonic() - started
+    after = cpu_by_group(ours_now)
+    figures: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    figures["cpu_s"] = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
+    figures["wall_s"] = round(wall, 2)
+    return figures
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"bench: the API at {url} did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 3000)))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--soak", type=int, default=int(os.environ.get("BENCH_SOAK", 20000)))
+    args = parser.parse_args()
+
+    tag = uuid.uuid4().hex[:8]
+    base = Settings()
+    dsn = with_database(base.database_url, f"taskfleet_bench_{tag}")
+    env = {**os.environ, "DATABASE_URL": dsn, "TASKFLEET_NAMESPACE": f"bench{tag}",
+           "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2, "LOG_LEVEL": "warning",
+           "METRICS_PORT": "0"}  # fmt: skip
+    port = 18000 + int(tag[:4], 16) % 1000
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(migrate(dsn))
+    procs = [subprocess.Popen([sys.executable, "-m", "taskfleet", "api", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL)]  # fmt: skip
+    for _ in range(args.workers):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "taskfleet", "worker", "chat", "--concurrency",
+             str(args.concurrency)], env=env, stdout=subprocess.DEVNULL))  # fmt: skip
+    ours = {p.pid for p in procs}
+    try:
+        wait_ready(url)
+        time.sleep(1)  # the workers subscribe
+        for via in ("amqp", "api"):
+            print(json.dumps(run_bench(env, args.n, via, url, ours)), flush=True)
+        if args.soak:
+            soak(env, url, ours, procs, args.soak)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+        asyncio.run(drop_database(dsn))
+
+
+def soak(env: dict[str, str], url: str, ours: set[int], procs: list[subprocess.Popen[bytes]],
+         total: int) -> None:  # fmt: skip
+    """Memory across many tasks: RSS after the first 2,000 and after `total`."""
+    marks: dict[str, object] = {}
+    done = 0
+    for target in (2000, total):
+        run_bench(env, target - done, "amqp", url, ours)
+        done = target
+        marks[str(target)] = {
+            ("api" if i == 0 else f"worker{i}"): rss_mib(p.pid) for i, p in enumerate(procs)
+        }
+    print(json.dumps({"soak_tasks": total, "rss_by_tasks": marks}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

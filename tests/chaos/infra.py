@@ -1,0 +1,78 @@
+"""Real faults of the real services: RabbitMQ and PostgreSQL commands, and a TCP proxy."""
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+
+def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=timeout_s,
+                   capture_output=True)  # fmt: skip
+
+
+def postgres_restart(mode: str) -> None:
+    """`pg_ctlcluster <version> main restart -m fast|immediate` (immediate: a crash)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", mode],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+
+
+def can_operate_services() -> str | None:
+    """Why these faults cannot be made here, or None when they can."""
+    if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:
+        return "rabbitmqctl is not installed"
+    if not os.path.isdir("/etc/postgresql"):
+        return "no local PostgreSQL cluster to restart"
+    return None
+
+
+@dataclass
+class SilentProxy:
+    """A TCP proxy that can go silent: existing links stop passing bytes either way but
+    stay open (a half-open link, as when a NAT drops state); new links pass normally."""
+
+    target_port: int
+    port: int = 0
+    silent: bool = False
+    _links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _pumps: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def go_silent(self) -> None:
+        """Existing links go quiet; links made from now on work."""
+        self.silent = True
+        self._frozen = set(id(w) for pair in self._links for w in pair)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for pump in list(self._pumps):
+            pump.cancel()
+        for a, b in self._links:
+            for w in (a, b):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._links.append((writer, up_writer))
+        # The proxy owns its pumps and cancels them in close().
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            pump = asyncio.get_running_loop().create_task(self._pump(src, dst))
+            self._pumps.add(pump)
+            pump.add_done_callback(self._pumps.discard)
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        while data := await src.read(65536):
+            if self.silent and id(dst) in getattr(self, "_frozen", set()):
+                continue  # swallowed: the link is half-open now
+            dst.write(data)
+            await dst.drain()
