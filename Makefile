@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e lint format mypy check all clean
+.PHONY: install run test test-unit test-integration test-e2e test-chaos bench lint format mypy check all clean
+.PHONY: compose-up compose-down
 
 install: $(STAMP)
 
@@ -29,6 +30,12 @@ test-integration: install
 test-e2e: install
 	$(BIN)/pytest tests/e2e
 
+test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
+	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s
+
+bench: install  ## workload W1 via amqp and api on a private fleet, CPU split, peak RSS
+	$(BIN)/python bench/run.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,6 +48,12 @@ mypy: install
 	$(BIN)/mypy shared/taskfleet services/*/*/
 
 check: lint mypy
+
+compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operations.md)
+	docker compose -f deploy/docker-compose.yml up -d --build
+
+compose-down:  ## stop it; the volumes (database, broker, metrics) stay
+	docker compose -f deploy/docker-compose.yml down
 
 all: check test
 

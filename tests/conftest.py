@@ -153,7 +153,7 @@ def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
         TASKFLEET_NAMESPACE=settings.namespace, TASKFLEET_JWT_SECRET=JWT_SECRET,
         RETRY_BASE_S=str(settings.retry_base_s), OUTBOX_GRACE_S=str(settings.outbox_grace_s),
         OUTBOX_POLL_S=str(settings.outbox_poll_s), METRICS_PORT="0", LOG_FORMAT="json",
-        AMQP_HEARTBEAT_S="5",
+        AMQP_HEARTBEAT_S="5", PYTHONUNBUFFERED="1",
     )  # fmt: skip
     env.update({k: str(v) for k, v in extra.items()})
     return env

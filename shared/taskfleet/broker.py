@@ -17,8 +17,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 from yarl import URL
 
-from taskfleet.constants import EVENTS_EXCHANGE
+from taskfleet.constants import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from taskfleet.errors import PublishFailed
+from taskfleet.metrics import EVENTS_DROPPED
 from taskfleet.settings import Settings
 from taskfleet.supervisor import Supervisor
 from taskfleet.topology import declare_topology
@@ -26,6 +27,8 @@ from taskfleet.topology import declare_topology
 log = structlog.get_logger("taskfleet.broker")
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
+
+EVENT_BACKLOG = 10_000
 
 
 class Broker:
@@ -39,6 +42,12 @@ class Broker:
         self.connection: AbstractConnection | None = None
         self._publish: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
+        self._control: AbstractExchange | None = None
+        # Live events wait here for the event publisher: the message path never waits for
+        # them (a publish, even unconfirmed, queues behind every frame of the connection).
+        self._outgoing: asyncio.Queue[tuple[AbstractExchange | None, str, bytes]] = asyncio.Queue(
+            EVENT_BACKLOG
+        )
         self._ready = asyncio.Event()
         self._lost = asyncio.Event()
         self.connects = 0
@@ -50,6 +59,7 @@ class Broker:
     async def start(self, *, wait_s: float | None = 30.0) -> None:
         """Start the connection loop; wait until connected (raise TimeoutError after wait_s)."""
         self.supervisor.spawn("amqp-connection", self._run)
+        self.supervisor.spawn("event-publisher", self._publish_events)
         if wait_s is not None:
             await asyncio.wait_for(self._ready.wait(), wait_s)
 
@@ -65,6 +75,10 @@ class Broker:
         self.on_connect.append(hook)
         if self._ready.is_set() and self.connection is not None:
             await hook(self.connection)
+
+    def unsubscribe(self, hook: OnConnect) -> None:
+        if hook in self.on_connect:
+            self.on_connect.remove(hook)
 
     def reconnect(self, reason: str) -> None:
         """Drop the connection; the loop makes a fresh one (the consumer watchdog uses this)."""
@@ -90,7 +104,7 @@ class Broker:
                 await lost.wait()
             finally:
                 self._ready.clear()
-                self._publish = self._events = None
+                self._publish = self._events = self._control = None
                 if not connection.is_closed:
                     await asyncio.shield(self._close_quietly(connection))
             log.warning("amqp_connection_lost")
@@ -122,6 +136,7 @@ class Broker:
         self._publish = await self.channel(connection, publisher_confirms=True)
         events_channel = await self.channel(connection, publisher_confirms=False)
         self._events = await events_channel.get_exchange(self.settings.queue(EVENTS_EXCHANGE))
+        self._control = await events_channel.get_exchange(self.settings.queue(CONTROL_EXCHANGE))
         for hook in self.on_connect:
             await hook(connection)
 
@@ -179,9 +194,35 @@ class Broker:
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise PublishFailed(f"publish to {routing_key}: {exc!r}") from exc
 
+    async def publish_control(self, body: bytes) -> None:
+        """Best effort, like an event: a cancel also sits in the database, which workers poll."""
+        self._enqueue(self._control, "", body)
+
     async def publish_event(self, routing_key: str, body: bytes) -> None:
-        """Best-effort live event (transient). The database is the truth; a lost event is fine."""
-        exchange = self._events
+        """Best-effort live event (transient). The database is the truth; a lost event is fine.
+
+        Returns at once: the event publisher sends it, in order, off the caller's path.
+        """
+        self._enqueue(self._events, routing_key, body)
+
+    def _enqueue(self, exchange: AbstractExchange | None, routing_key: str, body: bytes) -> None:
+        if exchange is None:
+            return
+        try:
+            self._outgoing.put_nowait((exchange, routing_key, body))
+        except asyncio.QueueFull:
+            EVENTS_DROPPED.inc()
+
+    async def _publish_events(self) -> None:
+        while True:
+            exchange, routing_key, body = await self._outgoing.get()
+            if exchange is self._events or exchange is self._control:
+                await self._publish_transient(exchange, routing_key, body)
+            # else: published on a connection that is gone; a live update is not retried
+
+    async def _publish_transient(
+        self, exchange: AbstractExchange | None, routing_key: str, body: bytes
+    ) -> None:
         if exchange is None:
             return
         try:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taskfleet.auth import SCOPES, issue_token, parse_ttl
+from taskfleet.constants import Status
 from taskfleet.errors import ConfigError, StartupError
 from taskfleet.logging import configure_logging
 from taskfleet.settings import Settings, load_settings
@@ -16,6 +17,9 @@ from taskfleet.settings import Settings, load_settings
 # one of each.
 WORKERS: dict[str, str] = {
     "chat": "chat_worker.main",
+    "camera": "camera_worker.main",
+    "doc": "doc_worker.main",
+    "tool": "tool_worker.main",
 }
 
 
@@ -69,6 +73,55 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return int(run_async(submit(settings, args)))
 
 
+def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.admin_cli import show_tasks
+
+    return int(run_async(show_tasks(settings, args)))
+
+
+def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.admin_cli import show_task
+
+    return int(run_async(show_task(settings, args)))
+
+
+def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.admin_cli import show_queues
+
+    return int(run_async(show_queues(settings, args)))
+
+
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.admin_cli import dead_letters
+
+    return int(run_async(dead_letters(settings, args)))
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.bench import run_bench
+
+    if args.n < 1:
+        raise ConfigError(f"--n: must be at least 1 (got {args.n})")
+    return int(run_async(run_bench(settings, args)))
+
+
+def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.retention import run_cleanup
+    from taskfleet.settings import parse_duration
+
+    try:
+        older_than_s = parse_duration(args.older_than) if args.older_than else None
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
+    older_than_s = older_than_s or settings.retention_older_than_s
+    result = run_async(run_cleanup(settings, older_than_s, batch_size=args.batch_size))
+    done = f"deleted {result.deleted} tasks finished before {result.cutoff:%Y-%m-%d %H:%M:%S %Z}"
+    print(f"cleanup: {done} ({result.batches} batches)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +150,33 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
     submit.add_argument("--url", help="API base URL (default http://API_HOST:API_PORT)")
     submit.add_argument("--timeout", type=float, default=120.0)
+
+    tasks = sub.add_parser("tasks", help="list tasks, newest first")
+    tasks.add_argument("--user")
+    tasks.add_argument("--status", choices=[s.value for s in Status])
+    tasks.add_argument("--limit", type=int, default=50)
+
+    task = sub.add_parser("task", help="show one task as JSON")
+    task.add_argument("id")
+
+    sub.add_parser("queues", help="queue depths, consumers, dead letters")
+
+    dlq = sub.add_parser("dlq", help="operate a dead-letter queue")
+    dlq.add_argument("action", choices=["list", "replay", "purge"])
+    dlq.add_argument(
+        "queue", help="chat_tasks, tool_executions, document_processing, camera_analysis"
+    )
+    dlq.add_argument("--limit", type=int, default=100)
+
+    bench = sub.add_parser("bench", help="workload W1 against a running fleet: one JSON line")
+    bench.add_argument("--n", type=int, default=3000)
+    bench.add_argument("--via", choices=["amqp", "api"], default="amqp")
+    bench.add_argument("--url", help="API base URL for --via api")
+    bench.add_argument("--timeout", type=float, default=600.0)
+
+    cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
+    cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
+    cleanup.add_argument("--batch-size", type=int, default=500)
     return parser
 
 
@@ -107,6 +187,12 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up,
     "token": cmd_token,
     "submit": cmd_submit,
+    "cleanup": cmd_cleanup,
+    "tasks": cmd_tasks,
+    "task": cmd_task,
+    "queues": cmd_queues,
+    "dlq": cmd_dlq,
+    "bench": cmd_bench,
 }
 
 

@@ -17,6 +17,40 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections keep their session as it is.
+
+    asyncpg's default reset (RESET ALL, UNLISTEN, unlock advisory locks...) is a second
+    round trip after every pooled statement. We keep no session state on pooled connections
+    (no SET, no LISTEN; session advisory locks are unlocked by whoever takes one), and asyncpg
+    still rolls back a transaction left open before calling this.
+    """
+
+
+class DroppingConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that closes itself when asyncpg's protocol state is corrupt.
+
+    When PostgreSQL ends a session in the middle of a transaction, asyncpg can hand the
+    connection back to the pool in a state where every later statement fails with
+    InternalClientError ("cannot switch to state ..."; MagicStack/asyncpg#784). Terminating it
+    makes the pool open a fresh one instead of failing every request that draws it.
+    """
+
+    async def execute(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            return await super().execute(*args, **kwargs)  # type: ignore[no-any-return]
+        except asyncpg.InternalClientError:
+            self.terminate()
+            raise
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute(*args, **kwargs)
+        except asyncpg.InternalClientError:
+            self.terminate()
+            raise
+
+
 async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
     """A pool whose connections decode json/jsonb with orjson."""
     pool = await asyncpg.create_pool(
@@ -24,6 +58,8 @@ async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> a
         min_size=1,
         max_size=size,
         init=_init_connection,
+        reset=_keep_session,
+        connection_class=DroppingConnection,
         timeout=timeout_s,
         command_timeout=timeout_s,
         # A killed PostgreSQL leaves dead connections behind; recycle idle ones.

@@ -31,13 +31,20 @@ class Kernel:
 
 @asynccontextmanager
 async def open_kernel(
-    settings: Settings, *, name: str, relay: bool = True, broker_wait_s: float | None = 30.0
+    settings: Settings,
+    *,
+    name: str,
+    relay: bool = True,
+    broker_wait_s: float | None = 30.0,
+    pool_size: int | None = None,
 ) -> AsyncIterator[Kernel]:
     """Pool, broker connection loop, outbox relay; all closed (in reverse) on exit."""
     supervisor = Supervisor(name=name)
     try:
         pool = await create_pool(
-            settings.database_url, size=settings.db_pool_size, timeout_s=settings.db_timeout_s
+            settings.database_url,
+            size=pool_size or settings.db_pool_size,
+            timeout_s=settings.db_timeout_s,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None

@@ -1,15 +1,22 @@
 """The message body on the work queues (DESIGN.md §5). Every body is untrusted input."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from taskfleet.constants import TaskType
 from taskfleet.errors import InvalidPayload
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
+
+
+# Free text that PostgreSQL can store: text and jsonb cannot hold U+0000, so it is refused
+# at the door (and the schema says so), not at the insert.
+StorableText = Annotated[
+    str, StringConstraints(pattern=r"^[^\x00]*$"), Field(description="Any text but NUL.")
+]
 
 
 class TaskMessage(BaseModel):

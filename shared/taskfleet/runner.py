@@ -30,16 +30,19 @@ from taskfleet.errors import (
     TaskTimeout,
     unexpected,
 )
+from taskfleet.faults import Faults
+from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage, parse_message
 from taskfleet.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
 from taskfleet.retry import Backoff, decide
 from taskfleet.settings import Settings
 from taskfleet.store import Claim, ClaimPolicy, TaskStore
 from taskfleet.supervisor import Supervisor
+from taskfleet.waiting import Waiting, publish_children
 
 log = structlog.get_logger("taskfleet.runner")
 
-Handler = Callable[[TaskContext], Awaitable[TaskResult]]
+Handler = Callable[[TaskContext], Awaitable[TaskResult | Waiting]]
 
 CANCEL_POLL_S = 1.0
 
@@ -52,7 +55,7 @@ class Released:
     """The attempt was interrupted by shutdown: hand the message back, do not count it."""
 
 
-Outcome = TaskResult | TaskError | TaskCancelled | Released
+Outcome = TaskResult | Waiting | TaskError | TaskCancelled | Released
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Consumer:
 
     def __post_init__(self) -> None:
         self._idle.set()
+        self._faults = Faults.parse(self.settings.faults)
 
     @property
     def queue(self) -> str:
@@ -194,6 +198,9 @@ class Consumer:
                 continue  # its channel died: the broker has already put it back
             try:
                 await self.process(message)
+            except Exception as exc:  # a bug of ours: keep the message, keep the loop
+                log.exception("process_failed")
+                await self._hand_back(message, exc)
             finally:
                 structlog.contextvars.clear_contextvars()
 
@@ -215,6 +222,9 @@ class Consumer:
             )
         except INFRA_ERRORS as exc:
             await self._hand_back(message, exc)
+            return
+        except asyncpg.DataError as exc:  # e.g. a NUL in the payload: it can never be stored
+            await self._dead_letter_raw(message, f"payload rejected by the database: {exc}")
             return
         if claim.verdict == "claimed":
             await self._run(message, msg, claim)
@@ -261,6 +271,7 @@ class Consumer:
         try:
             await ctx.emit_status("processing", attempts=claim.attempts, progress=0.0)
             outcome = await self._handle(ctx)
+            self._faults.hit("after_handler")
             # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
             await asyncio.shield(self._persist(message, ctx, outcome))
         except INFRA_ERRORS as exc:
@@ -275,8 +286,13 @@ class Consumer:
     async def _handle(self, ctx: TaskContext) -> Outcome:
         ctx._owner = asyncio.current_task()
         try:
+            self._faults.poison(ctx.input)
             async with asyncio.timeout(ctx.remaining_s):
-                return await self.handler(ctx)
+                result = await self.handler(ctx)
+            if ctx.cancelled.is_set():
+                # The user asked first: a handler that noticed and returned is cancelled too.
+                return TaskCancelled("cancelled while running")
+            return result
         except TaskError as exc:
             return exc
         except TaskCancelled as exc:
@@ -301,6 +317,7 @@ class Consumer:
     ) -> None:
         try:
             status, seq = await self._commit(ctx, outcome)
+            self._faults.hit("after_commit")
         except StaleClaim:
             # Another attempt owns the task now; our copy of the message is settled.
             TASKS.labels(self.spec.name, "duplicate").inc()
@@ -311,6 +328,8 @@ class Consumer:
             await self._nack(message, requeue=True)
             log.info("task_released")
             return
+        if isinstance(outcome, Waiting):  # committed with their outbox rows: publish them now
+            await publish_children(self._parts(), outcome)
         await self._ack(message)
         ctx._advance(seq)
         await ctx.emit_status(status, **_event_fields(outcome, ctx))
@@ -328,6 +347,11 @@ class Consumer:
             return "cancelled", seq
         if isinstance(outcome, Released):
             return "queued", await self.store.release(task_id, fence)
+        if isinstance(outcome, Waiting):
+            seq = await self.store.wait(task_id, fence, outcome.state, outcome.rows(),
+                                        self.settings.outbox_grace_s)  # fmt: skip
+            log.info("task_waiting", children=len(outcome.children))
+            return "waiting", seq
         decision = decide(outcome, attempt=ctx.attempt, max_attempts=ctx.max_attempts,
                           backoff=self.backoff())  # fmt: skip
         if decision.retry:
@@ -371,16 +395,22 @@ class Consumer:
         await self._nack(message, requeue=True)
 
     async def _ack(self, message: AbstractIncomingMessage) -> None:
+        self._faults.hit("before_ack")
         try:
             await message.ack()
         except Exception as exc:  # channel gone: the broker redelivers; the claim dedupes
             log.warning("ack_failed", error=repr(exc))
+        self._faults.hit("after_ack")
 
     async def _nack(self, message: AbstractIncomingMessage, *, requeue: bool) -> None:
         try:
             await message.nack(requeue=requeue)
         except Exception as exc:
             log.warning("nack_failed", error=repr(exc))
+
+    def _parts(self) -> Kernel:
+        # publish_after_commit takes a kernel: the one this consumer's own parts make up.
+        return Kernel(self.settings, self.store.pool, self.store, self.broker, self.supervisor)
 
     async def _publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
         await self.broker.publish_event(routing_key, jsonx.dumps(body))

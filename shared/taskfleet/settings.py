@@ -1,9 +1,10 @@
 """Configuration from the environment (DESIGN.md §3). Constructed once per process, passed down."""
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskfleet.errors import ConfigError
 
@@ -44,7 +45,7 @@ class Settings(BaseSettings):
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
     publish_timeout_s: float = Field(10.0, gt=0, validation_alias="PUBLISH_TIMEOUT_S")
-    amqp_heartbeat_s: int = Field(10, ge=0, validation_alias="AMQP_HEARTBEAT_S")
+    amqp_heartbeat_s: int = Field(5, ge=0, validation_alias="AMQP_HEARTBEAT_S")
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE")
     db_timeout_s: float = Field(10.0, gt=0, validation_alias="DB_TIMEOUT_S")
 
@@ -61,6 +62,99 @@ class Settings(BaseSettings):
     user_concurrency: int = Field(4, ge=1, validation_alias="USER_CONCURRENCY")
     throttle_delay_s: float = Field(1.0, gt=0, validation_alias="THROTTLE_DELAY_S")
     max_content_chars: int = Field(32_000, ge=1, validation_alias="MAX_CONTENT_CHARS")
+
+    # Test-only crash points of the fault-injection suite (taskfleet.faults); empty in
+    # production, where the message path behaves exactly as without it.
+    faults: str = Field("", validation_alias="TASKFLEET_FAULTS")
+
+    @field_validator("faults")
+    @classmethod
+    def _valid_faults(cls, value: str) -> str:
+        from taskfleet.faults import Faults
+
+        Faults.parse(value)
+        return value
+
+    # Retention (docs/operations.md): `taskfleet cleanup` and the API's periodic job delete
+    # terminal tasks that finished longer ago than this (`30d`, `12h`, `90m` or seconds), with
+    # what hangs off them. The job runs every RETENTION_INTERVAL_S in one API replica; 0: off.
+    retention_older_than_s: float = Field(
+        30 * 86400.0, gt=0, validation_alias="RETENTION_OLDER_THAN"
+    )
+    retention_interval_s: float = Field(3600.0, ge=0, validation_alias="RETENTION_INTERVAL_S")
+
+    @field_validator("retention_older_than_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    # camera-worker and the camera routes (docs/cameras.md).
+    camera_max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, validation_alias="CAMERA_MAX_FRAME_BYTES"
+    )
+    # Above this many pixels an image is a decompression bomb: refused before it is decoded.
+    camera_max_pixels: int = Field(25_000_000, ge=1, validation_alias="CAMERA_MAX_PIXELS")
+    camera_thumbnail_px: int = Field(160, ge=16, le=1024, validation_alias="CAMERA_THUMBNAIL_PX")
+    camera_motion_threshold: float = Field(
+        0.02, ge=0, le=1, validation_alias="CAMERA_MOTION_THRESHOLD"
+    )
+    camera_capture_timeout_s: float = Field(10.0, gt=0, validation_alias="CAMERA_CAPTURE_TIMEOUT_S")
+    # A capture belongs to its time slot: the next slot is its retry, so one attempt by default.
+    camera_capture_max_attempts: int = Field(
+        1, ge=1, le=10, validation_alias="CAMERA_CAPTURE_MAX_ATTEMPTS"
+    )
+    # At most half the shortest interval (1 s), so that a living scheduler never skips a slot.
+    camera_scheduler_tick_s: float = Field(
+        0.25, gt=0, le=0.5, validation_alias="CAMERA_SCHEDULER_TICK_S"
+    )
+    # How often a standby replica tries to take the scheduler lock (bounds the takeover time).
+    camera_lock_retry_s: float = Field(1.0, gt=0, le=30, validation_alias="CAMERA_LOCK_RETRY_S")
+
+    # Documents and doc-worker (docs/documents.md). The upload limit is streamed and counted,
+    # so it may exceed the API's 1 MiB body limit of every other route.
+    document_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, le=1024**3, validation_alias="DOCUMENT_MAX_BYTES"
+    )
+    # Pages per checkpoint: a redelivered task resumes after the last whole batch.
+    doc_batch_pages: int = Field(10, ge=1, le=1000, validation_alias="DOC_BATCH_PAGES")
+    # The parser child's limits: address space for the whole child, CPU and wall time per page.
+    doc_parse_memory_mb: int = Field(512, ge=128, validation_alias="DOC_PARSE_MEMORY_MB")
+    doc_parse_cpu_s: int = Field(30, ge=1, validation_alias="DOC_PARSE_CPU_S")
+    doc_parse_timeout_s: float = Field(60.0, gt=0, validation_alias="DOC_PARSE_TIMEOUT_S")
+    # Makes the parser sleep this long per page: demos and the crash-resume tests only.
+    doc_page_delay_ms: int = Field(0, ge=0, le=60_000, validation_alias="DOC_PAGE_DELAY_MS")
+
+    # The agent (docs/agent.md). Rounds of tool calls per chat task; after the last one the
+    # model is asked without tools and answers with what it has.
+    max_agent_steps: int = Field(5, ge=1, le=50, validation_alias="MAX_AGENT_STEPS")
+    # Earlier messages of the chat sent to the model with each new one.
+    chat_history_messages: int = Field(20, ge=0, le=500, validation_alias="CHAT_HISTORY_MESSAGES")
+    # HTTP attempts per LLM call (429, 5xx, connection errors, a stall before the first token),
+    # and the longest wait between two of them: a longer Retry-After becomes a task retry, so
+    # that no worker sleeps through it.
+    llm_max_attempts: int = Field(3, ge=1, le=10, validation_alias="LLM_MAX_ATTEMPTS")
+    llm_retry_max_wait_s: float = Field(20.0, ge=0, validation_alias="LLM_RETRY_MAX_WAIT_S")
+    # Memory extraction after each reply: bounded on its own, never fails the reply.
+    memory_extraction: bool = Field(True, validation_alias="MEMORY_EXTRACTION")
+    memory_timeout_s: float = Field(20.0, gt=0, validation_alias="MEMORY_TIMEOUT_S")
+    # tool-worker's tools.
+    smtp_url: str = Field("smtp://127.0.0.1:25", pattern=r"^smtps?://", validation_alias="SMTP_URL")
+    smtp_from: str = Field("taskfleet@localhost", min_length=3, validation_alias="SMTP_FROM")
+    # Hosts http_get may fetch, comma-separated (`example.com,api.example.org`); empty: none.
+    http_get_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="HTTP_GET_ALLOWED_HOSTS"
+    )
+    http_get_max_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, validation_alias="HTTP_GET_MAX_BYTES"
+    )
+    http_get_timeout_s: float = Field(10.0, gt=0, validation_alias="HTTP_GET_TIMEOUT_S")
+
+    @field_validator("http_get_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
 
     def queue(self, name: str) -> str:
         """The broker name of a queue or exchange, after the namespace prefix."""
@@ -85,3 +179,15 @@ def load_settings(**overrides: object) -> Settings:
             else None
         )
         raise ConfigError(f"{alias or field}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`30d`, `12h`, `90m`, `45s` or plain seconds, as seconds (> 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
+    if seconds <= 0:
+        raise ValueError(f"bad duration {text!r}: use e.g. 30d, 12h, 90m or seconds")
+    return seconds

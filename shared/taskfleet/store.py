@@ -124,6 +124,15 @@ class TaskStore:
     async def release(self, task_id: UUID, fence: int) -> int:
         return await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
 
+    async def wait(
+        self, task_id: UUID, fence: int, state: Any, children: list[dict[str, Any]],
+        relay_grace_s: float,
+    ) -> int:  # fmt: skip
+        """processing -> waiting, `state` as checkpoint, with the children (taskfleet.waiting)."""
+        return await self._fenced(
+            "SELECT tf_wait($1, $2, $3, $4, $5)", task_id, fence, state, children, relay_grace_s
+        )
+
     async def progress(
         self, task_id: UUID, fence: int, fraction: float, stage: str | None, message: str | None
     ) -> Written:

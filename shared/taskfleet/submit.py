@@ -36,6 +36,11 @@ async def publish_after_commit(
     this call published it.
     """
     queue = kernel.settings.queue(QUEUES[message.type].name)
+    if not kernel.broker.ready:
+        # Do not keep the client waiting on a broker that is away: the row is durable and
+        # the relay publishes it once the broker is back.
+        log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error="no broker")
+        return False
     try:
         if publish is None:
             await kernel.broker.publish(queue, message.dumps(), message_id=str(message.task_id))

@@ -48,6 +48,13 @@ class Supervisor:
         assert child.task is not None
         return child.task
 
+    async def stop(self, name: str) -> None:
+        """Cancel one task for good (its owner is going away) and wait for it to end."""
+        child = self._children.pop(name, None)
+        if child is not None and child.task is not None and not child.task.done():
+            child.task.cancel()
+            await asyncio.wait([child.task], timeout=10)
+
     def running(self) -> dict[str, bool]:
         """name -> alive, for health checks."""
         return {n: c.task is not None and not c.task.done() for n, c in self._children.items()}

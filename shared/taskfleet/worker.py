@@ -11,10 +11,13 @@ from taskfleet.health import add_health_routes, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.runner import Consumer, Handler
 from taskfleet.settings import Settings
+from taskfleet.supervisor import CoroFactory
 
 log = structlog.get_logger("taskfleet.worker")
 
 HandlerFactory = Callable[[Kernel], Handler]
+# A service's own background loops (name, factory), owned by the kernel's supervisor.
+BackgroundFactory = Callable[[Kernel], list[tuple[str, CoroFactory]]]
 
 
 async def run_worker(
@@ -24,15 +27,21 @@ async def run_worker(
     *,
     concurrency: int,
     stop: asyncio.Event | None = None,
+    background: BackgroundFactory | None = None,
 ) -> None:
     """Run until `stop` (default: SIGTERM/SIGINT) is set, then stop within SHUTDOWN_GRACE_S."""
     stop = stop or stop_event_on_signals()
-    async with open_kernel(settings, name=f"{spec.worker}-worker") as kernel:
+    # Every handler loop may hold a connection for its claim or its outcome at once, and the
+    # relay and the cancel poll want theirs: waiting for the pool would cap throughput.
+    pool_size = max(settings.db_pool_size, concurrency + 4)
+    async with open_kernel(settings, name=f"{spec.worker}-worker", pool_size=pool_size) as kernel:
         consumer = Consumer(
             settings=settings, spec=spec, handler=make_handler(kernel), store=kernel.store,
             broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
         )  # fmt: skip
         await consumer.start()
+        for name, factory in background(kernel) if background else []:
+            kernel.supervisor.spawn(name, factory)
         db_ok = database_check(kernel.pool)
 
         async def ready() -> dict[str, bool]:

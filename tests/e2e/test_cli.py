@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from taskfleet.constants import TaskType
 from taskfleet.settings import Settings
 from tests.conftest import Proc, free_port, process_env, wait_for
 
@@ -28,7 +29,7 @@ class TestUp:
         self, settings: Settings, spawn: Callable[..., Proc]
     ) -> None:
         port = free_port()
-        env = process_env(settings, API_PORT=port)
+        env = process_env(settings, API_PORT=port, SHUTDOWN_GRACE_S=10)
         del env["TASKFLEET_JWT_SECRET"]  # `up` makes one for its run and prints a token
         fleet = spawn(["up"], env, name="up")
 
@@ -66,7 +67,10 @@ class TestUp:
 
         # And SIGTERM stops the fleet and its children
         fleet.popen.send_signal(signal.SIGTERM)
-        assert fleet.popen.wait(timeout=30) == 0
+        try:
+            assert fleet.popen.wait(timeout=45) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the fleet did not stop:\n{fleet.output()[-6000:]}") from None
         assert "fleet_stopped" in fleet.output()
         pids = _child_pids(fleet, "chat-worker") + _child_pids(fleet, "api")
         assert len(pids) == 3
@@ -117,3 +121,43 @@ class TestStartupErrors:
         result = taskfleet(["api", "--port", str(free_port())], env)
         assert result.returncode == 2
         assert "TASKFLEET_JWT_SECRET" in result.stderr
+
+
+class TestOperatorCommands:
+    async def test_tasks_task_queues_and_dlq_commands_read_the_real_state(
+        self, settings: Settings
+    ) -> None:
+        import asyncpg
+
+        from taskfleet.db import create_pool
+        from taskfleet.kernel import open_kernel
+        from taskfleet.store import NewTask
+        from taskfleet.submit import new_task
+
+        user = f"ops-{os.getpid()}"
+        async with open_kernel(settings, name="cli-test", relay=False) as kernel:
+            new: NewTask = new_task(settings, type=TaskType.CHAT, user_id=user, chat_id="c",
+                                    input={"content": "listed"})  # fmt: skip
+            await kernel.store.submit_chat(new, content="listed", relay_grace_s=3600)
+        env = process_env(settings, COLUMNS="200")
+        listed = taskfleet(["tasks", "--user", user], env)
+        assert listed.returncode == 0, listed.stderr
+        assert str(new.task_id) in listed.stdout
+        assert "queued" in listed.stdout
+        shown = taskfleet(["task", str(new.task_id)], env)
+        task = json.loads(shown.stdout)
+        assert (task["id"], task["status"], task["input"]) == (
+            str(new.task_id), "queued", {"content": "listed"},
+        )  # fmt: skip
+        assert task["message"]["status"] == "pending"
+        assert taskfleet(["task", "not-an-id"], env).returncode == 2
+        queues = taskfleet(["queues"], env)
+        assert queues.returncode == 0, queues.stderr
+        for name in ("chat_tasks", "chat_tasks.dlq", "camera_analysis.dlq"):
+            assert name in queues.stdout
+        dead = taskfleet(["dlq", "list", "chat_tasks"], env)
+        assert dead.returncode == 0, dead.stderr
+        assert taskfleet(["dlq", "list", "nope"], env).returncode == 2
+        pool: asyncpg.Pool = await create_pool(settings.database_url, size=1)
+        await pool.execute("DELETE FROM tasks WHERE id = $1", new.task_id)
+        await pool.close()

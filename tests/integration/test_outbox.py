@@ -9,7 +9,7 @@ from taskfleet.auth import issue_token
 from taskfleet.context import TaskContext, TaskResult
 from taskfleet.errors import PublishFailed
 from taskfleet.kernel import Kernel
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status
 
 
@@ -45,9 +45,13 @@ class TestOutboxRelay:
         assert pending == 1
         task = await wait_status(kernel, body["task_id"], "completed")
         assert task["attempts"] == 1
-        assert (
-            await kernel.pool.fetchval(
+
+        async def outbox_empty() -> bool:
+            # The relay deletes its row in the transaction that published it, which can
+            # commit after the worker already completed the task.
+            count = await kernel.pool.fetchval(
                 "SELECT count(*) FROM outbox WHERE task_id = $1", body["task_id"]
             )
-            == 0
-        )
+            return bool(count == 0)
+
+        await wait_for(outbox_empty, what="the relay to drop its row")

@@ -1,10 +1,21 @@
 """The aiohttp application: middlewares, routes, health; built inside the process lifespan."""
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from fleet_api.admin import add_admin_routes
 from fleet_api.auth import JWT_SECRET, auth_middleware
+from fleet_api.cameras import add_camera_routes
+from fleet_api.documents import add_document_routes
 from fleet_api.errors import error_middleware
-from fleet_api.routes import KERNEL, PUBLISH, add_routes
+from fleet_api.hub import EventHub
+from fleet_api.memories import add_memory_routes
+from fleet_api.openapi import OpenApi
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, add_routes
+from fleet_api.tasks import add_task_routes
+from fleet_api.ws import HUB, ws_tasks
+from taskfleet import __version__, queues
 from taskfleet.health import add_health_routes, database_check
 from taskfleet.kernel import Kernel
 from taskfleet.submit import Publish
@@ -21,6 +32,8 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     app[KERNEL] = kernel
     app[PUBLISH] = publish
     app[JWT_SECRET] = kernel.settings.require_jwt_secret()
+    app[OPENAPI] = OpenApi("taskfleet", __version__)
+    app[HUB] = EventHub(kernel.settings, kernel.broker)
     db_ok = database_check(kernel.pool)
 
     async def ready() -> dict[str, bool]:
@@ -28,4 +41,26 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
 
     add_health_routes(app, ready)
     add_routes(app)
+    add_camera_routes(app)
+    add_document_routes(app)
+    add_task_routes(app)
+    add_admin_routes(app)
+    add_memory_routes(app)
+    app.router.add_get("/ws/tasks", ws_tasks)
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(app[OPENAPI].document())
+
+    app.router.add_get("/openapi.json", openapi)
+    app.cleanup_ctx.append(_background)
     return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The event hub and the queue-depth gauge run for as long as the app does."""
+    kernel, name = app[KERNEL], f"queue-depths-{id(app):x}"
+    await app[HUB].start()
+    kernel.supervisor.spawn(name, lambda: queues.poll_depths(kernel))
+    yield
+    await kernel.supervisor.stop(name)
+    await app[HUB].stop()

@@ -17,7 +17,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    # Class 57: admin/crash shutdown while a restart is under way.
+    asyncpg.OperatorInterventionError,
+    # A session cut mid-transaction; the connection is dropped (taskfleet.db).
+    asyncpg.InternalClientError,
     asyncpg.TooManyConnectionsError,
     OSError,
     TimeoutError,

@@ -5,6 +5,7 @@ import structlog
 from fleet_api.app import create_app
 from taskfleet.health import serve
 from taskfleet.kernel import open_kernel, stop_event_on_signals
+from taskfleet.retention import RetentionJob
 from taskfleet.settings import Settings
 
 log = structlog.get_logger("fleet_api")
@@ -14,6 +15,9 @@ async def main(settings: Settings, host: str, port: int) -> None:
     settings.require_jwt_secret()
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:
+        if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
+            retention = RetentionJob.from_settings(kernel.pool, settings)
+            kernel.supervisor.spawn("retention", retention.run)
         runner = await serve(create_app(kernel), host, port)
         bound = runner.addresses[0][1] if runner.addresses else port
         log.info("api_started", host=host, port=bound)

@@ -1,4 +1,4 @@
-"""The routes of the walking skeleton: submit a chat message, read a task, read a chat."""
+"""What every route module shares (the app keys, body and query parsing) and the chat routes."""
 
 from typing import Any, TypeVar
 from uuid import UUID
@@ -10,7 +10,14 @@ from pydantic import BaseModel, ValidationError
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import ChatStreamAccepted, ChatStreamRequest
+from fleet_api.models import (
+    ChatHistory,
+    ChatHistoryQuery,
+    ChatStreamAccepted,
+    ChatStreamRequest,
+)
+from fleet_api.openapi import OpenApi, Operation
+from taskfleet import operations
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.submit import Publish, new_task, publish_after_commit
@@ -19,6 +26,7 @@ log = structlog.get_logger("fleet_api")
 
 KERNEL = web.AppKey("kernel", Kernel)
 PUBLISH: web.AppKey[Publish | None] = web.AppKey("publish")
+OPENAPI = web.AppKey("openapi", OpenApi)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -33,6 +41,16 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
         raise ApiError(
             422, "invalid_request", "request body does not fit the schema", details
+        ) from None
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        details = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise ApiError(
+            422, "invalid_query", "query parameters do not fit the schema", details
         ) from None
 
 
@@ -74,26 +92,32 @@ async def chat_stream(request: web.Request) -> web.Response:
     return json_response(accepted.model_dump(mode="json"), status=202)
 
 
-async def get_task(request: web.Request) -> web.Response:
-    kernel, who = request.app[KERNEL], principal(request)
-    task = await kernel.store.get_task(task_id_param(request))
-    if task is None or not who.may_act_for(task["user_id"]):
-        raise not_found("task not found")
-    return json_response(task)
-
-
 async def chat_messages(request: web.Request) -> web.Response:
+    """The chat's history, oldest first: user and assistant messages with their status."""
     kernel, who = request.app[KERNEL], principal(request)
-    user_id = request.query.get("user_id", who.user_id)
+    query = parse_query(request, ChatHistoryQuery)
+    user_id = query.user_id or who.user_id
     if not who.may_act_for(user_id):
         raise not_found("chat not found")
-    messages: list[dict[str, Any]] = await kernel.store.chat_messages(
-        request.match_info["chat_id"], user_id
-    )
-    return json_response({"chat_id": request.match_info["chat_id"], "messages": messages})
+    chat_id = request.match_info["chat_id"]
+    messages: list[dict[str, Any]] = await kernel.store.chat_messages(chat_id, user_id)
+    return json_response({"chat_id": chat_id, "messages": messages})
+
+
+async def visible_task(request: web.Request) -> dict[str, Any]:
+    """The task named in the path, if the caller may see it; else 404 as if absent."""
+    kernel, who = request.app[KERNEL], principal(request)
+    task = await operations.task_with_message(kernel.pool, task_id_param(request))
+    if task is None or not who.may_act_for(task["user_id"]):
+        raise not_found("task not found")
+    return task
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/chat/stream", chat_stream)
-    app.router.add_get("/api/tasks/{task_id}", get_task)
-    app.router.add_get("/api/chats/{chat_id}/messages", chat_messages)
+    api = app[OPENAPI]
+    api.add(app, Operation("POST", "/api/chat/stream", chat_stream, "Submit a chat message",
+                           ChatStreamAccepted, 202, body=ChatStreamRequest,
+                           errors=(400, 401, 403, 413, 422, 503), tags=("chat",)))  # fmt: skip
+    api.add(app, Operation("GET", "/api/chats/{chat_id}/messages", chat_messages,
+                           "A chat's messages", ChatHistory, query=ChatHistoryQuery,
+                           tags=("chat",)))  # fmt: skip

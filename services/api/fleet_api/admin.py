@@ -1,0 +1,63 @@
+"""Operator routes (admin scope): queue depths, dead letters, replay."""
+
+from aiohttp import web
+
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.models import DeadLetterList, DeadLetterQuery, QueueList, ReplayResult
+from fleet_api.openapi import Operation
+from fleet_api.routes import KERNEL, OPENAPI, parse_query
+from taskfleet import queues
+
+
+def require_admin(request: web.Request) -> None:
+    if principal(request).scope != "admin":
+        raise ApiError(403, "forbidden", "operator routes need an admin token")
+
+
+def queue_param(request: web.Request) -> str:
+    try:
+        return queues.work_queue(request.match_info["queue"])
+    except queues.UnknownQueue as exc:
+        raise not_found(str(exc)) from None
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    """Every work queue and dead-letter queue: ready messages and consumers."""
+    require_admin(request)
+    found = await queues.depths(request.app[KERNEL])
+    listed = [
+        {"name": d.name, "messages": d.messages, "consumers": d.consumers,
+         "dead_letter": d.dead_letter}
+        for d in found
+    ]  # fmt: skip
+    return json_response({"queues": listed})
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """A queue's dead letters with their reasons; they stay in the dead-letter queue."""
+    require_admin(request)
+    queue = queue_param(request)
+    query = parse_query(request, DeadLetterQuery)
+    letters = await queues.peek_dead_letters(request.app[KERNEL], queue, query.limit)
+    return json_response({"queue": queue, "messages": letters})
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """Put a queue's dead letters back: each failed task runs again with fresh attempts."""
+    require_admin(request)
+    queue = queue_param(request)
+    replayed, skipped = await queues.replay_dead_letters(request.app[KERNEL], queue)
+    return json_response({"queue": queue, "replayed": replayed, "skipped": skipped})
+
+
+def add_admin_routes(app: web.Application) -> None:
+    api, tags, errors = app[OPENAPI], ("admin",), (401, 403, 404, 422, 503)
+    api.add(app, Operation("GET", "/api/admin/queues", list_queues, "Queue depths", QueueList,
+                           errors=errors, tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/admin/dlq/{queue}", list_dead_letters,
+                           "A queue's dead letters", DeadLetterList, query=DeadLetterQuery,
+                           errors=errors, tags=tags))  # fmt: skip
+    api.add(app, Operation("POST", "/api/admin/dlq/{queue}/replay", replay_dead_letters,
+                           "Replay a queue's dead letters", ReplayResult, errors=errors,
+                           tags=tags))  # fmt: skip

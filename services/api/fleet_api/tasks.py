@@ -1,0 +1,81 @@
+"""Task routes: read, list (cursor pagination), cancel and run again."""
+
+from aiohttp import web
+
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.models import Task, TaskListQuery, TaskPage
+from fleet_api.openapi import Operation
+from fleet_api.routes import KERNEL, OPENAPI, parse_query, task_id_param, visible_task
+from taskfleet import operations
+from taskfleet.constants import TaskType
+
+
+async def get_task(request: web.Request) -> web.Response:
+    """A task; a chat task also carries its assistant message (the reply so far)."""
+    return json_response(await visible_task(request))
+
+
+async def list_user_tasks(request: web.Request) -> web.Response:
+    """A user's tasks, newest first (a user token: only its own user)."""
+    who = principal(request)
+    user_id = request.match_info["user_id"]
+    if not who.may_act_for(user_id):
+        raise not_found("user not found")
+    return await _page(request, user_id)
+
+
+async def list_my_tasks(request: web.Request) -> web.Response:
+    """The caller's own tasks, newest first."""
+    return await _page(request, principal(request).user_id)
+
+
+async def _page(request: web.Request, user_id: str) -> web.Response:
+    query = parse_query(request, TaskListQuery)
+    try:
+        page = await operations.list_tasks(
+            request.app[KERNEL].pool, user_id=user_id, limit=query.limit, cursor=query.cursor,
+            status=query.status.value if query.status else None,
+            task_type=query.type.value if query.type else None,
+        )  # fmt: skip
+    except operations.BadCursor as exc:
+        raise ApiError(400, "bad_cursor", str(exc)) from None
+    return json_response({"tasks": page.tasks, "next_cursor": page.next_cursor})
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    """Queued: cancelled at once. Running: stopped by its worker within seconds. 409 if over."""
+    task = await visible_task(request)
+    outcome = await operations.request_cancel(request.app[KERNEL], task_id_param(request))
+    if outcome == "terminal":
+        raise ApiError(409, "conflict", f"task is already {task['status']}")
+    if outcome == "missing":
+        raise not_found("task not found")
+    return json_response(await visible_task(request), status=202)
+
+
+async def retry_task(request: web.Request) -> web.Response:
+    """Run a failed or cancelled task again, with a fresh budget of attempts. 409 otherwise."""
+    task = await visible_task(request)
+    outcome = await operations.rerun(request.app[KERNEL], task["id"], TaskType(task["type"]))
+    if outcome == "conflict":
+        raise ApiError(
+            409, "conflict", f"only failed or cancelled tasks run again, not {task['status']}"
+        )
+    if outcome == "missing":
+        raise not_found("task not found")
+    return json_response(await visible_task(request), status=202)
+
+
+def add_task_routes(app: web.Application) -> None:
+    api, tags = app[OPENAPI], ("tasks",)
+    api.add(app, Operation("GET", "/api/tasks", list_my_tasks, "The caller's tasks", TaskPage,
+                           query=TaskListQuery, tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/tasks/user/{user_id}", list_user_tasks,
+                           "A user's tasks", TaskPage, query=TaskListQuery, tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/tasks/{task_id}", get_task, "A task", Task, tags=tags))
+    api.add(app, Operation("POST", "/api/tasks/{task_id}/cancel", cancel_task, "Cancel a task",
+                           Task, 202, errors=(401, 404, 409, 503), tags=tags))  # fmt: skip
+    api.add(app, Operation("POST", "/api/tasks/{task_id}/retry", retry_task,
+                           "Run a failed or cancelled task again", Task, 202,
+                           errors=(401, 404, 409, 503), tags=tags))  # fmt: skip

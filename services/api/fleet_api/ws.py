@@ -1,0 +1,138 @@
+"""`GET /ws/tasks`: a snapshot of the caller's unfinished tasks, then their live events.
+
+`?since=<task_id>:<seq>` (repeatable) resumes a task after the last event the client saw:
+from this replica's replay buffer when it holds them all, else from a fresh read of the
+database (`task.updated` with the whole task and `message.snapshot` with the reply so far).
+Events are sent in seq order per task, each once; a client too slow to keep up is closed
+(4008) without slowing anyone else.
+"""
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+from aiohttp import WSMsgType, web
+
+from fleet_api.auth import principal
+from fleet_api.errors import ApiError
+from fleet_api.hub import Event, EventHub, Subscription
+from fleet_api.routes import KERNEL
+from taskfleet import jsonx, operations
+from taskfleet.kernel import Kernel
+
+HUB = web.AppKey("hub", EventHub)
+HEARTBEAT_S = 20.0
+SEND_TIMEOUT_S = 10.0
+CLOSE_TOO_SLOW = 4008
+
+
+def parse_since(values: list[str]) -> list[tuple[UUID, int]]:
+    since = []
+    for value in values:
+        task, _, seq = value.partition(":")
+        try:
+            since.append((UUID(task), int(seq)))
+        except ValueError:
+            raise ApiError(
+                400, "bad_since", f"since must be <task_id>:<seq>, not {value!r}"
+            ) from None
+    return since
+
+
+class Feed:
+    """What one socket has been sent: the highest seq per task, so nothing goes twice."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.sent: dict[str, int] = {}
+
+    async def send(self, event: Event) -> None:
+        task_id, seq = str(event.get("task_id")), int(event.get("seq", 0))
+        if seq <= self.sent.get(task_id, -1):
+            return
+        self.sent[task_id] = seq
+        await asyncio.wait_for(self.ws.send_str(_client_view(event)), SEND_TIMEOUT_S)
+
+    async def send_raw(self, message: dict[str, Any]) -> None:
+        await asyncio.wait_for(self.ws.send_str(jsonx.dumps(message).decode()), SEND_TIMEOUT_S)
+
+
+def _client_view(event: Event) -> str:
+    return jsonx.dumps({k: v for k, v in event.items() if k != "user_id"}).decode()
+
+
+async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
+    who = principal(request)
+    since = parse_since(request.query.getall("since", []))
+    kernel, hub = request.app[KERNEL], request.app[HUB]
+    # Users see their own tasks; the chat backend (service) and operators see everyone's.
+    user_filter = who.user_id if who.scope == "user" else request.query.get("user_id")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    sub = hub.subscribe(user_filter)  # before the snapshot, so nothing falls in between
+    feed = Feed(ws)
+    try:
+        await _snapshot(kernel, feed, user_filter)
+        for task_id, seq in since:
+            await _resume(kernel, hub, feed, who.user_id if who.scope == "user" else None,
+                          task_id, seq)  # fmt: skip
+        async with asyncio.TaskGroup() as group:
+            writer = group.create_task(_forward(sub, feed), name="ws-writer")
+            await _read_until_closed(ws)
+            writer.cancel()
+    except* (ConnectionResetError, TimeoutError):
+        pass  # the client went away or stopped reading: nothing to tell it
+    finally:
+        hub.unsubscribe(sub)
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+async def _snapshot(kernel: Kernel, feed: Feed, user_id: str | None) -> None:
+    tasks = await operations.unfinished_tasks(kernel.pool, user_id)
+    for task in tasks:
+        feed.sent[str(task["id"])] = int(task["seq"])
+    await feed.send_raw({"type": "snapshot", "tasks": tasks})
+
+
+async def _resume(
+    kernel: Kernel, hub: EventHub, feed: Feed, owner: str | None, task_id: UUID, seq: int
+) -> None:
+    task = await operations.task_with_message(kernel.pool, task_id)
+    if task is None or (owner is not None and task["user_id"] != owner):
+        return  # not yours: as if absent
+    feed.sent[str(task_id)] = seq
+    missed = hub.replay(str(task_id), seq)
+    if missed is not None:
+        for event in missed:
+            await feed.send(event)
+        return
+    if task["seq"] > seq:
+        feed.sent[str(task_id)] = task["seq"]
+        await feed.send_raw({"type": "task.updated", "task_id": str(task_id), "seq": task["seq"],
+                             "task": task})  # fmt: skip
+        if "message" in task:
+            message = task["message"]
+            snapshot = {"type": "message.snapshot", "task_id": str(task_id),
+                        "message_id": message["id"], "seq": task["seq"],
+                        "content": message["content"], "status": message["status"]}  # fmt: skip
+            await feed.send_raw(snapshot)
+
+
+async def _forward(sub: Subscription, feed: Feed) -> None:
+    while True:
+        event = await sub.queue.get()
+        # The queue only overflows while full, so this is seen at the next event at worst.
+        if sub.overflowed.is_set():
+            await feed.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with since")
+            return
+        await feed.send(event)
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    """The client only listens; reading keeps heartbeats and the close handshake working."""
+    async for message in ws:
+        if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+            return

@@ -1,0 +1,169 @@
+"""What users and operators do to tasks beyond the message path: list, cancel, rerun.
+
+Shared by the API and the command line, so both answer the same way.
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from taskfleet import events, jsonx
+from taskfleet.constants import QUEUES, TaskType
+from taskfleet.kernel import Kernel
+from taskfleet.store import TASK_COLUMNS
+
+# A task with its assistant message (a chat task's reply so far), for snapshots.
+_WITH_MESSAGE = (
+    "SELECT " + ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(",")) + ", t.event_seq,"
+    " m.id AS message_id, m.content AS message_content, m.status AS message_status"
+    " FROM tasks t LEFT JOIN messages m ON m.task_id = t.id AND m.role = 'assistant'"
+)
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that we did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    tasks: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, task_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{task_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, tid = raw.partition("|")
+        return datetime.fromisoformat(at), UUID(tid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(f"invalid cursor {cursor[:40]!r}") from None
+
+
+async def list_tasks(
+    pool: asyncpg.Pool,
+    *,
+    user_id: str | None,
+    status: str | None = None,
+    task_type: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Newest first. The cursor is the (created_at, id) of the last task of the previous
+    page, so pages stay stable while tasks are added: new ones sort before the first page."""
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
+    for column, value in (("user_id", user_id), ("status", status), ("type", task_type)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    if cursor is not None:
+        at, tid = decode_cursor(cursor)
+        args += [at, tid]
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    rows = await pool.fetch(
+        f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE {' AND '.join(where)}"
+        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    tasks = [public_task(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    last = rows[limit - 1] if more else None
+    return Page(tasks, encode_cursor(last["created_at"], last["id"]) if last else None)
+
+
+def public_task(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A task as clients see it: the row, with `seq` in place of the raw event_seq."""
+    task = dict(row)
+    task["seq"] = events.event_seq(task.pop("event_seq", 0) or 0)
+    return task
+
+
+async def get_task(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any] | None:
+    row = await pool.fetchrow(f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE id = $1", task_id)
+    return public_task(row) if row is not None else None
+
+
+async def unfinished_tasks(
+    pool: asyncpg.Pool, user_id: str | None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """The caller's tasks not yet terminal, with a chat task's reply so far (the WS snapshot)."""
+    rows = await pool.fetch(
+        f"{_WITH_MESSAGE} WHERE ($1::text IS NULL OR t.user_id = $1)"
+        " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
+        " ORDER BY t.created_at DESC LIMIT $2",
+        user_id, limit,
+    )  # fmt: skip
+    return [with_message(r) for r in rows]
+
+
+async def task_with_message(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        f"{_WITH_MESSAGE} WHERE t.id = $1",
+        task_id,
+    )
+    return with_message(row) if row is not None else None
+
+
+def with_message(row: asyncpg.Record) -> dict[str, Any]:
+    task = dict(row)
+    message_id = task.pop("message_id")
+    content, status = task.pop("message_content"), task.pop("message_status")
+    task = public_task(task)
+    if message_id is not None:
+        task["message"] = {"id": message_id, "content": content, "status": status}
+    return task
+
+
+async def request_cancel(kernel: Kernel, task_id: UUID) -> str:
+    """Cancel a task. Returns missing, terminal, cancelled (at once) or requested (running)."""
+    row = await kernel.pool.fetchrow("SELECT * FROM tf_request_cancel($1)", task_id)
+    outcome = str(row["outcome"])
+    if outcome == "requested":
+        body = jsonx.dumps({"type": "cancel", "task_id": str(task_id)})
+        await kernel.broker.publish_control(body)
+    if outcome == "cancelled":
+        await _announce(kernel, task_id, "cancelled", row["event_seq"])
+    return outcome
+
+
+async def rerun(kernel: Kernel, task_id: UUID, task_type: TaskType) -> str:
+    """Run a failed or cancelled task again. Returns missing, conflict or queued."""
+    from taskfleet.outbox import task_message
+    from taskfleet.submit import publish_after_commit
+
+    queue = QUEUES[task_type].name
+    row = await kernel.pool.fetchrow(
+        "SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, kernel.settings.outbox_grace_s
+    )
+    if row["outcome"] != "queued":
+        return str(row["outcome"])
+    task = await kernel.pool.fetchrow(
+        "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
+    )
+    await publish_after_commit(kernel, task_message(task, attempt=1))
+    await _announce(kernel, task_id, "queued", row["event_seq"])
+    return "queued"
+
+
+async def _announce(kernel: Kernel, task_id: UUID, status: str, row_seq: int) -> None:
+    task = await kernel.pool.fetchrow(
+        "SELECT type, user_id, chat_id FROM tasks WHERE id = $1", task_id
+    )
+    if task is None:
+        return
+    key, body = events.task_updated(
+        task_id=task_id, task_type=task["type"], user_id=task["user_id"],
+        chat_id=task["chat_id"], status=status, seq=events.event_seq(row_seq),
+    )  # fmt: skip
+    await kernel.broker.publish_event(key, jsonx.dumps(body))

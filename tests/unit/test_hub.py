@@ -1,0 +1,69 @@
+"""The API's event hub: fan-out per user, slow subscribers dropped alone, replay buffer."""
+
+from dataclasses import dataclass
+from typing import cast
+
+import orjson
+import pytest
+
+from fleet_api import hub as hub_module
+from fleet_api.hub import EventHub
+from taskfleet.broker import Broker
+from taskfleet.settings import Settings
+
+
+@dataclass
+class FakeDelivery:
+    body: bytes
+    routing_key: str = "task.chat_message.processing"
+
+
+def event(task: str, seq: int, user: str = "alice") -> FakeDelivery:
+    body = {"type": "task.updated", "task_id": task, "user_id": user, "seq": seq, "task": {}}
+    return FakeDelivery(orjson.dumps(body))
+
+
+@pytest.fixture
+def hub() -> EventHub:
+    return EventHub(Settings(), cast(Broker, None))
+
+
+async def test_events_reach_only_their_users_subscribers_and_the_all_users_feed(
+    hub: EventHub,
+) -> None:
+    alice, bob, service = hub.subscribe("alice"), hub.subscribe("bob"), hub.subscribe(None)
+    await hub._on_message(event("t1", 1_000_000))  # type: ignore[arg-type]
+    await hub._on_message(event("t2", 1_000_000, user="bob"))  # type: ignore[arg-type]
+    assert [alice.queue.get_nowait()["task_id"]] == ["t1"]
+    assert alice.queue.empty()
+    assert bob.queue.get_nowait()["task_id"] == "t2"
+    assert [service.queue.get_nowait()["task_id"] for _ in range(2)] == ["t1", "t2"]
+
+
+async def test_a_slow_subscriber_overflows_alone(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "SUBSCRIBER_QUEUE", 3)
+    slow, fast = hub.subscribe("alice"), hub.subscribe("alice")
+    for seq in range(1, 6):
+        await hub._on_message(event("t1", seq))  # type: ignore[arg-type]
+        fast.queue.get_nowait()  # the fast one keeps up
+    assert slow.overflowed.is_set()
+    assert slow.queue.qsize() == 3
+    assert not fast.overflowed.is_set()
+
+
+async def test_replay_answers_only_when_it_holds_everything_after_since(hub: EventHub) -> None:
+    for seq in (5, 6, 7, 8):
+        await hub._on_message(event("t1", seq))  # type: ignore[arg-type]
+    assert [e["seq"] for e in hub.replay("t1", 6) or []] == [7, 8]
+    assert hub.replay("t1", 8) == []
+    assert hub.replay("t1", 3) is None  # events 4 and earlier were never seen here
+    assert hub.replay("unknown", 1) is None
+
+
+async def test_malformed_events_are_ignored(hub: EventHub) -> None:
+    sub = hub.subscribe(None)
+    for body in (b"not json", b"{}", orjson.dumps({"task_id": "t", "user_id": "u", "seq": "x"})):
+        await hub._on_message(FakeDelivery(body))  # type: ignore[arg-type]
+    assert sub.queue.empty()
