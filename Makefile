@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	deploy/tools/fetch-promtool $(BIN)
 	@touch $(STAMP)
 
 run: install  ## migrate, start the development fleet, print a token and an example request

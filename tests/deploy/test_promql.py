@@ -1,13 +1,15 @@
 """The PromQL of the Grafana dashboard and of the Prometheus alert rules: every expression
 parses, and names only metrics the services really export (read from the /metrics of a
 running `taskfleet api` and `taskfleet worker chat`; every worker exports the same kernel
-metrics). promtool, where installed, checks the rule file, the Prometheus configuration and
+metrics). promtool checks the rule file, the Prometheus configuration and
 every dashboard expression too, and runs the alert rules' unit tests (alerts_test.yml)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -219,14 +221,15 @@ async def test_every_metric_named_is_exported(
     assert unknown_metrics(queries, exported) == []
 
 
-# -- promtool, where it is installed -------------------------------------------------------------
+# -- promtool -------------------------------------------------------------
 
-promtool = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool is not installed")
+# `make install` puts it beside the virtualenv's python (deploy/tools/fetch-promtool).
+_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+promtool = shutil.which("promtool", path=_PATH)
 
 
 def run_promtool(*args: str | Path) -> str:
-    assert promtool is not None
+    assert promtool is not None, "promtool is missing: deploy/tools/fetch-promtool .venv/bin"
     done = subprocess.run(
         [promtool, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -234,13 +237,11 @@ def run_promtool(*args: str | Path) -> str:
     return done.stdout
 
 
-@needs_promtool
 def test_promtool_accepts_the_rules_and_the_configuration() -> None:
     assert f"SUCCESS: {len(alert_rules())} rules found" in run_promtool("check", "rules", ALERTS)
     run_promtool("check", "config", PROMETHEUS_CONFIG)
 
 
-@needs_promtool
 def test_promtool_accepts_every_dashboard_expression(tmp_path: Path) -> None:
     # promtool parses expressions only inside a rule file: make each query a recording rule.
     rules = [
@@ -252,7 +253,6 @@ def test_promtool_accepts_every_dashboard_expression(tmp_path: Path) -> None:
     assert f"SUCCESS: {len(rules)} rules found" in run_promtool("check", "rules", path)
 
 
-@needs_promtool
 def test_the_alerts_fire_when_they_must() -> None:
     """promtool's rule unit tests: series in, alerts out (alerts_test.yml)."""
     run_promtool("test", "rules", HERE / "alerts_test.yml")
