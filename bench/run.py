@@ -2,18 +2,23 @@
 and namespace; workload W1 via amqp and via api; CPU split and peak RSS; a soak that shows
 whether memory stays flat. One JSON line per figure set, on stdout.
 
-    python bench/run.py [--n 3000] [--workers 2] [--concurrency 16] [--soak 20000]
+    python bench/run.py [--n 3000] [--rounds 3] [--workers 2] [--concurrency 16] [--soak 20000]
+                        [--via amqp api] [--profile DIR]
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -99,6 +104,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--soak", type=int, default=int(os.environ.get("BENCH_SOAK", 20000)))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record py-spy profiles (collapsed stacks) of our processes here",
+    )
+    parser.add_argument("--via", choices=["amqp", "api"], nargs="*", default=["amqp", "api"])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per route; medians last")
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
@@ -120,8 +133,13 @@ def main() -> None:
     try:
         wait_ready(url)
         time.sleep(1)  # the workers subscribe
-        for via in ("amqp", "api"):
-            print(json.dumps(run_bench(env, args.n, via, url, ours)), flush=True)
+        for via in args.via:
+            rounds = []
+            with profiling(args.profile, via, procs):
+                for i in range(args.rounds):
+                    rounds.append(run_bench(env, args.n, via, url, ours))
+                    print(json.dumps({"round": i + 1, **rounds[-1]}), flush=True)
+            print(json.dumps(medians(via, rounds)), flush=True)
         if args.soak:
             soak(env, url, ours, procs, args.soak)
     finally:
@@ -130,6 +148,38 @@ def main() -> None:
         for p in procs:
             p.wait(timeout=60)
         asyncio.run(drop_database(dsn))
+
+
+def medians(via: str, rounds: list[dict[str, object]]) -> dict[str, object]:
+    def median(key: str) -> object:
+        return statistics.median(float(r[key]) for r in rounds)  # type: ignore[arg-type]
+
+    return {"via": via, "rounds": len(rounds), "median_throughput": median("throughput"),
+            "median_p50_ms": median("p50_ms"), "median_p99_ms": median("p99_ms"),
+            "multi_attempt": sum(int(r["multi_attempt"]) for r in rounds)}  # type: ignore[call-overload]  # fmt: skip
+
+
+@contextlib.contextmanager
+def profiling(where: Path | None, via: str, procs: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+    """py-spy on the API and each worker for the length of one run (`--profile DIR`)."""
+    if where is None:
+        yield
+        return
+    where.mkdir(parents=True, exist_ok=True)
+    names = ["api"] + [f"worker{i}" for i in range(1, len(procs))]
+    spies = [
+        subprocess.Popen(["py-spy", "record", "--format", "raw", "--rate", "200",
+                          "-p", str(p.pid), "-o", str(where / f"{via}-{name}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, p in zip(names, procs, strict=True)
+    ]  # fmt: skip
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
 
 
 def soak(env: dict[str, str], url: str, ours: set[int], procs: list[subprocess.Popen[bytes]],

@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -12,10 +12,14 @@ from taskfleet.errors import TaskCancelled
 from taskfleet.messages import TaskMessage
 from taskfleet.store import TaskStore, Written
 
-# (routing key, body) -> published on the events exchange, best effort.
-EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+# (routing key, body) -> handed to the event publisher (best effort); returns at once.
+EventSink = Callable[[str, dict[str, Any]], None]
 
 PROGRESS_INTERVAL_S = 0.25
+# The live events of an attempt's first moments are held this long. A task that completes
+# within it sends one event, `completed` with its output (the whole reply), instead of
+# `processing`, the reply's deltas and `completed`: most of a short task's broker traffic.
+HOLD_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class TaskContext:
     partial_output: Any = None
     interrupt_reason: str | None = None
     _owner: asyncio.Task[Any] | None = None
+    _held: list[tuple[str, dict[str, Any]]] | None = None
+    _hold_timer: asyncio.TimerHandle | None = None
     _last_progress_at: float = 0.0
     _last_stage: str | None = None
     _delta_index: int = 0
@@ -96,7 +102,7 @@ class TaskContext:
             offset=self._reply_offset, delta=text,
         )  # fmt: skip
         self._reply_offset += len(text)
-        await self.publish(key, body)
+        self._send(key, body)
 
     async def emit_status(self, status: str, **fields: Any) -> None:
         """Publish `task.updated` for the state change that set `row_seq`."""
@@ -104,7 +110,35 @@ class TaskContext:
             task_id=self.task_id, task_type=self.message.type.value, user_id=self.user_id,
             chat_id=self.chat_id, status=status, seq=events.event_seq(self.row_seq), **fields,
         )  # fmt: skip
-        await self.publish(key, body)
+        self._send(key, body)
+
+    def hold(self, seconds: float = HOLD_S) -> None:
+        """Keep this attempt's events back for `seconds`, then send them in order."""
+        self._held = []
+        self._hold_timer = asyncio.get_running_loop().call_later(seconds, self.release)
+
+    def release(self) -> None:
+        """Send the held events now (idempotent)."""
+        held = self._stop_holding()
+        for key, body in held:
+            self.publish(key, body)
+
+    def drop_held(self) -> None:
+        """The outcome's own event says all that the held ones would (the task completed)."""
+        self._stop_holding()
+
+    def _stop_holding(self) -> list[tuple[str, dict[str, Any]]]:
+        held, self._held = self._held or [], None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        return held
+
+    def _send(self, key: str, body: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append((key, body))
+        else:
+            self.publish(key, body)
 
     def interrupt(self, reason: str) -> None:
         """Stop the handler: `cancel` (the user asked) or `shutdown` (the grace period ran out)."""

@@ -57,6 +57,7 @@ async def open_kernel(
                 f"AMQP_URL: RabbitMQ not reachable within {broker_wait_s}s"
             ) from None
         kernel = Kernel(settings, pool, TaskStore(pool), broker, supervisor)
+        supervisor.spawn("outbox-forget", kernel.store.forget_in_batches)
         if relay:
             supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)
         yield kernel

@@ -269,6 +269,7 @@ class Consumer:
         self._idle.clear()
         INFLIGHT.labels(self.spec.name).inc()
         try:
+            ctx.hold()
             await ctx.emit_status("processing", attempts=claim.attempts, progress=0.0)
             outcome = await self._handle(ctx)
             self._faults.hit("after_handler")
@@ -277,6 +278,7 @@ class Consumer:
         except INFRA_ERRORS as exc:
             await self._hand_back(message, exc)
         finally:
+            ctx.release()
             del self.inflight[msg.task_id]
             if not self.inflight:
                 self._idle.set()
@@ -331,6 +333,10 @@ class Consumer:
         if isinstance(outcome, Waiting):  # committed with their outbox rows: publish them now
             await publish_children(self._parts(), outcome)
         await self._ack(message)
+        if isinstance(outcome, TaskResult):
+            ctx.drop_held()
+        else:
+            ctx.release()
         ctx._advance(seq)
         await ctx.emit_status(status, **_event_fields(outcome, ctx))
 
@@ -412,8 +418,8 @@ class Consumer:
         # publish_after_commit takes a kernel: the one this consumer's own parts make up.
         return Kernel(self.settings, self.store.pool, self.store, self.broker, self.supervisor)
 
-    async def _publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
-        await self.broker.publish_event(routing_key, jsonx.dumps(body))
+    def _publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
+        self.broker.send_event(routing_key, jsonx.dumps(body))
 
 
 def _event_fields(outcome: Outcome, ctx: TaskContext) -> dict[str, Any]:

@@ -64,11 +64,16 @@ class TestChatEndToEnd:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{metrics_port}") as http:
             async with http.get("/readyz") as resp:
                 ready = await resp.json()
-            async with http.get("/metrics") as resp:
-                metrics = await resp.text()
+
+            async def observed() -> str | None:
+                # The duration is observed just after the ack, a moment after the commit.
+                async with http.get("/metrics") as resp:
+                    text = await resp.text()
+                return text if 'duration_seconds_count{queue="chat_tasks"} 1.0' in text else None
+
+            metrics = await wait_for(observed, what="the task's duration in /metrics")
         assert ready["checks"] == {"database": True, "broker": True, "consuming": True}
         assert 'taskfleet_tasks_total{outcome="completed",queue="chat_tasks"} 1.0' in metrics
-        assert 'taskfleet_task_duration_seconds_count{queue="chat_tasks"} 1.0' in metrics
 
 
 async def _metrics_port(worker: Proc) -> int | None:

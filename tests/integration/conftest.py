@@ -5,10 +5,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from taskfleet.constants import QUEUES, QueueSpec, TaskType, dlq_name
+from taskfleet.db import create_pool
 from taskfleet.kernel import Kernel, open_kernel
 from taskfleet.messages import TaskMessage
 from taskfleet.runner import Consumer, Handler
@@ -17,6 +19,25 @@ from taskfleet.settings import Settings
 CHAT = QUEUES[TaskType.CHAT]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+@pytest.fixture(autouse=True)
+async def _leave_the_queues_empty(settings: Settings) -> AsyncIterator[None]:
+    """Tests share the session's namespace: what one test left queued (tasks submitted with
+    no consumer, a retry not yet due, a dead letter) must not reach the next one's handler."""
+    yield
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for spec in QUEUES.values():
+            for name in (spec.name, dlq_name(spec.name)):
+                queue = await channel.get_queue(settings.queue(name), ensure=False)
+                await queue.purge()
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        await pool.execute("DELETE FROM outbox")
+    finally:
+        await pool.close()
 
 
 @pytest.fixture
