@@ -26,6 +26,7 @@ import psutil
 from taskfleet.db import drop_database, with_database
 from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
+from taskfleet.topology import delete_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,6 +149,11 @@ def main() -> None:
         for p in procs:
             p.wait(timeout=60)
         asyncio.run(drop_database(dsn))
+        asyncio.run(
+            delete_namespace(
+                Settings(DATABASE_URL=dsn, TASKFLEET_NAMESPACE=env["TASKFLEET_NAMESPACE"])
+            )
+        )
 
 
 def medians(via: str, rounds: list[dict[str, object]]) -> dict[str, object]:

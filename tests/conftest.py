@@ -24,7 +24,7 @@ import pytest
 from taskfleet.db import drop_database, with_database
 from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
-from taskfleet.topology import all_exchange_names, all_queue_names
+from taskfleet.topology import delete_namespace
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -108,18 +108,8 @@ async def settings(infra: Infra) -> AsyncIterator[Settings]:
     )  # fmt: skip
     await migrate(dsn)
     yield s
-    await _delete_namespace(s)
+    await delete_namespace(s)
     await drop_database(dsn)
-
-
-async def _delete_namespace(s: Settings) -> None:
-    conn = await aio_pika.connect(s.amqp_url, timeout=10)
-    async with conn:
-        channel = await conn.channel()
-        for name in all_queue_names(s):
-            await channel.queue_delete(name)
-        for name in all_exchange_names(s):
-            await channel.exchange_delete(name)
 
 
 # -- helpers -------------------------------------------------------------------------------------

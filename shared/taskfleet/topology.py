@@ -63,3 +63,17 @@ def all_queue_names(settings: Settings) -> list[str]:
 
 def all_exchange_names(settings: Settings) -> list[str]:
     return [settings.queue(n) for n in (DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, CONTROL_EXCHANGE)]
+
+
+async def delete_namespace(settings: Settings) -> None:
+    """Delete a namespace's queues and exchanges (a test session's or a benchmark's).
+
+    Idle quorum queues are not free: each is a Raft member that RabbitMQ keeps ticking.
+    """
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for name in all_queue_names(settings):
+            await channel.queue_delete(name)
+        for name in all_exchange_names(settings):
+            await channel.exchange_delete(name)

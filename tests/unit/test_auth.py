@@ -8,7 +8,14 @@ from typing import Any
 import jwt
 import pytest
 
-from taskfleet.auth import AuthError, Principal, issue_token, parse_ttl, verify_token
+from taskfleet.auth import (
+    AuthError,
+    Principal,
+    TokenVerifier,
+    issue_token,
+    parse_ttl,
+    verify_token,
+)
 
 SECRET = "unit-test-secret-" + "k" * 48
 
@@ -133,3 +140,39 @@ def test_parse_ttl_rejects_negative_durations(text: str) -> None:
     """A negative TTL would issue a token that is already expired (`taskfleet token`)."""
     with pytest.raises(ValueError, match="bad duration"):
         parse_ttl(text)
+
+
+class TestTokenVerifier:
+    def test_a_cached_token_is_refused_once_it_expires(self) -> None:
+        verifier = TokenVerifier(SECRET)
+        token = issue_token(SECRET, "alice", ttl_s=1)
+        assert verifier.verify(token) == Principal("alice", "user")
+        deadline = time.monotonic() + 5
+
+        def still_accepted() -> bool:
+            try:
+                verifier.verify(token)
+            except AuthError:
+                return False
+            return True
+
+        while still_accepted():  # a cache that ignored `exp` would answer until the deadline
+            assert time.monotonic() < deadline, "the cached token outlived its exp"
+            time.sleep(0.05)
+        with pytest.raises(AuthError, match="expired"):
+            verifier.verify(token)
+
+    def test_bad_tokens_are_refused_every_time(self) -> None:
+        verifier = TokenVerifier(SECRET)
+        forged = issue_token("another-secret-" + "x" * 40, "alice")
+        for _ in range(2):
+            with pytest.raises(AuthError, match=r"(?i)signature"):
+                verifier.verify(forged)
+
+    def test_the_cache_keeps_at_most_its_size(self) -> None:
+        verifier = TokenVerifier(SECRET, size=3)
+        tokens = [issue_token(SECRET, f"user-{i}") for i in range(5)]
+        who = [verifier.verify(t).user_id for t in tokens]
+        assert who == [f"user-{i}" for i in range(5)]
+        assert len(verifier._verified) == 3
+        assert list(verifier._verified) == tokens[2:]

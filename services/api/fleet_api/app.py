@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from fleet_api.admin import add_admin_routes
-from fleet_api.auth import JWT_SECRET, auth_middleware
+from fleet_api.auth import TOKENS, auth_middleware
 from fleet_api.cameras import add_camera_routes
 from fleet_api.documents import add_document_routes
 from fleet_api.errors import error_middleware
@@ -16,6 +16,7 @@ from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, add_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.ws import HUB, ws_tasks
 from taskfleet import __version__, queues
+from taskfleet.auth import TokenVerifier
 from taskfleet.health import add_health_routes, database_check
 from taskfleet.kernel import Kernel
 from taskfleet.submit import Publish
@@ -31,7 +32,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     )
     app[KERNEL] = kernel
     app[PUBLISH] = publish
-    app[JWT_SECRET] = kernel.settings.require_jwt_secret()
+    app[TOKENS] = TokenVerifier(kernel.settings.require_jwt_secret())
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
     db_ok = database_check(kernel.pool)

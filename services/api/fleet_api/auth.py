@@ -3,9 +3,9 @@
 from aiohttp import web
 
 from fleet_api.errors import ApiError, Handler
-from taskfleet.auth import AuthError, Principal, verify_token
+from taskfleet.auth import AuthError, Principal, TokenVerifier
 
-JWT_SECRET = web.AppKey("jwt_secret", str)
+TOKENS = web.AppKey("tokens", TokenVerifier)
 PRINCIPAL = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
@@ -29,7 +29,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     try:
-        request[PRINCIPAL] = verify_token(request.app[JWT_SECRET], _token(request))
+        request[PRINCIPAL] = request.app[TOKENS].verify(_token(request))
     except AuthError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
     return await handler(request)
