@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from fleet_api.errors import ApiError, Handler
+from fleet_api.errors import ApiError, Handler, not_found
 from taskfleet.auth import AuthError, Principal, TokenVerifier
 
 TOKENS = web.AppKey("tokens", TokenVerifier)
@@ -12,6 +12,20 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def acting_for(request: web.Request, user_id: str | None, *, reading: bool, what: str) -> str:
+    """The user a request acts for: the caller, or `?user_id=` for a service or admin token.
+
+    Another user's object reads as absent (404); writing for another user is 403.
+    """
+    who = principal(request)
+    user_id = user_id or who.user_id
+    if who.may_act_for(user_id):
+        return user_id
+    if reading:
+        raise not_found(f"{what} not found")
+    raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
 
 
 def _token(request: web.Request) -> str:

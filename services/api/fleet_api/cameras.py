@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleet_api.auth import principal
+from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, parse_body, parse_query
@@ -128,14 +128,7 @@ def camera_id_param(request: web.Request) -> str:
 
 
 def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
-    """The user whose camera this is: the caller, or `?user_id=` for a service token."""
-    who = principal(request)
-    user_id = query.user_id or who.user_id
-    if who.may_act_for(user_id):
-        return user_id
-    if reading:  # as for any object of another user: absent
-        raise not_found("camera not found")
-    raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
+    return acting_for(request, query.user_id, reading=reading, what="camera")
 
 
 async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:

@@ -21,7 +21,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fleet_api.auth import principal
+from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, parse_query
@@ -270,14 +270,7 @@ def _clean_filename(name: str | None) -> str | None:
 
 
 def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
-    """The caller, or `?user_id=` for a service token."""
-    who = principal(request)
-    user_id = query.user_id or who.user_id
-    if who.may_act_for(user_id):
-        return user_id
-    if reading:  # as for any object of another user: absent
-        raise not_found("document not found")
-    raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
+    return acting_for(request, query.user_id, reading=reading, what="document")
 
 
 def document_id_param(request: web.Request) -> UUID:
