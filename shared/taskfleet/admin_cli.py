@@ -1,4 +1,5 @@
-"""Operator commands: `taskfleet tasks`, `task ID`, `queues`, `dlq list|replay|purge QUEUE`."""
+"""Operator commands: `taskfleet tasks`, `task ID`, `queues`, `workers`,
+`dlq list|replay|purge QUEUE`."""
 
 import argparse
 from uuid import UUID
@@ -7,7 +8,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from taskfleet import jsonx, operations, queues
+from taskfleet import jsonx, operations, queues, registry
 from taskfleet.db import create_pool
 from taskfleet.kernel import open_kernel
 from taskfleet.settings import Settings
@@ -55,6 +56,22 @@ async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
     table = Table("queue", "messages", "consumers")
     for d in found:
         table.add_row(d.name, str(d.messages), str(d.consumers))
+    console.print(table)
+    return 0
+
+
+async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        found = await registry.list_workers(pool, include_gone=args.all)
+    finally:
+        await pool.close()
+    table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
+    for w in found:
+        table.add_row(
+            w["worker"], w["status"], w["host"], str(w["pid"]), f"{w['heartbeat_age_s']:.1f}s ago",
+            str(len(w["inflight"])), " ".join(str(t) for t in w["at_risk"]) or "-", str(w["id"]),
+        )  # fmt: skip
     console.print(table)
     return 0
 

@@ -91,6 +91,12 @@ def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
     return int(run_async(show_queues(settings, args)))
 
 
+def cmd_workers(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.admin_cli import show_workers
+
+    return int(run_async(show_workers(settings, args)))
+
+
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from taskfleet.admin_cli import dead_letters
 
@@ -160,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("id")
 
     sub.add_parser("queues", help="queue depths, consumers, dead letters")
+    workers = sub.add_parser("workers", help="worker processes: live, lost (tasks at risk)")
+    workers.add_argument("--all", action="store_true", help="stopped workers too")
 
     dlq = sub.add_parser("dlq", help="operate a dead-letter queue")
     dlq.add_argument("action", choices=["list", "replay", "purge"])
@@ -191,6 +199,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "tasks": cmd_tasks,
     "task": cmd_task,
     "queues": cmd_queues,
+    "workers": cmd_workers,
     "dlq": cmd_dlq,
     "bench": cmd_bench,
 }

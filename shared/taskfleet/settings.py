@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
+    # Every worker writes its row in the registry this often (GET /api/admin/workers).
+    worker_heartbeat_s: float = Field(5.0, gt=0, le=300, validation_alias="WORKER_HEARTBEAT_S")
     publish_timeout_s: float = Field(10.0, gt=0, validation_alias="PUBLISH_TIMEOUT_S")
     amqp_heartbeat_s: int = Field(5, ge=0, validation_alias="AMQP_HEARTBEAT_S")
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE")

@@ -1,14 +1,19 @@
 """`taskfleet worker NAME`: one work queue, its handler, health and metrics, graceful stop."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from functools import partial
 
+import asyncpg
 import structlog
 from aiohttp import web
 
+from taskfleet import registry
 from taskfleet.constants import QueueSpec
 from taskfleet.health import add_health_routes, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
+from taskfleet.registry import Registration
 from taskfleet.runner import Consumer, Handler
 from taskfleet.settings import Settings
 from taskfleet.supervisor import CoroFactory
@@ -42,6 +47,12 @@ async def run_worker(
         await consumer.start()
         for name, factory in background(kernel) if background else []:
             kernel.supervisor.spawn(name, factory)
+        me = Registration(worker=spec.worker, queue=consumer.queue, concurrency=concurrency,
+                          heartbeat_s=settings.worker_heartbeat_s)  # fmt: skip
+        kernel.supervisor.spawn("registry-heartbeat", partial(
+            registry.heartbeat, kernel.pool, me, lambda: list(consumer.inflight),
+            kernel.supervisor.running,
+        ))  # fmt: skip
         db_ok = database_check(kernel.pool)
 
         async def ready() -> dict[str, bool]:
@@ -60,6 +71,9 @@ async def run_worker(
             await stop.wait()
             log.info("worker_stopping", inflight=len(consumer.inflight))
             await consumer.stop(settings.shutdown_grace_s)
+            await kernel.supervisor.stop("registry-heartbeat")
+            with contextlib.suppress(asyncpg.PostgresError, OSError, TimeoutError):
+                await registry.mark_stopped(kernel.pool, me)
         finally:
             await runner.cleanup()
         log.info("worker_stopped")

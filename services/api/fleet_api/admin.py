@@ -4,10 +4,17 @@ from aiohttp import web
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import DeadLetterList, DeadLetterQuery, QueueList, ReplayResult
+from fleet_api.models import (
+    DeadLetterList,
+    DeadLetterQuery,
+    QueueList,
+    ReplayResult,
+    WorkerList,
+    WorkerQuery,
+)
 from fleet_api.openapi import Operation
 from fleet_api.routes import KERNEL, OPENAPI, parse_query
-from taskfleet import queues
+from taskfleet import queues, registry
 
 
 def require_admin(request: web.Request) -> None:
@@ -51,10 +58,22 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     return json_response({"queue": queue, "replayed": replayed, "skipped": skipped})
 
 
+async def list_workers(request: web.Request) -> web.Response:
+    """Worker processes from their heartbeats: live, lost (with tasks at risk), stopped."""
+    require_admin(request)
+    query = parse_query(request, WorkerQuery)
+    found = await registry.list_workers(
+        request.app[KERNEL].pool, include_gone=query.include_stopped
+    )
+    return json_response({"workers": found})
+
+
 def add_admin_routes(app: web.Application) -> None:
     api, tags, errors = app[OPENAPI], ("admin",), (401, 403, 404, 422, 503)
     api.add(app, Operation("GET", "/api/admin/queues", list_queues, "Queue depths", QueueList,
                            errors=errors, tags=tags))  # fmt: skip
+    api.add(app, Operation("GET", "/api/admin/workers", list_workers, "Worker processes",
+                           WorkerList, query=WorkerQuery, errors=errors, tags=tags))  # fmt: skip
     api.add(app, Operation("GET", "/api/admin/dlq/{queue}", list_dead_letters,
                            "A queue's dead letters", DeadLetterList, query=DeadLetterQuery,
                            errors=errors, tags=tags))  # fmt: skip

@@ -1,7 +1,7 @@
 """Request and response bodies. The same models validate requests and make /openapi.json."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,6 +129,37 @@ class QueueInfo(BaseModel):
 
 class QueueList(BaseModel):
     queues: list[QueueInfo]
+
+
+class WorkerInfo(BaseModel):
+    id: UUID
+    worker: str = Field(description="chat, tool, doc or camera")
+    queue: str
+    host: str
+    pid: int
+    version: str
+    concurrency: int
+    status: Literal["live", "lost", "stopped"] = Field(
+        description="lost: no heartbeat for 2.5 intervals (its in-flight tasks are at risk)"
+    )
+    heartbeat_s: float
+    heartbeat_age_s: float
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    inflight: list[UUID]
+    at_risk: list[UUID] = Field(description="in-flight tasks of a lost worker")
+    background: dict[str, bool] = Field(description="supervised background task -> running")
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerInfo]
+
+
+class WorkerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_stopped: bool = False
 
 
 class DeadLetter(BaseModel):
