@@ -9,7 +9,7 @@ from typing import Any
 
 from taskfleet.auth import SCOPES, issue_token, parse_ttl
 from taskfleet.constants import Status
-from taskfleet.errors import ConfigError, StartupError
+from taskfleet.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.logging import configure_logging
 from taskfleet.settings import Settings, load_settings
 
@@ -50,8 +50,14 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency: must be at least 1 (got {args.concurrency})")
+    from taskfleet.memguard import EXIT_MEMORY
+
     service = importlib.import_module(WORKERS[args.name])
-    run_async(service.main(settings, args.concurrency))
+    try:
+        run_async(service.main(settings, args.concurrency))
+    except MemoryExhausted as exc:
+        print(f"taskfleet: worker stopped: {exc}; start it again", file=sys.stderr)
+        return EXIT_MEMORY
     return 0
 
 

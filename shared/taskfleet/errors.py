@@ -11,6 +11,10 @@ class ConfigError(TaskfleetError):
     """A setting is missing or invalid; the message is one line naming the variable."""
 
 
+class MemoryExhausted(Exception):
+    """A worker passed MEMORY_HARD_LIMIT_MB and stopped cleanly, to be started afresh."""
+
+
 class StartupError(TaskfleetError):
     """A dependency cannot be reached at start; the message is one line naming it."""
 

@@ -23,6 +23,12 @@ TASK_WAIT = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 INFLIGHT = Gauge("taskfleet_inflight_tasks", "Tasks being handled by this process.", ["queue"])
+RESIDENT_BYTES = Gauge("taskfleet_process_resident_bytes", "Resident memory of this process.")
+MEMORY_PAUSED = Gauge(
+    "taskfleet_memory_paused",
+    "1 while the memory guard keeps this worker from taking deliveries.",
+    ["queue"],
+)
 QUEUE_MESSAGES = Gauge(
     "taskfleet_queue_messages", "Messages ready in a queue, dead-letter queues included.", ["queue"]
 )

@@ -74,6 +74,7 @@ class Consumer:
     _channel: AbstractChannel | None = None
     _consumer_tag: str | None = None
     _stopping: bool = False
+    _paused: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -117,15 +118,7 @@ class Consumer:
     async def stop(self, grace_s: float) -> None:
         """Stop consuming; let in-flight tasks finish within grace_s, then hand them back."""
         self._stopping = True
-        if self.consuming:
-            assert self._channel is not None
-            assert self._consumer_tag is not None
-            try:
-                queue = await self._channel.get_queue(self.queue, ensure=False)
-                await queue.cancel(self._consumer_tag)
-            except Exception as exc:  # the channel may be gone already
-                log.warning("consumer_cancel_failed", error=repr(exc))
-        self._consumer_tag = None
+        await self._cancel_consumer()
         if not await self._wait_idle(grace_s):
             log.warning("grace_expired", inflight=len(self.inflight))
             for ctx in list(self.inflight.values()):
@@ -146,10 +139,52 @@ class Consumer:
             return
         channel = await self.broker.channel(connection, publisher_confirms=False)
         await channel.set_qos(prefetch_count=self.concurrency * 2)
-        queue = await channel.get_queue(self.queue, ensure=False)
         self._channel = channel  # strong references: aio-pika holds queues weakly
+        self._consumer_tag = None
+        if not self._paused:
+            await self._consume()
+
+    async def _consume(self) -> None:
+        assert self._channel is not None
+        queue = await self._channel.get_queue(self.queue, ensure=False)
         self._consumer_tag = await queue.consume(self._inbox.put)
         log.info("consuming", queue=self.queue, concurrency=self.concurrency)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    async def pause(self, reason: str) -> None:
+        """Take no new deliveries (the memory guard): cancel the consumer and hand back what
+        was prefetched but not started. In-flight tasks go on."""
+        if self._paused:
+            return
+        self._paused = True
+        await self._cancel_consumer()
+        handed_back = 0
+        while not self._inbox.empty():
+            await self._nack(self._inbox.get_nowait(), requeue=True)
+            handed_back += 1
+        log.warning("consumer_paused", reason=reason, handed_back=handed_back)
+
+    async def resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self._channel is not None and not self._channel.is_closed and not self._stopping:
+            await self._consume()
+        log.info("consumer_resumed")
+
+    async def _cancel_consumer(self) -> None:
+        if self.consuming:
+            assert self._channel is not None
+            assert self._consumer_tag is not None
+            try:
+                queue = await self._channel.get_queue(self.queue, ensure=False)
+                await queue.cancel(self._consumer_tag)
+            except Exception as exc:  # the channel may be gone already
+                log.warning("consumer_cancel_failed", error=repr(exc))
+        self._consumer_tag = None
 
     async def _subscribe_control(self, connection: AbstractConnection) -> None:
         channel = await self.broker.channel(connection, publisher_confirms=False)
@@ -174,7 +209,7 @@ class Consumer:
         """Catch a connection that is up but whose consumer is gone, and reconnect it."""
         while True:
             await asyncio.sleep(5)
-            if self.broker.ready and not self._stopping and not self.consuming:
+            if self.broker.ready and not (self._stopping or self._paused or self.consuming):
                 self.broker.reconnect("consumer lost")
 
     async def _poll_cancels(self) -> None:

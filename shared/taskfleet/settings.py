@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskfleet.errors import ConfigError
@@ -38,12 +38,25 @@ class Settings(BaseSettings):
         "info", validation_alias="LOG_LEVEL"
     )
 
+    @model_validator(mode="after")
+    def _memory_limits(self) -> "Settings":
+        soft, hard = self.memory_soft_limit_mb, self.memory_hard_limit_mb
+        if soft and hard and hard <= soft:
+            raise ValueError(
+                f"MEMORY_HARD_LIMIT_MB ({hard}) must be above MEMORY_SOFT_LIMIT_MB ({soft})"
+            )
+        return self
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
+    # The memory guard of a worker (taskfleet/memguard.py); 0 turns a limit off.
+    memory_soft_limit_mb: int = Field(1024, ge=0, validation_alias="MEMORY_SOFT_LIMIT_MB")
+    memory_hard_limit_mb: int = Field(1536, ge=0, validation_alias="MEMORY_HARD_LIMIT_MB")
+    memory_check_s: float = Field(1.0, gt=0, le=60, validation_alias="MEMORY_CHECK_S")
     # Every worker writes its row in the registry this often (GET /api/admin/workers).
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300, validation_alias="WORKER_HEARTBEAT_S")
     publish_timeout_s: float = Field(10.0, gt=0, validation_alias="PUBLISH_TIMEOUT_S")

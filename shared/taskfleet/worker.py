@@ -11,8 +11,10 @@ from aiohttp import web
 
 from taskfleet import registry
 from taskfleet.constants import QueueSpec
+from taskfleet.errors import MemoryExhausted
 from taskfleet.health import add_health_routes, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
+from taskfleet.memguard import MemoryGuard
 from taskfleet.registry import Registration
 from taskfleet.runner import Consumer, Handler
 from taskfleet.settings import Settings
@@ -47,6 +49,13 @@ async def run_worker(
         await consumer.start()
         for name, factory in background(kernel) if background else []:
             kernel.supervisor.spawn(name, factory)
+        guard = MemoryGuard(
+            soft_bytes=settings.memory_soft_limit_mb << 20,
+            hard_bytes=settings.memory_hard_limit_mb << 20,
+            check_s=settings.memory_check_s, pause=consumer.pause, resume=consumer.resume,
+            stop=stop, queue=spec.name,
+        )  # fmt: skip
+        kernel.supervisor.spawn("memory-guard", guard.run)
         me = Registration(worker=spec.worker, queue=consumer.queue, concurrency=concurrency,
                           heartbeat_s=settings.worker_heartbeat_s)  # fmt: skip
         kernel.supervisor.spawn("registry-heartbeat", partial(
@@ -77,3 +86,7 @@ async def run_worker(
         finally:
             await runner.cleanup()
         log.info("worker_stopped")
+    if guard.stopped_for_memory:
+        raise MemoryExhausted(
+            f"resident memory over MEMORY_HARD_LIMIT_MB={settings.memory_hard_limit_mb}"
+        )

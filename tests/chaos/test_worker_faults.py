@@ -19,9 +19,14 @@ async def test_sigkill_a_random_worker_every_2s(
     await fleet.start()
     stop = asyncio.Event()
     # Every 2 s in the full run; the short run is over in seconds, so it kills faster.
-    killer = asyncio.ensure_future(keep_killing(fleet, stop, every_s=2.0 if FULL else 0.7))
+    every_s = 2.0 if FULL else 0.7
+    killer = asyncio.ensure_future(keep_killing(fleet, stop, every_s=every_s))
     try:
-        subs = await submit(fleet, n, "kills", pace_s=0.01)
+        # Submissions spread over 4 kill intervals at least: a fast fleet must not finish the
+        # workload between two kills.
+        posters = 16
+        subs = await submit(fleet, n, "kills", concurrency=posters,
+                            pace_s=4 * every_s * posters / n)  # fmt: skip
         verdict = await verify(db, subs, timeout_s=180)
     finally:
         stop.set()

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from taskfleet.auth import issue_token
+from taskfleet.memguard import EXIT_MEMORY
 from taskfleet.settings import Settings
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
@@ -105,3 +106,16 @@ def _cli(env: dict[str, str]) -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_a_worker_over_its_hard_memory_limit_stops_cleanly_to_be_restarted(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    # A hard limit below what any Python worker needs: it is passed at the first check.
+    env = process_env(settings, MEMORY_SOFT_LIMIT_MB=0, MEMORY_HARD_LIMIT_MB=20)
+    worker = spawn(["worker", "chat"], env, name="bloated")
+    assert worker.popen.wait(timeout=60) == EXIT_MEMORY
+    output = worker.output()
+    assert '"memory_hard_limit"' in output
+    assert '"worker_stopped"' in output  # the graceful path, not a crash
+    assert "worker stopped: resident memory over MEMORY_HARD_LIMIT_MB=20" in output
