@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from taskfleet.auth import issue_token
+from taskfleet.auth import token_for
 from taskfleet.constants import TERMINAL, TaskType
 from taskfleet.db import create_pool
 from taskfleet.messages import TaskMessage
@@ -80,7 +80,7 @@ async def _via_amqp(settings: Settings, run: str, n: int) -> dict[UUID, float]:
 
 async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dict[UUID, float]:
     base = url or f"http://{settings.api_host}:{settings.api_port}"
-    token = issue_token(settings.require_jwt_secret(), "bench", scope="service", ttl_s=3600)
+    token = token_for(settings, "bench", scope="service", ttl_s=3600)
     submitted: dict[UUID, float] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from taskfleet.auth import SCOPES, issue_token, parse_ttl
+from taskfleet.auth import SCOPES, AuthError, parse_ttl, token_for, verify_token
 from taskfleet.constants import Status
 from taskfleet.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.logging import configure_logging
@@ -68,8 +68,20 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    print(issue_token(settings.require_jwt_secret(), args.user, scope=args.scope,
-                      ttl_s=parse_ttl(args.ttl)))  # fmt: skip
+    print(token_for(settings, args.user, scope=args.scope, ttl_s=parse_ttl(args.ttl)))
+    return 0
+
+
+def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.revocation import revoke_token
+
+    try:
+        who = verify_token(settings.require_jwt_secret(), args.token, issuer=settings.jwt_issuer,
+                           audience=settings.jwt_audience)  # fmt: skip
+    except AuthError as exc:
+        raise ConfigError(f"token: {exc} (an expired token needs no revoking)") from None
+    run_async(revoke_token(settings.database_url, who, args.reason))
+    print(f"revoked token {who.jti} of {who.user_id}; every API refuses it within seconds")
     return 0
 
 
@@ -155,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", choices=SCOPES, default="user")
     token.add_argument("--ttl", default="1h")
 
+    revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
+    revoke.add_argument("token")
+    revoke.add_argument("--reason", default="")
+
     submit = sub.add_parser("submit", help="post a chat message through the API")
     submit.add_argument("text")
     submit.add_argument("--user", default="demo")
@@ -201,6 +217,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up,
     "token": cmd_token,
     "submit": cmd_submit,
+    "revoke": cmd_revoke,
     "cleanup": cmd_cleanup,
     "tasks": cmd_tasks,
     "task": cmd_task,

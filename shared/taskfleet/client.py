@@ -10,7 +10,7 @@ import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from taskfleet.auth import issue_token
+from taskfleet.auth import token_for
 from taskfleet.constants import TERMINAL
 from taskfleet.settings import Settings
 
@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 async def submit(settings: Settings, args: argparse.Namespace) -> int:
     base = args.url or f"http://{settings.api_host}:{settings.api_port}"
-    token = issue_token(settings.require_jwt_secret(), args.user, ttl_s=int(args.timeout) + 60)
+    token = token_for(settings, args.user, ttl_s=int(args.timeout) + 60)
     headers = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as http:

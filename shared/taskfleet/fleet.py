@@ -87,7 +87,8 @@ async def _stop_all(children: list[Child], grace_s: float) -> None:
 
 
 def _print_welcome(settings: Settings, secret: str) -> None:
-    token = issue_token(secret, "demo", ttl_s=86400)
+    token = issue_token(secret, "demo", ttl_s=86400, issuer=settings.jwt_issuer,
+                        audience=settings.jwt_audience)  # fmt: skip
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(
         f"\ntaskfleet is up: API on {base}\n"

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
         "", validation_alias="TASKFLEET_NAMESPACE", pattern=r"^[A-Za-z0-9_\-]*$", max_length=64
     )
     jwt_secret: SecretStr | None = Field(None, validation_alias="TASKFLEET_JWT_SECRET")
+    # Tokens must name this issuer and audience (`iss`, `aud`).
+    jwt_issuer: str = Field("taskfleet", min_length=1, validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field("taskfleet-api", min_length=1, validation_alias="JWT_AUDIENCE")
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")

@@ -161,3 +161,29 @@ class TestOperatorCommands:
         pool: asyncpg.Pool = await create_pool(settings.database_url, size=1)
         await pool.execute("DELETE FROM tasks WHERE id = $1", new.task_id)
         await pool.close()
+
+    async def test_token_and_revoke(self, settings: Settings) -> None:
+        from taskfleet.auth import verify_token
+        from taskfleet.db import create_pool
+
+        env = process_env(settings)
+        minted = taskfleet(["token", "erin", "--ttl", "10m"], env)
+        assert minted.returncode == 0, minted.stderr
+        token = minted.stdout.strip()
+        who = verify_token(env["TASKFLEET_JWT_SECRET"], token)
+        assert who.user_id == "erin"
+        done = taskfleet(["revoke", token, "--reason", "laptop lost"], env)
+        assert done.returncode == 0, done.stderr
+        assert f"revoked token {who.jti} of erin" in done.stdout
+        pool = await create_pool(settings.database_url, size=1)
+        try:
+            row = await pool.fetchrow("SELECT * FROM revoked_tokens WHERE jti = $1", who.jti)
+        finally:
+            await pool.close()
+        assert row is not None
+        assert row["reason"] == "laptop lost"
+        assert abs(row["expires_at"].timestamp() - who.expires_at) < 1
+        bad = taskfleet(["revoke", "not-a-token"], env)
+        assert bad.returncode == 2
+        assert bad.stderr.count("\n") == 1
+        assert "configuration error: token: invalid token" in bad.stderr

@@ -9,9 +9,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
-from taskfleet.auth import issue_token
+from taskfleet.auth import AUDIENCE, ISSUER, issue_token, verify_token
 from taskfleet.kernel import Kernel
-from tests.conftest import JWT_SECRET
+from taskfleet.revocation import revoke
+from tests.conftest import JWT_SECRET, wait_for
 
 ALICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice')}"}
 BOB = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'bob')}"}
@@ -99,6 +100,14 @@ class TestChatStreamInput:
         assert task["user_id"] == "carol"
 
 
+def _signed(algorithm: str = "HS256", **claims: Any) -> str:
+    """A hand-built token: valid but for what the test changes (None drops a claim)."""
+    full = {"sub": "alice", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE,
+            "jti": "j-1", **claims}  # fmt: skip
+    key = None if algorithm == "none" else JWT_SECRET
+    return jwt.encode({k: v for k, v in full.items() if v is not None}, key, algorithm=algorithm)
+
+
 class TestAuth:
     @pytest.mark.parametrize(
         "headers",
@@ -107,24 +116,23 @@ class TestAuth:
             {"Authorization": "Bearer not-a-jwt"},
             {"Authorization": "Basic YWxpY2U6cHc="},
             {"Authorization": f"Bearer {issue_token('wrong-secret-' + 'z' * 32, 'alice')}"},
-            {
-                "Authorization": "Bearer "
-                + jwt.encode(
-                    {"sub": "alice", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256"
-                )
-            },
-            {
-                "Authorization": "Bearer "
-                + jwt.encode({"sub": "alice"}, JWT_SECRET, algorithm="HS256")
-            },
-            {
-                "Authorization": "Bearer "
-                + jwt.encode(
-                    {"sub": "alice", "exp": int(time.time()) + 60}, key=None, algorithm="none"
-                )
-            },
+            {"Authorization": f"Bearer {_signed(exp=int(time.time()) - 10)}"},
+            {"Authorization": f"Bearer {_signed(exp=None)}"},
+            {"Authorization": f"Bearer {_signed(aud='another-api')}"},
+            {"Authorization": f"Bearer {_signed(iss='someone-else')}"},
+            {"Authorization": f"Bearer {_signed(algorithm='none')}"},
         ],
-        ids=["missing", "garbage", "basic", "wrong-secret", "expired", "no-exp", "alg-none"],
+        ids=[
+            "missing",
+            "garbage",
+            "basic",
+            "wrong-secret",
+            "expired",
+            "no-exp",
+            "wrong-audience",
+            "wrong-issuer",
+            "alg-none",
+        ],
     )
     async def test_bad_tokens_are_401(
         self, client: TestClient[Any, Any], headers: dict[str, str]
@@ -132,6 +140,23 @@ class TestAuth:
         resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": "hi"},
                                  headers=headers)  # fmt: skip
         assert (await error_of(resp, 401))["code"] == "unauthorized"
+
+    async def test_a_revoked_token_is_refused_within_the_refresh_interval(
+        self, kernel: Kernel, client: TestClient[Any, Any]
+    ) -> None:
+        token = issue_token(JWT_SECRET, "dave")
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await client.get("/api/tasks", headers=headers)).status == 200
+        who = verify_token(JWT_SECRET, token)
+        await revoke(kernel.pool, who.jti, who.expires_at, reason="test")
+
+        async def refused() -> bool:
+            resp = await client.get("/api/tasks", headers=headers)
+            return resp.status == 401 and "revoked" in (await resp.json())["error"]["message"]
+
+        await wait_for(refused, what="the revoked token to be refused", timeout_s=10)
+        other = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'dave')}"}
+        assert (await client.get("/api/tasks", headers=other)).status == 200
 
     async def test_health_routes_need_no_token(self, client: TestClient[Any, Any]) -> None:
         assert (await client.get("/healthz")).status == 200

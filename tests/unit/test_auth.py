@@ -9,6 +9,8 @@ import jwt
 import pytest
 
 from taskfleet.auth import (
+    AUDIENCE,
+    ISSUER,
     AuthError,
     Principal,
     TokenVerifier,
@@ -21,7 +23,9 @@ SECRET = "unit-test-secret-" + "k" * 48
 
 
 def signed(claims: dict[str, Any], secret: str = SECRET) -> str:
-    return jwt.encode(claims, secret, algorithm="HS256")
+    """Hand-built claims, with our issuer, audience and a jti unless the test sets them."""
+    ours = {"iss": ISSUER, "aud": AUDIENCE, "jti": "j-1", **claims}
+    return jwt.encode({k: v for k, v in ours.items() if v is not None}, secret, algorithm="HS256")
 
 
 def in_a_minute() -> int:
@@ -35,9 +39,27 @@ def test_issue_verify_round_trip(scope: Any) -> None:
 
 
 def test_issued_token_expires_after_its_ttl() -> None:
-    claims = jwt.decode(issue_token(SECRET, "alice", ttl_s=90), SECRET, algorithms=["HS256"])
+    claims = jwt.decode(issue_token(SECRET, "alice", ttl_s=90), SECRET, algorithms=["HS256"],
+                        audience=AUDIENCE)  # fmt: skip
     assert claims["exp"] - claims["iat"] == 90
-    assert claims["sub"] == "alice"
+    assert (claims["sub"], claims["iss"], claims["aud"]) == ("alice", ISSUER, AUDIENCE)
+    assert len(claims["jti"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("claims", "error"),
+    [
+        ({"aud": "another-api"}, "Audience"),
+        ({"iss": "someone-else"}, "issuer"),
+        ({"aud": None}, "aud"),
+        ({"iss": None}, "iss"),
+        ({"jti": None}, "jti"),
+        ({"jti": ""}, "jti"),
+    ],
+)
+def test_issuer_audience_and_jti_are_required_and_ours(claims: dict[str, Any], error: str) -> None:
+    with pytest.raises(AuthError, match=error):
+        verify_token(SECRET, signed({"sub": "alice", "exp": in_a_minute(), **claims}))
 
 
 def test_expired_token_is_rejected() -> None:
@@ -176,3 +198,14 @@ class TestTokenVerifier:
         assert who == [f"user-{i}" for i in range(5)]
         assert len(verifier._verified) == 3
         assert list(verifier._verified) == tokens[2:]
+
+
+def test_a_revoked_token_is_refused_even_when_cached() -> None:
+    denied: set[str] = set()
+    verifier = TokenVerifier(SECRET, revoked=denied.__contains__)
+    token = issue_token(SECRET, "alice")
+    who = verifier.verify(token)
+    denied.add(who.jti)
+    with pytest.raises(AuthError, match="revoked"):
+        verifier.verify(token)
+    assert verifier.verify(issue_token(SECRET, "alice")).user_id == "alice"  # another token

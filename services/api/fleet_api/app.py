@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from fleet_api.admin import add_admin_routes
-from fleet_api.auth import TOKENS, auth_middleware
+from fleet_api.auth import DENIED, TOKENS, auth_middleware
 from fleet_api.cameras import add_camera_routes
 from fleet_api.documents import add_document_routes
 from fleet_api.errors import error_middleware
@@ -19,6 +19,7 @@ from taskfleet import __version__, queues
 from taskfleet.auth import TokenVerifier
 from taskfleet.health import add_health_routes, database_check
 from taskfleet.kernel import Kernel
+from taskfleet.revocation import DenyList
 from taskfleet.submit import Publish
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -32,7 +33,11 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     )
     app[KERNEL] = kernel
     app[PUBLISH] = publish
-    app[TOKENS] = TokenVerifier(kernel.settings.require_jwt_secret())
+    app[DENIED] = DenyList()
+    app[TOKENS] = TokenVerifier(
+        kernel.settings.require_jwt_secret(), issuer=kernel.settings.jwt_issuer,
+        audience=kernel.settings.jwt_audience, revoked=app[DENIED].denied,
+    )  # fmt: skip
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
     db_ok = database_check(kernel.pool)
@@ -58,10 +63,14 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The event hub and the queue-depth gauge run for as long as the app does."""
+    """The token deny-list, the event hub and the queue-depth gauge run as long as the app."""
     kernel, name = app[KERNEL], f"queue-depths-{id(app):x}"
+    deny_list = f"deny-list-{id(app):x}"
+    await app[DENIED].refresh(kernel.pool)  # no request is served with a stale list
+    kernel.supervisor.spawn(deny_list, lambda: app[DENIED].keep_fresh(kernel.pool))
     await app[HUB].start()
     kernel.supervisor.spawn(name, lambda: queues.poll_depths(kernel))
     yield
     await kernel.supervisor.stop(name)
+    await kernel.supervisor.stop(deny_list)
     await app[HUB].stop()

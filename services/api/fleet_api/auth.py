@@ -4,8 +4,10 @@ from aiohttp import web
 
 from fleet_api.errors import ApiError, Handler, not_found
 from taskfleet.auth import AuthError, Principal, TokenVerifier
+from taskfleet.revocation import DenyList
 
 TOKENS = web.AppKey("tokens", TokenVerifier)
+DENIED = web.AppKey("denied", DenyList)
 PRINCIPAL = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
