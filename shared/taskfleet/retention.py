@@ -25,6 +25,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from taskfleet import quotas
 from taskfleet.errors import StartupError
 from taskfleet.settings import Settings
 
@@ -79,7 +80,9 @@ async def cleanup(
         deleted += count
         batches += 1
         log.debug("retention_batch", deleted=count, picked=len(ids))
-    log.info("retention_done", deleted=deleted, batches=batches, cutoff=cutoff.isoformat())
+    windows = await quotas.forget_old_windows(conn)
+    log.info("retention_done", deleted=deleted, batches=batches, cutoff=cutoff.isoformat(),
+             quota_windows=windows)  # fmt: skip
     return CleanupResult(deleted, batches, cutoff)
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     memory_soft_limit_mb: int = Field(1024, ge=0, validation_alias="MEMORY_SOFT_LIMIT_MB")
     memory_hard_limit_mb: int = Field(1536, ge=0, validation_alias="MEMORY_HARD_LIMIT_MB")
     memory_check_s: float = Field(1.0, gt=0, le=60, validation_alias="MEMORY_CHECK_S")
+    # Per-user quotas on submissions, across API replicas (taskfleet/quotas.py).
+    submit_rate_per_min: int = Field(600, ge=1, validation_alias="SUBMIT_RATE_PER_MIN")
+    max_queued_per_user: int = Field(1000, ge=1, validation_alias="MAX_QUEUED_PER_USER")
     # Every worker writes its row in the registry this often (GET /api/admin/workers).
     worker_heartbeat_s: float = Field(5.0, gt=0, le=300, validation_alias="WORKER_HEARTBEAT_S")
     publish_timeout_s: float = Field(10.0, gt=0, validation_alias="PUBLISH_TIMEOUT_S")

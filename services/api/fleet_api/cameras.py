@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, parse_body, parse_query
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_body, parse_query
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
 from taskfleet.submit import new_task, publish_after_commit
@@ -153,6 +153,7 @@ async def upload_frame(request: web.Request) -> web.Response:
     kernel = request.app[KERNEL]
     camera_id = camera_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    await enforce_quota(request, user_id)
     image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
     frame_id = uuid4()
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
@@ -249,7 +250,7 @@ def add_camera_routes(app: web.Application) -> None:
     image = {"type": "string", "format": "binary"}
     api.add(app, Operation("POST", "/api/cameras/{camera_id}/frames", upload_frame,
                            "Upload a frame (JPEG or PNG body) for analysis", FrameAccepted, 202,
-                           query=OwnerQuery, errors=(401, 403, 413, 415, 422, 503), tags=tags,
+                           query=OwnerQuery, errors=(401, 403, 413, 415, 422, 429, 503), tags=tags,
                            raw_body={"image/jpeg": image, "image/png": image}))  # fmt: skip
     api.add(app, Operation("PUT", "/api/cameras/{camera_id}", put_camera,
                            "Configure periodic capture", Camera, body=CameraSettings,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, parse_query
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_query
 from taskfleet import documents, operations
 from taskfleet.blobs import BlobStore, blob_store
 from taskfleet.constants import TaskType
@@ -293,6 +293,7 @@ async def upload_document(request: web.Request) -> web.Response:
     doc-worker. The bytes are committed with the task; the message carries ids only."""
     kernel = request.app[KERNEL]
     user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    await enforce_quota(request, user_id)
     upload = await read_upload(request, kernel.settings.document_max_bytes)
     doc = documents.NewDocument(
         user_id=user_id, title=upload.title or upload.filename or "untitled",
@@ -385,7 +386,7 @@ def add_document_routes(app: web.Application) -> None:
     api.add(app, Operation("POST", "/api/documents", upload_document,
                            "Upload a document (multipart `file`, optional `title`) to index",
                            DocumentAccepted, 202, query=OwnerQuery,
-                           errors=(400, 401, 403, 413, 415, 422, 503), tags=tags,
+                           errors=(400, 401, 403, 413, 415, 422, 429, 503), tags=tags,
                            raw_body={"multipart/form-data": form}))  # fmt: skip
     api.add(app, Operation("GET", "/api/documents", list_documents, "The caller's documents",
                            DocumentList, query=ListQuery, errors=(400, 401, 422, 503),

@@ -17,7 +17,7 @@ from fleet_api.models import (
     ChatStreamRequest,
 )
 from fleet_api.openapi import OpenApi, Operation
-from taskfleet import operations
+from taskfleet import operations, quotas
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.submit import Publish, new_task, publish_after_commit
@@ -61,6 +61,18 @@ def task_id_param(request: web.Request) -> UUID:
         raise not_found("task not found") from None
 
 
+async def enforce_quota(request: web.Request, user_id: str) -> None:
+    """429 with Retry-After when the user is over a submission quota (taskfleet/quotas.py)."""
+    settings = request.app[KERNEL].settings
+    over = await quotas.check(
+        request.app[KERNEL].pool, user_id, per_minute=settings.submit_rate_per_min,
+        max_waiting=settings.max_queued_per_user,
+    )  # fmt: skip
+    if over is not None:
+        raise ApiError(429, "rate_limited", over.reason,
+                       headers={"Retry-After": str(over.retry_after_s)})  # fmt: skip
+
+
 async def chat_stream(request: web.Request) -> web.Response:
     """Accept a chat message: 202 with the task id at once; the work goes on in a worker."""
     kernel, who = request.app[KERNEL], principal(request)
@@ -73,6 +85,7 @@ async def chat_stream(request: web.Request) -> web.Response:
             422, "content_too_long",
             f"content is longer than {kernel.settings.max_content_chars} characters",
         )  # fmt: skip
+    await enforce_quota(request, user_id)
     new = new_task(
         kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,
         input={"content": body.content}, idempotency_key=body.idempotency_key,
@@ -117,7 +130,7 @@ def add_routes(app: web.Application) -> None:
     api = app[OPENAPI]
     api.add(app, Operation("POST", "/api/chat/stream", chat_stream, "Submit a chat message",
                            ChatStreamAccepted, 202, body=ChatStreamRequest,
-                           errors=(400, 401, 403, 413, 422, 503), tags=("chat",)))  # fmt: skip
+                           errors=(400, 401, 403, 413, 422, 429, 503), tags=("chat",)))  # fmt: skip
     api.add(app, Operation("GET", "/api/chats/{chat_id}/messages", chat_messages,
                            "A chat's messages", ChatHistory, query=ChatHistoryQuery,
                            tags=("chat",)))  # fmt: skip
