@@ -11,14 +11,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import jwt
 
-if TYPE_CHECKING:
-    from taskfleet.settings import Settings
-
 from taskfleet.messages import ID_PATTERN
+from taskfleet.settings import Settings
 
 Scope = Literal["user", "service", "admin"]
 SCOPES: tuple[Scope, ...] = ("user", "service", "admin")
@@ -53,9 +51,7 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def token_for(
-    settings: "Settings", user_id: str, *, scope: Scope = "user", ttl_s: int = 3600
-) -> str:
+def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s: int = 3600) -> str:
     """A token this deployment accepts: its secret, issuer and audience."""
     return issue_token(settings.require_jwt_secret(), user_id, scope=scope, ttl_s=ttl_s,
                        issuer=settings.jwt_issuer, audience=settings.jwt_audience)  # fmt: skip
