@@ -23,6 +23,7 @@ class _Child:
     name: str
     factory: CoroFactory
     restart: bool
+    kind: str  # the metric label: one per kind of task, not per task
     task: asyncio.Task[None] | None = None
     failures: int = 0
 
@@ -36,13 +37,18 @@ class Supervisor:
     _children: dict[str, _Child] = field(default_factory=dict)
     _closing: bool = False
 
-    def spawn(self, name: str, factory: CoroFactory, *, restart: bool = True) -> asyncio.Task[None]:
-        """Start `factory()` as task `name`; with restart, a crash or early return restarts it."""
+    def spawn(
+        self, name: str, factory: CoroFactory, *, restart: bool = True, kind: str | None = None
+    ) -> asyncio.Task[None]:
+        """Start `factory()` as task `name`; with restart, a crash or early return restarts it.
+
+        `kind` labels its failures in the metric when names are many (one per connection).
+        """
         if self._closing:
             raise RuntimeError(f"{self.name} is closing; cannot start {name}")
         if self.running().get(name):
             raise RuntimeError(f"task {name} is already running")
-        child = _Child(name, factory, restart)
+        child = _Child(name, factory, restart, kind or name)
         self._children[name] = child
         self._start(child)
         assert child.task is not None
@@ -85,7 +91,7 @@ class Supervisor:
             raise
         except Exception:
             child.failures += 1
-            BACKGROUND_FAILURES.labels(child.name).inc()
+            BACKGROUND_FAILURES.labels(child.kind).inc()
             log.exception("background_task_failed", task=child.name, failures=child.failures)
         else:
             if not child.restart:

@@ -9,6 +9,7 @@ Events are sent in seq order per task, each once; a client too slow to keep up i
 
 import asyncio
 import contextlib
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -72,18 +73,19 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     sub = hub.subscribe(user_filter)  # before the snapshot, so nothing falls in between
     feed = Feed(ws)
+    writer = f"ws-writer-{id(feed):x}"
     try:
         await _snapshot(kernel, feed, user_filter)
         for task_id, seq in since:
             await _resume(kernel, hub, feed, who.user_id if who.scope == "user" else None,
                           task_id, seq)  # fmt: skip
-        async with asyncio.TaskGroup() as group:
-            writer = group.create_task(_forward(sub, feed), name="ws-writer")
-            await _read_until_closed(ws)
-            writer.cancel()
-    except* (ConnectionResetError, TimeoutError):
+        kernel.supervisor.spawn(writer, partial(_forward, sub, feed), restart=False,
+                                kind="ws-writer")  # fmt: skip
+        await _read_until_closed(ws)
+    except (ConnectionResetError, TimeoutError):
         pass  # the client went away or stopped reading: nothing to tell it
     finally:
+        await kernel.supervisor.stop(writer)
         hub.unsubscribe(sub)
         with contextlib.suppress(Exception):
             await ws.close()
@@ -122,13 +124,20 @@ async def _resume(
 
 
 async def _forward(sub: Subscription, feed: Feed) -> None:
-    while True:
-        event = await sub.queue.get()
-        # The queue only overflows while full, so this is seen at the next event at worst.
-        if sub.overflowed.is_set():
-            await feed.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with since")
-            return
-        await feed.send(event)
+    """The socket's writer (a supervised task): the hub's events, until the socket ends.
+
+    Closing the socket ends the reader in ws_tasks too."""
+    try:
+        while True:
+            event = await sub.queue.get()
+            # The queue only overflows while full, so this is seen at the next event at worst.
+            if sub.overflowed.is_set():
+                await feed.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect with since")
+                return
+            await feed.send(event)
+    except (ConnectionResetError, TimeoutError):  # gone, or stopped reading: let it go
+        with contextlib.suppress(Exception):
+            await feed.ws.close()
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:
