@@ -2,6 +2,8 @@
 `dlq list|replay|purge QUEUE`."""
 
 import argparse
+import getpass
+import socket
 from uuid import UUID
 
 import orjson
@@ -12,14 +14,21 @@ from taskfleet import jsonx, operations, queues, registry
 from taskfleet.db import create_pool
 from taskfleet.kernel import open_kernel
 from taskfleet.settings import Settings
+from taskfleet.tenancy import audited
 
 console = Console()
+
+
+def cli_actor() -> str:
+    """Who runs an operator command, for the audit log: the account on this machine."""
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     pool = await create_pool(settings.database_url, size=1)
     try:
-        page = await operations.list_tasks(pool, user_id=args.user, status=args.status,
+        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
+        page = await operations.list_tasks(db, user_id=args.user, status=args.status,
                                            limit=args.limit)  # fmt: skip
     finally:
         await pool.close()
@@ -40,7 +49,8 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     pool = await create_pool(settings.database_url, size=1)
     try:
-        task = await operations.task_with_message(pool, task_id)
+        db = audited(pool, cli_actor(), "cli_task", task_id=str(task_id))
+        task = await operations.task_with_message(db, task_id)
     finally:
         await pool.close()
     if task is None:
@@ -87,7 +97,9 @@ async def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             for letter in await queues.peek_dead_letters(kernel, args.queue, args.limit):
                 print(jsonx.dumps(letter).decode())
         elif args.action == "replay":
-            replayed, skipped = await queues.replay_dead_letters(kernel, args.queue, args.limit)
+            replayed, skipped = await queues.replay_dead_letters(
+                kernel, args.queue, actor=cli_actor(), limit=args.limit
+            )
             console.print(f"replayed {replayed}, left {skipped} in the dead-letter queue")
         else:
             purged = await queues.purge_dead_letters(kernel, args.queue)

@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from taskfleet import events
 from taskfleet.errors import TaskCancelled
 from taskfleet.messages import TaskMessage
 from taskfleet.store import TaskStore, Written
+from taskfleet.tenancy import UserDb, for_user
 
 # (routing key, body) -> handed to the event publisher (best effort); returns at once.
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -61,6 +63,15 @@ class TaskContext:
     @property
     def task_id(self) -> UUID:
         return self.message.task_id
+
+    @cached_property
+    def db(self) -> UserDb:
+        """The handler's statements: row security shows them this task's user's rows only.
+
+        The kernel's transitions (claim, progress, completion) go through `store`; everything
+        a handler reads or writes of the user's data goes through this.
+        """
+        return for_user(self.store.pool, self.user_id)
 
     @property
     def remaining_s(self) -> float:

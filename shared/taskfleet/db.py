@@ -6,8 +6,23 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from taskfleet.tenancy import SERVICE_ROLE
+
+
+class MissingRole(RuntimeError):
+    """The database was never migrated: the kernel's role is missing."""
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    # The kernel's role, not the login's: it is no superuser and owns nothing, so the row
+    # security of migrations/0012 holds for it, and a user's transaction narrows it further
+    # (taskfleet.tenancy). scs on: tenancy quotes literals the standard way.
+    try:
+        await conn.execute(f"SET ROLE {SERVICE_ROLE}; SET standard_conforming_strings = on")
+    except asyncpg.UndefinedObjectError:
+        raise MissingRole(
+            f"role {SERVICE_ROLE} does not exist: run `taskfleet migrate` first"
+        ) from None
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
             typ,
@@ -22,8 +37,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
     asyncpg's default reset (RESET ALL, UNLISTEN, unlock advisory locks...) is a second
     round trip after every pooled statement. We keep no session state on pooled connections
-    (no SET, no LISTEN; session advisory locks are unlocked by whoever takes one), and asyncpg
-    still rolls back a transaction left open before calling this.
+    but what `_init_connection` set (no other SET, no LISTEN; session advisory locks are
+    unlocked by whoever takes one), and asyncpg still rolls back a transaction left open
+    before calling this. RESET ALL would also undo the role.
     """
 
 

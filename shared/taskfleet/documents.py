@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from taskfleet.blobs import BlobStore
+from taskfleet.tenancy import Db
 
 PDF: Final = "application/pdf"
 TEXT: Final = "text/plain"
@@ -88,7 +89,8 @@ class NewDocument:
 
     @property
     def blob_key(self) -> str:
-        return f"documents/{self.id}"
+        # The owner in the key: row security lets a user's transaction reach its own blobs.
+        return f"documents/{self.user_id}/{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +128,13 @@ async def insert_document(
     )  # fmt: skip
 
 
-async def get_document(
-    pool: asyncpg.Pool, document_id: UUID, user_id: str
-) -> dict[str, Any] | None:
+async def get_document(pool: Db, document_id: UUID, user_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(f"{_SELECT} WHERE d.id = $1 AND d.user_id = $2", document_id, user_id)
     return dict(row) if row is not None else None
 
 
 async def list_documents(
-    pool: asyncpg.Pool, user_id: str, *, limit: int = 50, cursor: str | None = None
+    pool: Db, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> DocumentPage:
     """Newest first; `cursor` is the previous page's `next_cursor` (else BadCursor)."""
     args: list[Any] = [user_id, limit + 1]
@@ -151,7 +151,7 @@ async def list_documents(
 
 
 async def delete_document(
-    pool: asyncpg.Pool, blobs: BlobStore, document_id: UUID, user_id: str
+    pool: Db, blobs: BlobStore, document_id: UUID, user_id: str
 ) -> Deleted | None:
     """Delete the document, its chunks and its bytes in one transaction; None if the user has
     no such document. The caller cancels the returned task if it is still running."""
@@ -167,7 +167,7 @@ async def delete_document(
 
 
 async def search_documents(
-    pool: asyncpg.Pool | asyncpg.Connection, user_id: str, query: str, *, limit: int = 10
+    pool: Db | asyncpg.Connection, user_id: str, query: str, *, limit: int = 10
 ) -> list[SearchHit]:
     """The user's best-matching chunks, best first, from fully indexed documents only.
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from taskfleet.tenancy import Db
 
 MAX_FACT_CHARS = 300
 
@@ -21,7 +21,7 @@ def fact_key(fact: str) -> str:
 
 
 async def save_memories(
-    pool: asyncpg.Pool, user_id: str, facts: list[str], source_task_id: UUID | None
+    pool: Db, user_id: str, facts: list[str], source_task_id: UUID | None
 ) -> int:
     """Insert the facts the user does not have yet; returns how many were new."""
     unique: dict[str, str] = {}
@@ -40,7 +40,7 @@ async def save_memories(
     return len(rows)
 
 
-async def list_memories(pool: asyncpg.Pool, user_id: str, *, limit: int) -> list[dict[str, Any]]:
+async def list_memories(pool: Db, user_id: str, *, limit: int) -> list[dict[str, Any]]:
     """The user's memories, newest first."""
     rows = await pool.fetch(
         "SELECT id, fact, source_task_id, created_at FROM memories WHERE user_id = $1"

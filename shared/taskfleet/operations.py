@@ -16,6 +16,7 @@ from taskfleet import events, jsonx
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.store import TASK_COLUMNS
+from taskfleet.tenancy import Db
 
 # A task with its assistant message (a chat task's reply so far), for snapshots.
 _WITH_MESSAGE = (
@@ -50,7 +51,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 async def list_tasks(
-    pool: asyncpg.Pool,
+    db: Db,
     *,
     user_id: str | None,
     status: str | None = None,
@@ -71,7 +72,7 @@ async def list_tasks(
         args += [at, tid]
         where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
-    rows = await pool.fetch(
+    rows = await db.fetch(
         f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE {' AND '.join(where)}"
         f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
         *args,
@@ -89,16 +90,14 @@ def public_task(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return task
 
 
-async def get_task(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any] | None:
-    row = await pool.fetchrow(f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE id = $1", task_id)
+async def get_task(db: Db, task_id: UUID) -> dict[str, Any] | None:
+    row = await db.fetchrow(f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE id = $1", task_id)
     return public_task(row) if row is not None else None
 
 
-async def unfinished_tasks(
-    pool: asyncpg.Pool, user_id: str | None, limit: int = 200
-) -> list[dict[str, Any]]:
+async def unfinished_tasks(db: Db, user_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
     """The caller's tasks not yet terminal, with a chat task's reply so far (the WS snapshot)."""
-    rows = await pool.fetch(
+    rows = await db.fetch(
         f"{_WITH_MESSAGE} WHERE ($1::text IS NULL OR t.user_id = $1)"
         " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
         " ORDER BY t.created_at DESC LIMIT $2",
@@ -107,8 +106,8 @@ async def unfinished_tasks(
     return [with_message(r) for r in rows]
 
 
-async def task_with_message(pool: asyncpg.Pool, task_id: UUID) -> dict[str, Any] | None:
-    row = await pool.fetchrow(
+async def task_with_message(db: Db, task_id: UUID) -> dict[str, Any] | None:
+    row = await db.fetchrow(
         f"{_WITH_MESSAGE} WHERE t.id = $1",
         task_id,
     )
@@ -125,41 +124,39 @@ def with_message(row: asyncpg.Record) -> dict[str, Any]:
     return task
 
 
-async def request_cancel(kernel: Kernel, task_id: UUID) -> str:
+async def request_cancel(kernel: Kernel, db: Db, task_id: UUID) -> str:
     """Cancel a task. Returns missing, terminal, cancelled (at once) or requested (running)."""
-    row = await kernel.pool.fetchrow("SELECT * FROM tf_request_cancel($1)", task_id)
+    row = await db.fetchrow("SELECT * FROM tf_request_cancel($1)", task_id)
     outcome = str(row["outcome"])
     if outcome == "requested":
         body = jsonx.dumps({"type": "cancel", "task_id": str(task_id)})
         await kernel.broker.publish_control(body)
     if outcome == "cancelled":
-        await _announce(kernel, task_id, "cancelled", row["event_seq"])
+        await _announce(kernel, db, task_id, "cancelled", row["event_seq"])
     return outcome
 
 
-async def rerun(kernel: Kernel, task_id: UUID, task_type: TaskType) -> str:
+async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> str:
     """Run a failed or cancelled task again. Returns missing, conflict or queued."""
     from taskfleet.outbox import task_message
     from taskfleet.submit import publish_after_commit
 
     queue = QUEUES[task_type].name
-    row = await kernel.pool.fetchrow(
+    row = await db.fetchrow(
         "SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, kernel.settings.outbox_grace_s
     )
     if row["outcome"] != "queued":
         return str(row["outcome"])
-    task = await kernel.pool.fetchrow(
+    task = await db.fetchrow(
         "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
     )
     await publish_after_commit(kernel, task_message(task, attempt=1))
-    await _announce(kernel, task_id, "queued", row["event_seq"])
+    await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
 
 
-async def _announce(kernel: Kernel, task_id: UUID, status: str, row_seq: int) -> None:
-    task = await kernel.pool.fetchrow(
-        "SELECT type, user_id, chat_id FROM tasks WHERE id = $1", task_id
-    )
+async def _announce(kernel: Kernel, db: Db, task_id: UUID, status: str, row_seq: int) -> None:
+    task = await db.fetchrow("SELECT type, user_id, chat_id FROM tasks WHERE id = $1", task_id)
     if task is None:
         return
     key, body = events.task_updated(

@@ -18,6 +18,7 @@ from taskfleet.errors import InvalidPayload
 from taskfleet.kernel import Kernel
 from taskfleet.messages import parse_message
 from taskfleet.metrics import QUEUE_MESSAGES
+from taskfleet.tenancy import Db, audited
 
 log = structlog.get_logger("taskfleet.queues")
 
@@ -131,19 +132,22 @@ async def purge_dead_letters(kernel: Kernel, queue: str) -> int:
     return int(result.message_count or 0)
 
 
-async def replay_dead_letters(kernel: Kernel, queue: str, limit: int = 1000) -> tuple[int, int]:
+async def replay_dead_letters(
+    kernel: Kernel, queue: str, *, actor: str, limit: int = 1000
+) -> tuple[int, int]:
     """Put dead letters back on their work queue: each failed or cancelled task runs again
     with a fresh budget of attempts. A letter whose task is not failed or cancelled, or whose
-    body is not ours, stays. Returns (replayed, skipped)."""
+    body is not ours, stays. Returns (replayed, skipped). Audited as `actor`'s."""
     from taskfleet.operations import rerun
 
     base = work_queue(queue)
+    db = audited(kernel.pool, actor, "dlq_replay", queue=base)
     channel = await _channel(kernel)
     replayed = skipped = 0
     try:
         dlq = await channel.get_queue(kernel.settings.queue(dlq_name(base)), ensure=False)
         while replayed + skipped < limit and (m := await dlq.get(no_ack=False, fail=False)):
-            if await _replay_one(kernel, m, rerun):
+            if await _replay_one(kernel, db, m, rerun):
                 await m.ack()  # only once the task is queued again (committed, outbox row)
                 replayed += 1
             else:
@@ -154,7 +158,7 @@ async def replay_dead_letters(kernel: Kernel, queue: str, limit: int = 1000) -> 
     return replayed, skipped
 
 
-async def _replay_one(kernel: Kernel, message: AbstractIncomingMessage, rerun: Any) -> bool:
+async def _replay_one(kernel: Kernel, db: Db, message: AbstractIncomingMessage, rerun: Any) -> bool:
     try:
         msg = parse_message(message.body)
     except InvalidPayload:
@@ -162,4 +166,4 @@ async def _replay_one(kernel: Kernel, message: AbstractIncomingMessage, rerun: A
     task = await kernel.store.get_task(msg.task_id)
     if task is None or task["user_id"] != msg.user_id:
         return False
-    return bool(await rerun(kernel, msg.task_id, msg.type) == "queued")
+    return bool(await rerun(kernel, db, msg.task_id, msg.type) == "queued")

@@ -16,6 +16,7 @@ import asyncpg
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.messages import TaskMessage
+from taskfleet.tenancy import Db
 
 TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
@@ -219,6 +220,13 @@ class TaskStore:
 
     # -- reads and submissions --------------------------------------------------------------
 
+    async def task_owner(self, task_id: UUID) -> str | None:
+        """Whose task this is: what a service token needs to act for that user."""
+        owner: str | None = await self.pool.fetchval(
+            "SELECT user_id FROM tasks WHERE id = $1", task_id
+        )
+        return owner
+
     async def get_task(self, task_id: UUID) -> dict[str, Any] | None:
         row = await self.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
         return dict(row) if row is not None else None
@@ -256,6 +264,7 @@ class TaskStore:
 
     async def submit_chat(
         self,
+        db: Db,
         new: NewTask,
         *,
         content: str,
@@ -265,13 +274,13 @@ class TaskStore:
         assert new.chat_id is not None
         message_id = uuid4()
         # One statement (its own transaction): one round trip instead of five.
-        task_id: UUID | None = await self.pool.fetchval(
+        task_id: UUID | None = await db.fetchval(
             _SUBMIT_CHAT, new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id,
             new.input, new.max_attempts, new.idempotency_key, QUEUES[new.type].name,
             relay_grace_s, content, message_id,
         )  # fmt: skip
         if task_id is None:
-            row = await self.pool.fetchrow(
+            row = await db.fetchrow(
                 "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"
                 " ON m.task_id = t.id AND m.role = 'assistant'"
                 " WHERE t.user_id = $1 AND t.idempotency_key = $2",
@@ -280,8 +289,8 @@ class TaskStore:
             return ChatSubmission(row["id"], row["message_id"], created=False)
         return ChatSubmission(task_id, message_id, created=True)
 
-    async def chat_messages(self, chat_id: str, user_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
+    async def chat_messages(self, db: Db, chat_id: str, user_id: str) -> list[dict[str, Any]]:
+        rows = await db.fetch(
             "SELECT id, role, content, status, task_id, created_at FROM messages"
             " WHERE chat_id = $1 AND user_id = $2 ORDER BY seq",
             chat_id, user_id,

@@ -138,7 +138,7 @@ class TestOperatorCommands:
         async with open_kernel(settings, name="cli-test", relay=False) as kernel:
             new: NewTask = new_task(settings, type=TaskType.CHAT, user_id=user, chat_id="c",
                                     input={"content": "listed"})  # fmt: skip
-            await kernel.store.submit_chat(new, content="listed", relay_grace_s=3600)
+            await kernel.store.submit_chat(kernel.pool, new, content="listed", relay_grace_s=3600)
         env = process_env(settings, COLUMNS="200")
         listed = taskfleet(["tasks", "--user", user], env)
         assert listed.returncode == 0, listed.stderr

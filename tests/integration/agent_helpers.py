@@ -21,9 +21,7 @@ TOOL = QUEUES[TaskType.TOOL]
 def chat_handler(kernel: Kernel, model: ChatModel | None = None, **overrides: Any) -> Handler:
     """The chat-worker's handler; `overrides` are Settings fields (max_agent_steps=2...)."""
     settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
-    agent = Agent(
-        model=model or ScriptedModel(), pool=kernel.pool, settings=settings, tools=tool_specs()
-    )
+    agent = Agent(model=model or ScriptedModel(), settings=settings, tools=tool_specs())
     return partial(handle_chat, agent=agent)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 
 from taskfleet import operations
@@ -149,7 +150,7 @@ class TestToolRound:
         msg = chat_message(user_id=new_user(), content="calc: 1+1")
         await publish(kernel, msg)
         await wait_status(kernel, msg.task_id, "waiting")
-        assert await operations.request_cancel(kernel, msg.task_id) == "cancelled"
+        assert await operations.request_cancel(kernel, kernel.pool, msg.task_id) == "cancelled"
         # When its child still runs to the end
         await consume(tool_handler(kernel), spec=TOOL)
         [child] = await children(kernel, msg.task_id)
@@ -297,9 +298,14 @@ async def test_the_parent_is_requeued_once_when_its_last_children_end_together(
 
 
 async def _blocked(kernel: Kernel, conn: Any) -> bool:
-    pid = conn.get_server_pid()
-    return bool(
-        await kernel.pool.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+    # As the login role: the kernel's role may not read other sessions' wait events.
+    watcher = await asyncpg.connect(kernel.settings.database_url)
+    try:
+        return bool(
+            await watcher.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                conn.get_server_pid(),
+            )
         )
-    )
+    finally:
+        await watcher.close()

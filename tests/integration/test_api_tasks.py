@@ -42,7 +42,7 @@ class TestCancel:
             assert again.status == 409
         assert str(accepted["task_id"]) not in {str(t) for t in ran}
         assert not consumer.inflight
-        history = await kernel.store.chat_messages("c1", user)
+        history = await kernel.store.chat_messages(kernel.pool, "c1", user)
         assert [m["status"] for m in history if str(m["task_id"]) == accepted["task_id"]] == [
             "completed", "failed",
         ]  # fmt: skip
@@ -77,7 +77,7 @@ class TestCancel:
         )
         assert retries == 0
         assert calls == [1]
-        history = await kernel.store.chat_messages("c1", user)
+        history = await kernel.store.chat_messages(kernel.pool, "c1", user)
         reply = [m for m in history if str(m["task_id"]) == accepted["task_id"]][-1]
         assert (reply["content"], reply["status"]) == ("half an answer", "failed")
 

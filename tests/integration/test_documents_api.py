@@ -86,7 +86,7 @@ class TestUpload:
         assert task["input"] == {"document_id": accepted["document_id"]}
         stored = await kernel.pool.fetchval(
             "SELECT data FROM document_blobs WHERE key = $1",
-            f"documents/{accepted['document_id']}",
+            f"documents/{user}/{accepted['document_id']}",
         )
         assert stored == pdf
 

@@ -38,7 +38,7 @@ def handler(kernel: Kernel, **limits: Any) -> Handler:
     """The real handler with small batches, and parser limits a test may change."""
     parse = {"memory_mb": 512, "cpu_s": 30, "timeout_s": 60, "reopen_every": 10, **limits}
     config = DocConfig(batch_pages=2, limits=ParseLimits(**parse))
-    return partial(handle_document, pool=kernel.pool, blobs=blob_store(kernel.pool), config=config)
+    return partial(handle_document, blobs=blob_store(kernel.pool), config=config)
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ class TestFencing:
         assert (task["status"], task["output"]) == ("completed", {"by": "B"})
         replies = [
             m["content"]
-            for m in await store.chat_messages("chat-1", "alice")
+            for m in await store.chat_messages(kernel.pool, "chat-1", "alice")
             if m["task_id"] == msg.task_id and m["role"] == "assistant"
         ]
         assert replies == ["from B"]

@@ -175,7 +175,7 @@ class TestDuplicates:
         await wait_for(counted, what="the duplicate to be counted")
         assert runs == [1]
         assert task["attempts"] == 1
-        messages = await kernel.store.chat_messages("chat-1", "alice")
+        messages = await kernel.store.chat_messages(kernel.pool, "chat-1", "alice")
         assert [m["content"] for m in messages if m["task_id"] == msg.task_id] == ["hello", "hi"]
 
 

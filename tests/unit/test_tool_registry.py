@@ -14,7 +14,7 @@ from tool_worker.registry import RateLimit, Registry, Tool, ToolContext, ToolErr
 from tool_worker.tools import default_registry
 from tool_worker.web import host_allowed
 
-CTX = ToolContext(task_id=uuid4(), call_id="c", user_id="u", settings=Settings(), pool=None)  # type: ignore[arg-type]
+CTX = ToolContext(task_id=uuid4(), call_id="c", user_id="u", settings=Settings(), db=None)  # type: ignore[arg-type]
 
 
 def registry() -> Registry:

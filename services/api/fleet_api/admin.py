@@ -54,7 +54,9 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     """Put a queue's dead letters back: each failed task runs again with fresh attempts."""
     require_admin(request)
     queue = queue_param(request)
-    replayed, skipped = await queues.replay_dead_letters(request.app[KERNEL], queue)
+    replayed, skipped = await queues.replay_dead_letters(
+        request.app[KERNEL], queue, actor=principal(request).user_id
+    )
     return json_response({"queue": queue, "replayed": replayed, "skipped": skipped})
 
 

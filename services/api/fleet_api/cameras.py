@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_body, parse_query
+from fleet_api.routes import (
+    KERNEL,
+    OPENAPI,
+    PUBLISH,
+    enforce_quota,
+    parse_body,
+    parse_query,
+    user_db,
+)
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
 from taskfleet.submit import new_task, publish_after_commit
@@ -159,7 +167,7 @@ async def upload_frame(request: web.Request) -> web.Response:
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(kernel.settings, type=TaskType.CAMERA, user_id=user_id,
                    input={"frame_id": str(frame_id), "camera_id": camera_id})  # fmt: skip
-    async with kernel.pool.acquire() as conn, conn.transaction():
+    async with user_db(request, user_id).acquire() as conn:
         # Sending frames is enough to have a camera; PUT adds periodic capture to it.
         await conn.execute(
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -179,11 +187,10 @@ async def upload_frame(request: web.Request) -> web.Response:
 async def put_camera(request: web.Request) -> web.Response:
     """Configure periodic capture. A changed schedule starts at once; an unchanged one keeps
     its slots (repeating the same PUT neither skips nor doubles a capture)."""
-    kernel = request.app[KERNEL]
     camera_id = camera_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
     body = await parse_body(request, CameraSettings)
-    row = await kernel.pool.fetchrow(
+    row = await user_db(request, user_id).fetchrow(
         "INSERT INTO cameras AS c (user_id, camera_id, snapshot_url, interval_s, enabled,"
         " motion_threshold, next_capture_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 THEN now() END)"
@@ -203,10 +210,9 @@ async def put_camera(request: web.Request) -> web.Response:
 
 
 async def get_camera(request: web.Request) -> web.Response:
-    kernel = request.app[KERNEL]
     camera_id = camera_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
-    row = await kernel.pool.fetchrow(
+    row = await user_db(request, user_id).fetchrow(
         f"SELECT {CAMERA_COLUMNS} FROM cameras WHERE user_id = $1 AND camera_id = $2",
         user_id, camera_id,
     )  # fmt: skip
@@ -217,11 +223,10 @@ async def get_camera(request: web.Request) -> web.Response:
 
 async def list_analyses(request: web.Request) -> web.Response:
     """The camera's analyses, newest frame first, each with its thumbnail as a data URL."""
-    kernel = request.app[KERNEL]
     camera_id = camera_id_param(request)
     query = parse_query(request, AnalysesQuery)
     user_id = owner(request, query, reading=True)
-    async with kernel.pool.acquire() as conn:
+    async with user_db(request, user_id).acquire() as conn:
         exists = await conn.fetchval(
             "SELECT 1 FROM cameras WHERE user_id = $1 AND camera_id = $2", user_id, camera_id
         )

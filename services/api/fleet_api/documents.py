@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_query
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_query, user_db
 from taskfleet import documents, operations
 from taskfleet.blobs import BlobStore, blob_store
 from taskfleet.constants import TaskType
@@ -302,7 +302,7 @@ async def upload_document(request: web.Request) -> web.Response:
     )  # fmt: skip
     new = new_task(kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
                    input={"document_id": str(doc.id)})  # fmt: skip
-    async with kernel.pool.acquire() as conn, conn.transaction():
+    async with user_db(request, user_id).acquire() as conn:
         await kernel.store.insert_task(conn, new, relay_grace_s=kernel.settings.outbox_grace_s)
         await documents.insert_document(conn, _blobs(request), doc, upload.data, new.task_id)
     await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
@@ -313,7 +313,7 @@ async def upload_document(request: web.Request) -> web.Response:
 async def get_document(request: web.Request) -> web.Response:
     document_id = document_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
-    row = await documents.get_document(request.app[KERNEL].pool, document_id, user_id)
+    row = await documents.get_document(user_db(request, user_id), document_id, user_id)
     if row is None:
         raise not_found("document not found")
     return json_response(_document(row))
@@ -324,7 +324,7 @@ async def list_documents(request: web.Request) -> web.Response:
     user_id = owner(request, query, reading=True)
     try:
         page = await documents.list_documents(
-            request.app[KERNEL].pool, user_id, limit=query.limit, cursor=query.cursor
+            user_db(request, user_id), user_id, limit=query.limit, cursor=query.cursor
         )
     except documents.BadCursor as exc:  # only for a cursor that the pattern let through
         raise ApiError(400, "bad_cursor", str(exc)) from None
@@ -338,11 +338,12 @@ async def delete_document(request: web.Request) -> web.Response:
     kernel = request.app[KERNEL]
     document_id = document_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
-    deleted = await documents.delete_document(kernel.pool, _blobs(request), document_id, user_id)
+    db = user_db(request, user_id)
+    deleted = await documents.delete_document(db, _blobs(request), document_id, user_id)
     if deleted is None:
         raise not_found("document not found")
     if deleted.task_id is not None:
-        await operations.request_cancel(kernel, deleted.task_id)
+        await operations.request_cancel(kernel, db, deleted.task_id)
     return web.Response(status=204)
 
 
@@ -351,7 +352,7 @@ async def search_documents(request: web.Request) -> web.Response:
     # Not an object to hide: naming another user is refused outright, as for an upload.
     user_id = owner(request, query, reading=False)
     hits = await documents.search_documents(
-        request.app[KERNEL].pool, user_id, query.q, limit=query.limit
+        user_db(request, user_id), user_id, query.q, limit=query.limit
     )
     results = SearchResults(
         query=query.q,

@@ -21,6 +21,7 @@ from taskfleet import operations, quotas
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.submit import Publish, new_task, publish_after_commit
+from taskfleet.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")
 
@@ -90,14 +91,15 @@ async def chat_stream(request: web.Request) -> web.Response:
         kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,
         input={"content": body.content}, idempotency_key=body.idempotency_key,
     )  # fmt: skip
+    db = user_db(request, user_id)
     submission = await kernel.store.submit_chat(
-        new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s
+        db, new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s
     )
     if submission.created:
         await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
     status = "queued"  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
-        task = await kernel.store.get_task(submission.task_id)
+        task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
     accepted = ChatStreamAccepted(
         task_id=submission.task_id, message_id=submission.message_id, status=status
@@ -113,15 +115,39 @@ async def chat_messages(request: web.Request) -> web.Response:
     if not who.may_act_for(user_id):
         raise not_found("chat not found")
     chat_id = request.match_info["chat_id"]
-    messages: list[dict[str, Any]] = await kernel.store.chat_messages(chat_id, user_id)
+    messages: list[dict[str, Any]] = await kernel.store.chat_messages(
+        user_db(request, user_id), chat_id, user_id
+    )
     return json_response({"chat_id": chat_id, "messages": messages})
+
+
+def user_db(request: web.Request, user_id: str) -> Db:
+    """Statements for `user_id`: row security shows them that user's rows only.
+
+    An admin acting for another user reads across users instead, audited (admin_audit).
+    """
+    who, pool = principal(request), request.app[KERNEL].pool
+    if who.scope == "admin" and user_id != who.user_id:
+        return audited(pool, who.user_id, f"{request.method} {request.path}", user_id=user_id)
+    return for_user(pool, user_id)
+
+
+async def task_db(request: web.Request, task_id: UUID) -> Db:
+    """The statements that may see this task: its owner's. 404 when the caller may not."""
+    kernel, who = request.app[KERNEL], principal(request)
+    # A user token reads as its user, so another user's task is simply not there. A service
+    # or admin token acts for whichever user owns the task.
+    owner = who.user_id if who.scope == "user" else await kernel.store.task_owner(task_id)
+    if owner is None or not who.may_act_for(owner):
+        raise not_found("task not found")
+    return user_db(request, owner)
 
 
 async def visible_task(request: web.Request) -> dict[str, Any]:
     """The task named in the path, if the caller may see it; else 404 as if absent."""
-    kernel, who = request.app[KERNEL], principal(request)
-    task = await operations.task_with_message(kernel.pool, task_id_param(request))
-    if task is None or not who.may_act_for(task["user_id"]):
+    task_id = task_id_param(request)
+    task = await operations.task_with_message(await task_db(request, task_id), task_id)
+    if task is None:
         raise not_found("task not found")
     return task
 

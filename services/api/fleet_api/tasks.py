@@ -6,7 +6,15 @@ from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.models import Task, TaskListQuery, TaskPage
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, parse_query, task_id_param, visible_task
+from fleet_api.routes import (
+    KERNEL,
+    OPENAPI,
+    parse_query,
+    task_db,
+    task_id_param,
+    user_db,
+    visible_task,
+)
 from taskfleet import operations
 from taskfleet.constants import TaskType
 
@@ -34,7 +42,7 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
     query = parse_query(request, TaskListQuery)
     try:
         page = await operations.list_tasks(
-            request.app[KERNEL].pool, user_id=user_id, limit=query.limit, cursor=query.cursor,
+            user_db(request, user_id), user_id=user_id, limit=query.limit, cursor=query.cursor,
             status=query.status.value if query.status else None,
             task_type=query.type.value if query.type else None,
         )  # fmt: skip
@@ -46,7 +54,9 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     """Queued: cancelled at once. Running: stopped by its worker within seconds. 409 if over."""
     task = await visible_task(request)
-    outcome = await operations.request_cancel(request.app[KERNEL], task_id_param(request))
+    task_id = task_id_param(request)
+    db = await task_db(request, task_id)
+    outcome = await operations.request_cancel(request.app[KERNEL], db, task_id)
     if outcome == "terminal":
         raise ApiError(409, "conflict", f"task is already {task['status']}")
     if outcome == "missing":
@@ -57,7 +67,8 @@ async def cancel_task(request: web.Request) -> web.Response:
 async def retry_task(request: web.Request) -> web.Response:
     """Run a failed or cancelled task again, with a fresh budget of attempts. 409 otherwise."""
     task = await visible_task(request)
-    outcome = await operations.rerun(request.app[KERNEL], task["id"], TaskType(task["type"]))
+    db = await task_db(request, task["id"])
+    outcome = await operations.rerun(request.app[KERNEL], db, task["id"], TaskType(task["type"]))
     if outcome == "conflict":
         raise ApiError(
             409, "conflict", f"only failed or cancelled tasks run again, not {task['status']}"

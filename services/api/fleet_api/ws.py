@@ -9,6 +9,7 @@ Events are sent in seq order per task, each once; a client too slow to keep up i
 
 import asyncio
 import contextlib
+import re
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,8 @@ from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
 from taskfleet import jsonx, operations
 from taskfleet.kernel import Kernel
+from taskfleet.messages import ID_PATTERN
+from taskfleet.tenancy import Db, audited, for_user
 
 HUB = web.AppKey("hub", EventHub)
 HEARTBEAT_S = 20.0
@@ -69,13 +72,15 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     kernel, hub = request.app[KERNEL], request.app[HUB]
     # Users see their own tasks; the chat backend (service) and operators see everyone's.
     user_filter = who.user_id if who.scope == "user" else request.query.get("user_id")
+    if user_filter is not None and not re.fullmatch(ID_PATTERN, user_filter):
+        raise ApiError(422, "invalid_query", "user_id is not a user id")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
     sub = hub.subscribe(user_filter)  # before the snapshot, so nothing falls in between
     feed = Feed(ws)
     writer = f"ws-writer-{id(feed):x}"
     try:
-        await _snapshot(kernel, feed, user_filter)
+        await _snapshot(kernel, feed, _snapshot_db(kernel, who.user_id, user_filter), user_filter)
         for task_id, seq in since:
             await _resume(kernel, hub, feed, who.user_id if who.scope == "user" else None,
                           task_id, seq)  # fmt: skip
@@ -92,8 +97,14 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _snapshot(kernel: Kernel, feed: Feed, user_id: str | None) -> None:
-    tasks = await operations.unfinished_tasks(kernel.pool, user_id)
+def _snapshot_db(kernel: Kernel, caller: str, user_id: str | None) -> Db:
+    if user_id is None:  # every user's tasks: an operator's (or the backend's) audited read
+        return audited(kernel.pool, caller, "ws_snapshot_all_users")
+    return for_user(kernel.pool, user_id)
+
+
+async def _snapshot(kernel: Kernel, feed: Feed, db: Db, user_id: str | None) -> None:
+    tasks = await operations.unfinished_tasks(db, user_id)
     for task in tasks:
         feed.sent[str(task["id"])] = int(task["seq"])
     await feed.send_raw({"type": "snapshot", "tasks": tasks})
@@ -102,8 +113,11 @@ async def _snapshot(kernel: Kernel, feed: Feed, user_id: str | None) -> None:
 async def _resume(
     kernel: Kernel, hub: EventHub, feed: Feed, owner: str | None, task_id: UUID, seq: int
 ) -> None:
-    task = await operations.task_with_message(kernel.pool, task_id)
-    if task is None or (owner is not None and task["user_id"] != owner):
+    owner = owner or await kernel.store.task_owner(task_id)
+    if owner is None:
+        return
+    task = await operations.task_with_message(for_user(kernel.pool, owner), task_id)
+    if task is None:
         return  # not yours: as if absent
     feed.sent[str(task_id)] = seq
     missed = hub.replay(str(task_id), seq)

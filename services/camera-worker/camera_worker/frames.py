@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from camera_worker.analysis import FrameAnalysis, motion_score
+from taskfleet.tenancy import Db
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,8 @@ SUMMARY_COLUMNS = (
 
 
 class FrameStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+    def __init__(self, pool: Db) -> None:
+        self.pool = pool  # a task's user's statements (TaskContext.db)
 
     async def load(self, frame_id: UUID, user_id: str, task_id: UUID) -> Frame | None:
         """The frame of this task, owned by the task's user (the message is untrusted)."""

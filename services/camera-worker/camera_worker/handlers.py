@@ -32,7 +32,7 @@ def frame_id_of(payload: Any) -> UUID:
 async def handle_frame(ctx: TaskContext, *, kernel: Kernel) -> TaskResult:
     """Analyse one frame. A bad image fails at once; a camera that does not answer is retryable
     (captures get CAMERA_CAPTURE_MAX_ATTEMPTS, one by default: the next slot is the retry)."""
-    settings, frames = kernel.settings, FrameStore(kernel.pool)
+    settings, frames = kernel.settings, FrameStore(ctx.db)
     frame = await frames.load(frame_id_of(ctx.input), ctx.user_id, ctx.task_id)
     if frame is None:
         raise PermanentError("no such frame for this task and user", code="frame_not_found")

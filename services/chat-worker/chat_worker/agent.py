@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-import asyncpg
 import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -72,7 +71,6 @@ class AgentState(BaseModel):
 @dataclass(frozen=True)
 class Agent:
     model: ChatModel
-    pool: asyncpg.Pool
     settings: Settings
     tools: list[ToolSpec]
 
@@ -81,7 +79,7 @@ class Agent:
         if state.pending:
             await self._collect(ctx, state)
         chat = await load_context(
-            self.pool, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
+            ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
             history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
         )  # fmt: skip
         final = state.step >= self.settings.max_agent_steps
@@ -144,7 +142,7 @@ class Agent:
 
     async def _collect(self, ctx: TaskContext, state: AgentState) -> None:
         """Put the results of the calls it waited for into the conversation."""
-        outcomes = await child_outcomes(self.pool, ctx.task_id, [p.task_id for p in state.pending])
+        outcomes = await child_outcomes(ctx.db, ctx.task_id, [p.task_id for p in state.pending])
         for call in state.pending:
             outcome = outcomes.get(call.task_id)
             if outcome is not None and outcome.status not in TERMINAL:
@@ -169,7 +167,7 @@ class Agent:
             output |= {"steps": state.step, "tool_calls": state.calls}
         if self.settings.memory_extraction and reply.strip():
             memory = await remember(
-                self.model, self.pool, user_id=ctx.user_id, task_id=ctx.task_id,
+                self.model, ctx.db, user_id=ctx.user_id, task_id=ctx.task_id,
                 user_text=content, reply=reply, known=known,
                 timeout_s=self.settings.memory_timeout_s,
             )  # fmt: skip

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from taskfleet.llm.types import Message
+from taskfleet.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
 # in one round trip.
@@ -43,7 +42,7 @@ class ChildOutcome:
 
 
 async def load_context(
-    pool: asyncpg.Pool, *, chat_id: str | None, user_id: str, task_id: UUID,
+    pool: Db, *, chat_id: str | None, user_id: str, task_id: UUID,
     history_limit: int, memory_limit: int,
 ) -> ChatContext:  # fmt: skip
     row = await pool.fetchrow(_CONTEXT, chat_id, user_id, task_id, history_limit, memory_limit)
@@ -52,7 +51,7 @@ async def load_context(
 
 
 async def child_outcomes(
-    pool: asyncpg.Pool, parent_id: UUID, task_ids: list[UUID]
+    pool: Db, parent_id: UUID, task_ids: list[UUID]
 ) -> dict[UUID, ChildOutcome]:
     """The children's end states. Only the parent's own children count: a checkpoint names
     task ids, and the parent_id filter keeps it from reading anyone else's."""

@@ -16,7 +16,7 @@ SPEC = QUEUES[TaskType.CHAT]
 
 
 def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
-    agent = Agent(model=model, pool=kernel.pool, settings=kernel.settings, tools=tool_specs())
+    agent = Agent(model=model, settings=kernel.settings, tools=tool_specs())
     return partial(handle_chat, agent=agent)
 
 

@@ -21,6 +21,7 @@ from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory
 from taskfleet.memories import MAX_FACT_CHARS, save_memories
+from taskfleet.tenancy import Db
 
 log = structlog.get_logger("chat_worker.memory")
 
@@ -85,7 +86,7 @@ async def extract(
 
 
 async def remember(
-    model: ChatModel, pool: asyncpg.Pool, *, user_id: str, task_id: UUID, user_text: str,
+    model: ChatModel, pool: Db, *, user_id: str, task_id: UUID, user_text: str,
     reply: str, known: list[str], timeout_s: float,
 ) -> MemoryOutcome:  # fmt: skip
     """Extract and save; every failure is a warning in the outcome, never an exception."""

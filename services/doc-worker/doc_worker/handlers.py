@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import structlog
 
 from doc_worker import index
@@ -25,6 +24,7 @@ from taskfleet.blobs import BlobStore
 from taskfleet.context import TaskContext, TaskResult
 from taskfleet.errors import InvalidPayload, PermanentError
 from taskfleet.settings import Settings
+from taskfleet.tenancy import Db
 
 log = structlog.get_logger("doc_worker")
 
@@ -72,18 +72,17 @@ def document_id_of(payload: Any) -> UUID:
         raise InvalidPayload(f"payload.document_id is not a uuid: {str(raw)[:80]!r}") from None
 
 
-async def handle_document(
-    ctx: TaskContext, *, pool: asyncpg.Pool, blobs: BlobStore, config: DocConfig
-) -> TaskResult:
+async def handle_document(ctx: TaskContext, *, blobs: BlobStore, config: DocConfig) -> TaskResult:
     """Index one document of the task's user; answers {document_id, pages, chunks, ...}."""
+    db = ctx.db
     document_id = document_id_of(ctx.input)
-    doc = await index.load_document(pool, document_id, ctx.user_id)
+    doc = await index.load_document(db, document_id, ctx.user_id)
     if doc is None:  # absent, deleted, or another user's: all the same to this user
         raise PermanentError(f"document {document_id} not found", code="document_not_found")
     resume = Resume.of(ctx.last_checkpoint)
     if doc.indexed_at is None:
-        resume = await _parse_and_index(ctx, pool, blobs, config, doc, resume)
-    pages, chunks = await index.mark_indexed(pool, doc.id)
+        resume = await _parse_and_index(ctx, db, blobs, config, doc, resume)
+    pages, chunks = await index.mark_indexed(db, doc.id)
     log.info("document_indexed", document_id=str(doc.id), pages=pages, chunks=chunks)
     return TaskResult(output={"document_id": str(doc.id), "pages": pages, "chunks": chunks,
                               "skipped_pages": list(resume.skipped)})  # fmt: skip
@@ -91,7 +90,7 @@ async def handle_document(
 
 async def _parse_and_index(
     ctx: TaskContext,
-    pool: asyncpg.Pool,
+    db: Db,
     blobs: BlobStore,
     config: DocConfig,
     doc: StoredDocument,
@@ -107,7 +106,7 @@ async def _parse_and_index(
         del data  # the child reads the file; do not hold 50 MB per task meanwhile
         async with run_parser(path, doc.media_type, first, config.limits) as parser:
             total = parser.pages
-            await index.set_page_count(pool, doc.id, total)
+            await index.set_page_count(db, doc.id, total)
             log.info("document_parse_started", document_id=str(doc.id), pages=total,
                      first_page=first, resumed=first > 1)  # fmt: skip
             await ctx.progress(min(1.0, resume.pages_done / total) if total else 1.0, STAGE,
@@ -117,16 +116,16 @@ async def _parse_and_index(
                 batch.append(page)
                 await ctx.progress(page.number / total, STAGE, f"page {page.number} of {total}")
                 if len(batch) >= config.batch_pages:
-                    resume = await _commit_batch(ctx, pool, doc, batch, total, resume)
+                    resume = await _commit_batch(ctx, db, doc, batch, total, resume)
                     batch = []
             if batch:
-                resume = await _commit_batch(ctx, pool, doc, batch, total, resume)
+                resume = await _commit_batch(ctx, db, doc, batch, total, resume)
     return resume
 
 
 async def _commit_batch(
     ctx: TaskContext,
-    pool: asyncpg.Pool,
+    db: Db,
     doc: StoredDocument,
     batch: list[ParsedPage],
     total: int,
@@ -138,7 +137,7 @@ async def _commit_batch(
         for page in batch
         for i, text in enumerate(chunk_text(page.text))
     ]
-    await index.save_chunks(pool, doc.id, doc.user_id, chunks)
+    await index.save_chunks(db, doc.id, doc.user_id, chunks)
     skipped = [p.number for p in batch if p.warning is not None]
     for page in batch:
         if page.warning is not None:

@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from taskfleet.errors import TaskCancelled
+from taskfleet.tenancy import Db
 
 
 def deleted(document_id: UUID) -> TaskCancelled:
@@ -36,9 +37,7 @@ class Chunk:
     content: str
 
 
-async def load_document(
-    pool: asyncpg.Pool, document_id: UUID, user_id: str
-) -> StoredDocument | None:
+async def load_document(pool: Db, document_id: UUID, user_id: str) -> StoredDocument | None:
     """The user's document; the user comes from the task row, never from the message."""
     row = await pool.fetchrow(
         "SELECT id, user_id, media_type, blob_key, indexed_at FROM documents"
@@ -48,15 +47,13 @@ async def load_document(
     return StoredDocument(**dict(row)) if row is not None else None
 
 
-async def set_page_count(pool: asyncpg.Pool, document_id: UUID, pages: int) -> None:
+async def set_page_count(pool: Db, document_id: UUID, pages: int) -> None:
     await pool.execute(
         "UPDATE documents SET pages = $2, updated_at = now() WHERE id = $1", document_id, pages
     )
 
 
-async def save_chunks(
-    pool: asyncpg.Pool, document_id: UUID, user_id: str, chunks: Sequence[Chunk]
-) -> None:
+async def save_chunks(pool: Db, document_id: UUID, user_id: str, chunks: Sequence[Chunk]) -> None:
     """One round trip for a batch; chunks already there (a batch done again) are skipped."""
     if not chunks:
         return
@@ -73,7 +70,7 @@ async def save_chunks(
         raise deleted(document_id) from None
 
 
-async def mark_indexed(pool: asyncpg.Pool, document_id: UUID) -> tuple[int, int]:
+async def mark_indexed(pool: Db, document_id: UUID) -> tuple[int, int]:
     """The document is searchable from now on. Returns its (pages, chunks)."""
     row = await pool.fetchrow(
         "UPDATE documents SET indexed_at = coalesce(indexed_at, now()), updated_at = now()"

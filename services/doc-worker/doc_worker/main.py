@@ -15,7 +15,7 @@ SPEC = QUEUES[TaskType.DOCUMENT]
 
 
 def make_handler(kernel: Kernel) -> Handler:
-    return partial(handle_document, pool=kernel.pool, blobs=blob_store(kernel.pool),
+    return partial(handle_document, blobs=blob_store(kernel.pool),
                    config=DocConfig.from_settings(kernel.settings))  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from tool_worker.registry import ToolContext
 
 async def search_documents(args: SearchDocumentsArgs, tctx: ToolContext) -> dict[str, Any]:
     # The user comes from the task row (the context), never from the model's arguments.
-    hits = await search(tctx.pool, tctx.user_id, args.query, limit=args.limit)
+    hits = await search(tctx.db, tctx.user_id, args.query, limit=args.limit)
     return {
         "query": args.query,
         "results": [

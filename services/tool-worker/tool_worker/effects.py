@@ -21,16 +21,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from taskfleet.errors import PermanentError, TaskError
+from taskfleet.tenancy import Db
 from tool_worker.registry import ToolUnavailable
 
 POLL_S = 0.25
 
 
 async def run_once(
-    pool: asyncpg.Pool, *, task_id: UUID, call_id: str, tool: str,
+    pool: Db, *, task_id: UUID, call_id: str, tool: str,
     run: Callable[[], Awaitable[Any]], settle_s: float,
 ) -> tuple[Any, bool]:  # fmt: skip
     """(result, ran_now). Raises the call's error, recorded or new."""
@@ -60,7 +59,7 @@ async def run_once(
 
 
 async def _finish(
-    pool: asyncpg.Pool, task_id: UUID, state: str, result: Any, error: dict[str, Any] | None
+    pool: Db, task_id: UUID, state: str, result: Any, error: dict[str, Any] | None
 ) -> None:
     await pool.execute(
         "UPDATE tool_calls SET state = $2, result = $3, error = $4, finished_at = now()"
@@ -69,7 +68,7 @@ async def _finish(
     )  # fmt: skip
 
 
-async def _recorded(pool: asyncpg.Pool, task_id: UUID, tool: str, settle_s: float) -> Any:
+async def _recorded(pool: Db, task_id: UUID, tool: str, settle_s: float) -> Any:
     while True:
         row = await pool.fetchrow(
             "SELECT state, result, error, extract(epoch FROM now() - started_at) AS age"

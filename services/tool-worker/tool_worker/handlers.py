@@ -4,7 +4,6 @@ result (docs/agent.md). Its parent chat task resumes when the last of its calls 
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,7 +33,6 @@ class ToolInvocation(BaseModel):
 @dataclass(frozen=True)
 class ToolWorker:
     registry: Registry
-    pool: asyncpg.Pool
     settings: Settings
     faults: Faults
 
@@ -47,10 +45,10 @@ async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
     tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told
     args = tool.parse(call.arguments)  # invalid: the same
     tctx = ToolContext(task_id=ctx.task_id, call_id=call.call_id, user_id=ctx.user_id,
-                       settings=worker.settings, pool=worker.pool)  # fmt: skip
+                       settings=worker.settings, db=ctx.db)  # fmt: skip
     if tool.side_effect:
         result, ran = await run_once(
-            worker.pool, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name,
+            ctx.db, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name,
             run=lambda: worker.registry.run(tool, args, tctx),
             settle_s=tool.timeout_s + SETTLE_GRACE_S,
         )  # fmt: skip

@@ -18,7 +18,7 @@ SPEC = QUEUES[TaskType.TOOL]
 def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
     """`registry` defaults to the built-in tools (tests add their own)."""
     worker = ToolWorker(
-        registry=registry or default_registry(kernel.settings), pool=kernel.pool,
+        registry=registry or default_registry(kernel.settings),
         settings=kernel.settings, faults=Faults.parse(kernel.settings.faults),
     )  # fmt: skip
     return partial(handle_tool, worker=worker)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from taskfleet.errors import PermanentError, RetryableError, TaskError
 from taskfleet.settings import Settings
+from taskfleet.tenancy import Db
 from taskfleet.toolspecs import BY_NAME, ToolArgs
 
 A = TypeVar("A", bound=ToolArgs)
@@ -39,13 +40,13 @@ class ToolUnavailable(RetryableError):
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a tool may know: whose call it is, and the process's settings and database."""
+    """What a tool may know: whose call it is, the process's settings, and the user's data."""
 
     task_id: UUID
     call_id: str
     user_id: str
     settings: Settings
-    pool: asyncpg.Pool
+    db: Db  # row security: this user's rows only (TaskContext.db)
 
 
 @dataclass
