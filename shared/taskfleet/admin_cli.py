@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskfleet import jsonx, operations, queues, registry
+from taskfleet.crypto import Keyring
 from taskfleet.db import create_pool
 from taskfleet.kernel import open_kernel
 from taskfleet.settings import Settings
@@ -46,6 +47,8 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
     if task is None:
         console.print(f"[red]no task {task_id}[/red]")
         return 1
+    # An operator with the keys reads what the owner would (docs/security.md).
+    task = operations.reveal_task(task, Keyring.from_settings(settings))
     print(orjson.dumps(orjson.loads(jsonx.dumps(task)), option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -43,7 +43,8 @@ async def user_memories(request: web.Request) -> web.Response:
     if not re.fullmatch(ID_PATTERN, user_id) or not principal(request).may_act_for(user_id):
         raise not_found("user not found")
     query = parse_query(request, MemoryQuery)
-    memories = await list_memories(request.app[KERNEL].pool, user_id, limit=query.limit)
+    kernel = request.app[KERNEL]
+    memories = await list_memories(kernel.pool, kernel.keyring, user_id, limit=query.limit)
     return json_response({"user_id": user_id, "memories": memories})
 
 

@@ -123,7 +123,7 @@ async def visible_task(request: web.Request) -> dict[str, Any]:
     task = await operations.task_with_message(kernel.pool, task_id_param(request))
     if task is None or not who.may_act_for(task["user_id"]):
         raise not_found("task not found")
-    return task
+    return operations.reveal_task(task, kernel.keyring)
 
 
 def add_routes(app: web.Application) -> None:
