@@ -2,8 +2,6 @@
 `dlq list|replay|purge QUEUE`."""
 
 import argparse
-import getpass
-import socket
 from uuid import UUID
 
 import orjson
@@ -11,17 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from taskfleet import jsonx, operations, queues, registry
+from taskfleet.crypto import Keyring
 from taskfleet.db import create_pool
 from taskfleet.kernel import open_kernel
 from taskfleet.settings import Settings
-from taskfleet.tenancy import audited
+from taskfleet.tenancy import audited, cli_actor
 
 console = Console()
-
-
-def cli_actor() -> str:
-    """Who runs an operator command, for the audit log: the account on this machine."""
-    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
@@ -56,6 +50,8 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
     if task is None:
         console.print(f"[red]no task {task_id}[/red]")
         return 1
+    # An operator with the keys reads what the owner would (docs/security.md).
+    task = operations.reveal_task(task, Keyring.from_settings(settings))
     print(orjson.dumps(orjson.loads(jsonx.dumps(task)), option=orjson.OPT_INDENT_2).decode())
     return 0
 

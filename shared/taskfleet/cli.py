@@ -146,6 +146,31 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(_: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.crypto import new_key
+
+    print(new_key(args.kid))
+    return 0
+
+
+def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.crypto import Keyring
+    from taskfleet.rotation import rotate
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
+    keyring = Keyring.from_settings(settings)
+    counts = run_async(rotate(settings, keyring, batch=args.batch_size))
+    print(f"rotate-key: current key {keyring.kid!r}")
+    for count in counts:
+        print(f"  {count.line()}")
+    left = sum(c.left for c in counts)
+    if left:
+        print(f"rotate-key: {left} values left under older keys: keep them in ENCRYPTION_KEYS"
+              " and run it again")  # fmt: skip
+    return 0 if left == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
     cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
     cleanup.add_argument("--batch-size", type=int, default=500)
+
+    keygen = sub.add_parser("keygen", help="print a new kid:key entry for ENCRYPTION_KEYS")
+    keygen.add_argument("kid", nargs="?", default="k1", help="the key id (default k1)")
+
+    rotate = sub.add_parser("rotate-key", help="re-seal values of older keys under the first")
+    rotate.add_argument("--batch-size", type=int, default=500)
     return parser
 
 
@@ -225,6 +256,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "workers": cmd_workers,
     "dlq": cmd_dlq,
     "bench": cmd_bench,
+    "keygen": cmd_keygen,
+    "rotate-key": cmd_rotate_key,
 }
 
 

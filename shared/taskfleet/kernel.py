@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from taskfleet.broker import Broker
+from taskfleet.crypto import Keyring
 from taskfleet.db import create_pool
 from taskfleet.errors import StartupError
 from taskfleet.outbox import OutboxRelay
@@ -28,6 +29,11 @@ class Kernel:
     broker: Broker
     supervisor: Supervisor
 
+    @property
+    def keyring(self) -> Keyring:
+        """The keys that seal and open sensitive fields (built once per settings)."""
+        return Keyring.from_settings(self.settings)
+
 
 @asynccontextmanager
 async def open_kernel(
@@ -39,6 +45,11 @@ async def open_kernel(
     pool_size: int | None = None,
 ) -> AsyncIterator[Kernel]:
     """Pool, broker connection loop, outbox relay; all closed (in reverse) on exit."""
+    keyring = Keyring.from_settings(settings)  # a bad key stops the process here, one line
+    if keyring.development:
+        log.warning("development_encryption_key",
+                    hint="ENCRYPTION_KEYS unset: sensitive fields are sealed with the public"
+                    " development key; set it (taskfleet keygen) outside development")  # fmt: skip
     supervisor = Supervisor(name=name)
     try:
         pool = await create_pool(

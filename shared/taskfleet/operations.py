@@ -14,6 +14,7 @@ import asyncpg
 
 from taskfleet import events, jsonx
 from taskfleet.constants import QUEUES, TaskType
+from taskfleet.crypto import Keyring, Unsealable
 from taskfleet.kernel import Kernel
 from taskfleet.store import TASK_COLUMNS
 from taskfleet.tenancy import Db
@@ -88,6 +89,22 @@ def public_task(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     task = dict(row)
     task["seq"] = events.event_seq(task.pop("event_seq", 0) or 0)
     return task
+
+
+def reveal_task(task: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
+    """The task as its owner sees it: every sealed value in it opened (docs/security.md).
+
+    A value that does not open (its key was removed before `taskfleet rotate-key` re-sealed
+    it) is shown as `{"$unsealable": reason}` rather than failing the whole answer.
+    """
+    shown = dict(task)
+    for name in ("input", "output", "partial_output", "checkpoint", "error"):
+        if shown.get(name) is not None:
+            try:
+                shown[name] = keyring.reveal(shown[name], row=task["id"])
+            except Unsealable as exc:
+                shown[name] = {"$unsealable": str(exc)}
+    return shown
 
 
 async def get_task(db: Db, task_id: UUID) -> dict[str, Any] | None:

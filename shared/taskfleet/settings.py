@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     # Tokens must name this issuer and audience (`iss`, `aud`).
     jwt_issuer: str = Field("taskfleet", min_length=1, validation_alias="JWT_ISSUER")
     jwt_audience: str = Field("taskfleet-api", min_length=1, validation_alias="JWT_AUDIENCE")
+    # `production` refuses to start without ENCRYPTION_KEYS; anything else falls back to a
+    # public development key, with a warning (docs/security.md).
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias="TASKFLEET_ENV"
+    )
+    # Keys that seal sensitive fields at rest, `kid:key,kid:key` (key: urlsafe base64 of 32
+    # bytes, `taskfleet keygen`). The first seals; the others only open, until `taskfleet
+    # rotate-key` has re-sealed their values (taskfleet/crypto.py, docs/security.md).
+    encryption_keys: SecretStr | None = Field(None, validation_alias="ENCRYPTION_KEYS")
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
@@ -50,7 +59,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "environment", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

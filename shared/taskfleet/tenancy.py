@@ -11,7 +11,9 @@ execute, acquire), so a function that takes a `Db` runs unchanged under either.
 """
 
 import contextlib
+import getpass
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
@@ -116,6 +118,11 @@ class AuditedDb(_Scope):
 
 def audited(pool: asyncpg.Pool, actor: str, action: str, **detail: Any) -> AuditedDb:
     return AuditedDb(pool, actor, action, detail)
+
+
+def cli_actor() -> str:
+    """Who runs an operator command, for the audit log: the account on this machine."""
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
 def _literal(text: str) -> str:

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from chat_worker.agent import Agent
 from chat_worker.handlers import handle_chat
+from taskfleet import operations
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.llm import ChatModel
@@ -30,7 +31,12 @@ def tool_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
 
 
 async def children(kernel: Kernel, parent_id: UUID) -> list[dict[str, Any]]:
+    """The child tasks as their owner sees them: sealed arguments and results opened."""
     rows = await kernel.pool.fetch(
         "SELECT * FROM tasks WHERE parent_id = $1 ORDER BY input ->> 'call_id'", parent_id
     )
-    return [dict(r) for r in rows]
+    return [revealed(kernel, dict(r)) for r in rows]
+
+
+def revealed(kernel: Kernel, task: dict[str, Any]) -> dict[str, Any]:
+    return operations.reveal_task(task, kernel.keyring)

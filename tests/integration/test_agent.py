@@ -20,7 +20,13 @@ from taskfleet.store import NewTask
 from taskfleet.toolspecs import ToolArgs
 from taskfleet.waiting import Waiting
 from tests.conftest import wait_for
-from tests.integration.agent_helpers import TOOL, chat_handler, children, tool_handler
+from tests.integration.agent_helpers import (
+    TOOL,
+    chat_handler,
+    children,
+    revealed,
+    tool_handler,
+)
 from tests.integration.api_client import api, auth, new_user
 from tests.integration.conftest import (
     ConsumerFactory,
@@ -56,7 +62,7 @@ class TestToolRound:
             "name": "calculator",
             "arguments": {"expression": "2*21"},
         }
-        assert waiting["checkpoint"]["pending"] == [
+        assert revealed(kernel, waiting)["checkpoint"]["pending"] == [
             {"call_id": "call_1_0", "name": "calculator", "task_id": str(child["id"])}
         ]
         assert (waiting["stage"], waiting["status_message"]) == ("tools", "waiting for calculator")
@@ -72,7 +78,7 @@ class TestToolRound:
         # When a tool worker runs the child, the parent resumes and answers with the result
         await consume(tool_handler(kernel), spec=TOOL)
         done = await wait_status(kernel, msg.task_id, "completed")
-        child = await task_row(kernel, child["id"])  # type: ignore[assignment]
+        child = revealed(kernel, await task_row(kernel, child["id"]))  # type: ignore[arg-type]
         assert (child["status"], child["output"]) == (
             "completed",
             {
@@ -191,7 +197,7 @@ class TestMemories:
 
         first = await say("Hi, my name is Ann and I live in Oslo.", "c1")
         assert first["output"]["reply"] == "You said: Hi, my name is Ann and I live in Oslo."
-        assert first["output"]["memories"] == {
+        assert revealed(kernel, first)["output"]["memories"] == {
             "facts": ["The user's name is Ann.", "The user lives in Oslo."],
             "saved": 2,
             "reasked": False,

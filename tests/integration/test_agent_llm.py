@@ -12,7 +12,13 @@ from taskfleet.kernel import Kernel
 from taskfleet.llm import prompts
 from taskfleet.llm.openai import OpenAIModel
 from taskfleet.metrics import LLM_JSON_REPAIRS
-from tests.integration.agent_helpers import TOOL, chat_handler, children, tool_handler
+from tests.integration.agent_helpers import (
+    TOOL,
+    chat_handler,
+    children,
+    revealed,
+    tool_handler,
+)
 from tests.integration.api_client import new_user
 from tests.integration.conftest import ConsumerFactory, chat_message, publish, wait_status
 from tests.llm_server import (
@@ -98,7 +104,7 @@ async def test_streamed_reply_with_malformed_tool_call_and_memory_json_repaired(
     # The streamed reply is the task's reply; the memory JSON was repaired and saved
     assert done["output"]["reply"] == "The answer is 42, as you asked."
     assert done["output"]["model"] == "fake-1"
-    assert done["output"]["memories"] == {
+    assert revealed(kernel, done)["output"]["memories"] == {
         "facts": ["The user likes tea."],
         "saved": 1,
         "reasked": False,

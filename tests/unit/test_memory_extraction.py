@@ -9,6 +9,7 @@ from uuid import uuid4
 import pytest
 
 from chat_worker.memory import NotAFactList, extract, parse_facts, remember
+from taskfleet.crypto import Keyring, new_key
 from taskfleet.llm.types import ChatHistory, LlmServerError, StreamItem, ToolSpec
 from taskfleet.metrics import LLM_JSON_REPAIRS
 
@@ -106,6 +107,7 @@ async def test_failures_are_warnings_never_exceptions(
         reply="hello",
         known=[],
         timeout_s=0.2,
+        keyring=Keyring.from_text(new_key("k1")),
     )
     assert outcome.warning is not None
     assert warning in outcome.warning

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleet_api.auth import principal
 from fleet_api.errors import json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import OPENAPI, parse_query, user_db
+from fleet_api.routes import KERNEL, OPENAPI, parse_query, user_db
 from taskfleet.memories import list_memories
 from taskfleet.messages import ID_PATTERN
 
@@ -43,7 +43,10 @@ async def user_memories(request: web.Request) -> web.Response:
     if not re.fullmatch(ID_PATTERN, user_id) or not principal(request).may_act_for(user_id):
         raise not_found("user not found")
     query = parse_query(request, MemoryQuery)
-    memories = await list_memories(user_db(request, user_id), user_id, limit=query.limit)
+    kernel = request.app[KERNEL]
+    memories = await list_memories(
+        user_db(request, user_id), kernel.keyring, user_id, limit=query.limit
+    )
     return json_response({"user_id": user_id, "memories": memories})
 
 

@@ -149,7 +149,7 @@ async def visible_task(request: web.Request) -> dict[str, Any]:
     task = await operations.task_with_message(await task_db(request, task_id), task_id)
     if task is None:
         raise not_found("task not found")
-    return task
+    return operations.reveal_task(task, request.app[KERNEL].keyring)
 
 
 def add_routes(app: web.Application) -> None:

@@ -48,7 +48,9 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
         )  # fmt: skip
     except operations.BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from None
-    return json_response({"tasks": page.tasks, "next_cursor": page.next_cursor})
+    keyring = request.app[KERNEL].keyring
+    tasks = [operations.reveal_task(t, keyring) for t in page.tasks]
+    return json_response({"tasks": tasks, "next_cursor": page.next_cursor})
 
 
 async def cancel_task(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from fleet_api.errors import ApiError
 from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
 from taskfleet import jsonx, operations
+from taskfleet.crypto import Keyring
 from taskfleet.kernel import Kernel
 from taskfleet.messages import ID_PATTERN
 from taskfleet.tenancy import Db, audited, for_user
@@ -45,10 +46,14 @@ def parse_since(values: list[str]) -> list[tuple[UUID, int]]:
 
 
 class Feed:
-    """What one socket has been sent: the highest seq per task, so nothing goes twice."""
+    """What one socket has been sent: the highest seq per task, so nothing goes twice.
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    Events carry sealed values as the database holds them; the socket, like every API
+    answer, shows them opened to the owner."""
+
+    def __init__(self, ws: web.WebSocketResponse, keyring: Keyring) -> None:
         self.ws = ws
+        self.keyring = keyring
         self.sent: dict[str, int] = {}
 
     async def send(self, event: Event) -> None:
@@ -56,14 +61,18 @@ class Feed:
         if seq <= self.sent.get(task_id, -1):
             return
         self.sent[task_id] = seq
-        await asyncio.wait_for(self.ws.send_str(_client_view(event)), SEND_TIMEOUT_S)
+        view = _client_view(event, self.keyring)
+        await asyncio.wait_for(self.ws.send_str(view), SEND_TIMEOUT_S)
 
     async def send_raw(self, message: dict[str, Any]) -> None:
         await asyncio.wait_for(self.ws.send_str(jsonx.dumps(message).decode()), SEND_TIMEOUT_S)
 
 
-def _client_view(event: Event) -> str:
-    return jsonx.dumps({k: v for k, v in event.items() if k != "user_id"}).decode()
+def _client_view(event: Event, keyring: Keyring) -> str:
+    view = {k: v for k, v in event.items() if k != "user_id"}
+    if isinstance(view.get("task"), dict) and "id" in view["task"]:
+        view["task"] = operations.reveal_task(view["task"], keyring)
+    return jsonx.dumps(view).decode()
 
 
 async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
@@ -77,7 +86,7 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
     sub = hub.subscribe(user_filter)  # before the snapshot, so nothing falls in between
-    feed = Feed(ws)
+    feed = Feed(ws, kernel.keyring)
     writer = f"ws-writer-{id(feed):x}"
     try:
         await _snapshot(kernel, feed, _snapshot_db(kernel, who.user_id, user_filter), user_filter)
@@ -104,7 +113,8 @@ def _snapshot_db(kernel: Kernel, caller: str, user_id: str | None) -> Db:
 
 
 async def _snapshot(kernel: Kernel, feed: Feed, db: Db, user_id: str | None) -> None:
-    tasks = await operations.unfinished_tasks(db, user_id)
+    tasks = [operations.reveal_task(t, kernel.keyring)
+             for t in await operations.unfinished_tasks(db, user_id)]  # fmt: skip
     for task in tasks:
         feed.sent[str(task["id"])] = int(task["seq"])
     await feed.send_raw({"type": "snapshot", "tasks": tasks})
@@ -119,6 +129,7 @@ async def _resume(
     task = await operations.task_with_message(for_user(kernel.pool, owner), task_id)
     if task is None:
         return  # not yours: as if absent
+    task = operations.reveal_task(task, kernel.keyring)
     feed.sent[str(task_id)] = seq
     missed = hub.replay(str(task_id), seq)
     if missed is not None:

@@ -10,7 +10,7 @@ of tools the model is asked without tools, so it answers with what it has.
 
 from dataclasses import dataclass
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import structlog
@@ -21,11 +21,13 @@ from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
 from taskfleet.constants import TERMINAL, TaskType
 from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import RetryableError
+from taskfleet.crypto import Keyring, Unsealable, is_sealed
+from taskfleet.errors import PermanentError, RetryableError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
 from taskfleet.settings import Settings
+from taskfleet.store import NewTask
 from taskfleet.submit import new_task
 from taskfleet.waiting import Waiting
 
@@ -37,6 +39,8 @@ MAX_CALLS_PER_ROUND = 16
 MAX_RESULT_CHARS = 16_000
 MEMORY_CONTEXT = 50
 STEP_LIMIT_REPLY = "I could not finish this within the tool rounds allowed for one message."
+# Field labels of sealed values (taskfleet.crypto): each is bound to its task and its label.
+CHECKPOINT, ARGUMENTS, MEMORIES = "checkpoint", "arguments", "memories"
 
 
 class PendingCall(BaseModel):
@@ -58,14 +62,20 @@ class AgentState(BaseModel):
     calls: list[dict[str, Any]] = []  # every call made, for the task's output
 
     @classmethod
-    def resume(cls, checkpoint: Any) -> "AgentState":
+    def resume(cls, checkpoint: Any, keyring: Keyring, task_id: UUID) -> "AgentState":
         if checkpoint is None:
             return cls()
         try:
+            # Sealed as a whole: its turns hold the tools' arguments and results.
+            if is_sealed(checkpoint):
+                checkpoint = keyring.open(checkpoint, row=task_id, field=CHECKPOINT)
             return cls.model_validate(checkpoint)
         except ValidationError as exc:  # not ours (an older version's): start the reply again
             log.warning("agent_checkpoint_ignored", error=str(exc.errors()[0]["msg"]))
             return cls()
+
+    def sealed(self, keyring: Keyring, task_id: UUID) -> dict[str, Any]:
+        return keyring.seal(self.model_dump(mode="json"), row=task_id, field=CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,21 @@ class Agent:
     settings: Settings
     tools: list[ToolSpec]
 
+    @property
+    def keyring(self) -> Keyring:
+        return Keyring.from_settings(self.settings)
+
     async def run(self, ctx: TaskContext, content: str) -> TaskResult | Waiting:
-        state = AgentState.resume(ctx.last_checkpoint)
+        try:
+            state = AgentState.resume(ctx.last_checkpoint, self.keyring, ctx.task_id)
+        except Unsealable as exc:  # a key removed too early, or an altered row: say which
+            raise PermanentError(f"checkpoint: {exc}", code="unsealable") from None
         if state.pending:
             await self._collect(ctx, state)
         chat = await load_context(
             ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
             history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
+            keyring=self.keyring,
         )  # fmt: skip
         final = state.step >= self.settings.max_agent_steps
         # One system message, first: many chat templates (llama.cpp, vLLM) refuse any other.
@@ -120,12 +138,7 @@ class Agent:
         state.step += 1
         planned = _normalised(calls[:MAX_CALLS_PER_ROUND], state.step)
         calls = [call for call, _ in planned]
-        children = [
-            new_task(self.settings, type=TaskType.TOOL, user_id=ctx.user_id,
-                     chat_id=ctx.chat_id, parent_id=ctx.task_id,
-                     input={"call_id": c.id, "name": c.name, "arguments": arguments})
-            for c, arguments in planned
-        ]  # fmt: skip
+        children = [self._child(ctx, c, arguments) for c, arguments in planned]
         state.turns.append({"role": "assistant", "content": writer.round_text() or None,
                             "tool_calls": [c.openai() for c in calls]})  # fmt: skip
         state.pending = [
@@ -138,13 +151,23 @@ class Agent:
                            stage="tools", message=f"waiting for {names}")  # fmt: skip
         await writer.save(step=state.step, waiting_for=[c.name for c in calls])
         log.info("agent_tool_round", step=state.step, tools=names)
-        return Waiting(children, state.model_dump(mode="json"))
+        return Waiting(children, state.sealed(self.keyring, ctx.task_id))
+
+    def _child(self, ctx: TaskContext, call: ToolCall, arguments: Any) -> NewTask:
+        """A call's tool_execution task. Its arguments (an email's body, a credential...) are
+        sealed to the child's own id: its row and its queue message carry only ciphertext."""
+        task_id = uuid4()
+        sealed = self.keyring.seal(arguments, row=task_id, field=ARGUMENTS)
+        tool_input = {"call_id": call.id, "name": call.name, "arguments": sealed}
+        return new_task(self.settings, type=TaskType.TOOL, user_id=ctx.user_id,
+                        chat_id=ctx.chat_id, parent_id=ctx.task_id, task_id=task_id,
+                        input=tool_input)  # fmt: skip
 
     async def _collect(self, ctx: TaskContext, state: AgentState) -> None:
         """Put the results of the calls it waited for into the conversation."""
         outcomes = await child_outcomes(ctx.db, ctx.task_id, [p.task_id for p in state.pending])
         for call in state.pending:
-            outcome = outcomes.get(call.task_id)
+            outcome = self._opened(outcomes.get(call.task_id), call.task_id)
             if outcome is not None and outcome.status not in TERMINAL:
                 # Re-queued before its children ended: only a bug or a hand-made checkpoint.
                 raise RetryableError(f"tool call {call.call_id} is still {outcome.status}",
@@ -159,6 +182,17 @@ class Agent:
             state.calls.append(summary)
         state.pending = []
 
+    def _opened(self, outcome: ChildOutcome | None, task_id: UUID) -> ChildOutcome | None:
+        """The child's outcome with its sealed result opened (it goes into the checkpoint,
+        which is sealed as a whole)."""
+        if outcome is None:
+            return None
+        try:
+            output = self.keyring.reveal(outcome.output, row=task_id)
+        except Unsealable as exc:
+            raise PermanentError(f"tool call result: {exc}", code="unsealable") from None
+        return ChildOutcome(outcome.status, output, outcome.error)
+
     async def _finish(
         self, ctx: TaskContext, state: AgentState, content: str, reply: str, known: list[str]
     ) -> TaskResult:
@@ -169,9 +203,13 @@ class Agent:
             memory = await remember(
                 self.model, ctx.db, user_id=ctx.user_id, task_id=ctx.task_id,
                 user_text=content, reply=reply, known=known,
-                timeout_s=self.settings.memory_timeout_s,
+                timeout_s=self.settings.memory_timeout_s, keyring=self.keyring,
             )  # fmt: skip
             output["memories"] = memory.output()
+            # The facts are what memories.fact holds sealed: not in the clear beside it.
+            output["memories"]["facts"] = self.keyring.seal(
+                output["memories"]["facts"], row=ctx.task_id, field=MEMORIES
+            )
             if memory.warning:
                 output["warnings"] = [memory.warning]
         return TaskResult(output=output, reply=reply)

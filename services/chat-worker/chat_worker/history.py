@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from taskfleet.crypto import Keyring
 from taskfleet.llm.types import Message
+from taskfleet.memories import open_fact
 from taskfleet.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
@@ -22,7 +24,8 @@ SELECT
                                  WHERE o.task_id = $3 AND o.role = 'user'),
                                 9223372036854775807)
          ORDER BY m.seq DESC LIMIT $4) h) AS history,
-  (SELECT coalesce(jsonb_agg(f.fact ORDER BY f.created_at, f.id), '[]'::jsonb)
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(f.id, f.fact) ORDER BY f.created_at, f.id),
+                   '[]'::jsonb)
    FROM (SELECT fact, created_at, id FROM memories WHERE user_id = $2
          ORDER BY created_at DESC, id DESC LIMIT $5) f) AS memories
 """
@@ -43,11 +46,13 @@ class ChildOutcome:
 
 async def load_context(
     pool: Db, *, chat_id: str | None, user_id: str, task_id: UUID,
-    history_limit: int, memory_limit: int,
+    history_limit: int, memory_limit: int, keyring: Keyring,
 ) -> ChatContext:  # fmt: skip
     row = await pool.fetchrow(_CONTEXT, chat_id, user_id, task_id, history_limit, memory_limit)
     assert row is not None
-    return ChatContext(history=list(row["history"]), memories=list(row["memories"]))
+    opened = (open_fact(keyring, memory_id, fact) for memory_id, fact in row["memories"])
+    memories = [fact for fact in opened if fact is not None]
+    return ChatContext(history=list(row["history"]), memories=memories)
 
 
 async def child_outcomes(

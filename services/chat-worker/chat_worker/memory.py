@@ -16,6 +16,7 @@ import orjson
 import structlog
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
+from taskfleet.crypto import Keyring
 from taskfleet.errors import TaskError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
@@ -87,7 +88,7 @@ async def extract(
 
 async def remember(
     model: ChatModel, pool: Db, *, user_id: str, task_id: UUID, user_text: str,
-    reply: str, known: list[str], timeout_s: float,
+    reply: str, known: list[str], timeout_s: float, keyring: Keyring,
 ) -> MemoryOutcome:  # fmt: skip
     """Extract and save; every failure is a warning in the outcome, never an exception."""
     outcome = MemoryOutcome()
@@ -104,7 +105,7 @@ async def remember(
         outcome.warning = f"memory extraction failed: {exc.code}: {exc}"
     else:
         try:
-            outcome.saved = await save_memories(pool, user_id, outcome.facts, task_id)
+            outcome.saved = await save_memories(pool, keyring, user_id, outcome.facts, task_id)
         except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             outcome.warning = f"memories not saved: {exc!r}"
     if outcome.warning:

@@ -8,6 +8,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfleet.context import TaskContext, TaskResult
+from taskfleet.crypto import Keyring, Unsealable
 from taskfleet.errors import InvalidPayload
 from taskfleet.faults import Faults
 from taskfleet.settings import Settings
@@ -18,6 +19,8 @@ log = structlog.get_logger("tool_worker")
 
 # How long past its timeout a side-effect call found `started` may still be finishing.
 SETTLE_GRACE_S = 5.0
+# The label of a call's sealed result (taskfleet.crypto), in the task's output and tool_calls.
+RESULT = "result"
 
 
 class ToolInvocation(BaseModel):
@@ -42,14 +45,24 @@ async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
         call = ToolInvocation.model_validate(ctx.input)
     except ValidationError as exc:
         raise InvalidPayload(f"not a tool call: {exc.errors()[0]['msg']}") from None
+    keyring = Keyring.from_settings(worker.settings)
+    try:  # sealed by the agent to this task's id; a forged or moved copy does not open
+        arguments = keyring.reveal(call.arguments, row=ctx.task_id)
+    except Unsealable as exc:
+        raise InvalidPayload(f"arguments: {exc}") from None
     tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told
-    args = tool.parse(call.arguments)  # invalid: the same
+    args = tool.parse(arguments)  # invalid: the same
     tctx = ToolContext(task_id=ctx.task_id, call_id=call.call_id, user_id=ctx.user_id,
                        settings=worker.settings, db=ctx.db)  # fmt: skip
+
+    async def run() -> Any:
+        # Sealed before it is stored anywhere: tool_calls.result, the output, the event.
+        result = await worker.registry.run(tool, args, tctx)
+        return keyring.seal(result, row=ctx.task_id, field=RESULT)
+
     if tool.side_effect:
         result, ran = await run_once(
-            ctx.db, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name,
-            run=lambda: worker.registry.run(tool, args, tctx),
+            ctx.db, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name, run=run,
             settle_s=tool.timeout_s + SETTLE_GRACE_S,
         )  # fmt: skip
         if ran:
@@ -58,6 +71,6 @@ async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
             worker.faults.hit("after_side_effect")
         log.info("tool_ran", tool=tool.name, call_id=call.call_id, replayed=not ran)
     else:
-        result = await worker.registry.run(tool, args, tctx)
+        result = await run()
         log.info("tool_ran", tool=tool.name, call_id=call.call_id)
     return TaskResult(output={"call_id": call.call_id, "name": tool.name, "result": result})
