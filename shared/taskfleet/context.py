@@ -49,6 +49,7 @@ class TaskContext:
     publish: EventSink
     row_seq: int = 0
     message_id: UUID | None = None  # the assistant message of a chat task
+    preloaded: Any = None  # what the claim read for the handler (store.Preload), if asked
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     partial_output: Any = None
     interrupt_reason: str | None = None

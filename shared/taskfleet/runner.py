@@ -36,7 +36,7 @@ from taskfleet.messages import TaskMessage, parse_message
 from taskfleet.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
 from taskfleet.retry import Backoff, decide
 from taskfleet.settings import Settings
-from taskfleet.store import Claim, ClaimPolicy, TaskStore
+from taskfleet.store import Claim, ClaimPolicy, Preload, TaskStore
 from taskfleet.supervisor import Supervisor
 from taskfleet.waiting import Waiting, publish_children
 
@@ -69,6 +69,7 @@ class Consumer:
     broker: Broker
     supervisor: Supervisor
     concurrency: int = 8
+    preload: Preload | None = None
     inflight: dict[UUID, TaskContext] = field(default_factory=dict)
     _inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
     _channel: AbstractChannel | None = None
@@ -98,6 +99,7 @@ class Consumer:
             max_attempts=self.settings.max_attempts or self.spec.max_attempts,
             user_limit=self.settings.user_concurrency,
             throttle_s=self.settings.throttle_delay_s,
+            preload=self.preload,
         )
 
     def backoff(self) -> Backoff:
@@ -293,7 +295,7 @@ class Consumer:
             attempt=claim.attempts, max_attempts=claim.max_attempts, fence=claim.fence,
             deadline=loop.time() + deadline_s, last_checkpoint=claim.checkpoint,
             store=self.store, publish=self._publish_event, row_seq=claim.event_seq,
-            message_id=claim.message_id,
+            message_id=claim.message_id, preloaded=claim.preloaded,
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
         TASK_WAIT.labels(self.spec.name).observe(

@@ -40,6 +40,7 @@ class Claim:
     created_at: datetime
     event_seq: int
     message_id: UUID | None
+    preloaded: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,28 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class Preload:
+    """What a claim reads for its handler in the same statement: one round trip less.
+
+    `function(user_id, chat_id, task_id, *args)` is a SQL function of the migrations. It is
+    called only for a `claimed` verdict, with the claimed row's own user and chat (never what
+    the message says), and its answer is the handler's `TaskContext.preloaded`.
+    """
+
+    function: str
+    args: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.function.isidentifier():  # it is spliced into the statement
+            raise ValueError(f"not a function name: {self.function!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimPolicy:
     max_attempts: int
     user_limit: int
     throttle_s: float
+    preload: Preload | None = None
 
 
 # A chat task, its outbox row (due after the grace: the API publishes it itself right after),
@@ -108,6 +127,9 @@ SELECT id FROM t
 """
 
 
+_CLAIM = "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+
+
 class TaskStore:
     """asyncpg implementation of the task store. Construct with a pool; share it per process."""
 
@@ -121,10 +143,18 @@ class TaskStore:
     async def claim(
         self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy
     ) -> Claim:
+        sql, extra = _CLAIM, ()
+        if policy.preload is not None:
+            extra = policy.preload.args
+            params = "".join(f", ${12 + i}" for i in range(len(extra)))
+            sql = (
+                f"SELECT c.*, CASE WHEN c.verdict = 'claimed' THEN {policy.preload.function}"
+                f"(c.user_id, c.chat_id, $1{params}) END AS preloaded FROM ({_CLAIM}) c"
+            )
         row = await self.pool.fetchrow(
-            "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            msg.task_id, msg.type.value, msg.user_id, msg.chat_id, msg.payload, msg.attempt,
+            sql, msg.task_id, msg.type.value, msg.user_id, msg.chat_id, msg.payload, msg.attempt,
             redelivered, queue, policy.max_attempts, policy.user_limit, policy.throttle_s,
+            *extra,
         )  # fmt: skip
         return Claim(**dict(row))
 

@@ -18,6 +18,7 @@ from taskfleet.memguard import MemoryGuard
 from taskfleet.registry import Registration
 from taskfleet.runner import Consumer, Handler
 from taskfleet.settings import Settings
+from taskfleet.store import Preload
 from taskfleet.supervisor import CoroFactory
 
 log = structlog.get_logger("taskfleet.worker")
@@ -35,6 +36,7 @@ async def run_worker(
     concurrency: int,
     stop: asyncio.Event | None = None,
     background: BackgroundFactory | None = None,
+    preload: Preload | None = None,
 ) -> None:
     """Run until `stop` (default: SIGTERM/SIGINT) is set, then stop within SHUTDOWN_GRACE_S."""
     stop = stop or stop_event_on_signals()
@@ -45,6 +47,7 @@ async def run_worker(
         consumer = Consumer(
             settings=settings, spec=spec, handler=make_handler(kernel), store=kernel.store,
             broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
+            preload=preload,
         )  # fmt: skip
         await consumer.start()
         for name, factory in background(kernel) if background else []:

@@ -16,7 +16,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chat_worker.history import ChildOutcome, child_outcomes, load_context
+from chat_worker.history import ChildOutcome, chat_context, child_outcomes, load_context
 from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
 from taskfleet.constants import TERMINAL, TaskType
@@ -95,11 +95,14 @@ class Agent:
             raise PermanentError(f"checkpoint: {exc}", code="unsealable") from None
         if state.pending:
             await self._collect(ctx, state)
-        chat = await load_context(
-            ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
-            history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
-            keyring=self.keyring,
-        )  # fmt: skip
+        if ctx.preloaded is not None:  # read by the claim (chat_worker.main.context_preload)
+            chat = chat_context(ctx.preloaded, self.keyring)
+        else:
+            chat = await load_context(
+                ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
+                history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
+                keyring=self.keyring,
+            )  # fmt: skip
         final = state.step >= self.settings.max_agent_steps
         # One system message, first: many chat templates (llama.cpp, vLLM) refuse any other.
         system = [prompts.SYSTEM]

@@ -11,24 +11,8 @@ from taskfleet.memories import open_fact
 from taskfleet.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
-# in one round trip.
-_CONTEXT = """
-SELECT
-  (SELECT coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content)
-                             ORDER BY h.seq), '[]'::jsonb)
-   FROM (SELECT m.role, m.content, m.seq FROM messages m
-         WHERE $1::text IS NOT NULL AND m.chat_id = $1 AND m.user_id = $2
-           AND m.role IN ('user', 'assistant') AND m.status = 'completed'
-           AND m.task_id IS DISTINCT FROM $3
-           AND m.seq < coalesce((SELECT o.seq FROM messages o
-                                 WHERE o.task_id = $3 AND o.role = 'user'),
-                                9223372036854775807)
-         ORDER BY m.seq DESC LIMIT $4) h) AS history,
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(f.id, f.fact) ORDER BY f.created_at, f.id),
-                   '[]'::jsonb)
-   FROM (SELECT fact, created_at, id FROM memories WHERE user_id = $2
-         ORDER BY created_at DESC, id DESC LIMIT $5) f) AS memories
-"""
+# in one round trip (migrations/0013). A chat worker's claim usually brings it already.
+CONTEXT_FUNCTION = "tf_chat_context"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +32,18 @@ async def load_context(
     pool: Db, *, chat_id: str | None, user_id: str, task_id: UUID,
     history_limit: int, memory_limit: int, keyring: Keyring,
 ) -> ChatContext:  # fmt: skip
-    row = await pool.fetchrow(_CONTEXT, chat_id, user_id, task_id, history_limit, memory_limit)
-    assert row is not None
-    opened = (open_fact(keyring, memory_id, fact) for memory_id, fact in row["memories"])
+    context = await pool.fetchval(
+        f"SELECT {CONTEXT_FUNCTION}($1, $2, $3, $4, $5)",
+        user_id, chat_id, task_id, history_limit, memory_limit,
+    )  # fmt: skip
+    return chat_context(context, keyring)
+
+
+def chat_context(context: dict[str, Any], keyring: Keyring) -> ChatContext:
+    """tf_chat_context's answer, its memory facts opened."""
+    opened = (open_fact(keyring, memory_id, fact) for memory_id, fact in context["memories"])
     memories = [fact for fact in opened if fact is not None]
-    return ChatContext(history=list(row["history"]), memories=memories)
+    return ChatContext(history=list(context["history"]), memories=memories)
 
 
 async def child_outcomes(

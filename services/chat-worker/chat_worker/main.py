@@ -2,17 +2,24 @@
 
 from functools import partial
 
-from chat_worker.agent import Agent
+from chat_worker.agent import MEMORY_CONTEXT, Agent
 from chat_worker.handlers import handle_chat
+from chat_worker.history import CONTEXT_FUNCTION
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.llm import ChatModel, build_model
 from taskfleet.runner import Handler
 from taskfleet.settings import Settings
+from taskfleet.store import Preload
 from taskfleet.toolspecs import tool_specs
 from taskfleet.worker import run_worker
 
 SPEC = QUEUES[TaskType.CHAT]
+
+
+def context_preload(settings: Settings) -> Preload:
+    """The chat's context, read by each claim in its own statement (one round trip less)."""
+    return Preload(CONTEXT_FUNCTION, (settings.chat_history_messages, MEMORY_CONTEXT))
 
 
 def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
@@ -26,7 +33,11 @@ async def main(settings: Settings, concurrency: int) -> None:
     model = build_model(settings)
     try:
         await run_worker(
-            settings, SPEC, lambda kernel: make_handler(kernel, model), concurrency=concurrency
+            settings,
+            SPEC,
+            lambda kernel: make_handler(kernel, model),
+            concurrency=concurrency,
+            preload=context_preload(settings),
         )
     finally:
         await model.aclose()
