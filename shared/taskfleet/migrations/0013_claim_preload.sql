@@ -6,8 +6,11 @@
 CREATE FUNCTION tf_chat_context(
     p_user_id text, p_chat_id text, p_task_id uuid, p_history_limit integer,
     p_memory_limit integer
-) RETURNS jsonb LANGUAGE sql STABLE AS $$
-SELECT jsonb_build_object(
+) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+-- plpgsql, not sql: its plan is prepared once per session. A sql function called from a
+-- target list is planned again at every call (a quarter of a millisecond here).
+BEGIN
+RETURN jsonb_build_object(
   'history',
   (SELECT coalesce(jsonb_agg(jsonb_build_object('role', h.role, 'content', h.content)
                              ORDER BY h.seq), '[]'::jsonb)
@@ -23,5 +26,6 @@ SELECT jsonb_build_object(
   (SELECT coalesce(jsonb_agg(jsonb_build_array(f.id, f.fact) ORDER BY f.created_at, f.id),
                    '[]'::jsonb)
    FROM (SELECT fact, created_at, id FROM memories WHERE user_id = p_user_id
-         ORDER BY created_at DESC, id DESC LIMIT p_memory_limit) f))
+         ORDER BY created_at DESC, id DESC LIMIT p_memory_limit) f));
+END;
 $$;
