@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
@@ -25,6 +26,7 @@ from taskfleet.supervisor import Supervisor
 from taskfleet.topology import declare_topology
 
 log = structlog.get_logger("taskfleet.broker")
+_JSON = aiormq.spec.Basic.Properties(content_type="application/json")
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
 
@@ -46,6 +48,7 @@ class Broker:
         self._publish: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
         self._control: AbstractExchange | None = None
+        self._events_channel: AbstractChannel | None = None  # the two exchanges' channel
         # Live events wait here for the event publisher: the message path never waits for
         # them (a publish, even unconfirmed, queues behind every frame of the connection).
         self._outgoing: asyncio.Queue[tuple[AbstractExchange | None, str, bytes]] = asyncio.Queue(
@@ -107,7 +110,7 @@ class Broker:
                 await lost.wait()
             finally:
                 self._ready.clear()
-                self._publish = self._events = self._control = None
+                self._publish = self._events = self._control = self._events_channel = None
                 if not connection.is_closed:
                     await asyncio.shield(self._close_quietly(connection))
             log.warning("amqp_connection_lost")
@@ -140,6 +143,7 @@ class Broker:
         events_channel = await self.channel(connection, publisher_confirms=False)
         self._events = await events_channel.get_exchange(self.settings.queue(EVENTS_EXCHANGE))
         self._control = await events_channel.get_exchange(self.settings.queue(CONTROL_EXCHANGE))
+        self._events_channel = events_channel
         for hook in self.on_connect:
             await hook(connection)
 
@@ -230,13 +234,15 @@ class Broker:
     async def _publish_transient(
         self, exchange: AbstractExchange | None, routing_key: str, body: bytes
     ) -> None:
-        if exchange is None:
+        if exchange is None or self._events_channel is None:
             return
         try:
-            await exchange.publish(
-                aio_pika.Message(body, content_type="application/json"),
-                routing_key=routing_key,
+            # aiormq directly: aio-pika's Message for each event cost a worker 3 % of its CPU,
+            # and a transient event needs none of what it adds.
+            channel = await self._events_channel.get_underlay_channel()
+            await channel.basic_publish(
+                body, exchange=exchange.name, routing_key=routing_key, properties=_JSON,
                 mandatory=False,  # nobody listening is fine for a live update
-            )
+            )  # fmt: skip
         except Exception as exc:  # a live update is not worth failing a task for
             log.debug("event_publish_failed", routing_key=routing_key, error=repr(exc))
