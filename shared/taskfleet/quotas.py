@@ -3,29 +3,37 @@
 - at most SUBMIT_RATE_PER_MIN submissions per user per minute (a fixed window), and
 - at most MAX_QUEUED_PER_USER of the user's tasks waiting (queued or retrying).
 
-One statement per submission counts the window and the waiting tasks. Over either limit the
-API answers 429 with Retry-After, and nothing is stored.
+One statement per submission counts the window and the waiting tasks: `check` on its own, or
+the counting part (COUNT_CTES) inside the submission's own statement (a chat message,
+taskfleet.store). Over either limit the API answers 429 with Retry-After, and nothing is
+stored.
 """
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import asyncpg
+from taskfleet.settings import Settings
+from taskfleet.tenancy import Db
 
-_CHECK = """
-WITH hit AS (
+# `quota` has one row: this submission counted in its window, the user's waiting tasks, and
+# the seconds left in the window. {user} is the user's parameter, e.g. $1.
+COUNT_CTES = """
+hit AS (
     INSERT INTO submission_counts (user_id, window_start, submissions)
-    VALUES ($1, date_trunc('minute', now()), 1)
+    VALUES ({user}, date_trunc('minute', now()), 1)
     ON CONFLICT (user_id, window_start)
     DO UPDATE SET submissions = submission_counts.submissions + 1
     RETURNING submissions
-)
-SELECT (SELECT submissions FROM hit) AS submissions,
-       (SELECT count(*) FROM tasks
-        WHERE user_id = $1 AND status IN ('queued', 'retrying')) AS waiting,
-       extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())
-         AS window_left_s
-"""
+), quota AS (
+    SELECT (SELECT submissions FROM hit) AS submissions,
+           (SELECT count(*) FROM tasks
+            WHERE user_id = {user} AND status IN ('queued', 'retrying')) AS waiting,
+           extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())
+             AS window_left_s
+)"""
+
+_CHECK = f"WITH {COUNT_CTES.format(user='$1')} SELECT * FROM quota"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,24 +42,36 @@ class OverQuota:
     retry_after_s: int
 
 
-async def check(
-    pool: asyncpg.Pool, user_id: str, *, per_minute: int, max_waiting: int
-) -> OverQuota | None:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_minute: int
+    max_waiting: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        return cls(settings.submit_rate_per_min, settings.max_queued_per_user)
+
+    def over(self, counted: Any) -> OverQuota | None:
+        """Why a submission counted as `counted` (a `quota` row) may not go on, if it may not."""
+        if counted["submissions"] > self.per_minute:
+            return OverQuota(
+                f"more than {self.per_minute} submissions in a minute",
+                max(1, math.ceil(float(counted["window_left_s"]))),
+            )
+        if counted["waiting"] >= self.max_waiting:
+            # Tasks leave the waiting state as workers take them: a few seconds is a fair guess.
+            return OverQuota(
+                f"{counted['waiting']} tasks already waiting (at most {self.max_waiting})", 5
+            )
+        return None
+
+
+async def check(db: Db, user_id: str, limits: Limits) -> OverQuota | None:
     """Count this submission; None when it may go on, else why not and when to try again."""
-    row = await pool.fetchrow(_CHECK, user_id)
-    assert row is not None
-    if row["submissions"] > per_minute:
-        return OverQuota(
-            f"more than {per_minute} submissions in a minute",
-            max(1, math.ceil(float(row["window_left_s"]))),
-        )
-    if row["waiting"] >= max_waiting:
-        # Tasks leave the waiting state as workers take them: a few seconds is a fair guess.
-        return OverQuota(f"{row['waiting']} tasks already waiting (at most {max_waiting})", 5)
-    return None
+    return limits.over(await db.fetchrow(_CHECK, user_id))
 
 
-async def forget_old_windows(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def forget_old_windows(conn: Db) -> int:
     """Windows older than an hour are of no use (the retention cleanup calls this)."""
     done = await conn.execute(
         "DELETE FROM submission_counts WHERE window_start < now() - interval '1 hour'"

@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from taskfleet import quotas
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.messages import TaskMessage
@@ -58,6 +59,14 @@ class ChatSubmission:
     created: bool
 
 
+class OverQuota(Exception):
+    """The submission is over a quota of its user: nothing was stored."""
+
+    def __init__(self, over: quotas.OverQuota) -> None:
+        super().__init__(over.reason)
+        self.over = over
+
+
 @dataclass(frozen=True, slots=True)
 class NewTask:
     """A task to create. `input` becomes the message payload the handler gets."""
@@ -101,16 +110,18 @@ class ClaimPolicy:
     preload: Preload | None = None
 
 
-# A chat task, its outbox row (due after the grace: the API publishes it itself right after),
-# the user's message and the assistant's placeholder; no row at all when the idempotency key
-# names an existing task of the user.
 FORGET_EVERY_S = 0.05
 
-_SUBMIT_CHAT = """
-WITH t AS (
+# The submission counted against the user's quotas (taskfleet.quotas), then, if it is within
+# them, a chat task, its outbox row (due after the grace: the API publishes it itself right
+# after), the user's message and the assistant's placeholder; no task when the idempotency
+# key names an existing task of the user.
+_SUBMIT_CHAT = f"""
+WITH {quotas.COUNT_CTES.format(user="$3")}, t AS (
     INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
                        idempotency_key)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM quota
+    WHERE quota.submissions <= $13 AND quota.waiting < $14
     ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 ), o AS (
@@ -123,7 +134,7 @@ WITH t AS (
                     (2, $12::uuid, 'assistant', '', 'pending')) AS v(n, id, role, content, status)
     ORDER BY v.n
 )
-SELECT id FROM t
+SELECT (SELECT id FROM t) AS task_id, quota.* FROM quota
 """
 
 
@@ -299,16 +310,22 @@ class TaskStore:
         *,
         content: str,
         relay_grace_s: float,
+        limits: quotas.Limits,
     ) -> ChatSubmission:
-        """A chat task with its user message and assistant placeholder, in one transaction."""
+        """A chat task with its user message and assistant placeholder, in one transaction,
+        if the user is within `limits` (else OverQuota)."""
         assert new.chat_id is not None
         message_id = uuid4()
-        # One statement (its own transaction): one round trip instead of five.
-        task_id: UUID | None = await db.fetchval(
+        # One statement (its own transaction): one round trip instead of six.
+        row = await db.fetchrow(
             _SUBMIT_CHAT, new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id,
             new.input, new.max_attempts, new.idempotency_key, QUEUES[new.type].name,
-            relay_grace_s, content, message_id,
+            relay_grace_s, content, message_id, limits.per_minute, limits.max_waiting,
         )  # fmt: skip
+        over = limits.over(row)
+        if over is not None:
+            raise OverQuota(over)
+        task_id: UUID | None = row["task_id"]
         if task_id is None:
             row = await db.fetchrow(
                 "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"

@@ -131,6 +131,7 @@ class TestOperatorCommands:
 
         from taskfleet.db import create_pool
         from taskfleet.kernel import open_kernel
+        from taskfleet.quotas import Limits
         from taskfleet.store import NewTask
         from taskfleet.submit import new_task
 
@@ -138,7 +139,10 @@ class TestOperatorCommands:
         async with open_kernel(settings, name="cli-test", relay=False) as kernel:
             new: NewTask = new_task(settings, type=TaskType.CHAT, user_id=user, chat_id="c",
                                     input={"content": "listed"})  # fmt: skip
-            await kernel.store.submit_chat(kernel.pool, new, content="listed", relay_grace_s=3600)
+            limits = Limits.from_settings(settings)
+            await kernel.store.submit_chat(
+                kernel.pool, new, content="listed", relay_grace_s=3600, limits=limits
+            )
         env = process_env(settings, COLUMNS="200")
         listed = taskfleet(["tasks", "--user", user], env)
         assert listed.returncode == 0, listed.stderr

@@ -20,6 +20,7 @@ from fleet_api.openapi import OpenApi, Operation
 from taskfleet import operations, quotas
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
+from taskfleet.store import OverQuota
 from taskfleet.submit import Publish, new_task, publish_after_commit
 from taskfleet.tenancy import Db, audited, for_user
 
@@ -64,14 +65,15 @@ def task_id_param(request: web.Request) -> UUID:
 
 async def enforce_quota(request: web.Request, user_id: str) -> None:
     """429 with Retry-After when the user is over a submission quota (taskfleet/quotas.py)."""
-    settings = request.app[KERNEL].settings
-    over = await quotas.check(
-        request.app[KERNEL].pool, user_id, per_minute=settings.submit_rate_per_min,
-        max_waiting=settings.max_queued_per_user,
-    )  # fmt: skip
+    kernel = request.app[KERNEL]
+    over = await quotas.check(kernel.pool, user_id, quotas.Limits.from_settings(kernel.settings))
     if over is not None:
-        raise ApiError(429, "rate_limited", over.reason,
-                       headers={"Retry-After": str(over.retry_after_s)})  # fmt: skip
+        raise rate_limited(over)
+
+
+def rate_limited(over: quotas.OverQuota) -> ApiError:
+    return ApiError(429, "rate_limited", over.reason,
+                    headers={"Retry-After": str(over.retry_after_s)})  # fmt: skip
 
 
 async def chat_stream(request: web.Request) -> web.Response:
@@ -86,15 +88,18 @@ async def chat_stream(request: web.Request) -> web.Response:
             422, "content_too_long",
             f"content is longer than {kernel.settings.max_content_chars} characters",
         )  # fmt: skip
-    await enforce_quota(request, user_id)
     new = new_task(
         kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,
         input={"content": body.content}, idempotency_key=body.idempotency_key,
     )  # fmt: skip
     db = user_db(request, user_id)
-    submission = await kernel.store.submit_chat(
-        db, new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s
-    )
+    try:  # the quotas are counted in the submission's own statement
+        submission = await kernel.store.submit_chat(
+            db, new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s,
+            limits=quotas.Limits.from_settings(kernel.settings),
+        )  # fmt: skip
+    except OverQuota as exc:
+        raise rate_limited(exc.over) from None
     if submission.created:
         await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
     status = "queued"  # what was accepted; a worker may have taken it already
