@@ -162,6 +162,7 @@ def medians(via: str, rounds: list[dict[str, object]]) -> dict[str, object]:
 
     return {"via": via, "rounds": len(rounds), "median_throughput": median("throughput"),
             "median_p50_ms": median("p50_ms"), "median_p99_ms": median("p99_ms"),
+            "median_e2e_p50_ms": median("e2e_p50_ms"), "median_e2e_p99_ms": median("e2e_p99_ms"),
             "multi_attempt": sum(int(r["multi_attempt"]) for r in rounds)}  # type: ignore[call-overload]  # fmt: skip
 
 
