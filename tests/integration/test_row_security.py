@@ -8,7 +8,7 @@ import pytest
 
 from taskfleet.kernel import Kernel
 from taskfleet.tenancy import APP_ROLE, audited, for_user
-from tests.integration.api_client import new_user
+from tests.integration.api_client import api, auth, new_user, submit
 
 # Every table that holds a user's data, and how to find one user's rows in it.
 USER_TABLES = {
@@ -187,3 +187,17 @@ async def test_a_quote_in_an_audit_detail_is_data_not_sql(kernel: Kernel) -> Non
 def test_a_user_id_that_could_escape_the_literal_is_refused(kernel: Kernel) -> None:
     with pytest.raises(ValueError, match="not a user id"):
         for_user(kernel.pool, "x'; RESET ROLE; --")
+
+
+async def test_an_admin_token_reading_a_users_task_leaves_an_audit_row(kernel: Kernel) -> None:
+    user, admin = new_user(), new_user("ops")
+    async with api(kernel) as client:
+        accepted = await submit(client, user)
+        path = f"/api/tasks/{accepted['task_id']}"
+        # The user's own read is not an operator's: no audit row.
+        assert (await client.get(path, headers=auth(user))).status == 200
+        resp = await client.get(path, headers=auth(admin, "admin"))
+        assert resp.status == 200
+        assert (await resp.json())["user_id"] == user
+    rows = await kernel.pool.fetch("SELECT actor, action FROM admin_audit WHERE actor = $1", admin)
+    assert [(r["actor"], r["action"]) for r in rows] == [(admin, f"GET {path}")]
