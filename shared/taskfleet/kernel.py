@@ -69,6 +69,8 @@ async def open_kernel(
             ) from None
         kernel = Kernel(settings, pool, TaskStore(pool), broker, supervisor)
         supervisor.spawn("outbox-forget", kernel.store.forget_in_batches)
+        supervisor.spawn("claim-batches", kernel.store.batched_claims)
+        supervisor.spawn("completion-batches", kernel.store.batched_completions)
         if relay:
             supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)
         yield kernel

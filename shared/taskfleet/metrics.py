@@ -45,3 +45,9 @@ EVENTS_DROPPED = Counter(
 OUTBOX_PUBLISHED = Counter(
     "taskfleet_outbox_published", "Messages published by the outbox relay.", ["kind"]
 )
+BATCH_SIZE = Histogram(
+    "taskfleet_statement_batch_size",
+    "Calls sent to PostgreSQL as one statement (taskfleet.coalesce): claims, completions.",
+    ["statement"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)

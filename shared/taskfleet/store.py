@@ -6,14 +6,16 @@ Each method is one round trip. The transitions themselves are SQL functions
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from taskfleet import quotas
+from taskfleet.coalesce import Coalescer
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.messages import TaskMessage
@@ -139,6 +141,57 @@ SELECT (SELECT id FROM t) AS task_id, quota.* FROM quota
 
 
 _CLAIM = "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+# Many claims (or completions) in one statement: taskfleet.coalesce. `n` maps the answers
+# back to the calls.
+_CLAIM_MANY = (
+    "SELECT m.n, c.*{preload} FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+    " $5::jsonb[], $6::integer[], $7::boolean[]) WITH ORDINALITY"
+    " AS m(id, type, user_id, chat_id, payload, attempt, redelivered, n)"
+    " CROSS JOIN LATERAL tf_claim(m.id, m.type, m.user_id, m.chat_id, m.payload, m.attempt,"
+    " m.redelivered, $8, $9, $10, $11) c"
+)
+_COMPLETE_MANY = (
+    "SELECT x.n, tf_complete(x.id, x.fence, x.output, x.reply) AS seq"
+    " FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::text[]) WITH ORDINALITY"
+    " AS x(id, fence, output, reply, n)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimCall:
+    msg: TaskMessage
+    redelivered: bool
+    queue: str
+    policy: ClaimPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _CompleteCall:
+    task_id: UUID
+    fence: int
+    output: Any
+    reply: str | None
+
+
+def _preloading(preload: Preload, task_id: str) -> str:
+    """The column a claim adds for its handler (only for a `claimed` verdict)."""
+    params = "".join(f", ${12 + i}" for i in range(len(preload.args)))
+    return (
+        f", CASE WHEN c.verdict = 'claimed' THEN {preload.function}"
+        f"(c.user_id, c.chat_id, {task_id}{params}) END AS preloaded"
+    )
+
+
+K = TypeVar("K")
+C = TypeVar("C")
+
+
+def _grouped(calls: Sequence[C], key: Callable[[C], K]) -> dict[K, list[tuple[int, C]]]:
+    """The calls by `key`, each with its index in `calls`."""
+    groups: dict[K, list[tuple[int, C]]] = {}
+    for i, call in enumerate(calls):
+        groups.setdefault(key(call), []).append((i, call))
+    return groups
 
 
 class TaskStore:
@@ -148,33 +201,80 @@ class TaskStore:
         self.pool = pool
         self._forgotten: list[UUID] = []
         self._forget_batching = False
+        # Every kernel runs their loops (batched_claims, batched_completions).
+        self._claims = Coalescer("claim", self._claim_many, self._claim_one)
+        self._completions = Coalescer("complete", self._complete_many, self._complete_one)
+
+    async def batched_claims(self) -> None:
+        await self._claims.run()
+
+    async def batched_completions(self) -> None:
+        await self._completions.run()
 
     # -- the message path ---------------------------------------------------------------
 
     async def claim(
         self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy
     ) -> Claim:
-        sql, extra = _CLAIM, ()
+        return await self._claims(_ClaimCall(msg, redelivered, queue, policy))
+
+    async def _claim_one(self, call: _ClaimCall) -> Claim:
+        msg, policy = call.msg, call.policy
+        sql, extra = _CLAIM, policy.preload.args if policy.preload else ()
         if policy.preload is not None:
-            extra = policy.preload.args
-            params = "".join(f", ${12 + i}" for i in range(len(extra)))
-            sql = (
-                f"SELECT c.*, CASE WHEN c.verdict = 'claimed' THEN {policy.preload.function}"
-                f"(c.user_id, c.chat_id, $1{params}) END AS preloaded FROM ({_CLAIM}) c"
-            )
+            sql = f"SELECT c.*{_preloading(policy.preload, '$1')} FROM ({_CLAIM}) c"
         row = await self.pool.fetchrow(
             sql, msg.task_id, msg.type.value, msg.user_id, msg.chat_id, msg.payload, msg.attempt,
-            redelivered, queue, policy.max_attempts, policy.user_limit, policy.throttle_s,
-            *extra,
+            call.redelivered, call.queue, policy.max_attempts, policy.user_limit,
+            policy.throttle_s, *extra,
         )  # fmt: skip
         return Claim(**dict(row))
+
+    async def _claim_many(self, calls: Sequence[_ClaimCall]) -> list[Claim]:
+        answers: dict[int, Claim] = {}
+        for (queue, policy), group in _grouped(calls, lambda c: (c.queue, c.policy)).items():
+            # In user and task order: two batches lock users (the concurrency limit) and rows
+            # in the same order, which makes a deadlock between them rare (and one is retried
+            # call by call when it happens: taskfleet.coalesce).
+            group.sort(key=lambda ic: (ic[1].msg.user_id, ic[1].msg.task_id))
+            preload = _preloading(policy.preload, "m.id") if policy.preload else ""
+            msgs = [c.msg for _, c in group]
+            rows = await self.pool.fetch(
+                _CLAIM_MANY.format(preload=preload),
+                [m.task_id for m in msgs], [m.type.value for m in msgs],
+                [m.user_id for m in msgs], [m.chat_id for m in msgs], [m.payload for m in msgs],
+                [m.attempt for m in msgs], [c.redelivered for _, c in group], queue,
+                policy.max_attempts, policy.user_limit, policy.throttle_s,
+                *(policy.preload.args if policy.preload else ()),
+            )  # fmt: skip
+            for row in rows:
+                answer = dict(row)
+                index = group[answer.pop("n") - 1][0]
+                answers[index] = Claim(**answer)
+        return [answers[i] for i in range(len(calls))]
 
     async def complete(
         self, task_id: UUID, fence: int, output: Any, reply: str | None = None
     ) -> int:
-        return await self._fenced(
-            "SELECT tf_complete($1, $2, $3, $4)", task_id, fence, output, reply
+        seq = await self._completions(_CompleteCall(task_id, fence, output, reply))
+        if seq is None:
+            raise StaleClaim(f"task {task_id}: fence {fence} is no longer current")
+        return seq
+
+    async def _complete_one(self, call: _CompleteCall) -> int | None:
+        seq: int | None = await self.pool.fetchval(
+            "SELECT tf_complete($1, $2, $3, $4)", call.task_id, call.fence, call.output, call.reply
         )
+        return seq
+
+    async def _complete_many(self, calls: Sequence[_CompleteCall]) -> list[int | None]:
+        order = sorted(range(len(calls)), key=lambda i: calls[i].task_id)
+        rows = await self.pool.fetch(
+            _COMPLETE_MANY, [calls[i].task_id for i in order], [calls[i].fence for i in order],
+            [calls[i].output for i in order], [calls[i].reply for i in order],
+        )  # fmt: skip
+        answers = {order[r["n"] - 1]: r["seq"] for r in rows}
+        return [answers[i] for i in range(len(calls))]
 
     async def fail(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, reason: str

@@ -1,0 +1,97 @@
+"""Claims and completions that come at once are one statement (taskfleet.coalesce), with the
+same answers, call by call, as one statement each."""
+
+import asyncio
+from uuid import uuid4
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from taskfleet.errors import StaleClaim
+from taskfleet.kernel import Kernel
+from taskfleet.messages import TaskMessage
+from taskfleet.store import Claim, ClaimPolicy
+from tests.integration.api_client import new_user
+from tests.integration.conftest import CHAT, chat_message
+
+POLICY = ClaimPolicy(max_attempts=3, user_limit=0, throttle_s=0.1)
+
+
+def batches(statement: str) -> tuple[float, float]:
+    """(statements sent as batches, calls in them) so far."""
+    labels = {"statement": statement}
+    count = REGISTRY.get_sample_value("taskfleet_statement_batch_size_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("taskfleet_statement_batch_size_sum", labels) or 0.0
+    return count, total
+
+
+async def claim(kernel: Kernel, msg: TaskMessage) -> Claim:
+    return await kernel.store.claim(msg, redelivered=False, queue=CHAT.name, policy=POLICY)
+
+
+async def test_claims_at_once_are_one_statement_with_each_its_own_verdict(
+    kernel: Kernel,
+) -> None:
+    alice, bob = new_user(), new_user()
+    bobs = chat_message(bob)
+    assert (await claim(kernel, bobs)).verdict == "claimed"
+    fresh = chat_message(alice)
+    forged = chat_message(alice, task_id=bobs.task_id)  # names bob's task
+    before = batches("claim")
+
+    first, again, mismatch = await asyncio.gather(
+        claim(kernel, fresh), claim(kernel, fresh), claim(kernel, forged)
+    )
+
+    assert (first.verdict, again.verdict, mismatch.verdict) == ("claimed", "duplicate", "mismatch")
+    assert first.user_id == alice
+    assert mismatch.user_id == bob
+    count, total = batches("claim")
+    assert (count - before[0], total - before[1]) == (1, 3)
+
+
+async def test_a_batch_with_a_bad_payload_is_retried_call_by_call(kernel: Kernel) -> None:
+    good = [chat_message(new_user()) for _ in range(3)]
+    bad = chat_message(new_user(), content="nul \x00 inside")  # jsonb cannot hold U+0000
+    answers = await asyncio.gather(*(claim(kernel, m) for m in [*good, bad]),
+                                   return_exceptions=True)  # fmt: skip
+    assert [a.verdict for a in answers[:3] if isinstance(a, Claim)] == ["claimed"] * 3
+    assert isinstance(answers[3], asyncpg.DataError)
+    assert await kernel.pool.fetchval("SELECT count(*) FROM tasks WHERE id = $1", bad.task_id) == 0
+
+
+async def test_completions_at_once_are_one_statement_and_a_stale_fence_is_only_its_own(
+    kernel: Kernel,
+) -> None:
+    msgs = [chat_message(new_user(), chat_id=f"c-{uuid4().hex[:6]}") for _ in range(4)]
+    claims = [await claim(kernel, m) for m in msgs]
+    fences = [c.fence for c in claims]
+    fences[2] -= 1  # an attempt that lost its claim
+    before = batches("complete")
+
+    answers = await asyncio.gather(
+        *(kernel.store.complete(m.task_id, f, {"i": i}, reply=f"r{i}")
+          for i, (m, f) in enumerate(zip(msgs, fences, strict=True))),
+        return_exceptions=True,
+    )  # fmt: skip
+
+    assert isinstance(answers[2], StaleClaim)
+    assert all(isinstance(a, int) for i, a in enumerate(answers) if i != 2)
+    rows = await kernel.pool.fetch(
+        "SELECT t.id, t.status, t.output, m.content FROM tasks t JOIN messages m"
+        " ON m.task_id = t.id AND m.role = 'assistant' WHERE t.id = ANY($1::uuid[])",
+        [m.task_id for m in msgs],
+    )
+    by_id = {r["id"]: r for r in rows}
+    for i, m in enumerate(msgs):
+        row = by_id[m.task_id]
+        if i == 2:
+            assert (row["status"], row["output"], row["content"]) == ("processing", None, "")
+        else:
+            assert (row["status"], row["output"], row["content"]) == (
+                "completed",
+                {"i": i},
+                f"r{i}",
+            )
+    count, total = batches("complete")
+    assert (count - before[0], total - before[1]) == (1, 4)
