@@ -26,6 +26,9 @@ from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
 from taskfleet.topology import delete_namespace
 
+# Fixtures of the fake servers the tests drive real clients against.
+pytest_plugins = ["tests.smtp_server"]
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 JWT_SECRET = "test-secret-" + "x" * 32

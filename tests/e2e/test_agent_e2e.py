@@ -3,45 +3,22 @@ its ack still sends exactly one email; a background loop that raises in a worker
 counted and restarted."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import aio_pika
 import aiohttp
 import asyncpg
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from taskfleet.constants import TaskType
 from taskfleet.crypto import Keyring
 from taskfleet.messages import TaskMessage
 from taskfleet.settings import Settings
 from taskfleet.store import NewTask, TaskStore
-from tests.conftest import Proc, free_port, process_env, wait_for
+from tests.conftest import Proc, process_env, wait_for
 from tests.e2e.conftest import wait_task
-
-
-class Inbox:
-    """The test's SMTP server keeps every message it accepts (aiosmtpd runs in a thread)."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        self.messages.append(content if isinstance(content, bytes) else str(content).encode())
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, str]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, f"smtp://127.0.0.1:{port}"
-    controller.stop()
+from tests.smtp_server import Inbox
 
 
 async def publish_chat(settings: Settings, msg: TaskMessage) -> None:

@@ -7,7 +7,7 @@ sealed value to the current key."""
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,8 +15,6 @@ import aio_pika
 import asyncpg
 import orjson
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from taskfleet.constants import EVENTS_EXCHANGE
 from taskfleet.crypto import Keyring, new_key
@@ -29,33 +27,13 @@ from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall, ToolSpec
 from taskfleet.memories import list_memories, save_memories
 from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
-from tests.conftest import free_port, process_env, wait_for
+from tests.conftest import process_env, wait_for
 from tests.integration.agent_helpers import TOOL, chat_handler, revealed
 from tests.integration.api_client import api, auth, new_user
 from tests.integration.conftest import ConsumerFactory, chat_message, publish, wait_status
+from tests.smtp_server import Inbox
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.tools import default_registry
-
-
-class Inbox:
-    """A fake SMTP server's mailbox (aiosmtpd runs in a thread)."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        self.messages.append(content if isinstance(content, bytes) else str(content).encode())
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, str]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, f"smtp://127.0.0.1:{port}"
-    controller.stop()
 
 
 class Mailer:
