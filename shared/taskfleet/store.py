@@ -231,15 +231,28 @@ class TaskStore:
         return Claim(**dict(row))
 
     async def _claim_many(self, calls: Sequence[_ClaimCall]) -> list[Claim]:
+        groups = _grouped(calls, lambda c: (c.queue, c.policy))
+        async with self.pool.acquire() as conn:
+            if len(groups) == 1:  # one statement: its own transaction
+                return await self._claim_groups(conn, groups, len(calls))
+            # All or nothing, so that a refused batch can be retried call by call.
+            async with conn.transaction():
+                return await self._claim_groups(conn, groups, len(calls))
+
+    async def _claim_groups(
+        self, conn: asyncpg.Connection,
+        groups: dict[tuple[str, ClaimPolicy], list[tuple[int, _ClaimCall]]], count: int,
+    ) -> list[Claim]:  # fmt: skip
+        """One statement per queue and policy (a worker process has one of each)."""
         answers: dict[int, Claim] = {}
-        for (queue, policy), group in _grouped(calls, lambda c: (c.queue, c.policy)).items():
+        for (queue, policy), group in groups.items():
             # In user and task order: two batches lock users (the concurrency limit) and rows
             # in the same order, which makes a deadlock between them rare (and one is retried
             # call by call when it happens: taskfleet.coalesce).
             group.sort(key=lambda ic: (ic[1].msg.user_id, ic[1].msg.task_id))
             preload = _preloading(policy.preload, "m.id") if policy.preload else ""
             msgs = [c.msg for _, c in group]
-            rows = await self.pool.fetch(
+            rows = await conn.fetch(
                 _CLAIM_MANY.format(preload=preload),
                 [m.task_id for m in msgs], [m.type.value for m in msgs],
                 [m.user_id for m in msgs], [m.chat_id for m in msgs], [m.payload for m in msgs],
@@ -251,7 +264,7 @@ class TaskStore:
                 answer = dict(row)
                 index = group[answer.pop("n") - 1][0]
                 answers[index] = Claim(**answer)
-        return [answers[i] for i in range(len(calls))]
+        return [answers[i] for i in range(count)]
 
     async def complete(
         self, task_id: UUID, fence: int, output: Any, reply: str | None = None

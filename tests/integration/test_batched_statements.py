@@ -95,3 +95,21 @@ async def test_completions_at_once_are_one_statement_and_a_stale_fence_is_only_i
             )
     count, total = batches("complete")
     assert (count - before[0], total - before[1]) == (1, 4)
+
+
+async def test_a_refused_batch_of_two_policies_commits_nothing_before_its_retry(
+    kernel: Kernel,
+) -> None:
+    """Two groups are two statements in one transaction: had the first committed before the
+    second was refused, its retry would find its tasks taken and call them duplicates."""
+    good = chat_message(new_user())
+    bad = chat_message(new_user(), content="nul \x00 inside")
+    other = ClaimPolicy(max_attempts=4, user_limit=0, throttle_s=0.1)
+    answers = await asyncio.gather(
+        claim(kernel, good),
+        kernel.store.claim(bad, redelivered=False, queue=CHAT.name, policy=other),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[0], Claim)
+    assert answers[0].verdict == "claimed"
+    assert isinstance(answers[1], asyncpg.DataError)
