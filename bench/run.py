@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -31,13 +32,13 @@ from taskfleet.topology import delete_namespace
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def classify(proc: psutil.Process, ours: set[int]) -> str | None:
+def classify(proc: psutil.Process, ours: dict[int, str]) -> str | None:
     try:
         name = proc.name()
     except psutil.Error:
         return None
-    if proc.pid in ours:
-        return "taskfleet"
+    if proc.pid in ours:  # ours: api, workers, client (the benchmark's producer)
+        return ours[proc.pid]
     if name.startswith("postgres"):
         return "postgresql"
     if name.startswith("beam") or name == "erl_child_setup":
@@ -45,7 +46,7 @@ def classify(proc: psutil.Process, ours: set[int]) -> str | None:
     return None
 
 
-def cpu_by_group(ours: set[int]) -> dict[str, float]:
+def cpu_by_group(ours: dict[int, str]) -> dict[str, float]:
     totals: dict[str, float] = {}
     for proc in psutil.process_iter():
         group = classify(proc, ours)
@@ -72,19 +73,28 @@ def rss_mib(pid: int) -> dict[str, float]:
     return {"rss_mib": round(kib("VmRSS") / 1024, 1), "peak_rss_mib": round(kib("VmHWM") / 1024, 1)}
 
 
-def run_bench(env: dict[str, str], n: int, via: str, url: str, ours: set[int]) -> dict[str, object]:
+def run_bench(
+    env: dict[str, str], n: int, via: str, url: str, ours: dict[int, str]
+) -> dict[str, object]:
     before = cpu_by_group(ours)
+    # The client exits before the figures are taken: its CPU is this process's children's.
+    client_before = _children_cpu_s()
     started = time.monotonic()
     cmd = [sys.executable, "-m", "taskfleet", "bench", "--n", str(n), "--via", via, "--url", url]
     bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    ours_now = ours | {bench.pid}
     out, _ = bench.communicate(timeout=900)
     wall = time.monotonic() - started
-    after = cpu_by_group(ours_now)
+    after = cpu_by_group(ours)
+    after["client"] = _children_cpu_s() - client_before
     figures: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     figures["cpu_s"] = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
     figures["wall_s"] = round(wall, 2)
     return figures
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wait_ready(url: str) -> None:
@@ -130,7 +140,7 @@ def main() -> None:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "taskfleet", "worker", "chat", "--concurrency",
              str(args.concurrency)], env=env, stdout=subprocess.DEVNULL))  # fmt: skip
-    ours = {p.pid for p in procs}
+    ours = {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(procs)}
     try:
         wait_ready(url)
         time.sleep(1)  # the workers subscribe
@@ -189,7 +199,7 @@ def profiling(where: Path | None, via: str, procs: list[subprocess.Popen[bytes]]
             spy.wait(timeout=60)
 
 
-def soak(env: dict[str, str], url: str, ours: set[int], procs: list[subprocess.Popen[bytes]],
+def soak(env: dict[str, str], url: str, ours: dict[int, str], procs: list[subprocess.Popen[bytes]],
          total: int) -> None:  # fmt: skip
     """Memory across many tasks: RSS after the first 2,000 and after `total`."""
     marks: dict[str, object] = {}
