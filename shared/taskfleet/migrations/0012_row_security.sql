@@ -10,23 +10,28 @@
 -- Roles belong to the cluster, not the database: several databases (test runs, tenants) share
 -- them, and two migrations may race to create one.
 
-DO $$ BEGIN
-    CREATE ROLE taskfleet_service NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$;
-DO $$ BEGIN
-    CREATE ROLE taskfleet_app NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$;
-DO $$ BEGIN
-    CREATE ROLE taskfleet_admin NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+-- Created here when missing (that needs CREATEROLE); roles a superuser made beforehand are
+-- used as they are.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['taskfleet_service', 'taskfleet_app', 'taskfleet_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- another database's migration made it first
+            END;
+        END IF;
+    END LOOP;
 END $$;
 
 -- The login role of DATABASE_URL must be able to take all three (SET ROLE).
 DO $$ BEGIN
     EXECUTE format('GRANT taskfleet_service, taskfleet_app, taskfleet_admin TO %I', current_user);
-EXCEPTION WHEN invalid_grant_operation THEN NULL;  -- already a member, or a superuser
+EXCEPTION WHEN invalid_grant_operation OR insufficient_privilege THEN
+    NULL;  -- already a member; or the roles are a superuser's, who grants them
 END $$;
 
 -- Who did what as taskfleet_admin. The admin policies read it: no audit row in this
