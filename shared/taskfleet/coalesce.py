@@ -92,7 +92,18 @@ class Coalescer(Generic[Item, Answer]):
                     answer.set_exception(_Stopped())
 
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        batch = [(item, answer) for item, answer in batch if not answer.done()]  # not cancelled
+        if not batch:
+            return
         BATCH_SIZE.labels(self.name).observe(len(batch))
+        try:
+            await self._answer(batch)
+        except BaseException:  # the loop is cancelled with a statement in flight
+            for _, answer in batch:
+                _settle(answer, BatchInterrupted(f"{self.name} batch interrupted"))
+            raise
+
+    async def _answer(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
         items = [item for item, _ in batch]
         try:
             answers = await self._many(items) if len(items) > 1 else [await self._one(items[0])]
@@ -107,10 +118,6 @@ class Coalescer(Generic[Item, Answer]):
             for _, answer in batch:
                 _settle(answer, exc)
             return
-        except BaseException:  # the loop is cancelled with the statement in flight
-            for _, answer in batch:
-                _settle(answer, BatchInterrupted(f"{self.name} batch interrupted"))
-            raise
         for (_, answer), value in zip(batch, answers, strict=True):
             if not answer.done():
                 answer.set_result(value)

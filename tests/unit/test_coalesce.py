@@ -123,3 +123,38 @@ async def test_when_the_loop_stops_a_call_in_flight_is_interrupted_a_waiting_one
         await first
     assert await waiting == 20
     assert db.sent == [[1], [2]]
+
+
+async def test_a_stop_during_the_call_by_call_retry_leaves_no_caller_waiting() -> None:
+    db = Db()
+    db.refuse = {2}
+    retried = asyncio.Event()
+
+    async def never(item: int) -> int:
+        retried.set()
+        await asyncio.Event().wait()  # a retry that never answers: the stop comes first
+        return item
+
+    db.one = never  # type: ignore[method-assign]
+    calls, loop = await running(db)
+    callers = [asyncio.ensure_future(calls(i)) for i in (1, 2)]
+    await retried.wait()
+    await stop(loop)
+    for caller in callers:
+        with pytest.raises(BatchInterrupted):
+            await caller
+
+
+async def test_a_cancelled_caller_is_not_sent() -> None:
+    db = Db()
+    calls, loop = await running(db)
+    db.gate.clear()
+    first = asyncio.ensure_future(calls(1))
+    await db.in_flight.wait()
+    gone, kept = asyncio.ensure_future(calls(2)), asyncio.ensure_future(calls(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    db.gate.set()
+    assert await asyncio.gather(first, kept) == [10, 30]
+    assert db.sent == [[1], [3]]
+    await stop(loop)
