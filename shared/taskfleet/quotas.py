@@ -3,10 +3,10 @@
 - at most SUBMIT_RATE_PER_MIN submissions per user per minute (a fixed window), and
 - at most MAX_QUEUED_PER_USER of the user's tasks waiting (queued or retrying).
 
-One statement per submission counts the window and the waiting tasks: `check` on its own, or
-the counting part (COUNT_CTES) inside the submission's own statement (a chat message,
-taskfleet.store). Over either limit the API answers 429 with Retry-After, and nothing is
-stored.
+One statement per submission counts the window and the waiting tasks
+(`tf_count_submission`, migrations/0014): `check` on its own, or inside the submission's own
+statement (a chat message: `tf_submit_chat`). Over either limit the API answers 429 with
+Retry-After, and nothing is stored.
 """
 
 import math
@@ -16,24 +16,9 @@ from typing import Any
 from taskfleet.settings import Settings
 from taskfleet.tenancy import Db
 
-# `quota` has one row: this submission counted in its window, the user's waiting tasks, and
-# the seconds left in the window. {user} is the user's parameter, e.g. $1.
-COUNT_CTES = """
-hit AS (
-    INSERT INTO submission_counts (user_id, window_start, submissions)
-    VALUES ({user}, date_trunc('minute', now()), 1)
-    ON CONFLICT (user_id, window_start)
-    DO UPDATE SET submissions = submission_counts.submissions + 1
-    RETURNING submissions
-), quota AS (
-    SELECT (SELECT submissions FROM hit) AS submissions,
-           (SELECT count(*) FROM tasks
-            WHERE user_id = {user} AND status IN ('queued', 'retrying')) AS waiting,
-           extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())
-             AS window_left_s
-)"""
-
-_CHECK = f"WITH {COUNT_CTES.format(user='$1')} SELECT * FROM quota"
+# One row: this submission counted in its window, the user's waiting tasks, and the seconds
+# left in the window.
+_CHECK = "SELECT * FROM tf_count_submission($1)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from taskfleet.coalesce import Coalescer
 from taskfleet.constants import QUEUES, TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.messages import TaskMessage
-from taskfleet.tenancy import Db
+from taskfleet.tenancy import Db, UserDb
 
 TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
@@ -114,30 +114,12 @@ class ClaimPolicy:
 
 FORGET_EVERY_S = 0.05
 
-# The submission counted against the user's quotas (taskfleet.quotas), then, if it is within
-# them, a chat task, its outbox row (due after the grace: the API publishes it itself right
-# after), the user's message and the assistant's placeholder; no task when the idempotency
-# key names an existing task of the user.
-_SUBMIT_CHAT = f"""
-WITH {quotas.COUNT_CTES.format(user="$3")}, t AS (
-    INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
-                       idempotency_key)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM quota
-    WHERE quota.submissions <= $13 AND quota.waiting < $14
-    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id
-), o AS (
-    INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
-    SELECT id, $9, 1, 'task', now() + make_interval(secs => $10) FROM t
-), m AS (
-    INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
-    SELECT v.id, $4, $3, v.role, v.content, v.status, t.id
-    FROM t, (VALUES (1, gen_random_uuid(), 'user', $11::text, 'completed'),
-                    (2, $12::uuid, 'assistant', '', 'pending')) AS v(n, id, role, content, status)
-    ORDER BY v.n
+# The submission counted against the user's quotas and, within them, the chat task with its
+# outbox row and its two messages: one statement that scopes itself to the user
+# (migrations/0014).
+_SUBMIT_CHAT = (
+    "SELECT * FROM tf_submit_chat($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 )
-SELECT (SELECT id FROM t) AS task_id, quota.* FROM quota
-"""
 
 
 _CLAIM = "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -429,8 +411,15 @@ class TaskStore:
         if the user is within `limits` (else OverQuota)."""
         assert new.chat_id is not None
         message_id = uuid4()
-        # One statement (its own transaction): one round trip instead of six.
-        row = await db.fetchrow(
+        # One statement (its own transaction): one round trip instead of six. The function
+        # takes the user's role and user itself, so a user's Db would only add the two round
+        # trips of its own SET LOCAL transaction; an operator's keeps its audit row.
+        run: Db = db
+        if isinstance(db, UserDb):
+            if db.user_id != new.user_id:
+                raise ValueError(f"a submission of {new.user_id} in a transaction of {db.user_id}")
+            run = db.pool
+        row = await run.fetchrow(
             _SUBMIT_CHAT, new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id,
             new.input, new.max_attempts, new.idempotency_key, QUEUES[new.type].name,
             relay_grace_s, content, message_id, limits.per_minute, limits.max_waiting,

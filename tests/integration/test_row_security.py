@@ -6,7 +6,12 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from taskfleet.constants import TaskType
+from taskfleet.db import create_pool
 from taskfleet.kernel import Kernel
+from taskfleet.quotas import Limits
+from taskfleet.store import TaskStore
+from taskfleet.submit import new_task
 from taskfleet.tenancy import APP_ROLE, audited, for_user
 from tests.integration.api_client import api, auth, new_user, submit
 
@@ -201,3 +206,41 @@ async def test_an_admin_token_reading_a_users_task_leaves_an_audit_row(kernel: K
         assert (await resp.json())["user_id"] == user
     rows = await kernel.pool.fetch("SELECT actor, action FROM admin_audit WHERE actor = $1", admin)
     assert [(r["actor"], r["action"]) for r in rows] == [(admin, f"GET {path}")]
+
+
+async def test_a_chat_submission_scopes_itself_and_leaves_the_connection_as_it_was(
+    kernel: Kernel,
+) -> None:
+    """tf_submit_chat takes the user's role and user for its own transaction only."""
+    pool = await create_pool(kernel.settings.database_url, size=1)  # one connection to look at
+    try:
+        user = new_user()
+        new = new_task(kernel.settings, type=TaskType.CHAT, user_id=user, chat_id="c",
+                       input={"content": "hi"})  # fmt: skip
+        limits = Limits.from_settings(kernel.settings)
+        submitted = await TaskStore(pool).submit_chat(
+            for_user(pool, user), new, content="hi", relay_grace_s=3600, limits=limits
+        )
+        assert submitted.created
+        session = await pool.fetchrow(
+            "SELECT current_user AS role, current_setting('taskfleet.user_id', true) AS user_id"
+        )
+        assert session["role"] == "taskfleet_service"
+        assert session["user_id"] in ("", None)  # '' once a transaction set it and ended
+        owners = await pool.fetch("SELECT user_id FROM messages WHERE task_id = $1", new.task_id)
+        assert [r["user_id"] for r in owners] == [user, user]
+        with pytest.raises(ValueError, match="in a transaction of"):
+            await TaskStore(pool).submit_chat(
+                for_user(pool, new_user()), new, content="hi", relay_grace_s=3600, limits=limits
+            )
+    finally:
+        await pool.close()
+
+
+async def test_a_users_transaction_cannot_submit_in_another_users_name(kernel: Kernel) -> None:
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await for_user(kernel.pool, new_user()).fetchrow(
+            "SELECT * FROM tf_submit_chat($1, 'chat_message', $2, 'c', NULL, '{}', 3, NULL,"
+            " 'chat_tasks', 60, 'hi', $3, 100, 100)",
+            uuid4(), new_user(), uuid4(),
+        )  # fmt: skip
