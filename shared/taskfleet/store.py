@@ -122,9 +122,8 @@ _SUBMIT_CHAT = (
 )
 
 
-_CLAIM = "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-# Many claims (or completions) in one statement: taskfleet.coalesce. `n` maps the answers
-# back to the calls.
+# Claims (or completions) in one statement, one or many (taskfleet.coalesce). `n` maps the
+# answers back to the calls.
 _CLAIM_MANY = (
     "SELECT m.n, c.*{preload} FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
     " $5::jsonb[], $6::integer[], $7::boolean[]) WITH ORDINALITY"
@@ -155,12 +154,12 @@ class _CompleteCall:
     reply: str | None
 
 
-def _preloading(preload: Preload, task_id: str) -> str:
+def _preloading(preload: Preload) -> str:
     """The column a claim adds for its handler (only for a `claimed` verdict)."""
     params = "".join(f", ${12 + i}" for i in range(len(preload.args)))
     return (
         f", CASE WHEN c.verdict = 'claimed' THEN {preload.function}"
-        f"(c.user_id, c.chat_id, {task_id}{params}) END AS preloaded"
+        f"(c.user_id, c.chat_id, m.id{params}) END AS preloaded"
     )
 
 
@@ -201,16 +200,7 @@ class TaskStore:
         return await self._claims(_ClaimCall(msg, redelivered, queue, policy))
 
     async def _claim_one(self, call: _ClaimCall) -> Claim:
-        msg, policy = call.msg, call.policy
-        sql, extra = _CLAIM, policy.preload.args if policy.preload else ()
-        if policy.preload is not None:
-            sql = f"SELECT c.*{_preloading(policy.preload, '$1')} FROM ({_CLAIM}) c"
-        row = await self.pool.fetchrow(
-            sql, msg.task_id, msg.type.value, msg.user_id, msg.chat_id, msg.payload, msg.attempt,
-            call.redelivered, call.queue, policy.max_attempts, policy.user_limit,
-            policy.throttle_s, *extra,
-        )  # fmt: skip
-        return Claim(**dict(row))
+        return (await self._claim_many([call]))[0]
 
     async def _claim_many(self, calls: Sequence[_ClaimCall]) -> list[Claim]:
         groups = _grouped(calls, lambda c: (c.queue, c.policy))
@@ -232,7 +222,7 @@ class TaskStore:
             # in the same order, which makes a deadlock between them rare (and one is retried
             # call by call when it happens: taskfleet.coalesce).
             group.sort(key=lambda ic: (ic[1].msg.user_id, ic[1].msg.task_id))
-            preload = _preloading(policy.preload, "m.id") if policy.preload else ""
+            preload = _preloading(policy.preload) if policy.preload else ""
             msgs = [c.msg for _, c in group]
             rows = await conn.fetch(
                 _CLAIM_MANY.format(preload=preload),
@@ -257,10 +247,7 @@ class TaskStore:
         return seq
 
     async def _complete_one(self, call: _CompleteCall) -> int | None:
-        seq: int | None = await self.pool.fetchval(
-            "SELECT tf_complete($1, $2, $3, $4)", call.task_id, call.fence, call.output, call.reply
-        )
-        return seq
+        return (await self._complete_many([call]))[0]
 
     async def _complete_many(self, calls: Sequence[_CompleteCall]) -> list[int | None]:
         order = sorted(range(len(calls)), key=lambda i: calls[i].task_id)

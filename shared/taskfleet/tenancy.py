@@ -99,8 +99,8 @@ class UserDb(_Scope):
         self.user_id = user_id
 
 
-def for_user(pool: asyncpg.Pool | _Scope, user_id: str) -> UserDb:
-    return UserDb(pool.pool if isinstance(pool, _Scope) else pool, user_id)
+def for_user(pool: asyncpg.Pool, user_id: str) -> UserDb:
+    return UserDb(pool, user_id)
 
 
 class AuditedDb(_Scope):
