@@ -9,7 +9,7 @@ re-declares the topology and runs every `on_connect` hook again (consumers re-su
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -27,6 +27,7 @@ from taskfleet.topology import declare_topology
 
 log = structlog.get_logger("taskfleet.broker")
 _JSON = aiormq.spec.Basic.Properties(content_type="application/json")
+PERSISTENT = 2  # delivery_mode
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
 
@@ -182,20 +183,22 @@ class Broker:
         longer than the timeout: the caller's outbox row then stays for the relay.
         """
         timeout = timeout_s or self.settings.publish_timeout_s
-        message = aio_pika.Message(
-            body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id,
+        properties = aiormq.spec.Basic.Properties(
+            content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id,
             headers=headers or None,
-        )
+        )  # fmt: skip
         try:
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
                 assert self._publish is not None
-                await self._publish.default_exchange.publish(
-                    message, routing_key=routing_key, mandatory=True
-                )
+                channel = cast(aiormq.Channel, await self._publish.get_underlay_channel())
+                # aiormq directly, and wait=False: with wait, each publish holds the channel's
+                # lock until the connection's writer has sent it, so concurrent publishes go
+                # out one per turn of the loop. The confirm awaited here says more anyway.
+                await channel.basic_publish(
+                    body, exchange="", routing_key=routing_key, properties=properties,
+                    mandatory=True, wait=False,
+                )  # fmt: skip
         except TimeoutError:
             raise PublishFailed(f"publish to {routing_key}: no confirm within {timeout}s") from None
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:

@@ -4,6 +4,8 @@ The API, the camera scheduler and the agent's child tasks all create tasks this 
 crash between commit and publish never loses one: the outbox relay publishes what is left.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -51,3 +53,73 @@ async def publish_after_commit(
         return False
     await kernel.store.forget_outbox(message.task_id)
     return True
+
+
+class Publisher:
+    """Publishes committed tasks' first messages off the caller's path, many at a time.
+
+    The commit already holds the task and its outbox row, so a caller (an API request) may
+    answer once its message is handed over here: if this process dies before the broker
+    confirms, the relay publishes the row after OUTBOX_GRACE_S. One loop (owned by a
+    supervisor) publishes everything pending at once and, while those confirms are on their
+    way, gathers the next batch. Messages that arrive together reach the broker and then the
+    workers together, which is what lets both batch their own work (taskfleet.coalesce).
+
+    At most `backlog` messages wait here: beyond that a caller waits for room, which holds a
+    fast client back instead of growing memory, and after PUBLISH_TIMEOUT_S leaves its
+    message to the relay. Without the loop running, `send` publishes at once.
+    """
+
+    def __init__(self, kernel: Kernel, publish: Publish | None = None, *, backlog: int = 64):
+        self.kernel, self._publish = kernel, publish
+        self._room = asyncio.Semaphore(backlog)
+        self._pending: list[TaskMessage] = []
+        self._wake = asyncio.Event()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def send(self, message: TaskMessage) -> None:
+        """Hand over a committed task's first message; returns before the broker confirms."""
+        if not self._running:
+            await publish_after_commit(self.kernel, message, self._publish)
+            return
+        try:
+            async with asyncio.timeout(self.kernel.settings.publish_timeout_s):
+                await self._room.acquire()
+        except TimeoutError:
+            log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
+                        error="publisher backlog full")  # fmt: skip
+            return
+        self._pending.append(message)
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._publish_pending()
+        finally:
+            self._running = False
+            # Stopping: what was handed over goes out now rather than after the relay's grace.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._publish_pending())
+
+    async def _publish_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = await asyncio.gather(
+                *(publish_after_commit(self.kernel, m, self._publish) for m in batch),
+                return_exceptions=True,
+            )
+        finally:
+            for _ in batch:
+                self._room.release()
+        for message, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):  # the row stays: the relay publishes it
+                log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
+                            error=repr(result))  # fmt: skip

@@ -40,8 +40,8 @@ class TestOutboxRelay:
             )
             body: dict[str, Any] = await resp.json()
         assert resp.status == 202, body
-        assert attempted == [body["task_id"]]
         task = await wait_status(kernel, body["task_id"], "completed")
+        assert attempted == [body["task_id"]]
         assert task["attempts"] == 1
         # Only the relay can have published it (the API's publish failed).
         assert OUTBOX_PUBLISHED.labels("task")._value.get() == relayed_before + 1

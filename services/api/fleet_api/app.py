@@ -12,7 +12,7 @@ from fleet_api.errors import error_middleware
 from fleet_api.hub import EventHub
 from fleet_api.memories import add_memory_routes
 from fleet_api.openapi import OpenApi
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, add_routes
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, add_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.ws import HUB, ws_tasks
 from taskfleet import __version__, queues
@@ -20,7 +20,7 @@ from taskfleet.auth import TokenVerifier
 from taskfleet.health import add_health_routes, database_check
 from taskfleet.kernel import Kernel
 from taskfleet.revocation import DenyList
-from taskfleet.submit import Publish
+from taskfleet.submit import Publish, Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -32,7 +32,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
         middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
     )
     app[KERNEL] = kernel
-    app[PUBLISH] = publish
+    app[PUBLISHER] = Publisher(kernel, publish)
     app[DENIED] = DenyList()
     app[TOKENS] = TokenVerifier(
         kernel.settings.require_jwt_secret(), issuer=kernel.settings.jwt_issuer,
@@ -63,14 +63,17 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The token deny-list, the event hub and the queue-depth gauge run as long as the app."""
+    """The token deny-list, the event hub, the publisher and the queue-depth gauge run as long
+    as the app."""
     kernel, name = app[KERNEL], f"queue-depths-{id(app):x}"
-    deny_list = f"deny-list-{id(app):x}"
+    deny_list, publisher = f"deny-list-{id(app):x}", f"publisher-{id(app):x}"
     await app[DENIED].refresh(kernel.pool)  # no request is served with a stale list
     kernel.supervisor.spawn(deny_list, lambda: app[DENIED].keep_fresh(kernel.pool))
     await app[HUB].start()
+    kernel.supervisor.spawn(publisher, app[PUBLISHER].run)
     kernel.supervisor.spawn(name, lambda: queues.poll_depths(kernel))
     yield
+    await kernel.supervisor.stop(publisher)
     await kernel.supervisor.stop(name)
     await kernel.supervisor.stop(deny_list)
     await app[HUB].stop()

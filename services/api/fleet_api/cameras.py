@@ -20,7 +20,7 @@ from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
     OPENAPI,
-    PUBLISH,
+    PUBLISHER,
     enforce_quota,
     parse_body,
     parse_query,
@@ -28,7 +28,7 @@ from fleet_api.routes import (
 )
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
-from taskfleet.submit import new_task, publish_after_commit
+from taskfleet.submit import new_task
 
 CHUNK = 64 * 1024
 MAX_URL_CHARS = 2048
@@ -179,7 +179,7 @@ async def upload_frame(request: web.Request) -> web.Response:
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
             frame_id, user_id, camera_id, new.task_id, content_type, image,
         )  # fmt: skip
-    await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
+    await request.app[PUBLISHER].send(new.message())
     accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
     return json_response(accepted.model_dump(mode="json"), status=202)
 

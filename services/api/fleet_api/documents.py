@@ -24,12 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fleet_api.auth import acting_for
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISH, enforce_quota, parse_query, user_db
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, enforce_quota, parse_query, user_db
 from taskfleet import documents, operations
 from taskfleet.blobs import BlobStore, blob_store
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
-from taskfleet.submit import new_task, publish_after_commit
+from taskfleet.submit import new_task
 
 CHUNK = 64 * 1024
 # Boundaries and part headers around the file: the Content-Length precheck allows this much.
@@ -305,7 +305,7 @@ async def upload_document(request: web.Request) -> web.Response:
     async with user_db(request, user_id).acquire() as conn:
         await kernel.store.insert_task(conn, new, relay_grace_s=kernel.settings.outbox_grace_s)
         await documents.insert_document(conn, _blobs(request), doc, upload.data, new.task_id)
-    await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
+    await request.app[PUBLISHER].send(new.message())
     accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
     return json_response(accepted.model_dump(mode="json"), status=202)
 

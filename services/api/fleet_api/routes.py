@@ -21,13 +21,13 @@ from taskfleet import operations, quotas
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.store import OverQuota
-from taskfleet.submit import Publish, new_task, publish_after_commit
+from taskfleet.submit import Publisher, new_task
 from taskfleet.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")
 
 KERNEL = web.AppKey("kernel", Kernel)
-PUBLISH: web.AppKey[Publish | None] = web.AppKey("publish")
+PUBLISHER = web.AppKey("publisher", Publisher)
 OPENAPI = web.AppKey("openapi", OpenApi)
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,7 +101,7 @@ async def chat_stream(request: web.Request) -> web.Response:
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     if submission.created:
-        await publish_after_commit(kernel, new.message(), request.app[PUBLISH])
+        await request.app[PUBLISHER].send(new.message())
     status = "queued"  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         task = await operations.get_task(db, submission.task_id)
