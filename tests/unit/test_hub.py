@@ -31,7 +31,8 @@ def hub() -> EventHub:
 async def test_events_reach_only_their_users_subscribers_and_the_all_users_feed(
     hub: EventHub,
 ) -> None:
-    alice, bob, service = hub.subscribe("alice"), hub.subscribe("bob"), hub.subscribe(None)
+    alice, bob = await hub.subscribe("alice"), await hub.subscribe("bob")
+    service = await hub.subscribe(None)
     await hub._on_message(event("t1", 1_000_000))  # type: ignore[arg-type]
     await hub._on_message(event("t2", 1_000_000, user="bob"))  # type: ignore[arg-type]
     assert [alice.queue.get_nowait()["task_id"]] == ["t1"]
@@ -44,7 +45,7 @@ async def test_a_slow_subscriber_overflows_alone(
     hub: EventHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hub_module, "SUBSCRIBER_QUEUE", 3)
-    slow, fast = hub.subscribe("alice"), hub.subscribe("alice")
+    slow, fast = await hub.subscribe("alice"), await hub.subscribe("alice")
     for seq in range(1, 6):
         await hub._on_message(event("t1", seq))  # type: ignore[arg-type]
         fast.queue.get_nowait()  # the fast one keeps up
@@ -63,7 +64,7 @@ async def test_replay_answers_only_when_it_holds_everything_after_since(hub: Eve
 
 
 async def test_malformed_events_are_ignored(hub: EventHub) -> None:
-    sub = hub.subscribe(None)
+    sub = await hub.subscribe(None)
     for body in (b"not json", b"{}", orjson.dumps({"task_id": "t", "user_id": "u", "seq": "x"})):
         await hub._on_message(FakeDelivery(body))  # type: ignore[arg-type]
     assert sub.queue.empty()

@@ -85,10 +85,11 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
         raise ApiError(422, "invalid_query", "user_id is not a user id")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    sub = hub.subscribe(user_filter)  # before the snapshot, so nothing falls in between
     feed = Feed(ws, kernel.keyring)
     writer = f"ws-writer-{id(feed):x}"
+    sub: Subscription | None = None
     try:
+        sub = await hub.subscribe(user_filter)  # before the snapshot: nothing falls in between
         await _snapshot(kernel, feed, _snapshot_db(kernel, who.user_id, user_filter), user_filter)
         for task_id, seq in since:
             await _resume(kernel, hub, feed, who.user_id if who.scope == "user" else None,
@@ -99,8 +100,10 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     except (ConnectionResetError, TimeoutError):
         pass  # the client went away or stopped reading: nothing to tell it
     finally:
+        # First, before any await: a closing connection may cancel this handler here.
+        if sub is not None:
+            hub.unsubscribe(sub)
         await kernel.supervisor.stop(writer)
-        hub.unsubscribe(sub)
         with contextlib.suppress(Exception):
             await ws.close()
     return ws
