@@ -3,7 +3,7 @@ and namespace; workload W1 via amqp and via api; CPU split and peak RSS; a soak 
 whether memory stays flat. One JSON line per figure set, on stdout.
 
     python bench/run.py [--n 3000] [--rounds 3] [--workers 2] [--concurrency 16] [--soak 20000]
-                        [--via amqp api] [--profile DIR]
+                        [--via amqp api] [--profile DIR] [--watch]
 """
 
 import argparse
@@ -74,13 +74,14 @@ def rss_mib(pid: int) -> dict[str, float]:
 
 
 def run_bench(
-    env: dict[str, str], n: int, via: str, url: str, ours: dict[int, str]
+    env: dict[str, str], n: int, via: str, url: str, ours: dict[int, str], watch: bool = False
 ) -> dict[str, object]:
     before = cpu_by_group(ours)
     # The client exits before the figures are taken: its CPU is this process's children's.
     client_before = _children_cpu_s()
     started = time.monotonic()
     cmd = [sys.executable, "-m", "taskfleet", "bench", "--n", str(n), "--via", via, "--url", url]
+    cmd += ["--watch"] if watch else []
     bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     out, _ = bench.communicate(timeout=900)
     wall = time.monotonic() - started
@@ -123,6 +124,9 @@ def main() -> None:
     )
     parser.add_argument("--via", choices=["amqp", "api"], nargs="*", default=["amqp", "api"])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per route; medians last")
+    parser.add_argument(
+        "--watch", action="store_true", help="an all-users WebSocket listens in every round"
+    )
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
@@ -148,7 +152,7 @@ def main() -> None:
             rounds = []
             with profiling(args.profile, via, procs):
                 for i in range(args.rounds):
-                    rounds.append(run_bench(env, args.n, via, url, ours))
+                    rounds.append(run_bench(env, args.n, via, url, ours, args.watch))
                     print(json.dumps({"round": i + 1, **rounds[-1]}), flush=True)
             print(json.dumps(medians(via, rounds)), flush=True)
         if args.soak:

@@ -14,7 +14,9 @@ throughput counts from the first publish. Via api both are the same: the API wri
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -38,16 +40,20 @@ API_CONCURRENCY = 64
 async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     run = uuid4().hex[:8]
     pool = await create_pool(settings.database_url, size=2)
+    watched: dict[str, int] = {}
     try:
-        if args.via == "amqp":
-            submitted = await _via_amqp(settings, run, args.n)
-        else:
-            submitted = await _via_api(settings, run, args.n, args.url)
-        await _wait_done(pool, list(submitted), args.timeout)
+        async with contextlib.AsyncExitStack() as stack:
+            if args.watch:
+                await stack.enter_async_context(_watching(settings, args.url, watched))
+            if args.via == "amqp":
+                submitted = await _via_amqp(settings, run, args.n)
+            else:
+                submitted = await _via_api(settings, run, args.n, args.url)
+            await _wait_done(pool, list(submitted), args.timeout)
         figures = await _figures(pool, submitted, args.via)
     finally:
         await pool.close()
-    print(orjson.dumps({"n": args.n, "via": args.via, **figures}).decode(), flush=True)
+    print(orjson.dumps({"n": args.n, "via": args.via, **figures, **watched}).decode(), flush=True)
     return 0 if figures["completed"] == args.n else 1
 
 
@@ -105,6 +111,32 @@ async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dic
 
         await asyncio.gather(*(poster() for _ in range(API_CONCURRENCY)))
     return submitted
+
+
+@contextlib.asynccontextmanager
+async def _watching(
+    settings: Settings, url: str | None, counts: dict[str, int]
+) -> AsyncIterator[None]:
+    """An all-users WebSocket (the chat backend's view) open for the run; counts its events."""
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    token = token_for(settings, "bench-watch", scope="service", ttl_s=3600)
+    counts["watched_events"] = 0
+    path = f"/ws/tasks?token={token}"
+    async with aiohttp.ClientSession(base) as http, http.ws_connect(path) as ws:
+        snapshot = await ws.receive_json(timeout=30)
+        assert snapshot["type"] == "snapshot", snapshot
+
+        async def count() -> None:
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    counts["watched_events"] += 1
+
+        async with asyncio.TaskGroup() as group:  # owns the reader; cancelled at the end
+            reader = group.create_task(count())
+            try:
+                yield
+            finally:
+                reader.cancel()
 
 
 async def _wait_done(pool: asyncpg.Pool, ids: list[UUID], timeout_s: float) -> None:

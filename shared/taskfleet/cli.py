@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--via", choices=["amqp", "api"], default="amqp")
     bench.add_argument("--url", help="API base URL for --via api")
     bench.add_argument("--timeout", type=float, default=600.0)
+    bench.add_argument("--watch", action="store_true",
+                       help="keep an all-users WebSocket open on the API for the run and count"
+                       " the events it receives (the cost of a live listener)")  # fmt: skip
 
     cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
     cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
