@@ -113,8 +113,8 @@ def wait_ready(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 3000)))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--soak", type=int, default=int(os.environ.get("BENCH_SOAK", 20000)))
     parser.add_argument(
         "--profile",
