@@ -71,6 +71,7 @@ async def open_kernel(
         supervisor.spawn("outbox-forget", kernel.store.forget_in_batches)
         supervisor.spawn("claim-batches", kernel.store.batched_claims)
         supervisor.spawn("completion-batches", kernel.store.batched_completions)
+        supervisor.spawn("submission-batches", kernel.store.batched_submissions)
         if relay:
             supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)
         yield kernel

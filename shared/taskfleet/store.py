@@ -114,11 +114,19 @@ class ClaimPolicy:
 
 FORGET_EVERY_S = 0.05
 
-# The submission counted against the user's quotas and, within them, the chat task with its
-# outbox row and its two messages: one statement that scopes itself to the user
-# (migrations/0014).
-_SUBMIT_CHAT = (
-    "SELECT * FROM tf_submit_chat($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+# Chat submissions, one or many in one statement (taskfleet.coalesce): each counted against
+# its user's quotas and, within them, the chat task with its outbox row and its two messages.
+# tf_submit_chat scopes itself to its own user (migrations/0014), so the submissions of
+# several users share a statement and a commit, each still under its user's row security.
+_SUBMIT_MANY = (
+    "SELECT x.n, s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
+    " $6::jsonb[], $7::integer[], $8::text[], $9::text[], $10::float8[], $11::text[],"
+    " $12::uuid[], $13::integer[], $14::integer[]) WITH ORDINALITY AS x(id, type, user_id,"
+    " chat_id, parent_id, input, max_attempts, idempotency_key, queue, grace_s, content,"
+    " message_id, per_minute, max_waiting, n)"
+    " CROSS JOIN LATERAL tf_submit_chat(x.id, x.type, x.user_id, x.chat_id, x.parent_id,"
+    " x.input, x.max_attempts, x.idempotency_key, x.queue, x.grace_s, x.content, x.message_id,"
+    " x.per_minute, x.max_waiting) s"
 )
 
 
@@ -147,11 +155,33 @@ class _ClaimCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _SubmitCall:
+    new: NewTask
+    content: str
+    message_id: UUID
+    relay_grace_s: float
+    limits: quotas.Limits
+
+
+@dataclass(frozen=True, slots=True)
 class _CompleteCall:
     task_id: UUID
     fence: int
     output: Any
     reply: str | None
+
+
+def _submission_arrays(calls: Sequence[_SubmitCall]) -> list[list[Any]]:
+    """_SUBMIT_MANY's arguments: one array per column, one element per call."""
+    return [
+        [c.new.task_id for c in calls], [c.new.type.value for c in calls],
+        [c.new.user_id for c in calls], [c.new.chat_id for c in calls],
+        [c.new.parent_id for c in calls], [c.new.input for c in calls],
+        [c.new.max_attempts for c in calls], [c.new.idempotency_key for c in calls],
+        [QUEUES[c.new.type].name for c in calls], [c.relay_grace_s for c in calls],
+        [c.content for c in calls], [c.message_id for c in calls],
+        [c.limits.per_minute for c in calls], [c.limits.max_waiting for c in calls],
+    ]  # fmt: skip
 
 
 def _preloading(preload: Preload) -> str:
@@ -185,12 +215,16 @@ class TaskStore:
         # Every kernel runs their loops (batched_claims, batched_completions).
         self._claims = Coalescer("claim", self._claim_many, self._claim_one)
         self._completions = Coalescer("complete", self._complete_many, self._complete_one)
+        self._submissions = Coalescer("submit", self._submit_many, self._submit_one)
 
     async def batched_claims(self) -> None:
         await self._claims.run()
 
     async def batched_completions(self) -> None:
         await self._completions.run()
+
+    async def batched_submissions(self) -> None:
+        await self._submissions.run()
 
     # -- the message path ---------------------------------------------------------------
 
@@ -397,20 +431,16 @@ class TaskStore:
         """A chat task with its user message and assistant placeholder, in one transaction,
         if the user is within `limits` (else OverQuota)."""
         assert new.chat_id is not None
-        message_id = uuid4()
-        # One statement (its own transaction): one round trip instead of six. The function
-        # takes the user's role and user itself, so a user's Db would only add the two round
-        # trips of its own SET LOCAL transaction; an operator's keeps its audit row.
-        run: Db = db
+        call = _SubmitCall(new, content, uuid4(), relay_grace_s, limits)
         if isinstance(db, UserDb):
             if db.user_id != new.user_id:
                 raise ValueError(f"a submission of {new.user_id} in a transaction of {db.user_id}")
-            run = db.pool
-        row = await run.fetchrow(
-            _SUBMIT_CHAT, new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id,
-            new.input, new.max_attempts, new.idempotency_key, QUEUES[new.type].name,
-            relay_grace_s, content, message_id, limits.per_minute, limits.max_waiting,
-        )  # fmt: skip
+            # The function takes its user's role and user itself: a user's Db would only add
+            # the two round trips of its own SET LOCAL transaction. So the user's submission
+            # goes with whatever others are being sent (taskfleet.coalesce).
+            row = await self._submissions(call)
+        else:  # an operator's: its own transaction, with its audit row
+            row = (await db.fetch(_SUBMIT_MANY, *_submission_arrays([call])))[0]
         over = limits.over(row)
         if over is not None:
             raise OverQuota(over)
@@ -423,7 +453,18 @@ class TaskStore:
                 new.user_id, new.idempotency_key,
             )  # fmt: skip
             return ChatSubmission(row["id"], row["message_id"], created=False)
-        return ChatSubmission(task_id, message_id, created=True)
+        return ChatSubmission(task_id, call.message_id, created=True)
+
+    async def _submit_one(self, call: _SubmitCall) -> asyncpg.Record:
+        return (await self._submit_many([call]))[0]
+
+    async def _submit_many(self, calls: Sequence[_SubmitCall]) -> list[asyncpg.Record]:
+        # In user order: two batches (two API replicas) lock their users' quota rows in the
+        # same order, which makes a deadlock between them rare (and retried call by call).
+        order = sorted(range(len(calls)), key=lambda i: calls[i].new.user_id)
+        rows = await self.pool.fetch(_SUBMIT_MANY, *_submission_arrays([calls[i] for i in order]))
+        answers = {order[r["n"] - 1]: r for r in rows}
+        return [answers[i] for i in range(len(calls))]
 
     async def chat_messages(self, db: Db, chat_id: str, user_id: str) -> list[dict[str, Any]]:
         rows = await db.fetch(

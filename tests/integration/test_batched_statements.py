@@ -1,5 +1,5 @@
-"""Claims and completions that come at once are one statement (taskfleet.coalesce), with the
-same answers, call by call, as one statement each."""
+"""Claims, completions and chat submissions that come at once are one statement
+(taskfleet.coalesce), with the same answers, call by call, as one statement each."""
 
 import asyncio
 from uuid import uuid4
@@ -7,10 +7,13 @@ from uuid import uuid4
 import asyncpg
 from prometheus_client import REGISTRY
 
+from taskfleet import quotas
+from taskfleet.constants import TaskType
 from taskfleet.errors import StaleClaim
 from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
-from taskfleet.store import Claim, ClaimPolicy
+from taskfleet.store import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
+from taskfleet.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message
 
@@ -113,3 +116,56 @@ async def test_a_refused_batch_of_two_policies_commits_nothing_before_its_retry(
     assert isinstance(answers[0], Claim)
     assert answers[0].verdict == "claimed"
     assert isinstance(answers[1], asyncpg.DataError)
+
+
+async def submit(
+    kernel: Kernel, user: str, *, limits: quotas.Limits, **fields: object
+) -> ChatSubmission:
+    new = NewTask(type=TaskType.CHAT, user_id=user, chat_id="c", input={"content": "hi"},
+                  max_attempts=3, **fields)  # type: ignore[arg-type]  # fmt: skip
+    return await kernel.store.submit_chat(
+        for_user(kernel.pool, user), new, content="hi", relay_grace_s=60, limits=limits
+    )
+
+
+async def test_submissions_of_several_users_are_one_statement_each_under_its_own_user(
+    kernel: Kernel,
+) -> None:
+    alice, bob = new_user(), new_user()
+    one_a_minute = quotas.Limits(per_minute=1, max_waiting=100)
+    before = batches("submit")
+
+    answers = await asyncio.gather(
+        submit(kernel, alice, limits=one_a_minute), submit(kernel, bob, limits=one_a_minute),
+        submit(kernel, alice, limits=one_a_minute), return_exceptions=True,
+    )  # fmt: skip
+
+    first, bobs, second = answers
+    assert isinstance(first, ChatSubmission)
+    assert isinstance(bobs, ChatSubmission)
+    assert isinstance(second, OverQuota)  # alice's second; bob's count is his own
+    count, total = batches("submit")
+    assert (count - before[0], total - before[1]) == (1, 3)
+    rows = await kernel.pool.fetch(
+        "SELECT t.id, t.user_id, array_agg(m.user_id) AS message_users FROM tasks t"
+        " JOIN messages m ON m.task_id = t.id WHERE t.id = ANY($1::uuid[]) GROUP BY t.id",
+        [first.task_id, bobs.task_id],
+    )
+    owners = {r["id"]: (r["user_id"], sorted(r["message_users"])) for r in rows}
+    assert owners == {first.task_id: (alice, [alice, alice]), bobs.task_id: (bob, [bob, bob])}
+
+
+async def test_a_refused_submission_batch_is_retried_call_by_call(kernel: Kernel) -> None:
+    limits = quotas.Limits(per_minute=100, max_waiting=100)
+    users = [new_user() for _ in range(3)]
+    answers = await asyncio.gather(
+        *(submit(kernel, u, limits=limits) for u in users[:2]),
+        submit(kernel, users[2], limits=limits, parent_id=uuid4()),  # names no task
+        return_exceptions=True,
+    )
+    assert [type(a) for a in answers[:2]] == [ChatSubmission, ChatSubmission]
+    assert isinstance(answers[2], asyncpg.ForeignKeyViolationError)
+    stored = await kernel.pool.fetchval(
+        "SELECT count(*) FROM tasks WHERE user_id = ANY($1::text[])", users
+    )
+    assert stored == 2
