@@ -1,12 +1,13 @@
 """The API's event hub: fan-out per user, slow subscribers dropped alone, replay buffer."""
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from fleet_api import hub as hub_module
+from fleet_api import ws as ws_module
 from fleet_api.hub import EventHub
 from taskfleet.broker import Broker
 from taskfleet.settings import Settings
@@ -68,3 +69,15 @@ async def test_malformed_events_are_ignored(hub: EventHub) -> None:
     for body in (b"not json", b"{}", orjson.dumps({"task_id": "t", "user_id": "u", "seq": "x"})):
         await hub._on_message(FakeDelivery(body))  # type: ignore[arg-type]
     assert sub.queue.empty()
+
+
+def test_a_socket_remembers_the_seqs_of_its_latest_tasks_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ws_module, "SENT_REMEMBERED", 3)
+    feed = ws_module.Feed(cast(Any, None), cast(Any, None))
+    for task in ("t1", "t2", "t3"):
+        feed.mark(task, 1)
+    feed.mark("t1", 2)  # seen again: the newest now
+    feed.mark("t4", 1)
+    assert list(feed.sent.items()) == [("t3", 1), ("t1", 2), ("t4", 1)]  # t2 is forgotten

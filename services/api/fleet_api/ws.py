@@ -10,6 +10,7 @@ Events are sent in seq order per task, each once; a client too slow to keep up i
 import asyncio
 import contextlib
 import re
+from collections import OrderedDict
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -30,6 +31,7 @@ HUB = web.AppKey("hub", EventHub)
 HEARTBEAT_S = 20.0
 SEND_TIMEOUT_S = 10.0
 CLOSE_TOO_SLOW = 4008
+SENT_REMEMBERED = 10_000
 
 
 def parse_since(values: list[str]) -> list[tuple[UUID, int]]:
@@ -49,30 +51,42 @@ class Feed:
     """What one socket has been sent: the highest seq per task, so nothing goes twice.
 
     Events carry sealed values as the database holds them; the socket, like every API
-    answer, shows them opened to the owner."""
+    answer, shows them opened to the owner. The seqs of the last SENT_REMEMBERED tasks are
+    kept: an all-users socket open for days would otherwise hold one per task of the fleet."""
 
     def __init__(self, ws: web.WebSocketResponse, keyring: Keyring) -> None:
         self.ws = ws
         self.keyring = keyring
-        self.sent: dict[str, int] = {}
+        self.sent: OrderedDict[str, int] = OrderedDict()
+
+    def mark(self, task_id: str, seq: int) -> None:
+        self.sent[task_id] = seq
+        self.sent.move_to_end(task_id)
+        if len(self.sent) > SENT_REMEMBERED:
+            self.sent.popitem(last=False)
 
     async def send(self, event: Event) -> None:
         task_id, seq = str(event.get("task_id")), int(event.get("seq", 0))
         if seq <= self.sent.get(task_id, -1):
             return
-        self.sent[task_id] = seq
-        view = _client_view(event, self.keyring)
-        await asyncio.wait_for(self.ws.send_str(view), SEND_TIMEOUT_S)
+        self.mark(task_id, seq)
+        await self._send(_client_view(event, self.keyring))
 
     async def send_raw(self, message: dict[str, Any]) -> None:
-        await asyncio.wait_for(self.ws.send_str(jsonx.dumps(message).decode()), SEND_TIMEOUT_S)
+        await self._send(jsonx.dumps(message))
+
+    async def _send(self, text: bytes) -> None:
+        # orjson's UTF-8 as the text frame itself (send_str would decode and encode it again),
+        # and a timeout in this task (wait_for would start another task for every event).
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await self.ws.send_frame(text, WSMsgType.TEXT)
 
 
-def _client_view(event: Event, keyring: Keyring) -> str:
+def _client_view(event: Event, keyring: Keyring) -> bytes:
     view = {k: v for k, v in event.items() if k != "user_id"}
     if isinstance(view.get("task"), dict) and "id" in view["task"]:
         view["task"] = operations.reveal_task(view["task"], keyring)
-    return jsonx.dumps(view).decode()
+    return jsonx.dumps(view)
 
 
 async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
@@ -119,7 +133,7 @@ async def _snapshot(kernel: Kernel, feed: Feed, db: Db, user_id: str | None) -> 
     tasks = [operations.reveal_task(t, kernel.keyring)
              for t in await operations.unfinished_tasks(db, user_id)]  # fmt: skip
     for task in tasks:
-        feed.sent[str(task["id"])] = int(task["seq"])
+        feed.mark(str(task["id"]), int(task["seq"]))
     await feed.send_raw({"type": "snapshot", "tasks": tasks})
 
 
@@ -133,14 +147,14 @@ async def _resume(
     if task is None:
         return  # not yours: as if absent
     task = operations.reveal_task(task, kernel.keyring)
-    feed.sent[str(task_id)] = seq
+    feed.mark(str(task_id), seq)
     missed = hub.replay(str(task_id), seq)
     if missed is not None:
         for event in missed:
             await feed.send(event)
         return
     if task["seq"] > seq:
-        feed.sent[str(task_id)] = task["seq"]
+        feed.mark(str(task_id), task["seq"])
         await feed.send_raw({"type": "task.updated", "task_id": str(task_id), "seq": task["seq"],
                              "task": task})  # fmt: skip
         if "message" in task:
