@@ -45,9 +45,18 @@ EVENTS_DROPPED = Counter(
 OUTBOX_PUBLISHED = Counter(
     "taskfleet_outbox_published", "Messages published by the outbox relay.", ["kind"]
 )
+PUBLISHER_WAITING = Gauge(
+    "taskfleet_publisher_waiting",
+    "First messages of committed tasks handed to this process's publisher, not yet confirmed.",
+)
+PUBLISHER_DEFERRED = Counter(
+    "taskfleet_publisher_deferred",
+    "First messages the publisher left to the outbox relay (no room in time, or no broker).",
+)
 BATCH_SIZE = Histogram(
     "taskfleet_statement_batch_size",
-    "Calls sent to PostgreSQL as one statement (taskfleet.coalesce): claims, completions.",
+    "Calls sent to PostgreSQL as one statement (taskfleet.coalesce): claims, completions,"
+    " chat submissions.",
     ["statement"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )

@@ -14,6 +14,7 @@ from taskfleet.constants import QUEUES
 from taskfleet.errors import PublishFailed
 from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
+from taskfleet.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.settings import Settings
 from taskfleet.store import NewTask
 
@@ -90,10 +91,12 @@ class Publisher:
             async with asyncio.timeout(self.kernel.settings.publish_timeout_s):
                 await self._room.acquire()
         except TimeoutError:
+            PUBLISHER_DEFERRED.inc()
             log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
                         error="publisher backlog full")  # fmt: skip
             return
         self._pending.append(message)
+        PUBLISHER_WAITING.inc()
         self._wake.set()
 
     async def run(self) -> None:
@@ -117,9 +120,12 @@ class Publisher:
                 return_exceptions=True,
             )
         finally:
+            PUBLISHER_WAITING.dec(len(batch))
             for _ in batch:
                 self._room.release()
         for message, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):  # the row stays: the relay publishes it
+            if result is not True:  # the row stays: the relay publishes it
+                PUBLISHER_DEFERRED.inc()
+            if isinstance(result, BaseException):
                 log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
                             error=repr(result))  # fmt: skip

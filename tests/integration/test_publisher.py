@@ -17,6 +17,7 @@ from taskfleet.constants import TaskType
 from taskfleet.errors import PublishFailed
 from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
+from taskfleet.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.settings import Settings
 from taskfleet.submit import Publisher
 from tests.conftest import JWT_SECRET, wait_for
@@ -103,9 +104,11 @@ async def test_a_full_backlog_holds_the_sender_until_a_batch_is_confirmed(
     publisher = Publisher(kernel, gate, backlog=2)
     await start(kernel, publisher, running)
     first, second, third = message(), message(), message()
+    waiting = PUBLISHER_WAITING._value.get()
     await publisher.send(first)
     await publisher.send(second)
     await wait_for(lambda: _true(len(gate.attempted) == 2), what="the first batch in flight")
+    assert PUBLISHER_WAITING._value.get() == waiting + 2  # the gauge operators watch
     blocked = asyncio.ensure_future(publisher.send(third))
     done, _ = await asyncio.wait([blocked], timeout=0.3)
     assert not done, "a third message got in while two awaited their confirm"
@@ -113,6 +116,7 @@ async def test_a_full_backlog_holds_the_sender_until_a_batch_is_confirmed(
     await asyncio.wait_for(blocked, 10)
     await wait_for(lambda: _true(len(gate.published) == 3), what="the third message published")
     assert gate.published == [str(m.task_id) for m in (first, second, third)]
+    await wait_for(lambda: _true(PUBLISHER_WAITING._value.get() == waiting), what="gauge back")
 
 
 async def test_past_the_publish_timeout_a_held_sender_leaves_its_message_to_the_relay(
@@ -123,7 +127,9 @@ async def test_past_the_publish_timeout_a_held_sender_leaves_its_message_to_the_
     await start(kernel, publisher, running)
     await publisher.send(message())
     await wait_for(lambda: _true(len(gate.attempted) == 1), what="the first message in flight")
+    deferred = PUBLISHER_DEFERRED._value.get()
     await asyncio.wait_for(publisher.send(late := message()), 5)  # returns: no room in time
+    assert PUBLISHER_DEFERRED._value.get() == deferred + 1
     gate.open.set()
     await wait_for(lambda: _true(len(gate.published) == 1), what="the first message published")
     assert str(late.task_id) not in gate.attempted  # its outbox row is the relay's to publish
