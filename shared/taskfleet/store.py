@@ -212,7 +212,7 @@ class TaskStore:
         self.pool = pool
         self._forgotten: list[UUID] = []
         self._forget_batching = False
-        # Every kernel runs their loops (batched_claims, batched_completions).
+        # Every kernel runs their loops (batched_claims, batched_completions, batched_submissions).
         self._claims = Coalescer("claim", self._claim_many, self._claim_one)
         self._completions = Coalescer("complete", self._complete_many, self._complete_one)
         self._submissions = Coalescer("submit", self._submit_many, self._submit_one)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, cast
 
+import aiormq
 import orjson
 import pytest
 
@@ -81,3 +82,18 @@ def test_a_socket_remembers_the_seqs_of_its_latest_tasks_only(
     feed.mark("t1", 2)  # seen again: the newest now
     feed.mark("t4", 1)
     assert list(feed.sent.items()) == [("t3", 1), ("t1", 2), ("t4", 1)]  # t2 is forgotten
+
+
+async def test_a_subscriber_is_served_while_the_broker_is_away(hub: EventHub) -> None:
+    class ClosedQueue:
+        """What a queue of a channel the broker closed does when asked to bind."""
+
+        async def bind(self, *args: Any, **kwargs: Any) -> None:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+
+    hub._queue, hub._exchange = cast(Any, ClosedQueue()), cast(Any, object())
+    sub = await hub.subscribe("alice")  # no error: the socket still gets its snapshot
+    assert not hub.bound  # and the reconnect binds, as someone listens
+    assert hub.listened
+    hub.unsubscribe(sub)
+    assert not hub.listened

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import AMQPError
 
 from taskfleet import jsonx
 from taskfleet.broker import Broker
@@ -33,6 +34,7 @@ TASKS_REMEMBERED = 5000
 SUBSCRIBER_QUEUE = 2000
 IDLE_UNBIND_S = 60.0
 BIND_TIMEOUT_S = 10.0
+BROKER_AWAY = (TimeoutError, ConnectionError, RuntimeError, AMQPError)
 
 
 @dataclass(eq=False)
@@ -135,8 +137,14 @@ class EventHub:
             queue, exchange = self._queue, self._exchange
             if self._bound or queue is None or exchange is None:
                 return  # bound already, or the broker is away: _consume binds on return
-            async with asyncio.timeout(BIND_TIMEOUT_S):
-                await queue.bind(exchange, routing_key=TASK_EVENTS_BINDING)
+            try:
+                async with asyncio.timeout(BIND_TIMEOUT_S):
+                    await queue.bind(exchange, routing_key=TASK_EVENTS_BINDING)
+            except BROKER_AWAY as exc:
+                # Live events are best effort: the socket still gets its snapshot now, and
+                # _consume binds again once the connection is back.
+                log.warning("events_bind_failed", error=repr(exc))
+                return
             self._bound = True
 
     async def _unbind_when_idle(self) -> None:
@@ -149,8 +157,12 @@ class EventHub:
                 queue, exchange = self._queue, self._exchange
                 if not self._bound or self.listened or queue is None or exchange is None:
                     continue
-                async with asyncio.timeout(BIND_TIMEOUT_S):
-                    await queue.unbind(exchange, routing_key=TASK_EVENTS_BINDING)
+                try:
+                    async with asyncio.timeout(BIND_TIMEOUT_S):
+                        await queue.unbind(exchange, routing_key=TASK_EVENTS_BINDING)
+                except BROKER_AWAY as exc:  # the reconnect declares a fresh, unbound queue
+                    log.warning("events_unbind_failed", error=repr(exc))
+                    continue
                 self._bound = False
                 self._history.clear()  # it can no longer vouch for having every event
 
