@@ -20,12 +20,12 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from taskfleet.db import drop_database, with_database
-from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
 from taskfleet.topology import delete_namespace
 
@@ -129,24 +129,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    tag = uuid.uuid4().hex[:8]
-    base = Settings()
-    dsn = with_database(base.database_url, f"taskfleet_bench_{tag}")
-    env = {**os.environ, "DATABASE_URL": dsn, "TASKFLEET_NAMESPACE": f"bench{tag}",
-           "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2, "LOG_LEVEL": "warning",
-           "METRICS_PORT": "0"}  # fmt: skip
-    port = 18000 + int(tag[:4], 16) % 1000
-    url = f"http://127.0.0.1:{port}"
-    asyncio.run(migrate(dsn))
-    procs = [subprocess.Popen([sys.executable, "-m", "taskfleet", "api", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL)]  # fmt: skip
-    for _ in range(args.workers):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "taskfleet", "worker", "chat", "--concurrency",
-             str(args.concurrency)], env=env, stdout=subprocess.DEVNULL))  # fmt: skip
-    ours = {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(procs)}
+    fleet = start_fleet(args.workers, args.concurrency)
+    env, url, procs, ours = fleet.env, fleet.url, fleet.procs, fleet.ours
     try:
-        wait_ready(url)
         time.sleep(1)  # the workers subscribe
         for via in args.via:
             rounds = []
@@ -158,16 +143,55 @@ def main() -> None:
         if args.soak:
             soak(env, url, ours, procs, args.soak, args.watch)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=60)
-        asyncio.run(drop_database(dsn))
-        asyncio.run(
-            delete_namespace(
-                Settings(DATABASE_URL=dsn, TASKFLEET_NAMESPACE=env["TASKFLEET_NAMESPACE"])
-            )
-        )
+        stop_fleet(fleet)
+
+
+@dataclass
+class Fleet:
+    env: dict[str, str]
+    url: str
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def ours(self) -> dict[int, str]:
+        return {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(self.procs)}
+
+
+def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None = None) -> Fleet:
+    """The API and chat workers on a database and namespace of their own, migrated, ready.
+
+    `extra_env` reaches every process (bench/side_by_side.py runs another commit's code)."""
+    tag = uuid.uuid4().hex[:8]
+    dsn = with_database(Settings().database_url, f"taskfleet_bench_{tag}")
+    env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
+           "TASKFLEET_NAMESPACE": f"bench{tag}", "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2,
+           "LOG_LEVEL": "warning", "METRICS_PORT": "0"}  # fmt: skip
+    subprocess.run([sys.executable, "-m", "taskfleet", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    port = 18000 + int(tag[:4], 16) % 1000
+    commands = [["api", "--port", str(port)]]
+    commands += [["worker", "chat", "--concurrency", str(concurrency)]] * workers
+    procs = [subprocess.Popen([sys.executable, "-m", "taskfleet", *c], env=env,
+                              stdout=subprocess.DEVNULL) for c in commands]  # fmt: skip
+    fleet = Fleet(env, f"http://127.0.0.1:{port}", procs)
+    try:
+        wait_ready(fleet.url)
+    except BaseException:
+        stop_fleet(fleet)
+        raise
+    return fleet
+
+
+def stop_fleet(fleet: Fleet) -> None:
+    """Stop its processes; drop its database and broker namespace (idle quorum queues left
+    behind would cost RabbitMQ CPU in every later run)."""
+    for p in fleet.procs:
+        p.terminate()
+    for p in fleet.procs:
+        p.wait(timeout=60)
+    dsn, namespace = fleet.env["DATABASE_URL"], fleet.env["TASKFLEET_NAMESPACE"]
+    asyncio.run(drop_database(dsn))
+    asyncio.run(delete_namespace(Settings(DATABASE_URL=dsn, TASKFLEET_NAMESPACE=namespace)))
 
 
 def medians(via: str, rounds: list[dict[str, object]]) -> dict[str, object]:

@@ -14,11 +14,10 @@ throughput counts from the first publish. Via api both are the same: the API wri
 
 import argparse
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -36,21 +35,27 @@ USERS = 500  # spread over many users: the per-user limit is not what W1 measure
 PUBLISH_WINDOW = 256  # confirms in flight at once
 API_CONCURRENCY = 64
 JSON = {"Content-Type": "application/json"}
+T = TypeVar("T")
 
 
 async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     run = uuid4().hex[:8]
     pool = await create_pool(settings.database_url, size=2)
     watched: dict[str, int] = {}
+
+    async def submit_all() -> dict[UUID, float]:
+        if args.via == "amqp":
+            submitted = await _via_amqp(settings, run, args.n)
+        else:
+            submitted = await _via_api(settings, run, args.n, args.url)
+        await _wait_done(pool, list(submitted), args.timeout)
+        return submitted
+
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            if args.watch:
-                await stack.enter_async_context(_watching(settings, args.url, watched))
-            if args.via == "amqp":
-                submitted = await _via_amqp(settings, run, args.n)
-            else:
-                submitted = await _via_api(settings, run, args.n, args.url)
-            await _wait_done(pool, list(submitted), args.timeout)
+        if args.watch:
+            submitted = await _watching(settings, args.url, watched, submit_all())
+        else:
+            submitted = await submit_all()
         figures = await _figures(pool, submitted, args.via)
     finally:
         await pool.close()
@@ -115,11 +120,10 @@ async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dic
     return submitted
 
 
-@contextlib.asynccontextmanager
 async def _watching(
-    settings: Settings, url: str | None, counts: dict[str, int]
-) -> AsyncIterator[None]:
-    """An all-users WebSocket (the chat backend's view) open for the run; counts its events."""
+    settings: Settings, url: str | None, counts: dict[str, int], work: Awaitable[T]
+) -> T:
+    """`work` with an all-users WebSocket (the chat backend's view) open; counts its events."""
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     token = token_for(settings, "bench-watch", scope="service", ttl_s=3600)
     counts["watched_events"] = 0
@@ -129,16 +133,18 @@ async def _watching(
         assert snapshot["type"] == "snapshot", snapshot
 
         async def count() -> None:
-            async for message in ws:
+            async for message in ws:  # ends when work_then_close closes the socket
                 if message.type == aiohttp.WSMsgType.TEXT:
                     counts["watched_events"] += 1
 
-        async with asyncio.TaskGroup() as group:  # owns the reader; cancelled at the end
-            reader = group.create_task(count())
+        async def work_then_close() -> T:
             try:
-                yield
+                return await work
             finally:
-                reader.cancel()
+                await ws.close()
+
+        result, _ = await asyncio.gather(work_then_close(), count())
+        return result
 
 
 async def _wait_done(pool: asyncpg.Pool, ids: list[UUID], timeout_s: float) -> None:
