@@ -93,6 +93,25 @@ class Broker:
             log.warning("amqp_reconnect_requested", reason=reason)
             self._lost.set()
 
+    async def inspect(self, names: list[str]) -> dict[str, tuple[int, int]]:
+        """(ready messages, consumers) of each queue, by passive declares (RabbitMQ 3.10 here
+        has no management API). Raises ConnectionError while the broker is away."""
+        if not await self.wait_ready(self.settings.publish_timeout_s):
+            raise ConnectionError("RabbitMQ is not connected")
+        assert self.connection is not None
+        # A channel of its own: a failed passive declare closes it, and it must not take the
+        # shared channels (whose loss reconnects everything) down with it.
+        channel = await self.connection.channel()
+        found = {}
+        try:
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                result = queue.declaration_result
+                found[name] = (result.message_count or 0, result.consumer_count or 0)
+        finally:
+            await channel.close()
+        return found
+
     async def close(self) -> None:
         self._ready.clear()
         if self.connection is not None and not self.connection.is_closed:

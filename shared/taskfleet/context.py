@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from taskfleet import events
+from taskfleet.db import UNAVAILABLE
 from taskfleet.errors import TaskCancelled
 from taskfleet.messages import TaskMessage
 from taskfleet.store import TaskStore, Written
@@ -87,7 +88,12 @@ class TaskContext:
         if stage == self._last_stage and now - self._last_progress_at < PROGRESS_INTERVAL_S:
             return
         self._last_progress_at, self._last_stage = now, stage
-        written = await self.store.progress(self.task_id, self.fence, fraction, stage, message)
+        try:
+            written = await self.store.progress(self.task_id, self.fence, fraction, stage, message)
+        except UNAVAILABLE:
+            # Progress is a report, not an outcome: the work goes on through a database
+            # outage, and its outcome waits for the database (taskfleet.runner).
+            return
         self._advance(written.event_seq)
         await self.emit_status("processing", progress=fraction, stage=stage,
                                status_message=message)  # fmt: skip

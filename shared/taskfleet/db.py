@@ -8,6 +8,19 @@ import orjson
 
 from taskfleet.tenancy import SERVICE_ROLE
 
+# Errors that mean "our database cannot be used right now", not "this statement is wrong": the
+# work waits for it (a worker pauses, the API answers 503) instead of failing anyone's task.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the link failed or was refused
+    asyncpg.InterfaceError,  # our end of the link is closed
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, crash recovery, cannot connect now
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.ReadOnlySQLTransactionError,  # a standby answered: a failover is under way
+    asyncpg.InternalClientError,  # a session cut mid-statement (DroppingConnection below)
+    OSError,  # refused, reset, unreachable (and taskfleet.coalesce.BatchInterrupted)
+    TimeoutError,
+)
+
 
 class MissingRole(RuntimeError):
     """The database was never migrated: the kernel's role is missing."""

@@ -31,7 +31,9 @@ class TaskError(TaskfleetError):
             self.code = code
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": str(self), "retryable": self.retryable}
+        # NUL cannot be stored (jsonb): an error quoting a payload that holds one must still be.
+        message = str(self).replace("\x00", "\\u0000")
+        return {"code": self.code, "message": message, "retryable": self.retryable}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={str(self)!r})"

@@ -7,6 +7,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+# Why a process does not take work now, by cause (a worker's pauses): shown by /readyz.
+Reasons = Callable[[], dict[str, str]]
 
 
 def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
@@ -19,16 +21,18 @@ def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
+def add_health_routes(app: web.Application, ready: ReadyCheck, why: Reasons | None = None) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
         checks = await ready()
-        ok = all(checks.values())
-        return web.json_response(
-            {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
-        )
+        reasons = why() if why is not None else {}
+        ok = all(checks.values()) and not reasons
+        body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
+        if reasons:
+            body["paused"] = reasons
+        return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -14,6 +14,7 @@ from taskfleet.crypto import Keyring
 from taskfleet.db import create_pool
 from taskfleet.errors import StartupError
 from taskfleet.outbox import OutboxRelay
+from taskfleet.reconciler import Reconciler
 from taskfleet.settings import Settings
 from taskfleet.store import TaskStore
 from taskfleet.supervisor import Supervisor
@@ -74,6 +75,8 @@ async def open_kernel(
         supervisor.spawn("submission-batches", kernel.store.batched_submissions)
         if relay:
             supervisor.spawn("outbox-relay", OutboxRelay(pool, broker, settings).run)
+            if settings.reconcile_interval_s > 0:  # one pass at a time in the whole fleet
+                supervisor.spawn("reconciler", Reconciler(pool, broker, settings).run)
         yield kernel
     finally:
         await supervisor.aclose()

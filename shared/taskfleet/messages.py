@@ -1,12 +1,12 @@
 """The message body on the work queues (DESIGN.md §5). Every body is untrusted input."""
 
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from taskfleet.constants import TaskType
+from taskfleet.constants import COPY_HEADER, TaskType
 from taskfleet.errors import InvalidPayload
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
@@ -50,3 +50,16 @@ def parse_message(body: bytes) -> TaskMessage:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise InvalidPayload(f"schema: {where}: {first['msg']}") from None
+
+
+def copy_headers(headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`headers` and a fresh copy id: every publish of a task message is a copy of its own."""
+    return {**(headers or {}), COPY_HEADER: uuid4().hex}
+
+
+def copy_of(headers: dict[str, Any] | None) -> str | None:
+    """The copy id of a delivery; None for a message a backend published itself."""
+    value = (headers or {}).get(COPY_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return value[:64] if isinstance(value, str) and value else None

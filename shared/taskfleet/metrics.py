@@ -60,3 +60,13 @@ BATCH_SIZE = Histogram(
     ["statement"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+RECONCILED = Counter(
+    "taskfleet_reconciled",
+    "Tasks the reconciler repaired: lost_message, children_done, holder_gone, past_deadline.",
+    ["reason"],
+)
+CONSUMER_PAUSED = Gauge(
+    "taskfleet_consumer_paused",
+    "1 while a worker takes no deliveries because its database is unavailable.",
+    ["queue"],
+)

@@ -156,6 +156,7 @@ async def request_cancel(kernel: Kernel, db: Db, task_id: UUID) -> str:
 async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> str:
     """Run a failed or cancelled task again. Returns missing, conflict or queued."""
     from taskfleet.outbox import task_message
+    from taskfleet.store import Outgoing
     from taskfleet.submit import publish_after_commit
 
     queue = QUEUES[task_type].name
@@ -167,9 +168,38 @@ async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> s
     task = await db.fetchrow(
         "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
     )
-    await publish_after_commit(kernel, task_message(task, attempt=1))
+    await publish_after_commit(kernel, Outgoing(task_message(task, attempt=1), row["outbox_id"]))
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
+
+
+async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
+    """Send the next message of a queued or retrying task now (its last one was lost).
+
+    The claim settles any older copy that turns up after all as a duplicate. Returns whether
+    the task was queued or retrying."""
+    from taskfleet.outbox import task_message
+    from taskfleet.store import Outgoing
+    from taskfleet.submit import publish_after_commit
+
+    async with db.acquire() as conn:  # one transaction: the task and its next message
+        task = await conn.fetchrow(
+            "UPDATE tasks SET status = 'queued', updated_at = now()"
+            " WHERE id = $1 AND status IN ('queued', 'retrying')"
+            " RETURNING id, type, user_id, chat_id, input, attempts",
+            task_id,
+        )
+        if task is None:
+            return False
+        attempt = task["attempts"] + 1
+        outbox_id = await conn.fetchval(
+            "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
+            " VALUES ($1, tf_queue_of($2), $3, 'task', now() + make_interval(secs => $4))"
+            " RETURNING id",
+            task_id, task["type"], attempt, kernel.settings.outbox_grace_s,
+        )  # fmt: skip
+    await publish_after_commit(kernel, Outgoing(task_message(task, attempt), outbox_id))
+    return True
 
 
 async def _announce(kernel: Kernel, db: Db, task_id: UUID, status: str, row_seq: int) -> None:

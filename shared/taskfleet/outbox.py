@@ -14,7 +14,7 @@ import structlog
 from taskfleet.broker import Broker
 from taskfleet.constants import TaskType
 from taskfleet.errors import PublishFailed
-from taskfleet.messages import TaskMessage
+from taskfleet.messages import TaskMessage, copy_headers
 from taskfleet.metrics import OUTBOX_PUBLISHED
 from taskfleet.settings import Settings
 
@@ -79,9 +79,13 @@ class OutboxRelay:
             )
             requeued = [r["task_id"] for r in done if r["kind"] == "retry"]
             if requeued:
+                # SKIP LOCKED: we hold outbox rows, and a cancel holds its task while it
+                # deletes that task's rows; waiting here would deadlock with it. A task left
+                # `retrying` is claimed all the same (its message is out).
                 await conn.execute(
-                    "UPDATE tasks SET status = 'queued', updated_at = now()"
-                    " WHERE id = ANY($1::uuid[]) AND status = 'retrying'",
+                    "UPDATE tasks SET status = 'queued', updated_at = now() WHERE id IN"
+                    " (SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'retrying'"
+                    " FOR UPDATE SKIP LOCKED)",
                     requeued,
                 )
         for row in done:
@@ -90,11 +94,14 @@ class OutboxRelay:
 
     async def _publish(self, row: asyncpg.Record) -> None:
         body = task_message(row, row["attempt"]).dumps()
+        headers = row["headers"] or {}
+        if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.submit)
+            headers = copy_headers(headers)
         await self.broker.publish(
             self.settings.queue(row["queue"]),
             body,
             message_id=str(row["task_id"]),
-            headers=row["headers"] or None,
+            headers=headers or None,
         )
 
     async def _until_next_due(self) -> float:

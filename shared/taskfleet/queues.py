@@ -13,10 +13,17 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from taskfleet.constants import ERROR_HEADER, QUEUE_BY_NAME, QUEUES, REASON_HEADER, dlq_name
+from taskfleet.constants import (
+    ERROR_HEADER,
+    QUEUE_BY_NAME,
+    QUEUES,
+    REASON_HEADER,
+    TaskType,
+    dlq_name,
+)
 from taskfleet.errors import InvalidPayload
 from taskfleet.kernel import Kernel
-from taskfleet.messages import parse_message
+from taskfleet.messages import copy_headers, parse_message
 from taskfleet.metrics import QUEUE_MESSAGES
 from taskfleet.tenancy import Db, audited
 
@@ -56,17 +63,9 @@ async def _channel(kernel: Kernel) -> AbstractChannel:
 
 async def depths(kernel: Kernel) -> list[QueueDepth]:
     """Every work queue and dead-letter queue, with ready messages and consumers."""
-    channel = await _channel(kernel)
-    found = []
-    try:
-        for spec in QUEUES.values():
-            for name, dead in ((spec.name, False), (dlq_name(spec.name), True)):
-                queue = await channel.declare_queue(kernel.settings.queue(name), passive=True)
-                result = queue.declaration_result
-                found.append(QueueDepth(name, result.message_count or 0,
-                                        result.consumer_count or 0, dead))  # fmt: skip
-    finally:
-        await channel.close()
+    names = [(n, n.endswith(".dlq")) for s in QUEUES.values() for n in (s.name, dlq_name(s.name))]
+    counts = await kernel.broker.inspect([kernel.settings.queue(n) for n, _ in names])
+    found = [QueueDepth(n, *counts[kernel.settings.queue(n)], dead) for n, dead in names]
     for depth in found:
         QUEUE_MESSAGES.labels(depth.name).set(depth.messages)
     return found
@@ -135,11 +134,16 @@ async def purge_dead_letters(kernel: Kernel, queue: str) -> int:
 async def replay_dead_letters(
     kernel: Kernel, queue: str, *, actor: str, limit: int = 1000
 ) -> tuple[int, int]:
-    """Put dead letters back on their work queue: each failed or cancelled task runs again
-    with a fresh budget of attempts. A letter whose task is not failed or cancelled, or whose
-    body is not ours, stays. Returns (replayed, skipped). Audited as `actor`'s."""
-    from taskfleet.operations import rerun
+    """Put dead letters back to work. Each letter, by what became of its task:
 
+    - failed or cancelled: run again with a fresh budget of attempts;
+    - queued or retrying (the broker dead-lettered its message by the delivery limit, say,
+      while the database was away): its next message is published now;
+    - never created (a chat message a backend published straight to the queue that no
+      worker could claim): the letter goes back to its queue as it was, to create its task;
+    - anything else (completed, running, not ours, not our schema) stays in the queue.
+
+    Returns (replayed, skipped). Audited as `actor`'s."""
     base = work_queue(queue)
     db = audited(kernel.pool, actor, "dlq_replay", queue=base)
     channel = await _channel(kernel)
@@ -147,8 +151,8 @@ async def replay_dead_letters(
     try:
         dlq = await channel.get_queue(kernel.settings.queue(dlq_name(base)), ensure=False)
         while replayed + skipped < limit and (m := await dlq.get(no_ack=False, fail=False)):
-            if await _replay_one(kernel, db, m, rerun):
-                await m.ack()  # only once the task is queued again (committed, outbox row)
+            if await _replay_one(kernel, db, base, m):
+                await m.ack()  # only once its task's next message is durable
                 replayed += 1
             else:
                 skipped += 1
@@ -158,12 +162,28 @@ async def replay_dead_letters(
     return replayed, skipped
 
 
-async def _replay_one(kernel: Kernel, db: Db, message: AbstractIncomingMessage, rerun: Any) -> bool:
+async def _replay_one(kernel: Kernel, db: Db, queue: str, message: AbstractIncomingMessage) -> bool:
+    from taskfleet.operations import republish, rerun
+
     try:
         msg = parse_message(message.body)
     except InvalidPayload:
         return False
+    if QUEUES[msg.type].name != queue:
+        return False  # it never belonged here: a worker would dead-letter it again
     task = await kernel.store.get_task(msg.task_id)
-    if task is None or task["user_id"] != msg.user_id:
+    if task is None:
+        if msg.type != TaskType.CHAT:
+            return False  # only a chat message creates its task from a message
+        await kernel.broker.publish(
+            kernel.settings.queue(queue), message.body, message_id=str(msg.task_id),
+            headers=copy_headers(),
+        )  # fmt: skip
+        return True
+    if task["user_id"] != msg.user_id:
         return False
-    return bool(await rerun(kernel, db, msg.task_id, msg.type) == "queued")
+    if task["status"] in ("failed", "cancelled"):
+        return bool(await rerun(kernel, db, msg.task_id, msg.type) == "queued")
+    if task["status"] in ("queued", "retrying"):
+        return await republish(kernel, db, msg.task_id)
+    return False

@@ -1,9 +1,12 @@
 """The worker registry: which worker processes are alive and what each is doing.
 
-Every worker upserts its row in `workers` every WORKER_HEARTBEAT_S: its in-flight task ids
-and its supervised background tasks. A row not refreshed for LOST_AFTER heartbeats reads as
-`lost`, and its in-flight tasks as at risk: RabbitMQ redelivers them once the dead process's
-connection is gone. A worker that stops cleanly says so (`stopped`).
+Every consumer (taskfleet.runner) upserts its row in `workers` every WORKER_HEARTBEAT_S: its
+in-flight task ids and its supervised background tasks; the row's id is the holder of every
+task it claims. A row not refreshed for 2.5 heartbeats reads as `lost` (tf_worker_live,
+migrations/0015: a late beat is not a death, and two and a half intervals still name it lost
+within three), and its in-flight tasks as at risk: RabbitMQ redelivers them once the dead
+process's connection is gone, and the reconciler hands over what it does not. A worker that
+stops cleanly says so (`stopped`).
 """
 
 import asyncio
@@ -21,9 +24,6 @@ from taskfleet import __version__
 
 log = structlog.get_logger("taskfleet.registry")
 
-# Heartbeats a worker may miss before it reads as lost: a late beat is not a death, and
-# two and a half intervals still name it lost within three.
-LOST_AFTER = 2.5
 # Rows of workers gone longer than this are deleted by the heartbeats of the living.
 FORGET_AFTER = "7 days"
 
@@ -84,10 +84,9 @@ async def list_workers(pool: asyncpg.Pool, *, include_gone: bool = False) -> lis
     rows = await pool.fetch(
         "SELECT *, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_s,"
         " CASE WHEN stopped_at IS NOT NULL THEN 'stopped'"
-        "      WHEN now() - heartbeat_at > make_interval(secs => heartbeat_s * $1) THEN 'lost'"
+        "      WHEN NOT tf_worker_live(stopped_at, heartbeat_at, heartbeat_s) THEN 'lost'"
         "      ELSE 'live' END AS status"
         " FROM workers ORDER BY heartbeat_at DESC",
-        LOST_AFTER,
     )  # fmt: skip
     out = []
     for r in rows:

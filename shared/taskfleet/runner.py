@@ -7,6 +7,7 @@ that same transaction, so it is durable before the ack too).
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,13 +18,16 @@ import asyncpg
 import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from taskfleet import events, jsonx
+from taskfleet import events, jsonx, registry
 from taskfleet.broker import Broker
-from taskfleet.constants import CONTROL_EXCHANGE, REASON_HEADER, QueueSpec, dlq_name
+from taskfleet.constants import CONTROL_EXCHANGE, QUEUES, REASON_HEADER, QueueSpec, dlq_name
 from taskfleet.context import TaskContext, TaskResult
+from taskfleet.db import UNAVAILABLE
 from taskfleet.errors import (
     InvalidPayload,
+    PermanentError,
     StaleClaim,
     TaskCancelled,
     TaskError,
@@ -32,8 +36,9 @@ from taskfleet.errors import (
 )
 from taskfleet.faults import Faults
 from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage, parse_message
-from taskfleet.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.messages import TaskMessage, copy_of, parse_message
+from taskfleet.metrics import CONSUMER_PAUSED, INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.registry import Registration
 from taskfleet.retry import Backoff, decide
 from taskfleet.settings import Settings
 from taskfleet.store import Claim, ClaimPolicy, Preload, TaskStore
@@ -45,22 +50,39 @@ log = structlog.get_logger("taskfleet.runner")
 Handler = Callable[[TaskContext], Awaitable[TaskResult | Waiting]]
 
 CANCEL_POLL_S = 1.0
-
-# Errors that mean "we could not reach our own state", not "the task failed".
-INFRA_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError)
+# While the database is away: the longest wait between two probes (exponential, jittered)
+# and between two tries of an outcome's commit.
+DATABASE_PROBE_MAX_S = 5.0
+# A bug of ours in the path: the message goes back after this, so as not to spin on it.
+BUG_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Released:
-    """The attempt was interrupted by shutdown: hand the message back, do not count it."""
+    """The attempt was interrupted by shutdown: hand the task back, do not count it."""
 
 
 Outcome = TaskResult | Waiting | TaskError | TaskCancelled | Released
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What an outcome's commit wrote: the status, its event_seq, the outcome it stored (a
+    failure in place of an output the database refused) and the children's outbox rows."""
+
+    status: str
+    seq: int
+    outcome: Outcome
+    child_rows: list[int] = field(default_factory=list)
+
+
 @dataclass
 class Consumer:
-    """Consumes one work queue with `concurrency` handler loops and runs the one path."""
+    """Consumes one work queue with `concurrency` handler loops and runs the one path.
+
+    It registers in the worker registry (its row's id is the holder of what it claims) and
+    takes no deliveries while paused: by the memory guard, or while its database is away.
+    """
 
     settings: Settings
     spec: QueueSpec
@@ -71,16 +93,22 @@ class Consumer:
     concurrency: int = 8
     preload: Preload | None = None
     inflight: dict[UUID, TaskContext] = field(default_factory=dict)
+    registration: Registration = field(init=False)
     _inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
     _channel: AbstractChannel | None = None
     _consumer_tag: str | None = None
     _stopping: bool = False
-    _paused: bool = False
+    _pauses: dict[str, str] = field(default_factory=dict)  # cause -> reason
+    _busy: int = 0  # messages taken from the inbox and not yet settled
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._idle.set()
         self._faults = Faults.parse(self.settings.faults)
+        self.registration = Registration(
+            worker=self.spec.worker, queue=self.queue, concurrency=self.concurrency,
+            heartbeat_s=self.settings.worker_heartbeat_s,
+        )  # fmt: skip
 
     @property
     def queue(self) -> str:
@@ -94,13 +122,28 @@ class Consumer:
             and not self._channel.is_closed
         )
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._pauses)
+
+    @property
+    def pause_reasons(self) -> dict[str, str]:
+        """Why no deliveries are taken now, by cause (`memory`, `database`): for /readyz."""
+        return dict(self._pauses)
+
     def policy(self) -> ClaimPolicy:
         return ClaimPolicy(
             max_attempts=self.settings.max_attempts or self.spec.max_attempts,
             user_limit=self.settings.user_concurrency,
             throttle_s=self.settings.throttle_delay_s,
             preload=self.preload,
+            holder=self.registration.id,
+            deadline_s=self.deadline_s,
         )
+
+    @property
+    def deadline_s(self) -> float:
+        return self.settings.task_deadline_s or self.spec.deadline_s
 
     def backoff(self) -> Backoff:
         return Backoff(
@@ -109,7 +152,13 @@ class Consumer:
         )
 
     async def start(self) -> None:
-        """Subscribe on every (re)connect and start the handler loops and the watchdog."""
+        """Register, subscribe on every (re)connect, start the handler loops and the watchdog."""
+        # Claims name this row as their holder: it exists before the first claim.
+        await registry.beat(self.store.pool, self.registration, (), {})
+        self.supervisor.spawn(f"{self.spec.worker}-heartbeat", lambda: registry.heartbeat(
+            self.store.pool, self.registration, lambda: list(self.inflight),
+            self.supervisor.running,
+        ))  # fmt: skip
         await self.broker.subscribe(self._subscribe)
         await self.broker.subscribe(self._subscribe_control)
         for i in range(self.concurrency):
@@ -118,14 +167,20 @@ class Consumer:
         self.supervisor.spawn(f"{self.spec.worker}-cancel-poll", self._poll_cancels)
 
     async def stop(self, grace_s: float) -> None:
-        """Stop consuming; let in-flight tasks finish within grace_s, then hand them back."""
+        """Stop consuming and hand back at once what was prefetched; let in-flight tasks
+        finish within grace_s, then hand them back uncounted. Then say so in the registry."""
         self._stopping = True
         await self._cancel_consumer()
+        handed_back = await self._hand_back_inbox()
+        log.info("consumer_stopping", inflight=len(self.inflight), handed_back=handed_back)
         if not await self._wait_idle(grace_s):
             log.warning("grace_expired", inflight=len(self.inflight))
             for ctx in list(self.inflight.values()):
                 ctx.interrupt("shutdown")
             await self._wait_idle(10)
+        await self.supervisor.stop(f"{self.spec.worker}-heartbeat")
+        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+            await registry.mark_stopped(self.store.pool, self.registration)
 
     async def _wait_idle(self, timeout_s: float) -> bool:
         try:
@@ -133,6 +188,15 @@ class Consumer:
         except TimeoutError:
             return False
         return True
+
+    def _enter(self) -> None:
+        self._busy += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._idle.set()
 
     # -- subscription ------------------------------------------------------------------------
 
@@ -143,7 +207,7 @@ class Consumer:
         await channel.set_qos(prefetch_count=self.concurrency * 2)
         self._channel = channel  # strong references: aio-pika holds queues weakly
         self._consumer_tag = None
-        if not self._paused:
+        if not self._pauses:
             await self._consume()
 
     async def _consume(self) -> None:
@@ -152,30 +216,38 @@ class Consumer:
         self._consumer_tag = await queue.consume(self._inbox.put)
         log.info("consuming", queue=self.queue, concurrency=self.concurrency)
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    async def pause(self, reason: str) -> None:
-        """Take no new deliveries (the memory guard): cancel the consumer and hand back what
+    async def pause(self, reason: str, *, cause: str = "memory") -> None:
+        """Take no new deliveries while `cause` holds: cancel the consumer and hand back what
         was prefetched but not started. In-flight tasks go on."""
-        if self._paused:
+        first = not self._pauses
+        self._pauses[cause] = reason
+        if cause == "database":
+            CONSUMER_PAUSED.labels(self.spec.name).set(1)
+        if not first:
             return
-        self._paused = True
         await self._cancel_consumer()
+        handed_back = await self._hand_back_inbox()
+        log.warning("consumer_paused", cause=cause, reason=reason, handed_back=handed_back)
+
+    async def resume(self, *, cause: str = "memory") -> None:
+        """`cause` no longer holds; consume again once no other cause holds either."""
+        if self._pauses.pop(cause, None) is None:
+            return
+        if cause == "database":
+            CONSUMER_PAUSED.labels(self.spec.name).set(0)
+        if self._pauses:
+            return
+        if self._channel is not None and not self._channel.is_closed and not self._stopping:
+            await self._consume()
+        log.info("consumer_resumed", cause=cause)
+
+    async def _hand_back_inbox(self) -> int:
+        """Return every prefetched, unstarted delivery to the queue now."""
         handed_back = 0
         while not self._inbox.empty():
             await self._nack(self._inbox.get_nowait(), requeue=True)
             handed_back += 1
-        log.warning("consumer_paused", reason=reason, handed_back=handed_back)
-
-    async def resume(self) -> None:
-        if not self._paused:
-            return
-        self._paused = False
-        if self._channel is not None and not self._channel.is_closed and not self._stopping:
-            await self._consume()
-        log.info("consumer_resumed")
+        return handed_back
 
     async def _cancel_consumer(self) -> None:
         if self.consuming:
@@ -211,7 +283,7 @@ class Consumer:
         """Catch a connection that is up but whose consumer is gone, and reconnect it."""
         while True:
             await asyncio.sleep(5)
-            if self.broker.ready and not (self._stopping or self._paused or self.consuming):
+            if self.broker.ready and not (self._stopping or self._pauses or self.consuming):
                 self.broker.reconnect("consumer lost")
 
     async def _poll_cancels(self) -> None:
@@ -221,10 +293,38 @@ class Consumer:
             await asyncio.sleep(CANCEL_POLL_S)
             if not self.inflight:
                 continue
-            for task_id in await self.store.cancel_requested(list(self.inflight)):
+            try:
+                cancelled = await self.store.cancel_requested(list(self.inflight))
+            except UNAVAILABLE:
+                continue  # the consumer's own probe watches the database
+            for task_id in cancelled:
                 ctx = self.inflight.get(task_id)
                 if ctx is not None:
                     ctx.interrupt("cancel")
+
+    # -- our database's outages -------------------------------------------------------------
+
+    async def _database_away(self, exc: BaseException) -> None:
+        """Stop taking deliveries until the database answers again (no nack loop: the
+        messages wait in the queue, where the broker's delivery limit does not count them)."""
+        if "database" in self._pauses:
+            return
+        await self.pause(f"database unavailable: {exc!r}"[:300], cause="database")
+        name = f"{self.spec.worker}-database-probe"
+        if not self.supervisor.running().get(name):
+            self.supervisor.spawn(name, self._probe_database, restart=False)
+
+    async def _probe_database(self) -> None:
+        """Probe with exponential backoff and jitter; resume once the database answers."""
+        since = time.monotonic()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(UNAVAILABLE),
+            wait=wait_exponential_jitter(multiplier=0.1, max=DATABASE_PROBE_MAX_S, jitter=0.5),
+        ):
+            with attempt:
+                await self.store.pool.fetchval("SELECT 1", timeout=2)
+        log.info("database_back", away_s=round(time.monotonic() - since, 1))
+        await self.resume(cause="database")
 
     # -- the path ----------------------------------------------------------------------------
 
@@ -233,12 +333,18 @@ class Consumer:
             message = await self._inbox.get()
             if message.channel.is_closed:
                 continue  # its channel died: the broker has already put it back
+            if self._stopping or self._pauses:
+                await self._nack(message, requeue=True)  # arrived after we stopped taking any
+                continue
+            self._enter()  # in flight from here: a stop waits for its claim too
             try:
                 await self.process(message)
-            except Exception as exc:  # a bug of ours: keep the message, keep the loop
+            except Exception:  # a bug of ours: keep the message, keep the loop
                 log.exception("process_failed")
-                await self._hand_back(message, exc)
+                await asyncio.sleep(BUG_BACKOFF_S)
+                await self._nack(message, requeue=True)
             finally:
+                self._leave()
                 structlog.contextvars.clear_contextvars()
 
     async def process(self, message: AbstractIncomingMessage) -> None:
@@ -250,29 +356,45 @@ class Consumer:
         structlog.contextvars.bind_contextvars(
             task_id=str(msg.task_id), user_id=msg.user_id, queue=self.spec.name, attempt=msg.attempt
         )
+        if msg.type != self.spec.task_type:  # a message must fit its queue
+            await self._dead_letter_raw(
+                message, f"a {msg.type} message on {self.spec.name}: its queue is "
+                f"{QUEUES[msg.type].name}",
+            )  # fmt: skip
+            return
         try:
             claim = await self.store.claim(
-                msg,
-                redelivered=bool(message.redelivered),
-                queue=self.spec.name,
-                policy=self.policy(),
-            )
-        except INFRA_ERRORS as exc:
-            await self._hand_back(message, exc)
+                msg, redelivered=bool(message.redelivered), queue=self.spec.name,
+                policy=self.policy(), copy=copy_of(message.headers),
+            )  # fmt: skip
+        except UNAVAILABLE as exc:
+            await self._nack(message, requeue=True)
+            await self._database_away(exc)
             return
         except asyncpg.DataError as exc:  # e.g. a NUL in the payload: it can never be stored
             await self._dead_letter_raw(message, f"payload rejected by the database: {exc}")
             return
-        if claim.verdict == "claimed":
-            await self._run(message, msg, claim)
-        else:
+        except asyncpg.TransactionRollbackError:  # a deadlock with another claim: again
+            await self._nack(message, requeue=True)
+            return
+        if claim.verdict != "claimed":
             await self._settle_unclaimed(message, msg, claim)
+        elif self._stopping:  # the stop began while it was being claimed: not started
+            await self._release_claim(message, msg, claim)
+        else:
+            await self._run(message, msg, claim)
 
     async def _settle_unclaimed(
         self, message: AbstractIncomingMessage, msg: TaskMessage, claim: Claim
     ) -> None:
         if claim.verdict == "mismatch":
             await self._dead_letter_raw(message, "task_id names a task of another user or type")
+            return
+        if claim.verdict == "unknown":
+            await self._dead_letter_raw(
+                message, f"no task {msg.task_id}: only a chat_message creates its task from a "
+                "message; every other type is created with its row first",
+            )  # fmt: skip
             return
         outcome = {"duplicate": "duplicate", "cancelled": "cancelled", "exhausted": "dead_lettered"}
         if claim.verdict in outcome:
@@ -287,13 +409,26 @@ class Consumer:
         log.info("message_settled", verdict=claim.verdict)
         await self._ack(message)
 
+    async def _release_claim(
+        self, message: AbstractIncomingMessage, msg: TaskMessage, claim: Claim
+    ) -> None:
+        """Give a task claimed during a stop straight back, its attempt not counted."""
+        try:
+            await self.store.release(msg.task_id, claim.fence)
+        except StaleClaim:
+            pass  # another attempt has it: our copy is settled
+        except UNAVAILABLE:
+            await self._nack(message, requeue=True)  # the same copy takes it over later
+            return
+        log.info("task_released", before="start")
+        await self._ack(message)
+
     async def _run(self, message: AbstractIncomingMessage, msg: TaskMessage, claim: Claim) -> None:
         loop = asyncio.get_running_loop()
-        deadline_s = self.settings.task_deadline_s or self.spec.deadline_s
         ctx = TaskContext(
             message=msg, input=claim.input, user_id=claim.user_id, chat_id=claim.chat_id,
             attempt=claim.attempts, max_attempts=claim.max_attempts, fence=claim.fence,
-            deadline=loop.time() + deadline_s, last_checkpoint=claim.checkpoint,
+            deadline=loop.time() + self.deadline_s, last_checkpoint=claim.checkpoint,
             store=self.store, publish=self._publish_event, row_seq=claim.event_seq,
             message_id=claim.message_id, preloaded=claim.preloaded,
         )  # fmt: skip
@@ -303,7 +438,6 @@ class Consumer:
         )
         started = time.monotonic()
         self.inflight[msg.task_id] = ctx
-        self._idle.clear()
         INFLIGHT.labels(self.spec.name).inc()
         try:
             ctx.hold()
@@ -312,13 +446,9 @@ class Consumer:
             self._faults.hit("after_handler")
             # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
             await asyncio.shield(self._persist(message, ctx, outcome))
-        except INFRA_ERRORS as exc:
-            await self._hand_back(message, exc)
         finally:
             ctx.release()
             del self.inflight[msg.task_id]
-            if not self.inflight:
-                self._idle.set()
             INFLIGHT.labels(self.spec.name).dec()
             TASK_DURATION.labels(self.spec.name).observe(time.monotonic() - started)
 
@@ -337,7 +467,7 @@ class Consumer:
         except TaskCancelled as exc:
             return exc
         except TimeoutError:
-            return TaskTimeout(f"deadline of {self.spec.deadline_s:g}s exceeded")
+            return TaskTimeout(f"deadline of {self.deadline_s:g}s exceeded")
         except asyncio.CancelledError:
             if ctx.interrupt_reason is None:
                 raise
@@ -355,7 +485,7 @@ class Consumer:
         self, message: AbstractIncomingMessage, ctx: TaskContext, outcome: Outcome
     ) -> None:
         try:
-            status, seq = await self._commit(ctx, outcome)
+            committed = await self._commit_durably(ctx, outcome)
             self._faults.hit("after_commit")
         except StaleClaim:
             # Another attempt owns the task now; our copy of the message is settled.
@@ -363,49 +493,81 @@ class Consumer:
             log.warning("stale_claim", fence=ctx.fence)
             await self._ack(message)
             return
-        if isinstance(outcome, Released):
-            await self._nack(message, requeue=True)
+        outcome = committed.outcome
+        if isinstance(outcome, Released):  # its next message is an outbox row now
+            await self._ack(message)
             log.info("task_released")
             return
         if isinstance(outcome, Waiting):  # committed with their outbox rows: publish them now
-            await publish_children(self._parts(), outcome)
+            await publish_children(self._parts(), outcome, committed.child_rows)
         await self._ack(message)
         if isinstance(outcome, TaskResult):
             ctx.drop_held()
         else:
             ctx.release()
-        ctx._advance(seq)
-        await ctx.emit_status(status, **_event_fields(outcome, ctx))
+        ctx._advance(committed.seq)
+        await ctx.emit_status(committed.status, **_event_fields(outcome, ctx))
 
-    async def _commit(self, ctx: TaskContext, outcome: Outcome) -> tuple[str, int]:
+    async def _commit_durably(self, ctx: TaskContext, outcome: Outcome) -> Committed:
+        """Commit the outcome, waiting out an outage of our database: the delivery stays
+        unacknowledged meanwhile (it is still ours), and no new one is taken."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(UNAVAILABLE),
+            wait=wait_exponential_jitter(multiplier=0.1, max=DATABASE_PROBE_MAX_S, jitter=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return await self._commit_storable(ctx, outcome)
+                except UNAVAILABLE as exc:
+                    log.warning("outcome_commit_waiting", error=repr(exc))
+                    await self._database_away(exc)
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _commit_storable(self, ctx: TaskContext, outcome: Outcome) -> Committed:
+        """An outcome the database refuses as data (a NUL in the output) is the task's
+        error: the task fails with it, rather than come back as if its worker were lost."""
+        try:
+            return await self._commit(ctx, outcome)
+        except asyncpg.DataError as exc:
+            if isinstance(outcome, TaskError):
+                raise  # our own error record: a bug of ours, not the task's
+            log.warning("outcome_unstorable", error=str(exc))
+            failure = PermanentError(f"the outcome cannot be stored: {exc}",
+                                     code="unstorable_output")  # fmt: skip
+            return await self._commit(ctx, failure)
+
+    async def _commit(self, ctx: TaskContext, outcome: Outcome) -> Committed:
         """Write the outcome, fenced. Returns the status it committed and its event_seq."""
         task_id, fence, queue = ctx.task_id, ctx.fence, self.spec.name
         if isinstance(outcome, TaskResult):
             seq = await self.store.complete(task_id, fence, outcome.output, outcome.reply)
             self._count("completed", "task_completed")
-            return "completed", seq
+            return Committed("completed", seq, outcome)
         if isinstance(outcome, TaskCancelled):
             seq = await self.store.cancelled(task_id, fence, ctx.partial_output)
             self._count("cancelled", "task_cancelled")
-            return "cancelled", seq
+            return Committed("cancelled", seq, outcome)
         if isinstance(outcome, Released):
-            return "queued", await self.store.release(task_id, fence)
+            return Committed("queued", await self.store.release(task_id, fence), outcome)
         if isinstance(outcome, Waiting):
-            seq = await self.store.wait(task_id, fence, outcome.state, outcome.rows(),
-                                        self.settings.outbox_grace_s)  # fmt: skip
+            seq, rows = await self.store.wait(
+                task_id, fence, outcome.state, outcome.rows(), self.settings.outbox_grace_s
+            )
             log.info("task_waiting", children=len(outcome.children))
-            return "waiting", seq
+            return Committed("waiting", seq, outcome, rows)
         decision = decide(outcome, attempt=ctx.attempt, max_attempts=ctx.max_attempts,
                           backoff=self.backoff())  # fmt: skip
         if decision.retry:
             seq = await self.store.retry(task_id, fence, outcome.as_dict(), queue, decision.delay_s)
             self._count("retried", "task_retry_scheduled", error=outcome.code,
                         delay_s=round(decision.delay_s, 3))  # fmt: skip
-            return "retrying", seq
+            return Committed("retrying", seq, outcome)
         seq = await self.store.fail(task_id, fence, outcome.as_dict(), queue, decision.reason)
         self._count("failed", "task_failed", error=outcome.code, message=str(outcome))
         TASKS.labels(queue, "dead_lettered").inc()
-        return "failed", seq
+        return Committed("failed", seq, outcome)
 
     def _count(self, outcome: str, event: str, **fields: Any) -> None:
         TASKS.labels(self.spec.name, outcome).inc()

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     retry_max_s: float | None = Field(None, gt=0, validation_alias="RETRY_MAX_S")
     task_deadline_s: float | None = Field(None, gt=0, validation_alias="TASK_DEADLINE_S")
 
+    # The reconciler (taskfleet/reconciler.py), one pass every RECONCILE_INTERVAL_S in one
+    # process of the fleet (0: off). A queued task whose message was lost, or a waiting task
+    # whose children all ended, is repaired once it has not changed for RECONCILE_AFTER_S; a
+    # running task is handed over when its holder is gone or it is TASK_GRACE_S past its
+    # deadline.
+    reconcile_interval_s: float = Field(5.0, ge=0, validation_alias="RECONCILE_INTERVAL_S")
+    reconcile_after_s: float = Field(60.0, gt=0, validation_alias="RECONCILE_AFTER_S")
+    task_grace_s: float = Field(60.0, ge=0, validation_alias="TASK_GRACE_S")
+
     user_concurrency: int = Field(4, ge=1, validation_alias="USER_CONCURRENCY")
     throttle_delay_s: float = Field(1.0, gt=0, validation_alias="THROTTLE_DELAY_S")
     max_content_chars: int = Field(32_000, ge=1, validation_alias="MAX_CONTENT_CHARS")

@@ -55,10 +55,23 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A committed task's message and the outbox row that keeps it until it is published.
+
+    Whoever publishes it forgets that row, by its id: the row of this message and no other
+    (a later one of the same task, a resume say, is another message still to send).
+    """
+
+    message: TaskMessage
+    outbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChatSubmission:
     task_id: UUID
     message_id: UUID
     created: bool
+    outbox_id: int | None = None
 
 
 class OverQuota(Exception):
@@ -110,6 +123,8 @@ class ClaimPolicy:
     user_limit: int
     throttle_s: float
     preload: Preload | None = None
+    holder: UUID | None = None  # the claiming consumer's row in the worker registry
+    deadline_s: float | None = None  # the attempt's deadline, kept on the row
 
 
 FORGET_EVERY_S = 0.05
@@ -134,11 +149,12 @@ _SUBMIT_MANY = (
 # answers back to the calls.
 _CLAIM_MANY = (
     "SELECT m.n, c.*{preload} FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
-    " $5::jsonb[], $6::integer[], $7::boolean[]) WITH ORDINALITY"
-    " AS m(id, type, user_id, chat_id, payload, attempt, redelivered, n)"
+    " $5::jsonb[], $6::integer[], $7::boolean[], $8::text[]) WITH ORDINALITY"
+    " AS m(id, type, user_id, chat_id, payload, attempt, redelivered, copy, n)"
     " CROSS JOIN LATERAL tf_claim(m.id, m.type, m.user_id, m.chat_id, m.payload, m.attempt,"
-    " m.redelivered, $8, $9, $10, $11) c"
+    " m.redelivered, $9, $10, $11, $12, m.copy, $13, $14) c"
 )
+_PRELOAD_FIRST_PARAM = 15
 _COMPLETE_MANY = (
     "SELECT x.n, tf_complete(x.id, x.fence, x.output, x.reply) AS seq"
     " FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::text[]) WITH ORDINALITY"
@@ -152,6 +168,7 @@ class _ClaimCall:
     redelivered: bool
     queue: str
     policy: ClaimPolicy
+    copy: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +203,7 @@ def _submission_arrays(calls: Sequence[_SubmitCall]) -> list[list[Any]]:
 
 def _preloading(preload: Preload) -> str:
     """The column a claim adds for its handler (only for a `claimed` verdict)."""
-    params = "".join(f", ${12 + i}" for i in range(len(preload.args)))
+    params = "".join(f", ${_PRELOAD_FIRST_PARAM + i}" for i in range(len(preload.args)))
     return (
         f", CASE WHEN c.verdict = 'claimed' THEN {preload.function}"
         f"(c.user_id, c.chat_id, m.id{params}) END AS preloaded"
@@ -210,7 +227,7 @@ class TaskStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._forgotten: list[UUID] = []
+        self._forgotten: list[int] = []
         self._forget_batching = False
         # Every kernel runs their loops (batched_claims, batched_completions, batched_submissions).
         self._claims = Coalescer("claim", self._claim_many, self._claim_one)
@@ -229,9 +246,11 @@ class TaskStore:
     # -- the message path ---------------------------------------------------------------
 
     async def claim(
-        self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy
-    ) -> Claim:
-        return await self._claims(_ClaimCall(msg, redelivered, queue, policy))
+        self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy,
+        copy: str | None = None,
+    ) -> Claim:  # fmt: skip
+        """Claim a delivery; `copy` is its COPY_HEADER (None: a backend's own publish)."""
+        return await self._claims(_ClaimCall(msg, redelivered, queue, policy, copy))
 
     async def _claim_one(self, call: _ClaimCall) -> Claim:
         return (await self._claim_many([call]))[0]
@@ -262,8 +281,9 @@ class TaskStore:
                 _CLAIM_MANY.format(preload=preload),
                 [m.task_id for m in msgs], [m.type.value for m in msgs],
                 [m.user_id for m in msgs], [m.chat_id for m in msgs], [m.payload for m in msgs],
-                [m.attempt for m in msgs], [c.redelivered for _, c in group], queue,
-                policy.max_attempts, policy.user_limit, policy.throttle_s,
+                [m.attempt for m in msgs], [c.redelivered for _, c in group],
+                [c.copy for _, c in group], queue, policy.max_attempts, policy.user_limit,
+                policy.throttle_s, policy.holder, policy.deadline_s,
                 *(policy.preload.args if policy.preload else ()),
             )  # fmt: skip
             for row in rows:
@@ -310,16 +330,23 @@ class TaskStore:
         return await self._fenced("SELECT tf_cancelled($1, $2, $3)", task_id, fence, partial)
 
     async def release(self, task_id: UUID, fence: int) -> int:
+        """Hand the task back uncounted; its next message is an outbox row due at once."""
         return await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
 
     async def wait(
         self, task_id: UUID, fence: int, state: Any, children: list[dict[str, Any]],
         relay_grace_s: float,
-    ) -> int:  # fmt: skip
-        """processing -> waiting, `state` as checkpoint, with the children (taskfleet.waiting)."""
-        return await self._fenced(
-            "SELECT tf_wait($1, $2, $3, $4, $5)", task_id, fence, state, children, relay_grace_s
-        )
+    ) -> tuple[int, list[int]]:  # fmt: skip
+        """processing -> waiting, `state` as checkpoint, with the children (taskfleet.waiting).
+
+        Returns the event_seq and the children's outbox row ids, in the children's order."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM tf_wait($1, $2, $3, $4, $5)",
+            task_id, fence, state, children, relay_grace_s,
+        )  # fmt: skip
+        if row is None:
+            raise StaleClaim(f"task {task_id}: fence {fence} is no longer current")
+        return int(row["event_seq"]), list(row["outbox_ids"])
 
     async def progress(
         self, task_id: UUID, fence: int, fraction: float, stage: str | None, message: str | None
@@ -394,13 +421,13 @@ class TaskStore:
         new: NewTask,
         *,
         relay_grace_s: float,
-    ) -> UUID | None:
+    ) -> Outgoing | None:
         """Insert a task and its outbox row inside the caller's transaction.
 
-        Returns the new id, or None when `idempotency_key` names an existing task of the user.
-        The outbox row is due only after `relay_grace_s`: the caller publishes the message
-        itself right after commit (`taskfleet.submit.publish_after_commit`) and deletes the row;
-        the relay takes over if the caller dies or the publish fails.
+        Returns its message and outbox row, or None when `idempotency_key` names an existing
+        task of the user. The outbox row is due only after `relay_grace_s`: the caller
+        publishes the message itself right after commit (`taskfleet.submit`) and deletes the
+        row; the relay takes over if the caller dies or the publish fails.
         """
         inserted: UUID | None = await conn.fetchval(
             "INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,"
@@ -412,12 +439,12 @@ class TaskStore:
         )  # fmt: skip
         if inserted is None:
             return None
-        await conn.execute(
+        outbox_id: int = await conn.fetchval(
             "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
-            " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3))",
+            " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3)) RETURNING id",
             new.task_id, QUEUES[new.type].name, relay_grace_s,
         )  # fmt: skip
-        return new.task_id
+        return Outgoing(new.message(), outbox_id)
 
     async def submit_chat(
         self,
@@ -453,7 +480,7 @@ class TaskStore:
                 new.user_id, new.idempotency_key,
             )  # fmt: skip
             return ChatSubmission(row["id"], row["message_id"], created=False)
-        return ChatSubmission(task_id, call.message_id, created=True)
+        return ChatSubmission(task_id, call.message_id, created=True, outbox_id=row["outbox_id"])
 
     async def _submit_one(self, call: _SubmitCall) -> asyncpg.Record:
         return (await self._submit_many([call]))[0]
@@ -474,16 +501,16 @@ class TaskStore:
         )  # fmt: skip
         return [dict(r) for r in rows]
 
-    async def forget_outbox(self, task_id: UUID) -> None:
-        """The writer published the task's first message itself: the relay need not.
+    async def forget_outbox(self, outbox_id: int) -> None:
+        """The writer published this outbox row's message itself: the relay need not.
 
         While `forget_in_batches` runs (every kernel runs it), the row goes with the next
         batch instead of in a transaction of its own.
         """
         if self._forget_batching:
-            self._forgotten.append(task_id)
+            self._forgotten.append(outbox_id)
             return
-        await self._delete_outbox_rows([task_id])
+        await self._delete_outbox_rows([outbox_id])
 
     async def forget_in_batches(self) -> None:
         """A kernel's loop: delete the outbox rows of published tasks, many per statement.
@@ -506,7 +533,11 @@ class TaskStore:
         if batch:
             await self._delete_outbox_rows(batch)
 
-    async def _delete_outbox_rows(self, task_ids: list[UUID]) -> None:
+    async def _delete_outbox_rows(self, ids: list[int]) -> None:
+        # By row id: the rows of these messages, never a later row of the same task. SKIP
+        # LOCKED: a row the relay holds is being published by it, and it deletes it itself.
         await self.pool.execute(
-            "DELETE FROM outbox WHERE task_id = ANY($1::uuid[]) AND kind = 'task'", task_ids
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id = ANY($1::bigint[])"
+            " FOR UPDATE SKIP LOCKED)",
+            ids,
         )

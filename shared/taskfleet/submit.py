@@ -7,20 +7,22 @@ crash between commit and publish never loses one: the outbox relay publishes wha
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
 from taskfleet.constants import QUEUES
 from taskfleet.errors import PublishFailed
 from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
+from taskfleet.messages import copy_headers
 from taskfleet.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.settings import Settings
-from taskfleet.store import NewTask
+from taskfleet.store import NewTask, Outgoing
 
 log = structlog.get_logger("taskfleet.submit")
 
-Publish = Callable[[str, bytes, str], Awaitable[None]]
+# (queue, body, message_id, headers): tests inject a failing one.
+Publish = Callable[[str, bytes, str, dict[str, Any]], Awaitable[None]]
 
 
 def new_task(settings: Settings, **fields: object) -> NewTask:
@@ -31,28 +33,32 @@ def new_task(settings: Settings, **fields: object) -> NewTask:
 
 
 async def publish_after_commit(
-    kernel: Kernel, message: TaskMessage, publish: Publish | None = None
+    kernel: Kernel, outgoing: Outgoing, publish: Publish | None = None
 ) -> bool:
-    """Publish a committed task's first message and drop its outbox row.
+    """Publish a committed task's message and drop its outbox row (that row, by its id).
 
     On failure the row stays and the relay publishes it after OUTBOX_GRACE_S; returns whether
     this call published it.
     """
+    message = outgoing.message
     queue = kernel.settings.queue(QUEUES[message.type].name)
     if not kernel.broker.ready:
         # Do not keep the client waiting on a broker that is away: the row is durable and
         # the relay publishes it once the broker is back.
         log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error="no broker")
         return False
+    headers = copy_headers()
     try:
         if publish is None:
-            await kernel.broker.publish(queue, message.dumps(), message_id=str(message.task_id))
+            await kernel.broker.publish(
+                queue, message.dumps(), message_id=str(message.task_id), headers=headers
+            )
         else:
-            await publish(queue, message.dumps(), str(message.task_id))
+            await publish(queue, message.dumps(), str(message.task_id), headers)
     except PublishFailed as exc:
         log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error=str(exc))
         return False
-    await kernel.store.forget_outbox(message.task_id)
+    await kernel.store.forget_outbox(outgoing.outbox_id)
     return True
 
 
@@ -74,7 +80,7 @@ class Publisher:
     def __init__(self, kernel: Kernel, publish: Publish | None = None, *, backlog: int = 64):
         self.kernel, self._publish = kernel, publish
         self._room = asyncio.Semaphore(backlog)
-        self._pending: list[TaskMessage] = []
+        self._pending: list[Outgoing] = []
         self._wake = asyncio.Event()
         self._running = False
 
@@ -82,20 +88,20 @@ class Publisher:
     def running(self) -> bool:
         return self._running
 
-    async def send(self, message: TaskMessage) -> None:
+    async def send(self, outgoing: Outgoing) -> None:
         """Hand over a committed task's first message; returns before the broker confirms."""
         if not self._running:
-            await publish_after_commit(self.kernel, message, self._publish)
+            await publish_after_commit(self.kernel, outgoing, self._publish)
             return
         try:
             async with asyncio.timeout(self.kernel.settings.publish_timeout_s):
                 await self._room.acquire()
         except TimeoutError:
             PUBLISHER_DEFERRED.inc()
-            log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
+            log.warning("publish_deferred_to_relay", task_id=str(outgoing.message.task_id),
                         error="publisher backlog full")  # fmt: skip
             return
-        self._pending.append(message)
+        self._pending.append(outgoing)
         PUBLISHER_WAITING.inc()
         self._wake.set()
 
@@ -123,9 +129,9 @@ class Publisher:
             PUBLISHER_WAITING.dec(len(batch))
             for _ in batch:
                 self._room.release()
-        for message, result in zip(batch, results, strict=True):
+        for outgoing, result in zip(batch, results, strict=True):
             if result is not True:  # the row stays: the relay publishes it
                 PUBLISHER_DEFERRED.inc()
             if isinstance(result, BaseException):
-                log.warning("publish_deferred_to_relay", task_id=str(message.task_id),
+                log.warning("publish_deferred_to_relay", task_id=str(outgoing.message.task_id),
                             error=repr(result))  # fmt: skip

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfleet.kernel import Kernel
-from taskfleet.store import NewTask
+from taskfleet.store import NewTask, Outgoing
 from taskfleet.submit import publish_after_commit
 
 
@@ -38,6 +38,9 @@ class Waiting:
         ]  # fmt: skip
 
 
-async def publish_children(kernel: Kernel, waiting: Waiting) -> None:
-    """After the commit: publish each child's first message (the relay covers a failure)."""
-    await asyncio.gather(*(publish_after_commit(kernel, c.message()) for c in waiting.children))
+async def publish_children(kernel: Kernel, waiting: Waiting, outbox_ids: list[int]) -> None:
+    """After the commit: publish each child's first message (the relay covers a failure).
+
+    `outbox_ids`: the children's outbox rows, in their order (tf_wait's answer)."""
+    sends = [Outgoing(c.message(), i) for c, i in zip(waiting.children, outbox_ids, strict=True)]
+    await asyncio.gather(*(publish_after_commit(kernel, outgoing) for outgoing in sends))

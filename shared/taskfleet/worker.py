@@ -1,21 +1,16 @@
 """`taskfleet worker NAME`: one work queue, its handler, health and metrics, graceful stop."""
 
 import asyncio
-import contextlib
 from collections.abc import Callable
-from functools import partial
 
-import asyncpg
 import structlog
 from aiohttp import web
 
-from taskfleet import registry
 from taskfleet.constants import QueueSpec
 from taskfleet.errors import MemoryExhausted
 from taskfleet.health import add_health_routes, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.memguard import MemoryGuard
-from taskfleet.registry import Registration
 from taskfleet.runner import Consumer, Handler
 from taskfleet.settings import Settings
 from taskfleet.store import Preload
@@ -59,12 +54,6 @@ async def run_worker(
             stop=stop, queue=spec.name,
         )  # fmt: skip
         kernel.supervisor.spawn("memory-guard", guard.run)
-        me = Registration(worker=spec.worker, queue=consumer.queue, concurrency=concurrency,
-                          heartbeat_s=settings.worker_heartbeat_s)  # fmt: skip
-        kernel.supervisor.spawn("registry-heartbeat", partial(
-            registry.heartbeat, kernel.pool, me, lambda: list(consumer.inflight),
-            kernel.supervisor.running,
-        ))  # fmt: skip
         db_ok = database_check(kernel.pool)
 
         async def ready() -> dict[str, bool]:
@@ -72,7 +61,7 @@ async def run_worker(
                     "consuming": consumer.consuming}  # fmt: skip
 
         app = web.Application()
-        add_health_routes(app, ready)
+        add_health_routes(app, ready, why=lambda: consumer.pause_reasons)
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port)
         bound = runner.addresses[0][1] if runner.addresses else port
@@ -83,9 +72,6 @@ async def run_worker(
             await stop.wait()
             log.info("worker_stopping", inflight=len(consumer.inflight))
             await consumer.stop(settings.shutdown_grace_s)
-            await kernel.supervisor.stop("registry-heartbeat")
-            with contextlib.suppress(asyncpg.PostgresError, OSError, TimeoutError):
-                await registry.mark_stopped(kernel.pool, me)
         finally:
             await runner.cleanup()
         log.info("worker_stopped")

@@ -21,7 +21,7 @@ SERVICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'backend', scope='
 
 @pytest.fixture
 async def client(kernel: Kernel) -> AsyncIterator[TestClient[Any, Any]]:
-    async def no_publish(queue: str, body: bytes, message_id: str) -> None:
+    async def no_publish(queue: str, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         """Nothing consumes in these tests; keep the queue empty for the others."""
 
     async with TestClient(TestServer(create_app(kernel, publish=no_publish))) as c:

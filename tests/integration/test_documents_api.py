@@ -26,7 +26,7 @@ async def make_client(kernel: Kernel) -> AsyncIterator[Callable[..., Awaitable[C
     """An API whose publish is a no-op (nothing consumes here), with settings overrides."""
     clients: list[Client] = []
 
-    async def no_publish(queue: str, body: bytes, message_id: str) -> None:
+    async def no_publish(queue: str, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         """The task and its outbox row are committed; keep the queue empty for other tests."""
 
     async def make(**overrides: Any) -> Client:

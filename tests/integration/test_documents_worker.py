@@ -6,7 +6,7 @@ goes on afterwards is the same one.
 """
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,6 +22,7 @@ from taskfleet.constants import QUEUES, TaskType
 from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
 from taskfleet.runner import Handler
+from taskfleet.store import NewTask
 from tests.conftest import wait_for
 from tests.doc_fixtures import form, live_parsers, store_document
 from tests.integration.api_client import api, auth, new_user
@@ -220,13 +221,24 @@ class TestIsolation:
         alice, mallory = new_user("alice"), new_user("mallory")
         mine = await upload(client, alice, text_pdf(["Secret pangolin itinerary."]))
         await wait_document(client, alice, mine["document_id"], "indexed")
-        # Published straight to the queue, as a backend may: the worker creates the task for
-        # the user the message names, and that user has no such document.
+        # Published straight to the queue: only a chat message creates its task from a
+        # message, so this one is dead-lettered and no task is made for it.
+        await drain_dlq(kernel, DOCS.name)
         forged = TaskMessage(task_id=uuid4(), type=TaskType.DOCUMENT, user_id=mallory,
                              payload={"document_id": mine["document_id"]})  # fmt: skip
         await kernel.broker.publish(kernel.settings.queue(DOCS.name), forged.dumps(),
                                     message_id=str(forged.task_id))  # fmt: skip
-        failed = await wait_status(kernel, forged.task_id, "failed")
+        [letter] = await wait_for(lambda: _some(drain_dlq(kernel, DOCS.name)),
+                                  what="the forged message's dead letter")  # fmt: skip
+        assert "no task" in str(letter.headers["x-taskfleet-reason"])
+        assert await kernel.store.get_task(forged.task_id) is None
+        # A task row of that user naming it (as if created by the kernel) finds nothing either
+        named = NewTask(type=TaskType.DOCUMENT, user_id=mallory, max_attempts=1,
+                        input={"document_id": mine["document_id"]})  # fmt: skip
+        async with kernel.pool.acquire() as conn:
+            outgoing = await kernel.store.insert_task(conn, named, relay_grace_s=0)
+        assert outgoing is not None
+        failed = await wait_status(kernel, named.task_id, "failed")
         assert failed["error"]["code"] == "document_not_found"
         assert await search(client, mallory, "pangolin") == []
         assert [h["page"] for h in await search(client, alice, "pangolin")] == [1]
@@ -257,3 +269,7 @@ class TestDeleteWhileIndexing:
             assert await kernel.pool.fetchval(
                 f"SELECT count(*) FROM {table} WHERE {column} = $1", doc_id
             ) == 0  # fmt: skip
+
+
+async def _some(found: Awaitable[list[Any]]) -> list[Any] | None:
+    return (await found) or None

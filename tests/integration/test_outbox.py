@@ -24,7 +24,9 @@ class TestOutboxRelay:
         await consume(reply)
         attempted: list[str] = []
 
-        async def broken_publish(queue: str, body: bytes, message_id: str) -> None:
+        async def broken_publish(
+            queue: str, body: bytes, message_id: str, headers: dict[str, Any]
+        ) -> None:
             # What a crash between commit and publish leaves behind: committed, not published.
             attempted.append(message_id)
             raise PublishFailed("simulated: the API died before publishing")

@@ -19,6 +19,7 @@ from taskfleet.kernel import Kernel
 from taskfleet.messages import TaskMessage
 from taskfleet.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.settings import Settings
+from taskfleet.store import Outgoing
 from taskfleet.submit import Publisher
 from tests.conftest import JWT_SECRET, wait_for
 
@@ -35,7 +36,9 @@ class Gate:
         self.attempted: list[str] = []
         self.published: list[str] = []
 
-    async def __call__(self, queue: str, body: bytes, message_id: str) -> None:
+    async def __call__(
+        self, queue: str, body: bytes, message_id: str, headers: dict[str, Any]
+    ) -> None:
         self.attempted.append(message_id)
         await self.open.wait()
         self.published.append(message_id)
@@ -46,9 +49,10 @@ def tuned(kernel: Kernel, **overrides: Any) -> Kernel:
     return Kernel(settings, kernel.pool, kernel.store, kernel.broker, kernel.supervisor)
 
 
-def message() -> TaskMessage:
-    return TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice", chat_id="p",
-                       payload={"content": "hi"})  # fmt: skip
+def message() -> Outgoing:
+    """A committed task's message (its outbox row, 0, is none: nothing to forget)."""
+    return Outgoing(TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice",
+                                chat_id="p", payload={"content": "hi"}), 0)  # fmt: skip
 
 
 async def outbox_rows(kernel: Kernel, task_id: str) -> int:
@@ -115,7 +119,7 @@ async def test_a_full_backlog_holds_the_sender_until_a_batch_is_confirmed(
     gate.open.set()
     await asyncio.wait_for(blocked, 10)
     await wait_for(lambda: _true(len(gate.published) == 3), what="the third message published")
-    assert gate.published == [str(m.task_id) for m in (first, second, third)]
+    assert gate.published == [str(m.message.task_id) for m in (first, second, third)]
     await wait_for(lambda: _true(PUBLISHER_WAITING._value.get() == waiting), what="gauge back")
 
 
@@ -132,7 +136,9 @@ async def test_past_the_publish_timeout_a_held_sender_leaves_its_message_to_the_
     assert PUBLISHER_DEFERRED._value.get() == deferred + 1
     gate.open.set()
     await wait_for(lambda: _true(len(gate.published) == 1), what="the first message published")
-    assert str(late.task_id) not in gate.attempted  # its outbox row is the relay's to publish
+    assert (
+        str(late.message.task_id) not in gate.attempted
+    )  # its outbox row is the relay's to publish
 
 
 async def test_stopping_publishes_what_waits_and_leaves_the_interrupted_to_the_relay(
@@ -141,9 +147,11 @@ async def test_stopping_publishes_what_waits_and_leaves_the_interrupted_to_the_r
     held, waiting = message(), message()
 
     class HoldFirst(Gate):
-        async def __call__(self, queue: str, body: bytes, message_id: str) -> None:
-            if message_id == str(held.task_id):
-                await super().__call__(queue, body, message_id)
+        async def __call__(
+            self, queue: str, body: bytes, message_id: str, headers: dict[str, Any]
+        ) -> None:
+            if message_id == str(held.message.task_id):
+                await super().__call__(queue, body, message_id, headers)
             else:
                 self.published.append(message_id)
 
@@ -151,17 +159,18 @@ async def test_stopping_publishes_what_waits_and_leaves_the_interrupted_to_the_r
     publisher = Publisher(kernel, gate)
     await start(kernel, publisher, running)
     await publisher.send(held)
-    await wait_for(lambda: _true(gate.attempted == [str(held.task_id)]), what="a batch in flight")
+    await wait_for(lambda: _true(gate.attempted == [str(held.message.task_id)]),
+                   what="a batch in flight")  # fmt: skip
     await publisher.send(waiting)  # waits for the next batch
     await kernel.supervisor.stop(running.pop())
-    assert gate.published == [str(waiting.task_id)]
+    assert gate.published == [str(waiting.message.task_id)]
 
 
 async def test_without_its_loop_the_publisher_publishes_at_once(kernel: Kernel) -> None:
     gate = Gate(hold=False)
     sent = message()
     await Publisher(kernel, gate).send(sent)
-    assert gate.published == [str(sent.task_id)]
+    assert gate.published == [str(sent.message.task_id)]
 
 
 async def test_the_brokers_publish_is_confirmed_persistent_and_refused_when_unroutable(

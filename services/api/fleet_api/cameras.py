@@ -173,13 +173,16 @@ async def upload_frame(request: web.Request) -> web.Response:
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             user_id, camera_id,
         )  # fmt: skip
-        await kernel.store.insert_task(conn, new, relay_grace_s=kernel.settings.outbox_grace_s)
+        outgoing = await kernel.store.insert_task(
+            conn, new, relay_grace_s=kernel.settings.outbox_grace_s
+        )
         await conn.execute(
             "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source, content_type,"
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
             frame_id, user_id, camera_id, new.task_id, content_type, image,
         )  # fmt: skip
-    await request.app[PUBLISHER].send(new.message())
+    if outgoing is not None:  # None only for an idempotent repeat, which these never are
+        await request.app[PUBLISHER].send(outgoing)
     accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
     return json_response(accepted.model_dump(mode="json"), status=202)
 

@@ -303,9 +303,12 @@ async def upload_document(request: web.Request) -> web.Response:
     new = new_task(kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
                    input={"document_id": str(doc.id)})  # fmt: skip
     async with user_db(request, user_id).acquire() as conn:
-        await kernel.store.insert_task(conn, new, relay_grace_s=kernel.settings.outbox_grace_s)
+        outgoing = await kernel.store.insert_task(
+            conn, new, relay_grace_s=kernel.settings.outbox_grace_s
+        )
         await documents.insert_document(conn, _blobs(request), doc, upload.data, new.task_id)
-    await request.app[PUBLISHER].send(new.message())
+    if outgoing is not None:  # None only for an idempotent repeat, which these never are
+        await request.app[PUBLISHER].send(outgoing)
     accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
     return json_response(accepted.model_dump(mode="json"), status=202)
 

@@ -20,7 +20,7 @@ from fleet_api.openapi import OpenApi, Operation
 from taskfleet import operations, quotas
 from taskfleet.constants import TaskType
 from taskfleet.kernel import Kernel
-from taskfleet.store import OverQuota
+from taskfleet.store import Outgoing, OverQuota
 from taskfleet.submit import Publisher, new_task
 from taskfleet.tenancy import Db, audited, for_user
 
@@ -100,8 +100,8 @@ async def chat_stream(request: web.Request) -> web.Response:
         )  # fmt: skip
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
-    if submission.created:
-        await request.app[PUBLISHER].send(new.message())
+    if submission.created and submission.outbox_id is not None:
+        await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
     status = "queued"  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         task = await operations.get_task(db, submission.task_id)

@@ -27,7 +27,7 @@ import structlog
 from taskfleet.constants import TaskType
 from taskfleet.db import create_pool
 from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
+from taskfleet.store import Outgoing
 from taskfleet.submit import new_task, publish_after_commit
 
 log = structlog.get_logger("camera_worker.scheduler")
@@ -98,7 +98,7 @@ class CaptureScheduler:
 
     async def tick(self, conn: asyncpg.Connection) -> float:
         """Create the capture tasks of every due slot; returns how long to sleep."""
-        messages: list[TaskMessage] = []
+        messages: list[Outgoing] = []
         async with conn.transaction():
             for camera in await conn.fetch(_DUE, BATCH):
                 message = await self._capture(conn, camera)
@@ -118,9 +118,7 @@ class CaptureScheduler:
         tick_s = self.kernel.settings.camera_scheduler_tick_s
         return tick_s if until_due is None else min(tick_s, max(0.01, float(until_due)))
 
-    async def _capture(
-        self, conn: asyncpg.Connection, camera: asyncpg.Record
-    ) -> TaskMessage | None:
+    async def _capture(self, conn: asyncpg.Connection, camera: asyncpg.Record) -> Outgoing | None:
         settings, user_id, camera_id = self.kernel.settings, camera["user_id"], camera["camera_id"]
         interval = timedelta(seconds=camera["interval_s"])
         behind: int = camera["behind"]
@@ -134,10 +132,10 @@ class CaptureScheduler:
                      input={"frame_id": str(frame_id), "camera_id": camera_id}),
             max_attempts=settings.camera_capture_max_attempts,
         )  # fmt: skip
-        created = True
+        outgoing: Outgoing | None = None
         try:
             async with conn.transaction():  # a savepoint: a clash undoes only this camera
-                await self.kernel.store.insert_task(
+                outgoing = await self.kernel.store.insert_task(
                     conn, new, relay_grace_s=settings.outbox_grace_s
                 )
                 await conn.execute(
@@ -148,9 +146,9 @@ class CaptureScheduler:
         except asyncpg.UniqueViolationError:
             # Cannot happen while the lock holds; the unique slot index makes sure of it.
             log.error("camera_slot_exists", camera_id=camera_id, slot_at=slot.isoformat())
-            created = False
+            outgoing = None
         await conn.execute(
             "UPDATE cameras SET next_capture_at = $3 WHERE user_id = $1 AND camera_id = $2",
             user_id, camera_id, slot + interval,
         )  # fmt: skip
-        return new.message() if created else None
+        return outgoing
