@@ -3,6 +3,7 @@ database and namespace, driven over HTTP, and the check every scenario ends with
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -12,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import aio_pika
 import aiohttp
 import asyncpg
 
 from taskfleet.auth import issue_token
+from taskfleet.messages import TaskMessage
 from taskfleet.settings import Settings
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
@@ -28,8 +31,10 @@ class Fleet:
     spawn: Callable[..., Proc]
     workers: int = 2
     worker_env: dict[str, Any] = field(default_factory=dict)
+    tools: int = 0  # tool workers, for chats that call tools
     api: Proc | None = None
     chat: list[Proc] = field(default_factory=list)
+    tool: list[Proc] = field(default_factory=list)
     spawned: list[Proc] = field(default_factory=list)  # every worker process ever started
     port: int = field(default_factory=free_port)
 
@@ -40,7 +45,13 @@ class Fleet:
     async def start(self) -> None:
         self.api = self.spawn(["api", "--port", str(self.port)], process_env(self.settings))
         self.chat = [self.start_worker(i) for i in range(self.workers)]
+        env = process_env(self.settings, **self.worker_env)
+        self.tool = [self.spawn(["worker", "tool", "--concurrency", "8"], env, name=f"tool-{i}")
+                     for i in range(self.tools)]  # fmt: skip
         await wait_for(self._ready, what="the fleet's API", timeout_s=30)
+        for proc in [*self.chat, *self.tool]:  # their consumers are up: nothing waits on them
+            await wait_for(lambda p=proc: _true('"worker_started"' in p.output()),
+                           what=f"{proc.name} to start", timeout_s=30)  # fmt: skip
 
     def start_worker(self, i: int) -> Proc:
         env = process_env(self.settings, **self.worker_env)
@@ -79,10 +90,10 @@ class Submissions:
 
 async def submit(
     fleet: Fleet, n: int, tag: str, *, concurrency: int = 16, pace_s: float = 0.0,
-    deadline_s: float = 120, words: str = "",
+    deadline_s: float = 120, words: str = "", content: Callable[[str, int], str] | None = None,
 ) -> Submissions:  # fmt: skip
-    """POST n chat messages (`<tag> message <i><words>`); a 503 is retried after its
-    Retry-After, as a client would."""
+    """POST n chat messages (`<tag> message <i><words>`, or `content(tag, i)`); a 503 is
+    retried after its Retry-After, as a client would."""
     out = Submissions()
     todo: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -94,9 +105,9 @@ async def submit(
         async def poster() -> None:
             while not todo.empty():
                 i = todo.get_nowait()
-                content = f"{tag} message {i}{words}"
+                text = content(tag, i) if content else f"{tag} message {i}{words}"
                 body = {
-                    "chat_id": f"{tag}-{i % 20}", "content": content,
+                    "chat_id": f"{tag}-{i % 20}", "content": text,
                     "user_id": f"{tag}-user-{i % 50}", "idempotency_key": f"{tag}-{i}",
                 }  # fmt: skip
                 while time.monotonic() < stop_at:
@@ -104,7 +115,7 @@ async def submit(
                         async with http.post("/api/chat/stream", json=body) as resp:
                             out.statuses[resp.status] = out.statuses.get(resp.status, 0) + 1
                             if resp.status == 202:
-                                out.accepted[UUID((await resp.json())["task_id"])] = content
+                                out.accepted[UUID((await resp.json())["task_id"])] = text
                                 break
                             if resp.status == 503:
                                 out.retry_after_seen += "Retry-After" in resp.headers
@@ -138,7 +149,15 @@ class Verdict:
         return f"chaos {scenario}: {figures}"
 
 
-async def verify(db: asyncpg.Pool, subs: Submissions, timeout_s: float = 120) -> Verdict:
+def echo(content: str) -> str:
+    """The scripted model's reply to a plain message."""
+    return f"You said: {content}"
+
+
+async def verify(
+    db: asyncpg.Pool, subs: Submissions, timeout_s: float = 120,
+    expect: Callable[[str], str] = echo,
+) -> Verdict:  # fmt: skip
     """Wait until every accepted task is terminal, then count what the promise is about."""
     ids = list(subs.accepted)
 
@@ -169,9 +188,7 @@ async def verify(db: asyncpg.Pool, subs: Submissions, timeout_s: float = 120) ->
             if i not in by_id or by_id[i]["status"] not in ("completed", "failed", "cancelled")
         ),
         duplicate_replies=sum(1 for r in rows if r["replies"] > 1),
-        wrong_replies=sum(
-            1 for r in completed if r["reply"] != f"You said: {subs.accepted[r['id']]}"
-        ),
+        wrong_replies=sum(1 for r in completed if r["reply"] != expect(subs.accepted[r["id"]])),
         multi_attempt=sum(1 for r in rows if r["attempts"] > 1),
     )
 
@@ -187,3 +204,45 @@ async def keep_killing(fleet: Fleet, stop: asyncio.Event, every_s: float) -> int
             kills += 1
             fleet.restart_dead_workers()
     return kills
+
+
+def worker_port(proc: Proc) -> int | None:
+    """The metrics port a worker logged at start (METRICS_PORT=0 in the tests)."""
+    for line in proc.output().splitlines():
+        if '"worker_started"' in line:
+            return int(json.loads(line)["metrics_port"])
+    return None
+
+
+async def readiness(proc: Proc) -> dict[str, Any]:
+    """A worker's /readyz answer."""
+    port = worker_port(proc)
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as r:
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def publish_straight(settings: Settings, messages: list[TaskMessage]) -> None:
+    """As a chat backend may (DESIGN.md §5): v1 messages straight to chat_tasks, confirmed."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for msg in messages:
+            await channel.default_exchange.publish(
+                aio_pika.Message(msg.dumps(), message_id=str(msg.task_id),
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=settings.queue("chat_tasks"),
+            )  # fmt: skip
+
+
+async def dead_letters(settings: Settings, queue: str = "chat_tasks") -> int:
+    """Messages now in `<queue>.dlq`."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.declare_queue(settings.queue(f"{queue}.dlq"), passive=True)
+        return int(dlq.declaration_result.message_count or 0)
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -21,6 +21,16 @@ def postgres_restart(mode: str) -> None:
     )  # fmt: skip
 
 
+def postgres(action: str) -> None:
+    """`pg_ctlcluster <version> main stop|start` (stop: fast, as an operator or a failover)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    args = ["-m", "fast"] if action == "stop" else []
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *args],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+
+
 def can_operate_services() -> str | None:
     """Why these faults cannot be made here, or None when they can."""
     if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:
@@ -33,11 +43,14 @@ def can_operate_services() -> str | None:
 @dataclass
 class SilentProxy:
     """A TCP proxy that can go silent: existing links stop passing bytes either way but
-    stay open (a half-open link, as when a NAT drops state); new links pass normally."""
+    stay open (a half-open link, as when a NAT drops state); new links pass normally. Or it
+    can be cut: every link is closed and new ones are closed at once (the server is away),
+    until it is mended."""
 
     target_port: int
     port: int = 0
     silent: bool = False
+    cut_off: bool = False
     _links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _pumps: set[asyncio.Task[None]] = field(default_factory=set)
@@ -51,6 +64,18 @@ class SilentProxy:
         self.silent = True
         self._frozen = set(id(w) for pair in self._links for w in pair)
 
+    def cut(self) -> None:
+        """Close every link; refuse new ones until mend()."""
+        self.cut_off = True
+        for a, b in self._links:
+            for w in (a, b):
+                with contextlib.suppress(Exception):
+                    w.close()
+        self._links.clear()
+
+    def mend(self) -> None:
+        self.cut_off = False
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -62,6 +87,9 @@ class SilentProxy:
                     w.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.close()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._links.append((writer, up_writer))
         # The proxy owns its pumps and cancels them in close().
@@ -71,6 +99,12 @@ class SilentProxy:
             pump.add_done_callback(self._pumps.discard)
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._pass(src, dst)
+        with contextlib.suppress(Exception):
+            dst.close()
+
+    async def _pass(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         while data := await src.read(65536):
             if self.silent and id(dst) in getattr(self, "_frozen", set()):
                 continue  # swallowed: the link is half-open now

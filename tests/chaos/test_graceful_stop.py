@@ -9,7 +9,7 @@ import asyncpg
 
 from taskfleet.settings import Settings
 from tests.chaos.harness import Fleet, submit, verify
-from tests.conftest import Proc, wait_for
+from tests.conftest import Proc, process_env, wait_for
 
 
 async def _processing(db: asyncpg.Pool, tag: str, n: int) -> bool:
@@ -70,3 +70,52 @@ async def test_past_the_grace_tasks_are_handed_back_and_finished_elsewhere(
     print(verdict.line("handed-back"))
     assert (verdict.completed, verdict.lost, verdict.wrong_replies) == (4, 0, 0)
     assert verdict.multi_attempt == 0
+
+
+async def test_sigterm_hands_back_what_was_prefetched_at_once_and_burns_no_attempt(
+    settings: Settings, spawn: Callable[..., Proc], db: asyncpg.Pool
+) -> None:
+    # Given a worker with 2 slots busy with slow replies (about 2 s each) and 2 more
+    # deliveries prefetched behind them, and a long grace
+    tag, words = "prefetch", "".join(f" w{i}" for i in range(20))
+    fleet = Fleet(settings, spawn, workers=1,
+                  worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 30})  # fmt: skip
+    await fleet.start()
+    first = fleet.chat[0]
+    first.popen.terminate()  # the fleet's own worker: replaced by one with 2 slots
+    first.popen.wait(timeout=20)
+    stopping = fleet.spawn(["worker", "chat", "--concurrency", "2"],
+                           process_env(settings, SCRIPTED_DELAY_MS=100, SHUTDOWN_GRACE_S=30),
+                           name="stopping")  # fmt: skip
+    await wait_for(lambda: _true('"worker_started"' in stopping.output()), what="it to start")
+    subs = await submit(fleet, 8, tag, words=words)
+    await wait_for(lambda: _processing(db, tag, 2), what="two tasks in flight")
+    rows = await db.fetch(
+        "SELECT id FROM tasks WHERE status = 'processing' AND chat_id LIKE $1", f"{tag}-%"
+    )
+    running = {r["id"] for r in rows}
+    # When it is asked to stop, and another worker is there to take over
+    stopping.popen.send_signal(signal.SIGTERM)
+    fleet.worker_env = {"SCRIPTED_DELAY_MS": 1}
+    fleet.chat = [fleet.start_worker(1)]
+    # Then what it had not started went back at once: the other worker finishes all of
+    # those while the first is still finishing its two
+    others = [i for i in subs.accepted if i not in running]
+    await wait_for(lambda: _completed(db, others), what="the handed-back tasks", timeout_s=30)
+    assert stopping.popen.poll() is None, "it was still finishing its own two"
+    assert stopping.popen.wait(timeout=40) == 0
+    verdict = await verify(db, subs, timeout_s=30)
+    print(verdict.line("prefetch-handed-back"))
+    assert (verdict.completed, verdict.lost, verdict.multi_attempt) == (8, 0, 0)
+    assert '"handed_back": 2' in stopping.output() or '"handed_back":2' in stopping.output()
+
+
+async def _completed(db: asyncpg.Pool, ids: list[object]) -> bool:
+    done = await db.fetchval(
+        "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'completed'", ids
+    )
+    return bool(done == len(ids))
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -9,12 +9,13 @@ import pytest
 
 from fleet_api.app import create_app
 from fleet_api.routes import OPENAPI
+from taskfleet.constants import dlq_name
 from taskfleet.context import TaskContext, TaskResult
 from taskfleet.errors import RetryableError
 from taskfleet.kernel import Kernel
 from tests.conftest import wait_for
 from tests.integration.api_client import api, auth, new_user, submit
-from tests.integration.conftest import ConsumerFactory, drain_dlq, wait_status
+from tests.integration.conftest import CHAT, ConsumerFactory, chat_message, drain_dlq, wait_status
 
 
 class TestCancel:
@@ -223,6 +224,42 @@ class TestOperatorRoutes:
             assert await letters() == []
             unknown = await client.get("/api/admin/dlq/nope", headers=admin)
             assert unknown.status == 404
+
+
+class TestReplayOfWhatNeverFinished:
+    async def test_letters_of_a_message_that_never_became_a_task_and_of_a_queued_task_run(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        """The broker dead-letters by its delivery limit whatever it could not deliver: a chat
+        message a backend published straight to the queue (no task yet), or the message of a
+        task that is still queued. A replay runs both."""
+        await drain_dlq(kernel)
+        user = new_user()
+        never = chat_message(user_id=user, content="never claimed")
+        queued = chat_message(user_id=user, content="queued")
+        async with kernel.pool.acquire() as conn:  # a task whose message went to the DLQ
+            await conn.execute(
+                "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts)"
+                " VALUES ($1, 'chat_message', $2, $3, $4, 3)",
+                queued.task_id, user, queued.chat_id, queued.payload,
+            )  # fmt: skip
+        dlq = kernel.settings.queue(dlq_name(CHAT.name))
+        for msg in (never, queued):
+            await kernel.broker.publish(dlq, msg.dumps(), message_id=str(msg.task_id),
+                                        headers={"x-death": "delivery_limit"})  # fmt: skip
+        await consume(lambda ctx: _said(ctx))
+        async with api(kernel) as client:
+            resp = await client.post("/api/admin/dlq/chat_tasks/replay",
+                                     headers=auth("ops", "admin"))  # fmt: skip
+            assert await resp.json() == {"queue": "chat_tasks", "replayed": 2, "skipped": 0}
+        for msg in (never, queued):
+            task = await wait_status(kernel, msg.task_id, "completed")
+            assert task["output"] == {"said": msg.payload["content"]}
+        assert await drain_dlq(kernel) == []
+
+
+async def _said(ctx: TaskContext) -> TaskResult:
+    return TaskResult({"said": ctx.input["content"]}, reply="ok")
 
 
 def _fill(path: str, **values: str) -> str:

@@ -448,12 +448,15 @@ DECLARE
     queue text;
 BEGIN
     FOR t IN
-        SELECT * FROM tasks r
+        -- A join rather than tf_holder_gone per row: one pass over the registry.
+        SELECT r.* FROM tasks r LEFT JOIN workers w ON w.id = r.holder
         WHERE r.status = 'processing'
-          AND ((p_holders AND tf_holder_gone(r.holder))
+          AND ((p_holders AND r.holder IS NOT NULL
+                AND (w.id IS NULL OR NOT tf_worker_live(w.stopped_at, w.heartbeat_at,
+                                                         w.heartbeat_s)))
                OR r.deadline_at < now() - make_interval(secs => p_grace_s))
         ORDER BY r.updated_at LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF r SKIP LOCKED
     LOOP
         why := CASE WHEN p_holders AND tf_holder_gone(t.holder) THEN 'holder_gone'
                     ELSE 'past_deadline' END;
