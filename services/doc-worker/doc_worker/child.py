@@ -76,6 +76,20 @@ def parser_failed(code: str, message: str) -> PermanentError:
     return PermanentError(message[:1000], code=code)
 
 
+def kill(transport: asyncio.SubprocessTransport) -> None:
+    """SIGKILL the child unless it is known to have ended.
+
+    Not transport.kill(): subprocess.Popen polls before it signals, and that poll reaps a
+    child that has just exited under asyncio's child watcher, which then reports exit status
+    255 ("Unknown child process pid"). An exited child keeps its pid until the watcher reaps
+    it; the loop hears of that a moment later, and only in that moment could the pid be
+    another process's already."""
+    pid = transport.get_pid()
+    if transport.get_returncode() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class CappedStderr(asyncio.subprocess.SubprocessStreamProtocol):
     """asyncio's protocol of a child's pipes (stdout is the usual stream), except stderr: its
     first STDERR_LIMIT bytes are kept as they come, and a child that writes more is killed at
@@ -103,18 +117,18 @@ class CappedStderr(asyncio.subprocess.SubprocessStreamProtocol):
         if len(chunk) > room:
             self.flooded = True
             if self._child is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self._child.kill()
+                kill(self._child)
 
 
 class ParserChild:
     """A running parser. `pages` is the document's page count; iterate `texts()` once."""
 
     def __init__(
-        self, process: asyncio.subprocess.Process, pipes: CappedStderr, limits: ParseLimits,
+        self, transport: asyncio.SubprocessTransport, pipes: CappedStderr, limits: ParseLimits,
         first: int,
     ) -> None:  # fmt: skip
-        self.process = process
+        self.transport = transport
+        self.process = asyncio.subprocess.Process(transport, pipes, asyncio.get_running_loop())
         self.pipes = pipes
         self.limits = limits
         self.expected = first  # the page we wait for, for error messages
@@ -144,9 +158,7 @@ class ParserChild:
             yield ParsedPage(number, text, warning if isinstance(warning, str) else None)
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+        kill(self.transport)
         await self.process.wait()
 
     async def _next(self) -> dict[str, Any]:
@@ -167,11 +179,7 @@ class ParserChild:
             ) from None
         if self.pipes.flooded:  # killed for it: whatever stdout holds now is cut short
             await self.stop()
-            raise parser_failed(
-                "parser_crashed",
-                f"page {self.expected}: the parser wrote more than {STDERR_LIMIT // 1024} KiB"
-                " to stderr",
-            )
+            raise self._flooded()
         if not raw:
             raise await self._ended()
         try:
@@ -198,6 +206,8 @@ class ParserChild:
             await self.stop()
             code = self.process.returncode or -signal.SIGKILL
         where = f"page {self.expected}"
+        if self.pipes.flooded:  # it flooded stderr on its way out, and was killed for it
+            return self._flooded()
         if code == -signal.SIGXCPU:
             return parser_failed(
                 "parser_cpu_limit",
@@ -215,11 +225,16 @@ class ParserChild:
             f"{where}: the parser exited with status {code}" + (f": {tail}" if tail else ""),
         )
 
+    def _flooded(self) -> PermanentError:
+        return parser_failed(
+            "parser_crashed",
+            f"page {self.expected}: the parser wrote more than {STDERR_LIMIT // 1024} KiB"
+            " to stderr",
+        )
+
     def _garbage(self, line: dict[str, Any]) -> PermanentError:
         # Not to be trusted further; run_parser reaps it on the way out.
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+        kill(self.transport)
         return parser_failed(
             "parser_crashed",
             f"page {self.expected}: the parser wrote something unexpected: {str(line)[:200]}",
@@ -254,8 +269,7 @@ async def run_parser(
         )  # fmt: skip
     except OSError as exc:  # out of processes or memory: the machine, not the document
         raise RetryableError(f"cannot start the parser: {exc}", code="parser_unavailable") from exc
-    process = asyncio.subprocess.Process(transport, pipes, loop)
-    child = ParserChild(process, pipes, limits, first_page)
+    child = ParserChild(transport, pipes, limits, first_page)
     try:
         await child.start()
         yield child
