@@ -8,8 +8,14 @@ JSON text, and it says what it is:
 AES-GCM (cryptography's AESGCM) with a random 12-byte nonce. The associated data binds the
 value to its place: the id of the row that holds it (a task id, a memory id) and the field
 label `f`, so a ciphertext copied into another row does not open. `kid` names the key that
-sealed it; ENCRYPTION_KEYS lists the current key first and older ones after it, which only
-open (`taskfleet rotate-key` re-seals their values under the current one).
+sealed it; ENCRYPTION_KEYS lists the current key first and others after it, which only open:
+older ones (`taskfleet rotate-key` re-seals their values under the current one), or a new one
+on its way in (docs/security.md, "Rotating a key": open first, then seal).
+
+A value that does not open is Unsealable. Its subclass UnknownKey says the value names a key
+this process does not hold, which is not the value's fault: in a rolling restart another
+process may seal with a key this one does not have yet. Handlers retry those (`unknown_key`)
+and fail the rest.
 
 The blind index of a memory fact (its dedupe key) is an HMAC-SHA256 under a key derived from
 an encryption key with HKDF, prefixed by that key's kid, so equal facts of a user collide
@@ -51,6 +57,16 @@ Row = UUID | str
 
 class Unsealable(ValueError):
     """A sealed value that does not open: an unknown kid, another place, or tampered with."""
+
+
+class UnknownKey(Unsealable):
+    """Sealed under a key id ENCRYPTION_KEYS does not hold here: most likely a newer key that
+    another process already seals with (a rolling restart), or an old key removed too early.
+    Another process, or this one restarted with the key, opens it: worth a retry."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"sealed with key {kid!r}, which ENCRYPTION_KEYS does not hold")
+        self.kid = kid
 
 
 def is_sealed(value: Any) -> bool:
@@ -160,7 +176,7 @@ class Keyring:
             raise Unsealable(f"a sealed {label!r} found where {field!r} belongs")
         cipher = self.ciphers.get(kid)
         if cipher is None:
-            raise Unsealable(f"sealed with key {kid!r}, which ENCRYPTION_KEYS does not hold")
+            raise UnknownKey(kid)
         try:
             plain = cipher.decrypt(_unb64(sealed["n"]), _unb64(sealed["c"]), _aad(row, label, kid))
         except (InvalidTag, binascii.Error, ValueError):

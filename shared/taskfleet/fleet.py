@@ -6,8 +6,7 @@ import contextlib
 import os
 import secrets
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -15,6 +14,7 @@ from taskfleet.auth import issue_token
 from taskfleet.kernel import stop_event_on_signals
 from taskfleet.migrate import migrate
 from taskfleet.settings import Settings
+from taskfleet.supervisor import RestartBackoff
 
 log = structlog.get_logger("taskfleet.fleet")
 
@@ -24,8 +24,8 @@ class Child:
     name: str
     argv: list[str]
     process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-    started_at: float = 0.0
+    # As the supervisor's loops: a child that ran a healthy while gets a fresh backoff.
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
 
 
 async def run_fleet(settings: Settings, workers: list[str]) -> int:
@@ -55,7 +55,7 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
 
 async def _start(child: Child, env: dict[str, str]) -> None:
     child.process = await asyncio.create_subprocess_exec(*child.argv, env=env)
-    child.started_at = time.monotonic()
+    child.backoff.started()
     log.info("child_started", child=child.name, pid=child.process.pid)
 
 
@@ -63,11 +63,7 @@ async def _restart_if_dead(child: Child, env: dict[str, str]) -> None:
     assert child.process is not None
     if child.process.returncode is None:
         return
-    # A child that ran a while before dying gets a fresh backoff.
-    if time.monotonic() - child.started_at > 60:
-        child.restarts = 0
-    delay = min(30.0, 0.5 * 2**child.restarts)
-    child.restarts += 1
+    delay = child.backoff.ended(failed=True)
     log.warning("child_exited", child=child.name, code=child.process.returncode, restart_in_s=delay)
     await asyncio.sleep(delay)
     await _start(child, env)

@@ -6,7 +6,9 @@ goes on afterwards is the same one.
 """
 
 import os
-from collections.abc import AsyncIterator, Awaitable
+import resource
+import sys
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,7 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 from aiohttp.test_utils import TestClient
 
-from doc_worker.child import ParseLimits
+from doc_worker.child import PARSER_COMMAND, ParseLimits
 from doc_worker.handlers import DocConfig, handle_document
 from doc_worker.main import make_handler
 from taskfleet.blobs import blob_store
@@ -35,10 +37,10 @@ DOCS = QUEUES[TaskType.DOCUMENT]
 Client = TestClient[Any, Any]
 
 
-def handler(kernel: Kernel, **limits: Any) -> Handler:
+def handler(kernel: Kernel, parser: Sequence[str] = PARSER_COMMAND, **limits: Any) -> Handler:
     """The real handler with small batches, and parser limits a test may change."""
     parse = {"memory_mb": 512, "cpu_s": 30, "timeout_s": 60, "reopen_every": 10, **limits}
-    config = DocConfig(batch_pages=2, limits=ParseLimits(**parse))
+    config = DocConfig(batch_pages=2, limits=ParseLimits(**parse), parser=parser)
     return partial(handle_document, blobs=blob_store(kernel.pool), config=config)
 
 
@@ -180,6 +182,28 @@ class TestBadDocuments:
         assert failed["error"]["code"] == "parser_timeout"
         assert "page 1" in failed["error"]["message"]
         assert live_parsers(os.getpid()) == []  # killed and reaped, not left sleeping
+        await drain_dlq(kernel, DOCS.name)
+
+    async def test_a_parser_that_floods_stderr_fails_its_task_and_the_worker_stays_small(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        # A stand-in for a parser gone wrong: a page count, then 512 MiB on stderr
+        flood = [sys.executable, "-c", "import sys\nprint('{\"pages\": 2}', flush=True)\n"
+                 "for _ in range(512): sys.stderr.buffer.write(b'!' * 1024 * 1024)\n"]  # fmt: skip
+        consumer = await consume(handler(kernel, parser=flood), concurrency=1, spec=DOCS)
+        _, task_id = await store_document(kernel.settings, kernel.pool, new_user(),
+                                          text_pdf(["one", "two"]))  # fmt: skip
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        failed = await wait_status(kernel, task_id, "failed", timeout_s=30)
+        assert failed["error"] == {
+            "code": "parser_crashed", "retryable": False,
+            "message": "page 1: the parser wrote more than 64 KiB to stderr",
+        }  # fmt: skip
+        assert failed["attempts"] == 1
+        growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+        assert growth_kib < 64 * 1024  # the flood did not land in the worker
+        assert live_parsers(os.getpid()) == []
+        assert consumer.consuming
         await drain_dlq(kernel, DOCS.name)
 
 

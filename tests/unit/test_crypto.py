@@ -4,7 +4,15 @@ from uuid import uuid4
 
 import pytest
 
-from taskfleet.crypto import DEV_KID, Keyring, Unsealable, is_sealed, new_key, sealed_text
+from taskfleet.crypto import (
+    DEV_KID,
+    Keyring,
+    UnknownKey,
+    Unsealable,
+    is_sealed,
+    new_key,
+    sealed_text,
+)
 from taskfleet.errors import ConfigError
 from taskfleet.settings import load_settings
 
@@ -43,11 +51,26 @@ class TestSealing:
         with pytest.raises(Unsealable):
             ring.open(sealed | {"n": "!!not base64!!"}, row=row)
 
-    def test_an_unknown_kid_fails_clearly(self) -> None:
+    def test_an_unknown_kid_fails_clearly_and_apart_from_tampering(self) -> None:
         row = uuid4()
         sealed = Keyring.from_text(K0).seal("secret", row=row, field="f")
-        with pytest.raises(Unsealable, match="key 'k0', which ENCRYPTION_KEYS does not hold"):
+        with pytest.raises(UnknownKey, match="key 'k0', which ENCRYPTION_KEYS does not hold") as e:
             Keyring.from_text(K1).open(sealed, row=row)
+        assert e.value.kid == "k0"
+        assert isinstance(e.value, Unsealable)  # whoever only knows Unsealable still sees it
+        # A kid the ring holds, on a value that does not open: not an unknown key
+        for broken in ({"c": sealed["c"][:-4] + "AAAA"}, {"kid": "k1"}):
+            with pytest.raises(Unsealable, match="moved or altered") as e2:
+                Keyring.from_text(f"{K1},{K0}").open(sealed | broken, row=row)
+            assert not isinstance(e2.value, UnknownKey)
+
+    def test_a_new_key_listed_second_only_opens(self) -> None:
+        # Phase 1 of a rotation: k1 still seals; k0 (the new one) opens what others seal.
+        row = uuid4()
+        phase1 = Keyring.from_text(f"{K1},{K0}")
+        assert phase1.seal("x", row=row, field="f")["kid"] == "k1"
+        by_phase2 = Keyring.from_text(f"{K0},{K1}").seal("x", row=row, field="f")
+        assert phase1.open(by_phase2, row=row) == "x"
 
     def test_older_keys_open_and_reseal_moves_values_to_the_current_one(self) -> None:
         row = uuid4()

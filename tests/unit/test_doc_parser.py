@@ -3,13 +3,26 @@
 No PostgreSQL or RabbitMQ here: these run `python -m doc_worker.parser` as the worker does.
 """
 
+import asyncio
+import itertools
+import os
+import re
+import resource
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from doc_worker.child import ParsedPage, ParseLimits, run_parser
+from doc_worker.child import (
+    STDERR_LIMIT,
+    ParsedPage,
+    ParseLimits,
+    ParserChild,
+    child_env,
+    run_parser,
+)
 from doc_worker.parser import DocumentError, PdfDocument, clean, split_text, text_pages
 from fleet_api.documents import TextProbe, sniff
 from taskfleet.errors import PermanentError
@@ -152,3 +165,97 @@ class TestParserChild:
         with pytest.raises(PermanentError, match="not a PDF") as err:
             await parse_all(file(b"GIF89a" + bytes(500)), PDF)
         assert err.value.code == "invalid_document"
+
+
+# Every secret the fleet's processes hold, and one that is nobody's business.
+SECRETS = ("DATABASE_URL", "AMQP_URL", "ENCRYPTION_KEYS", "TASKFLEET_JWT_SECRET", "LLM_API_KEY",
+           "SMTP_URL", "AWS_SECRET_ACCESS_KEY")  # fmt: skip
+
+
+async def run_stand_in(path: Path, script: str) -> tuple[ParserChild, PermanentError]:
+    """Run a Python `script` where the parser belongs (it ignores the parser's arguments); it
+    must send a page count first. The child and the error it ended with."""
+    command = [sys.executable, "-c", script]
+    try:
+        async with run_parser(path, PDF, 1, LIMITS, command=command) as child:
+            async for _ in child.texts():
+                pass
+    except PermanentError as exc:
+        return child, exc
+    raise AssertionError("the stand-in parser did not fail")
+
+
+class TestChildIsolation:
+    async def test_the_real_parser_child_sees_no_secret_of_the_worker(
+        self, file: Callable[[bytes], Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in SECRETS:
+            monkeypatch.setenv(name, f"secret-{name.lower()}")
+        monkeypatch.setenv("LANG", "C.UTF-8")
+        monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+        # Slow pages keep it running while its environment is read from /proc
+        limits = ParseLimits(memory_mb=512, cpu_s=10, timeout_s=30, reopen_every=3,
+                             page_delay_ms=300)  # fmt: skip
+        async with run_parser(file(text_pdf(["one", "two"])), PDF, 1, limits) as parser:
+            raw = await asyncio.to_thread(Path(f"/proc/{parser.process.pid}/environ").read_bytes)
+            pages = [page.text.strip() async for page in parser.texts()]
+        seen = dict(entry.split("=", 1) for entry in raw.decode().split("\0") if entry)
+        assert not set(SECRETS) & set(seen)
+        assert "secret-" not in raw.decode()
+        # What Python needs to start is passed on, and it parsed
+        assert (seen["LANG"], seen["PYTHONDONTWRITEBYTECODE"]) == ("C.UTF-8", "1")
+        assert seen["PATH"] == os.environ["PATH"]
+        assert pages == ["one", "two"]
+
+    def test_the_environment_is_an_allow_list(self) -> None:
+        environ = {"PATH": "/bin", "LC_ALL": "C", "PYTHONPATH": "/src", "TZ": "UTC",
+                   "HOME": "/root", "DATABASE_URL": "x", "MY_TOKEN": "y"}  # fmt: skip
+        assert child_env(environ) == {"PATH": "/bin", "LC_ALL": "C", "PYTHONPATH": "/src",
+                                      "TZ": "UTC"}  # fmt: skip
+
+    async def test_a_child_that_floods_stderr_is_killed_and_the_worker_keeps_64_kib(
+        self, file: Callable[[bytes], Path]
+    ) -> None:
+        # It announces a page, then writes 256 MiB to stderr before it would send it
+        flood = (
+            "import sys\n"
+            "print('{\"pages\": 1}', flush=True)\n"
+            "for _ in range(256):\n"
+            "    sys.stderr.buffer.write(b'x' * 1024 * 1024)\n"
+            'print(\'{"page": 1, "text": "never"}\', flush=True)\n'
+        )
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        parser, error = await run_stand_in(file(b"%PDF-"), flood)
+        assert error.code == "parser_crashed"
+        assert str(error) == "page 1: the parser wrote more than 64 KiB to stderr"
+        assert parser.stderr == b"x" * STDERR_LIMIT
+        assert parser.process.returncode is not None  # killed and reaped
+        # The worker's peak memory did not take the flood (256 MiB) in
+        growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+        assert growth_kib < 32 * 1024
+
+    async def test_a_crash_is_reported_with_the_last_line_of_its_stderr(
+        self, file: Callable[[bytes], Path]
+    ) -> None:
+        crash = (
+            "import sys\n"
+            "print('{\"pages\": 3}', flush=True)\n"
+            "sys.stderr.write('Traceback (most recent call last):\\n  ...\\nValueError: boom\\n')\n"
+            "sys.exit(1)\n"
+        )
+        _, error = await run_stand_in(file(b"%PDF-"), crash)
+        assert error.code == "parser_crashed"
+        assert str(error) == "page 1: the parser exited with status 1: ValueError: boom"
+
+    async def test_pypdf_warnings_about_a_sloppy_pdf_do_not_reach_stderr(
+        self, file: Callable[[bytes], Path]
+    ) -> None:
+        # Each page names a font object that is not there: pypdf warns about each one, and a
+        # long such file would pass the stderr cap if they went there.
+        numbers = itertools.count(100_000)
+        sloppy = re.sub(rb"/F1 3 0 R", lambda _: b"/F1 %d 0 R" % next(numbers),
+                        text_pdf([f"page {i}" for i in range(12)]))  # fmt: skip
+        async with run_parser(file(sloppy), PDF, 1, LIMITS) as parser:
+            parsed = [page async for page in parser.texts()]
+        assert len(parsed) == 12
+        assert parser.stderr == b""

@@ -2,6 +2,7 @@
 streaming, tool calls, retries on 429/5xx honouring Retry-After, and a stream that stalls."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -171,6 +172,25 @@ async def test_a_server_that_ignores_stream_answers_in_one_piece(serve: Any) -> 
     server = await serve(script(JsonReply("one piece", calls=[("calculator", "{}")])))
     items = await collect(model(server), tools=[CALC])
     assert items == ["one piece", ToolCall(id="call_0", name="calculator", arguments="{}")]
+
+
+async def test_nul_is_dropped_from_text_and_tool_calls(serve: Any) -> None:
+    # PostgreSQL text and jsonb cannot hold U+0000: whatever the model sends, none gets past
+    # the provider, neither raw (a delta) nor escaped in a tool call's JSON arguments.
+    arguments = r'{"expression": "2*21\u0000", "note": "a\\u0000b"}' + "\x00"
+    server = await serve(script(
+        Text("He\x00llo\x00 Ann", pieces=5), Text("\x00", pieces=1),
+        Calls([("calculator", arguments)]), JsonReply("one\x00 piece"),
+    ))  # fmt: skip
+    text = await collect(model(server))
+    assert "".join(str(i) for i in text) == "Hello Ann"
+    assert await collect(model(server)) == []  # a reply of NUL alone yields no empty delta
+    [call] = await collect(model(server), tools=[CALC])
+    assert isinstance(call, ToolCall)
+    assert "\x00" not in call.arguments
+    # The escaped backslash before `u0000` is text, not a NUL: it stays
+    assert json.loads(call.arguments) == {"expression": "2*21", "note": "a\\u0000b"}
+    assert await collect(model(server)) == ["one piece"]
 
 
 @pytest.mark.parametrize(

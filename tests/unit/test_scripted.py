@@ -3,6 +3,7 @@
 import pytest
 
 from taskfleet.llm.scripted import ScriptedModel
+from taskfleet.llm.types import ToolCall, ToolSpec
 
 
 async def collect(model: ScriptedModel, messages: list[dict[str, str]]) -> list[str]:
@@ -43,3 +44,14 @@ def test_reply_is_for_the_last_user_message() -> None:
     ]
     assert ScriptedModel().reply_for(messages) == "You said: second"
     assert ScriptedModel().name == "scripted"
+
+
+async def test_nul_in_what_it_echoes_is_dropped() -> None:
+    # It echoes the user's text; PostgreSQL could not store a NUL in the reply or the call.
+    model = ScriptedModel()
+    deltas = await collect(model, [{"role": "user", "content": "hel\x00lo \x00 there"}])
+    assert "".join(deltas) == "You said: hello  there"
+    calc = ToolSpec("calculator", "Arithmetic.", {"type": "object"})
+    messages = [{"role": "user", "content": "calc: 2*\x0021"}]
+    items = [item async for item in model.stream(messages, tools=[calc])]
+    assert items == [ToolCall(id="call_1_0", name="calculator", arguments='{"expression":"2*21"}')]

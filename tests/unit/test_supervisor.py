@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from taskfleet.metrics import BACKGROUND_FAILURES
-from taskfleet.supervisor import Supervisor
+from taskfleet.supervisor import RestartBackoff, Supervisor
 
 
 def failures(name: str) -> float:
@@ -159,3 +159,55 @@ async def test_spawn_of_a_running_name_raises() -> None:
             sup.spawn(name, asyncio.Event().wait)
     finally:
         await sup.aclose()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_restart_backoff_grows_while_failing_and_resets_after_a_healthy_run() -> None:
+    clock, waits = FakeClock(), []
+
+    async def sleep(seconds: float) -> None:  # records the backoff instead of waiting it
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    sup = Supervisor(name="unit", max_backoff_s=30, healthy_s=60, clock=clock, sleep=sleep)
+    name = unique("weekly")
+    runs = 0
+    release = asyncio.Event()
+
+    async def loop() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 5:
+            clock.now += 61  # this run was healthy for a minute before it failed
+        if runs <= 6:
+            raise RuntimeError(f"failure {runs}")
+        await release.wait()
+
+    try:
+        sup.spawn(name, loop)
+        await wait_until(lambda: runs >= 7, "the seventh start")
+    finally:
+        await sup.aclose()
+    # Four quick failures back off 1, 2, 4, 8 s; the one after a healthy run waits 1 s
+    # again, and the next quick one 2 s (without the reset: 16 s, then 30 s).
+    assert waits == [1, 2, 4, 8, 1, 2]
+
+
+def test_the_backoff_is_capped_and_a_clean_return_waits_half_a_second() -> None:
+    clock = FakeClock()
+    backoff = RestartBackoff(max_s=30, healthy_s=60, clock=clock)
+    delays = []
+    for _ in range(8):
+        backoff.started()
+        delays.append(backoff.ended(failed=True))
+    assert delays == [1, 2, 4, 8, 16, 30, 30, 30]
+    backoff.started()
+    clock.now += 60
+    assert (backoff.ended(failed=False), backoff.failures) == (0.5, 0)

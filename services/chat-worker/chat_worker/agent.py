@@ -21,7 +21,7 @@ from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
 from taskfleet.constants import TERMINAL, TaskType
 from taskfleet.context import TaskContext, TaskResult
-from taskfleet.crypto import Keyring, Unsealable, is_sealed
+from taskfleet.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from taskfleet.errors import PermanentError, RetryableError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
@@ -91,8 +91,8 @@ class Agent:
     async def run(self, ctx: TaskContext, content: str) -> TaskResult | Waiting:
         try:
             state = AgentState.resume(ctx.last_checkpoint, self.keyring, ctx.task_id)
-        except Unsealable as exc:  # a key removed too early, or an altered row: say which
-            raise PermanentError(f"checkpoint: {exc}", code="unsealable") from None
+        except Unsealable as exc:
+            raise unsealable("checkpoint", exc) from None
         if state.pending:
             await self._collect(ctx, state)
         if ctx.preloaded is not None:  # read by the claim (chat_worker.main.context_preload)
@@ -193,7 +193,7 @@ class Agent:
         try:
             output = self.keyring.reveal(outcome.output, row=task_id)
         except Unsealable as exc:
-            raise PermanentError(f"tool call result: {exc}", code="unsealable") from None
+            raise unsealable("tool call result", exc) from None
         return ChildOutcome(outcome.status, output, outcome.error)
 
     async def _finish(
@@ -216,6 +216,18 @@ class Agent:
             if memory.warning:
                 output["warnings"] = [memory.warning]
         return TaskResult(output=output, reply=reply)
+
+
+def unsealable(what: str, exc: Unsealable) -> RetryableError | PermanentError:
+    """The task's error for a sealed value of its own that does not open.
+
+    A key this process does not hold is a retry (`unknown_key`): in a rolling restart with a
+    new key, a process that has it sealed the value, and the retry lands on one that has it
+    too (or on this one, restarted). Anything else (an altered row, a value moved from another
+    row) will never open: permanent (`unsealable`)."""
+    if isinstance(exc, UnknownKey):
+        return RetryableError(f"{what}: {exc}", code="unknown_key")
+    return PermanentError(f"{what}: {exc}", code="unsealable")
 
 
 def tool_result(outcome: ChildOutcome | None) -> dict[str, Any]:

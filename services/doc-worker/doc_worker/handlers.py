@@ -9,6 +9,7 @@ keys and are skipped (doc_worker.index.save_chunks), never duplicated.
 
 import asyncio
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from uuid import UUID
 import structlog
 
 from doc_worker import index
-from doc_worker.child import ParsedPage, ParseLimits, run_parser
+from doc_worker.child import PARSER_COMMAND, ParsedPage, ParseLimits, run_parser
 from doc_worker.chunking import chunk_text
 from doc_worker.index import Chunk, StoredDocument
 from taskfleet.blobs import BlobStore
@@ -35,6 +36,7 @@ STAGE = "indexing"
 class DocConfig:
     batch_pages: int
     limits: ParseLimits
+    parser: Sequence[str] = PARSER_COMMAND  # tests run a stand-in that misbehaves
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DocConfig":
@@ -104,7 +106,8 @@ async def _parse_and_index(
         path = Path(tmp) / "document"
         await asyncio.to_thread(path.write_bytes, data)
         del data  # the child reads the file; do not hold 50 MB per task meanwhile
-        async with run_parser(path, doc.media_type, first, config.limits) as parser:
+        async with run_parser(path, doc.media_type, first, config.limits,
+                              config.parser) as parser:  # fmt: skip
             total = parser.pages
             await index.set_page_count(db, doc.id, total)
             log.info("document_parse_started", document_id=str(doc.id), pages=total,

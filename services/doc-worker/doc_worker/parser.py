@@ -6,6 +6,10 @@ process under limits it sets on itself before it reads a byte: an address-space 
 page, so a long document is never cut short while one hostile page still is. It dies with
 its worker (PR_SET_PDEATHSIG), so a killed worker leaves no parser behind.
 
+It starts with only the environment Python needs (doc_worker.child.child_env: no database
+URL, no key) and writes to stderr only when it breaks: the worker keeps at most 64 KiB of its
+stderr and kills it past that.
+
 It writes JSON lines on stdout: `{"pages": N}`, then `{"page": n, "text": ...}` for each page
 from `--first-page` on (1-based), then `{"done": true}`; or `{"error": {"code", "message",
 "page"}}` and exit status 2. Anything else (a signal, another status) is a crash.
@@ -18,6 +22,7 @@ import contextlib
 import ctypes
 import gc
 import io
+import logging
 import math
 import os
 import resource
@@ -214,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent(args.parent_pid)
+    # pypdf logs a warning per broken object of a malformed file, to stderr (Python's last
+    # resort handler): a long sloppy PDF would pass the worker's cap on stderr and fail. A
+    # page it cannot read is reported in its own line; the rest is noise.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     apply_memory_limit(args.memory_mb)
     grant_cpu(args.cpu_s)
 

@@ -8,8 +8,8 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfleet.context import TaskContext, TaskResult
-from taskfleet.crypto import Keyring, Unsealable
-from taskfleet.errors import InvalidPayload
+from taskfleet.crypto import Keyring, UnknownKey, Unsealable
+from taskfleet.errors import InvalidPayload, RetryableError
 from taskfleet.faults import Faults
 from taskfleet.settings import Settings
 from tool_worker.effects import run_once
@@ -48,6 +48,10 @@ async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
     keyring = Keyring.from_settings(worker.settings)
     try:  # sealed by the agent to this task's id; a forged or moved copy does not open
         arguments = keyring.reveal(call.arguments, row=ctx.task_id)
+    except UnknownKey as exc:
+        # An agent that already has a newer key sealed them (a rolling restart): a retry
+        # lands on a tool worker that has it too, or on this one restarted with it.
+        raise RetryableError(f"arguments: {exc}", code="unknown_key") from None
     except Unsealable as exc:
         raise InvalidPayload(f"arguments: {exc}") from None
     tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told

@@ -10,6 +10,8 @@
 - Once text has been handed on, a failure is not retried here (the text would be repeated);
   it fails the call and the task's own retry starts the reply again.
 - Every HTTP attempt counts one `taskfleet_llm_requests_total{outcome}`.
+- NUL (U+0000) is dropped from what the model sends (text, tool calls): PostgreSQL cannot
+  store it, and a reply that cannot be stored would fail its task at the commit.
 """
 
 import asyncio
@@ -44,6 +46,7 @@ from taskfleet.llm.types import (
     LlmUnavailable,
     StreamItem,
     ToolSpec,
+    without_nul,
 )
 from taskfleet.metrics import LLM_REQUESTS
 
@@ -176,11 +179,12 @@ class OpenAIModel:
     ) -> AsyncIterator[StreamItem]:
         try:
             if response.content_type == "application/json":  # the server ignored `stream`
-                async for item in self._read_json(response, deadline):
-                    yield item
+                items = self._read_json(response, deadline)
             else:
-                async for item in self._read_stream(response, deadline):
-                    yield item
+                items = self._read_stream(response, deadline)
+            async for item in items:
+                if cleaned := without_nul(item):  # a delta of NUL alone is no delta
+                    yield cleaned
         except LlmError as exc:
             raise _counted(exc) from None
         except aiohttp.ClientError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from taskfleet.llm import prompts
-from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall, ToolSpec
+from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall, ToolSpec, without_nul
 
 _WORD = re.compile(r"\S+\s*")
 
@@ -59,6 +59,14 @@ class ScriptedModel:
 
     async def stream(
         self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None
+    ) -> AsyncIterator[StreamItem]:
+        # It echoes the user's text, which may hold a NUL: the same boundary as a real model.
+        async for item in self._items(messages, tools):
+            if cleaned := without_nul(item):
+                yield cleaned
+
+    async def _items(
+        self, messages: ChatHistory, tools: Sequence[ToolSpec] | None
     ) -> AsyncIterator[StreamItem]:
         if _is_memory_extraction(messages):
             yield orjson.dumps(facts_in(messages[-1].get("content") or "")).decode()

@@ -5,6 +5,7 @@ Messages are OpenAI chat messages as plain dicts (`role`, `content`, and for too
 OpenAI-compatible server as it is.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,23 @@ LLM_OUTCOMES = ("ok", "rate_limited", "server_error", "timeout", "connection_err
 
 # A provider streams these: text deltas of the reply as they come, then the tool calls.
 StreamItem = str | ToolCall
+
+# `\u0000` in JSON text, unless its backslash is itself escaped (`\\u0000` is no NUL).
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def without_nul(item: StreamItem) -> StreamItem:
+    """`item` without U+0000, which PostgreSQL text and jsonb cannot hold: a model that
+    sends one would make its task's commit fail. Every provider passes what it yields through
+    this. A tool call's arguments are JSON text, where NUL may also come escaped; its id and
+    name go into a task's input as they are."""
+    if isinstance(item, str):
+        return item.replace("\x00", "")
+    return ToolCall(
+        id=item.id.replace("\x00", ""),
+        name=item.name.replace("\x00", ""),
+        arguments=_JSON_NUL.sub(r"\1", item.arguments.replace("\x00", "")),
+    )
 
 
 class LlmError(RetryableError):
