@@ -78,3 +78,15 @@ async def test_tool_arguments_moved_from_another_task_fail_for_good() -> None:
     error = await run_tool(sealed, uuid4())
     assert isinstance(error, InvalidPayload)
     assert error.code == "invalid_payload"
+
+
+async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere() -> None:
+    production = load_settings(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
+    worker = ToolWorker(default_registry(production), production, Faults.parse(""))
+    plain = {"call_id": "c1", "name": "calculator", "arguments": {"expression": "2*21"}}
+    with pytest.raises(InvalidPayload, match="not sealed"):
+        await handle_tool(context(input=plain, task_id=uuid4()), worker=worker)
+    development = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
+    done = await handle_tool(context(input=plain, task_id=uuid4(), user_id="u", db=None),
+                             worker=development)  # fmt: skip
+    assert done.output["name"] == "calculator"

@@ -8,7 +8,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfleet.context import TaskContext, TaskResult
-from taskfleet.crypto import Keyring, UnknownKey, Unsealable
+from taskfleet.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from taskfleet.errors import InvalidPayload, RetryableError
 from taskfleet.faults import Faults
 from taskfleet.settings import Settings
@@ -46,6 +46,10 @@ async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
     except ValidationError as exc:
         raise InvalidPayload(f"not a tool call: {exc.errors()[0]['msg']}") from None
     keyring = Keyring.from_settings(worker.settings)
+    if worker.settings.environment == "production" and not is_sealed(call.arguments):
+        # The agent always seals them to the call's own task: plain arguments were written
+        # by someone else, and a tool call is not run on a stranger's word.
+        raise InvalidPayload("arguments: not sealed (required in production)")
     try:  # sealed by the agent to this task's id; a forged or moved copy does not open
         arguments = keyring.reveal(call.arguments, row=ctx.task_id)
     except UnknownKey as exc:
