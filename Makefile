@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e test-chaos bench lint format mypy check all clean
+.PHONY: install run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak lint format mypy check all clean
 .PHONY: compose-up compose-down
 
 install: $(STAMP)
@@ -39,6 +39,12 @@ test-chaos: install  ## the fault-injection suite at full size, with its one-lin
 
 bench: install  ## workload W1 via amqp and api on a private fleet, CPU split, peak RSS
 	$(BIN)/python bench/run.py
+
+bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
+	$(BIN)/python bench/reconcile.py
+
+soak: install  ## 30 minutes of mixed traffic, a worker killed every 10 s, PostgreSQL restarted every 5 min
+	$(BIN)/python bench/soak.py
 
 lint: install
 	$(BIN)/ruff check .
