@@ -22,8 +22,8 @@ $(BIN)/promtool: | $(STAMP)
 run: install  ## migrate, start the development fleet, print a token and an example request
 	$(BIN)/taskfleet up
 
-test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL
-	$(BIN)/pytest
+test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
+	$(BIN)/pytest --cov --cov-report=term
 
 test-unit: install
 	$(BIN)/pytest tests/unit
