@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
@@ -12,21 +13,35 @@ def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
                    capture_output=True)  # fmt: skip
 
 
-def postgres_restart(mode: str) -> None:
-    """`pg_ctlcluster <version> main restart -m fast|immediate` (immediate: a crash)."""
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
+def cluster_of(database_url: str) -> tuple[str, str]:
+    """(version, name) of the local cluster that serves `database_url`'s port: the suite may
+    run on a cluster of its own (e.g. `pg_createcluster 15 chaos -p 5433`), so that stopping
+    it disturbs nobody else's database."""
+    port = str(urlsplit(database_url).port or 5432)
+    listed = subprocess.run(["pg_lsclusters", "--no-header"], check=True, capture_output=True,
+                            text=True).stdout  # fmt: skip
+    for line in listed.splitlines():
+        version, name, cluster_port, *_ = line.split()
+        if cluster_port == port:
+            return version, name
+    raise LookupError(f"no local PostgreSQL cluster on port {port}")
+
+
+def postgres_restart(database_url: str, mode: str) -> None:
+    """`pg_ctlcluster <version> <name> restart -m fast|immediate` (immediate: a crash)."""
+    version, name = cluster_of(database_url)
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", mode],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", mode],
         check=True, timeout=120, capture_output=True,
     )  # fmt: skip
 
 
-def postgres(action: str) -> None:
-    """`pg_ctlcluster <version> main stop|start` (stop: fast, as an operator or a failover)."""
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
+def postgres(database_url: str, action: str) -> None:
+    """`pg_ctlcluster <version> <name> stop|start` (stop: fast, as an operator or a failover)."""
+    version, name = cluster_of(database_url)
     args = ["-m", "fast"] if action == "stop" else []
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *args],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action, *args],
         check=True, timeout=120, capture_output=True,
     )  # fmt: skip
 

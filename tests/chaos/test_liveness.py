@@ -52,7 +52,7 @@ async def test_a_database_outage_loses_nothing_and_dead_letters_nothing(
     await fleet.start()
     before = await submit(fleet, 20, f"pre-{outage_s}")
     # Given PostgreSQL stopped under a running fleet
-    await asyncio.to_thread(postgres, "stop")
+    await asyncio.to_thread(postgres, settings.database_url, "stop")
     stopped = time.monotonic()
     straight: list[TaskMessage] = []
     try:
@@ -74,7 +74,7 @@ async def test_a_database_outage_loses_nothing_and_dead_letters_nothing(
             assert ready["status"] == "not_ready"
             assert "database" in ready["paused"]
     finally:
-        await asyncio.to_thread(postgres, "start")
+        await asyncio.to_thread(postgres, settings.database_url, "start")
     outage = time.monotonic() - stopped
     during = await posted
     db = await fresh_pool(settings)
@@ -128,12 +128,12 @@ async def test_postgres_stops_while_chats_wait_on_their_tool_calls(
         finally:
             await db.close()
         # When PostgreSQL stops, the tool worker wakes to find it away, and it comes back
-        await asyncio.to_thread(postgres, "stop")
+        await asyncio.to_thread(postgres, settings.database_url, "stop")
         try:
             os.kill(tools.popen.pid, signal.SIGCONT)
             await asyncio.sleep(size(4, 20))  # the outage lasts: nothing may be lost meanwhile
         finally:
-            await asyncio.to_thread(postgres, "start")
+            await asyncio.to_thread(postgres, settings.database_url, "start")
     finally:
         os.kill(tools.popen.pid, signal.SIGCONT)
     # Then every chat resumes and completes, once

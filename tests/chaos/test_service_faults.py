@@ -85,7 +85,7 @@ async def test_postgres_restarts_mid_run(
 
     async def fault() -> None:
         await asyncio.sleep(1.5)
-        await asyncio.to_thread(postgres_restart, mode)
+        await asyncio.to_thread(postgres_restart, settings.database_url, mode)
 
     fault_task = asyncio.ensure_future(fault())
     try:
