@@ -106,7 +106,10 @@ def _text(value: Any) -> str | None:
 
 
 async def peek_dead_letters(kernel: Kernel, queue: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Up to `limit` dead letters of a queue, left in place (taken unacked, then returned)."""
+    """Up to `limit` dead letters of a queue, left in place (taken unacked, then returned).
+
+    A quorum queue takes them back a few milliseconds after the channel closed: a depth read
+    right after a peek may count them as held by a consumer, not as messages."""
     name = kernel.settings.queue(dlq_name(work_queue(queue)))
     channel = await _channel(kernel)
     try:
