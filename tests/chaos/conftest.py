@@ -1,14 +1,17 @@
 """Scenario sizes: short by default (a part of `make test`), full with CHAOS_FULL=1
 (`make test-chaos`)."""
 
+import contextlib
 import os
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
 from taskfleet.db import create_pool
 from taskfleet.settings import Settings
+from tests.chaos.infra import can_operate_services, postgres
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 
@@ -24,3 +27,12 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(settings.database_url, size=2)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _database_running_after(settings: Settings) -> Iterator[None]:
+    """A test stopped by its timeout mid-outage must not leave PostgreSQL down for the next."""
+    yield
+    if can_operate_services() is None:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already running
+            postgres(settings.database_url, "start")

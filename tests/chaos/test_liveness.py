@@ -44,6 +44,7 @@ async def fresh_pool(settings: Settings) -> asyncpg.Pool:
     return await create_pool(settings.database_url, size=2)
 
 
+@pytest.mark.timeout(900)  # the 5-minute outage, then every task to finish
 @pytest.mark.parametrize("outage_s", [size(6, 60), size(10, 300)], ids=["short", "long"])
 async def test_a_database_outage_loses_nothing_and_dead_letters_nothing(
     settings: Settings, spawn: Callable[..., Proc], outage_s: int
