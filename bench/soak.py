@@ -3,7 +3,8 @@
 A private fleet (the API, 2 chat workers, a tool worker, a doc worker) on its own database
 and namespace gets chats, tool-using chats (`calc:`) and text documents through the API for
 `--minutes` (30), while a random worker is SIGKILLed (and started again) every `--kill-every`
-seconds (10) and PostgreSQL is restarted every `--restart-every` seconds (300). At the end it
+seconds (10) and PostgreSQL (the cluster serving DATABASE_URL's port) is restarted every
+`--restart-every` seconds (300). At the end it
 waits for every accepted task to be terminal and prints one JSON line: accepted, completed,
 failed, lost (never terminal), stuck (not terminal after the wait), duplicate and wrong
 replies, the faults made, and each process's resident memory at start, middle and end.
@@ -32,6 +33,9 @@ from taskfleet.auth import issue_token
 from taskfleet.db import drop_database, with_database
 from taskfleet.settings import Settings
 from taskfleet.topology import delete_namespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.chaos.infra import postgres_restart
 
 WORKERS = {"chat-1": "chat", "chat-2": "chat", "tool-1": "tool", "doc-1": "doc"}
 TERMINAL = ("completed", "failed", "cancelled")
@@ -70,12 +74,6 @@ def rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     kib = next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]
     return round(int(kib) / 1024, 1)
-
-
-def restart_postgres() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart",
-                    "-m", "fast"], check=True, capture_output=True, timeout=120)  # fmt: skip
 
 
 @dataclass
@@ -200,7 +198,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 fleet.kill_one()
                 next_kill += args.kill_every
             if elapsed >= next_restart:
-                await asyncio.to_thread(restart_postgres)
+                await asyncio.to_thread(postgres_restart, dsn, "fast")
                 fleet.restarts += 1
                 next_restart += args.restart_every
             if "middle" not in memory and elapsed >= args.minutes * 30:
