@@ -27,6 +27,9 @@ UNAVAILABLE = (
 )
 
 
+RETRY_AFTER = {"Retry-After": "2"}
+
+
 class ApiError(Exception):
     def __init__(
         self, status: int, code: str, message: str, details: Any = None,
@@ -70,12 +73,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = exc.reason.lower().replace(" ", "_")
         keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason, headers=keep)
+    except asyncpg.DataError as exc:
+        # A value the request carried that PostgreSQL cannot hold or compare (the checks at
+        # the door should have caught it first): the client's mistake, not ours.
+        log.warning("request_data_error", path=request.path, error=repr(exc))
+        return error_response(422, "invalid_request", "a value in the request is out of range"
+                              " or cannot be stored", {"sqlstate": exc.sqlstate})  # fmt: skip
     except UNAVAILABLE as exc:
         log.warning("dependency_unavailable", path=request.path, error=repr(exc))
         return error_response(
-            503, "unavailable", "a dependency is unavailable, retry shortly",
-            headers={"Retry-After": "2"},
-        )  # fmt: skip
+            503, "unavailable", "a dependency is unavailable, retry shortly", headers=RETRY_AFTER
+        )
     except Exception:
         log.exception("unhandled_error", path=request.path, method=request.method)
         return error_response(500, "internal", "internal error")
