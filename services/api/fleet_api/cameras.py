@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +21,7 @@ from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    create_in,
     enforce_quota,
     parse_body,
     parse_query,
@@ -135,7 +137,7 @@ def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
     return acting_for(request, query.user_id, reading=reading, what="camera")
 
 
-async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:
+async def read_frame(request: web.Request, limit: int) -> tuple[bytearray, str]:
     """The body, at most `limit` bytes (413 beyond), and its type by magic bytes (415)."""
     too_large = ApiError(413, "too_large", f"a frame may be at most {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
@@ -148,7 +150,7 @@ async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:
             raise too_large
     for magic, content_type in MAGIC.items():
         if body.startswith(magic):
-            return bytes(body), content_type
+            return body, content_type  # asyncpg sends a bytearray as is: no copy
     raise ApiError(415, "unsupported_media_type", "the body must be a JPEG or PNG image")
 
 
@@ -163,7 +165,8 @@ async def upload_frame(request: web.Request) -> web.Response:
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(kernel.settings, type=TaskType.CAMERA, user_id=user_id,
                    input={"frame_id": str(frame_id), "camera_id": camera_id})  # fmt: skip
-    async with user_db(request, user_id).acquire() as conn:
+
+    async def write(conn: asyncpg.Connection) -> None:
         # Sending frames is enough to have a camera; PUT adds periodic capture to it.
         await conn.execute(
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -175,6 +178,10 @@ async def upload_frame(request: web.Request) -> web.Response:
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
             frame_id, user_id, camera_id, new.task_id, content_type, image,
         )  # fmt: skip
+
+    await create_in(user_db(request, user_id), write,
+                    f"look for it in GET /api/cameras/{camera_id}/analyses before sending it"
+                    " again")  # fmt: skip
     await request.app[PUBLISHER].send(new.message())
     accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
     return json_response(accepted.model_dump(mode="json"), status=202)

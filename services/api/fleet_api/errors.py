@@ -1,5 +1,6 @@
 """The error format of every answer: `{"error": {"code", "message", "details"}}`. Never a 500
-for anything a client sent; 503 with Retry-After while our own database or broker is away."""
+for anything a client sent; 503 with Retry-After while our own database or broker is away, and
+503 `outcome_unknown` when the link broke while a submission was being committed."""
 
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from taskfleet import jsonx
+from taskfleet.coalesce import BatchInterrupted
 
 log = structlog.get_logger("fleet_api")
 
@@ -27,6 +29,17 @@ UNAVAILABLE = (
 )
 
 
+# The link to PostgreSQL broke with a statement (or its commit) in flight, as opposed to a
+# connection that could not be made: whether that statement committed is unknown.
+LINK_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    BatchInterrupted,
+    ConnectionResetError,
+    BrokenPipeError,
+    TimeoutError,  # a statement past DB_TIMEOUT_S may still commit
+)
 RETRY_AFTER = {"Retry-After": "2"}
 
 
@@ -57,6 +70,15 @@ def error_response(
 
 def not_found(what: str = "not found") -> ApiError:
     return ApiError(404, "not_found", what)
+
+
+def outcome_unknown(exc: BaseException, how_to_check: str) -> ApiError:
+    """A creating request whose commit may or may not have happened: the client must not
+    assume either. `how_to_check` tells it how to find out without creating twice."""
+    log.warning("submission_outcome_unknown", error=repr(exc))
+    return ApiError(503, "outcome_unknown",
+                    f"the database link broke while this was being saved: it may or may not"
+                    f" have been accepted; {how_to_check}", headers=RETRY_AFTER)  # fmt: skip
 
 
 @web.middleware
