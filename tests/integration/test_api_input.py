@@ -254,6 +254,14 @@ class TestCursors:
             resp = await client.get(path, params={"cursor": _cursor(at)}, headers=headers)
             assert (await error_of(resp, 400))["code"] == "bad_cursor"
 
+    async def test_a_long_query_of_non_ascii_text_gets_the_json_error_body(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        # 1,000 four-byte characters: 12 KB percent-encoded, over aiohttp's own 8190 bytes.
+        resp = await client.get("/api/tasks", params={"cursor": "\U0001f600" * 1000},
+                                headers=ALICE)  # fmt: skip
+        assert (await error_of(resp, 422))["code"] == "invalid_query"
+
     async def test_the_cursor_of_a_page_still_leads_to_the_next(
         self, client: TestClient[Any, Any]
     ) -> None:

@@ -23,14 +23,20 @@ from taskfleet.revocation import DenyList
 from taskfleet.submit import Publish, Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
+# aiohttp refuses a longer request line itself, with a plain-text 400 that no route or error
+# middleware sees. Its default (8190) is reached by a query of a few hundred non-ASCII
+# characters (each up to 12 bytes percent-encoded): above it, the query models answer them
+# with the JSON error body like any other bad value.
+MAX_REQUEST_LINE = 64 * 1024
 
 
 def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Application:
     """`publish` defaults to the kernel broker's confirmed publish (tests inject a failing one)."""
 
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
-    )
+        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
+    )  # fmt: skip
     app[KERNEL] = kernel
     app[PUBLISHER] = Publisher(kernel, publish)
     app[DENIED] = DenyList()

@@ -390,7 +390,7 @@ def add_document_routes(app: web.Application) -> None:
                            errors=(400, 401, 403, 413, 415, 422, 429, 503), tags=tags,
                            raw_body={"multipart/form-data": form}))  # fmt: skip
     api.add(app, Operation("GET", "/api/documents", list_documents, "The caller's documents",
-                           DocumentList, query=ListQuery, errors=(400, 401, 422, 503),
+                           DocumentList, query=ListQuery, errors=(400, 401, 404, 422, 503),
                            tags=tags))  # fmt: skip
     api.add(app, Operation("GET", "/api/documents/{document_id}", get_document,
                            "A document: status, pages, chunks and its task", Document,

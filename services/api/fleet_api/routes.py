@@ -40,7 +40,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
     try:
-        return model.model_validate(raw)
+        # Strict: a JSON value must have the schema's type (`false` is no number, `"5"` no
+        # integer); lax pydantic would turn them into 0.0 and 5, and /openapi.json would lie.
+        return model.model_validate(raw, strict=True)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
         raise ApiError(
