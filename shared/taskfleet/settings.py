@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     document_max_bytes: int = Field(
         50 * 1024 * 1024, ge=1, le=1024**3, validation_alias="DOCUMENT_MAX_BYTES"
     )
+    # Uploads one API replica receives at once (503 with Retry-After beyond). Each is spooled
+    # to a temporary file past its first MiB: this bounds the disk and the database's work.
+    document_max_uploads: int = Field(4, ge=1, le=1000, validation_alias="DOCUMENT_MAX_UPLOADS")
     # Pages per checkpoint: a redelivered task resumes after the last whole batch.
     doc_batch_pages: int = Field(10, ge=1, le=1000, validation_alias="DOC_BATCH_PAGES")
     # The parser child's limits: address space for the whole child, CPU and wall time per page.
