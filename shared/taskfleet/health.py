@@ -38,9 +38,12 @@ def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
     app.router.add_get("/metrics", metrics)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start `app`; returns the runner (its bound port is in runner.addresses)."""
-    runner = web.AppRunner(app, access_log=None)
+async def serve(
+    app: web.Application, host: str, port: int, *, shutdown_timeout_s: float = 60.0
+) -> web.AppRunner:
+    """Start `app`; returns the runner (its bound port is in runner.addresses). Its cleanup
+    waits up to `shutdown_timeout_s` for requests in progress, then cancels them."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

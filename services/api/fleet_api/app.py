@@ -14,7 +14,7 @@ from fleet_api.memories import add_memory_routes
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, add_routes
 from fleet_api.tasks import add_task_routes
-from fleet_api.ws import HUB, ws_tasks
+from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__, queues
 from taskfleet.auth import TokenVerifier
 from taskfleet.health import add_health_routes, database_check
@@ -46,6 +46,8 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     )  # fmt: skip
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
+    app[SOCKETS] = OpenSockets()
+    app.on_shutdown.append(close_sockets)
     db_ok = database_check(kernel.pool)
 
     async def ready() -> dict[str, bool]:

@@ -18,7 +18,10 @@ async def main(settings: Settings, host: str, port: int) -> None:
         if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
             retention = RetentionJob.from_settings(kernel.pool, settings)
             kernel.supervisor.spawn("retention", retention.run)
-        runner = await serve(create_app(kernel), host, port)
+        # At SIGTERM: no new connections, every WebSocket closed with 1001 (the app's
+        # on_shutdown), requests in progress given SHUTDOWN_GRACE_S to finish.
+        runner = await serve(create_app(kernel), host, port,
+                             shutdown_timeout_s=settings.shutdown_grace_s)  # fmt: skip
         bound = runner.addresses[0][1] if runner.addresses else port
         log.info("api_started", host=host, port=bound)
         try:
