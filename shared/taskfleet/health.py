@@ -1,4 +1,5 @@
-"""/healthz, /readyz and /metrics: on the API's own app, and on METRICS_PORT for a worker."""
+"""/healthz and /readyz (on the API's own port, and on a worker's METRICS_PORT) and /metrics
+(on a worker's METRICS_PORT, and on the API's API_METRICS_PORT)."""
 
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,8 @@ def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
 
 
 def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
+    """/healthz and /readyz."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -30,12 +33,23 @@ def add_health_routes(app: web.Application, ready: ReadyCheck) -> None:
             {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
         )
 
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def add_metrics_route(app: web.Application) -> None:
+    """/metrics: this process's Prometheus metrics."""
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+
+def metrics_app() -> web.Application:
+    app = web.Application()
+    add_metrics_route(app)
+    return app
 
 
 async def serve(

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
+    # The API's /metrics, on a port of its own: metrics are for Prometheus, not for clients.
+    api_metrics_port: int = Field(9100, ge=0, le=65535, validation_alias="API_METRICS_PORT")
 
     llm_base_url: str | None = Field(None, validation_alias="LLM_BASE_URL")
     llm_api_key: SecretStr | None = Field(None, validation_alias="LLM_API_KEY")

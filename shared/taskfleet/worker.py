@@ -12,7 +12,7 @@ from aiohttp import web
 from taskfleet import registry
 from taskfleet.constants import QueueSpec
 from taskfleet.errors import MemoryExhausted
-from taskfleet.health import add_health_routes, database_check, serve
+from taskfleet.health import add_health_routes, add_metrics_route, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.memguard import MemoryGuard
 from taskfleet.registry import Registration
@@ -73,6 +73,7 @@ async def run_worker(
 
         app = web.Application()
         add_health_routes(app, ready)
+        add_metrics_route(app)
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port)
         bound = runner.addresses[0][1] if runner.addresses else port

@@ -170,8 +170,11 @@ class TestAuth:
         ready = await client.get("/readyz")
         assert ready.status == 200
         assert (await ready.json())["checks"] == {"database": True, "broker": True}
-        metrics = await (await client.get("/metrics")).text()
-        assert "taskfleet_tasks_total" in metrics
+
+    async def test_metrics_are_not_served_to_clients(self, client: TestClient[Any, Any]) -> None:
+        """They are on API_METRICS_PORT (tests/e2e/test_api_process.py)."""
+        await error_of(await client.get("/metrics"), 401)
+        await error_of(await client.get("/metrics", headers=ALICE), 404)
 
 
 class TestOwnership:
