@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskfleet.errors import ConfigError
 
+JWT_SECRET_MIN_CHARS = 32
+
 
 class Settings(BaseSettings):
     """Every setting of every process. No file is needed: defaults run a local fleet."""
@@ -196,9 +198,19 @@ class Settings(BaseSettings):
         return f"{self.namespace}.{name}" if self.namespace else name
 
     def require_jwt_secret(self) -> str:
-        if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
+        """The secret that signs tokens; ConfigError (one line, never the value) if it is
+        unset or shorter than JWT_SECRET_MIN_CHARS: an HS256 key anyone can guess offline from
+        one token signs tokens of every scope."""
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret is not None else ""
+        if not secret:
             raise ConfigError("TASKFLEET_JWT_SECRET: required (taskfleet up generates one)")
-        return self.jwt_secret.get_secret_value()
+        if len(secret) < JWT_SECRET_MIN_CHARS:
+            raise ConfigError(
+                f"TASKFLEET_JWT_SECRET: at least {JWT_SECRET_MIN_CHARS} characters, got"
+                f" {len(secret)} (make one: python -c"
+                " 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return secret
 
 
 def load_settings(**overrides: object) -> Settings:
