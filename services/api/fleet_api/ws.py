@@ -54,9 +54,6 @@ class OpenSockets:
     def discard(self, ws: web.WebSocketResponse) -> None:
         self._open.discard(ws)
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     async def close_all(self) -> None:
         """1001 to every client, all at once; each close waits CLOSE_TIMEOUT_S at most."""
         self.closing = True
