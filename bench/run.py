@@ -165,7 +165,7 @@ def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None
     dsn = with_database(Settings().database_url, f"taskfleet_bench_{tag}")
     env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
            "TASKFLEET_NAMESPACE": f"bench{tag}", "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2,
-           "LOG_LEVEL": "warning", "METRICS_PORT": "0"}  # fmt: skip
+           "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip
     subprocess.run([sys.executable, "-m", "taskfleet", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     port = 18000 + int(tag[:4], 16) % 1000

@@ -145,8 +145,8 @@ def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
         AMQP_URL=settings.amqp_url, DATABASE_URL=settings.database_url,
         TASKFLEET_NAMESPACE=settings.namespace, TASKFLEET_JWT_SECRET=JWT_SECRET,
         RETRY_BASE_S=str(settings.retry_base_s), OUTBOX_GRACE_S=str(settings.outbox_grace_s),
-        OUTBOX_POLL_S=str(settings.outbox_poll_s), METRICS_PORT="0", LOG_FORMAT="json",
-        AMQP_HEARTBEAT_S="5", PYTHONUNBUFFERED="1",
+        OUTBOX_POLL_S=str(settings.outbox_poll_s), METRICS_PORT="0", API_METRICS_PORT="0",
+        LOG_FORMAT="json", AMQP_HEARTBEAT_S="5", PYTHONUNBUFFERED="1",
     )  # fmt: skip
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -6,6 +6,7 @@ Every read takes the caller's user_id and filters by it, so another user's docum
 The doc-worker's writes (chunks, page counts) are in doc_worker.index.
 """
 
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -13,7 +14,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from taskfleet.blobs import BlobStore
+from taskfleet.blobs import BlobStore, one_chunk
 from taskfleet.tenancy import Db
 
 PDF: Final = "application/pdf"
@@ -116,10 +117,15 @@ class SearchHit:
 
 
 async def insert_document(
-    conn: asyncpg.Connection, blobs: BlobStore, doc: NewDocument, data: bytes, task_id: UUID
+    conn: asyncpg.Connection,
+    blobs: BlobStore,
+    doc: NewDocument,
+    data: bytes | AsyncIterable[bytes],
+    task_id: UUID,
 ) -> None:
-    """The document row and its bytes, inside the caller's transaction (with its task)."""
-    await blobs.put(conn, doc.blob_key, data)
+    """The document row and its bytes (whole, or as chunks read while they are stored),
+    inside the caller's transaction (with its task)."""
+    await blobs.put(conn, doc.blob_key, one_chunk(data) if isinstance(data, bytes) else data)
     await conn.execute(
         "INSERT INTO documents (id, user_id, title, filename, media_type, size_bytes, sha256,"
         " blob_key, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -32,7 +32,9 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
     await migrate(settings.database_url)
     env = dict(os.environ)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-    if not secret:
+    if secret:
+        settings.require_jwt_secret()  # a short one stops here, not the API in a restart loop
+    else:
         secret = secrets.token_urlsafe(32)
         env["TASKFLEET_JWT_SECRET"] = secret
     python = [sys.executable, "-m", "taskfleet"]

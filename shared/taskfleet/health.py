@@ -1,4 +1,5 @@
-"""/healthz, /readyz and /metrics: on the API's own app, and on METRICS_PORT for a worker."""
+"""/healthz and /readyz (on the API's own port, and on a worker's METRICS_PORT) and /metrics
+(on a worker's METRICS_PORT, and on the API's API_METRICS_PORT)."""
 
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +23,8 @@ def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
 
 
 def add_health_routes(app: web.Application, ready: ReadyCheck, why: Reasons | None = None) -> None:
+    """/healthz and /readyz; `why` names what keeps a process from taking work."""
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -34,17 +37,31 @@ def add_health_routes(app: web.Application, ready: ReadyCheck, why: Reasons | No
             body["paused"] = reasons
         return web.json_response(body, status=200 if ok else 503)
 
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def add_metrics_route(app: web.Application) -> None:
+    """/metrics: this process's Prometheus metrics."""
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start `app`; returns the runner (its bound port is in runner.addresses)."""
-    runner = web.AppRunner(app, access_log=None)
+def metrics_app() -> web.Application:
+    app = web.Application()
+    add_metrics_route(app)
+    return app
+
+
+async def serve(
+    app: web.Application, host: str, port: int, *, shutdown_timeout_s: float = 60.0
+) -> web.AppRunner:
+    """Start `app`; returns the runner (its bound port is in runner.addresses). Its cleanup
+    waits up to `shutdown_timeout_s` for requests in progress, then cancels them."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -6,7 +6,7 @@ Shared by the API and the command line, so both answer the same way.
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -43,11 +43,17 @@ def encode_cursor(created_at: datetime, task_id: UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) of a cursor from encode_cursor; BadCursor for anything else,
+    including a well-formed one whose time could not be a task's (no zone, or one that
+    overflows when turned to UTC, as asyncpg does: `9999-12-31T23:59:59-01:00`)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, tid = raw.partition("|")
-        return datetime.fromisoformat(at), UUID(tid)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        created_at = datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            raise ValueError("a cursor's time has no zone")
+        return created_at.astimezone(UTC), UUID(tid)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadCursor(f"invalid cursor {cursor[:40]!r}") from None
 
 

@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskfleet.errors import ConfigError
 
+JWT_SECRET_MIN_CHARS = 32
+
 
 class Settings(BaseSettings):
     """Every setting of every process. No file is needed: defaults run a local fleet."""
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="METRICS_PORT")
+    # The API's /metrics, on a port of its own: metrics are for Prometheus, not for clients.
+    api_metrics_port: int = Field(9100, ge=0, le=65535, validation_alias="API_METRICS_PORT")
 
     llm_base_url: str | None = Field(None, validation_alias="LLM_BASE_URL")
     llm_api_key: SecretStr | None = Field(None, validation_alias="LLM_API_KEY")
@@ -154,6 +158,9 @@ class Settings(BaseSettings):
     document_max_bytes: int = Field(
         50 * 1024 * 1024, ge=1, le=1024**3, validation_alias="DOCUMENT_MAX_BYTES"
     )
+    # Uploads one API replica receives at once (503 with Retry-After beyond). Each is spooled
+    # to a temporary file past its first MiB: this bounds the disk and the database's work.
+    document_max_uploads: int = Field(4, ge=1, le=1000, validation_alias="DOCUMENT_MAX_UPLOADS")
     # Pages per checkpoint: a redelivered task resumes after the last whole batch.
     doc_batch_pages: int = Field(10, ge=1, le=1000, validation_alias="DOC_BATCH_PAGES")
     # The parser child's limits: address space for the whole child, CPU and wall time per page.
@@ -200,9 +207,19 @@ class Settings(BaseSettings):
         return f"{self.namespace}.{name}" if self.namespace else name
 
     def require_jwt_secret(self) -> str:
-        if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
+        """The secret that signs tokens; ConfigError (one line, never the value) if it is
+        unset or shorter than JWT_SECRET_MIN_CHARS: an HS256 key anyone can guess offline from
+        one token signs tokens of every scope."""
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret is not None else ""
+        if not secret:
             raise ConfigError("TASKFLEET_JWT_SECRET: required (taskfleet up generates one)")
-        return self.jwt_secret.get_secret_value()
+        if len(secret) < JWT_SECRET_MIN_CHARS:
+            raise ConfigError(
+                f"TASKFLEET_JWT_SECRET: at least {JWT_SECRET_MIN_CHARS} characters, got"
+                f" {len(secret)} (make one: python -c"
+                " 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return secret
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from taskfleet.constants import QueueSpec
 from taskfleet.errors import MemoryExhausted
-from taskfleet.health import add_health_routes, database_check, serve
+from taskfleet.health import add_health_routes, add_metrics_route, database_check, serve
 from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.memguard import MemoryGuard
 from taskfleet.runner import Consumer, Handler
@@ -62,6 +62,7 @@ async def run_worker(
 
         app = web.Application()
         add_health_routes(app, ready, why=lambda: consumer.pause_reasons)
+        add_metrics_route(app)
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port)
         bound = runner.addresses[0][1] if runner.addresses else port

@@ -225,7 +225,8 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         if name == "migrate":
             continue
         if name == "api":
-            port = parse_port(service["command"])
+            port = effective_settings(compose_env(service)).api_metrics_port
+            assert port != parse_port(service["command"])  # not on the clients' port
         else:
             settings = effective_settings(compose_env(service))
             port = settings.metrics_port or QUEUE_BY_WORKER[WORKER_SERVICES[name]].metrics_port
@@ -317,8 +318,8 @@ def test_the_image_is_slim_unprivileged_and_healthchecked(
     assert env["API_HOST"] == "0.0.0.0"
     [(_, exposed)] = [line for line in final if line[0] == "EXPOSE"]
     ports = {int(port) for port in exposed.split()}
-    api_port = Settings.model_fields["api_port"].default
-    assert ports == {api_port} | {spec.metrics_port for spec in QUEUES.values()}
+    api_ports = {Settings.model_fields[f].default for f in ("api_port", "api_metrics_port")}
+    assert ports == api_ports | {spec.metrics_port for spec in QUEUES.values()}
 
 
 def dockerfile_args() -> list[str]:
@@ -593,7 +594,10 @@ def test_k8s_deployments_probe_and_stop_gracefully() -> None:
             assert (get["path"], ports[get["port"]]) == (path, port), f"{name} {kind}"
         assert deployment["metadata"]["name"] == name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/port"] == str(port)
+        # /metrics: with the health routes on a worker; on a port of its own for the API.
+        metrics_port = settings.api_metrics_port if name == "api" else port
+        assert annotations["prometheus.io/port"] == str(metrics_port), name
+        assert metrics_port in ports.values(), name
         # A disruption budget that selects its pods.
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()

@@ -191,8 +191,9 @@ def test_histograms_and_counters_are_expanded() -> None:
 async def test_every_metric_named_is_exported(
     settings: Settings, spawn: Callable[..., Proc]
 ) -> None:
-    api_port, worker_port = free_port(), free_port()
-    spawn(["api"], process_env(settings, API_PORT=api_port), name="api")
+    api_port, worker_port = free_port(), free_port()  # the ports their /metrics are on
+    spawn(["api"], process_env(settings, API_PORT=free_port(), API_METRICS_PORT=api_port),
+          name="api")  # fmt: skip
     spawn(["worker", "chat"], process_env(settings, METRICS_PORT=worker_port), name="chat")
 
     async def scrape(port: int) -> str | None:

@@ -122,6 +122,15 @@ class TestStartupErrors:
         assert result.returncode == 2
         assert "TASKFLEET_JWT_SECRET" in result.stderr
 
+    def test_api_with_a_short_jwt_secret_refuses_to_start(self, settings: Settings) -> None:
+        env = process_env(settings, TASKFLEET_JWT_SECRET="short-and-guessable")
+        result = taskfleet(["api", "--port", str(free_port())], env)
+        assert result.returncode == 2
+        line = result.stderr.strip()
+        assert "TASKFLEET_JWT_SECRET: at least 32 characters, got 19" in line
+        assert len(line.splitlines()) == 1
+        assert "guessable" not in line
+
 
 class TestOperatorCommands:
     async def test_tasks_task_queues_and_dlq_commands_read_the_real_state(

@@ -1,14 +1,21 @@
 """Bad input to the API gets the right 4xx with the error body; never a 500 (DESIGN.md §7)."""
 
+import base64
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import uuid4
 
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from fleet_api.app import create_app
+from fleet_api.errors import error_middleware
+from fleet_api.routes import OPENAPI
 from taskfleet.auth import AUDIENCE, ISSUER, issue_token, verify_token
 from taskfleet.kernel import Kernel
 from taskfleet.revocation import revoke
@@ -163,8 +170,11 @@ class TestAuth:
         ready = await client.get("/readyz")
         assert ready.status == 200
         assert (await ready.json())["checks"] == {"database": True, "broker": True}
-        metrics = await (await client.get("/metrics")).text()
-        assert "taskfleet_tasks_total" in metrics
+
+    async def test_metrics_are_not_served_to_clients(self, client: TestClient[Any, Any]) -> None:
+        """They are on API_METRICS_PORT (tests/e2e/test_api_process.py)."""
+        await error_of(await client.get("/metrics"), 401)
+        await error_of(await client.get("/metrics", headers=ALICE), 404)
 
 
 class TestOwnership:
@@ -191,3 +201,99 @@ class TestOwnership:
 
     async def test_wrong_method_is_405_with_error_body(self, client: TestClient[Any, Any]) -> None:
         await error_of(await client.delete("/api/chat/stream", headers=ALICE), 405)
+
+
+ADMIN = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'ops', scope='admin')}"}
+# A well-formed value of each path parameter, for the parameters a test does not break.
+GOOD = {"task_id": str(uuid4()), "document_id": str(uuid4()), "user_id": "alice",
+        "chat_id": "c", "camera_id": "cam", "queue": "chat_tasks"}  # fmt: skip
+
+
+class TestPathIds:
+    @pytest.mark.parametrize(
+        "bad", ["a%00b", "has%20space", "x" * 129, "%C3%A9t%C3%A9", "a%0A", "%27%3B--"]
+    )
+    @pytest.mark.parametrize("headers", [ADMIN, SERVICE, ALICE], ids=["admin", "service", "user"])
+    async def test_a_malformed_path_id_of_any_route_is_404_or_422_never_500(
+        self, client: TestClient[Any, Any], bad: str, headers: dict[str, str]
+    ) -> None:
+        tried = 0
+        for op in client.server.app[OPENAPI].operations:
+            for name in re.findall(r"{(\w+)}", op.path):
+                path = op.path.format(**{**GOOD, name: bad})
+                resp = await client.request(op.method, URL(path, encoded=True), headers=headers)
+                err = await error_of(resp, op.path_param(name).status)
+                assert err["code"] in ("not_found", "invalid_request"), (op.path, err)
+                tried += 1
+        assert tried >= 13  # every route with an id in its path, each of its ids
+
+    async def test_a_service_token_naming_a_malformed_user_gets_404(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        for path in ("/api/tasks/user/not%20a%20user", "/api/users/x%00y/memories"):
+            resp = await client.get(URL(path, encoded=True), headers=SERVICE)
+            assert (await error_of(resp, 404))["code"] == "not_found"
+
+    async def test_a_nul_in_a_chat_id_is_404(self, client: TestClient[Any, Any]) -> None:
+        resp = await client.get(URL("/api/chats/a%00b/messages", encoded=True), headers=ALICE)
+        assert (await error_of(resp, 404))["message"] == "chat not found"
+
+
+def _cursor(at: str) -> str:
+    raw = f"{at}|{uuid4()}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class TestCursors:
+    @pytest.mark.parametrize(
+        "at",
+        ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "2024-01-01T00:00:00",
+         "99999-01-01T00:00:00+00:00", "not a time"],
+    )  # fmt: skip
+    async def test_a_cursor_out_of_range_is_400_bad_cursor(
+        self, client: TestClient[Any, Any], at: str
+    ) -> None:
+        for path, headers in (("/api/tasks", ALICE), ("/api/tasks/user/alice", SERVICE)):
+            resp = await client.get(path, params={"cursor": _cursor(at)}, headers=headers)
+            assert (await error_of(resp, 400))["code"] == "bad_cursor"
+
+    async def test_a_long_query_of_non_ascii_text_gets_the_json_error_body(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        # 1,000 four-byte characters: 12 KB percent-encoded, over aiohttp's own 8190 bytes.
+        resp = await client.get("/api/tasks", params={"cursor": "\U0001f600" * 1000},
+                                headers=ALICE)  # fmt: skip
+        assert (await error_of(resp, 422))["code"] == "invalid_query"
+
+    async def test_the_cursor_of_a_page_still_leads_to_the_next(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        user = f"pager-{uuid4().hex[:8]}"
+        for i in range(3):
+            resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": f"{i}",
+                                     "user_id": user}, headers=SERVICE)  # fmt: skip
+            assert resp.status == 202
+        first = await (await client.get(f"/api/tasks/user/{user}?limit=2", headers=SERVICE)).json()
+        resp = await client.get(f"/api/tasks/user/{user}", headers=SERVICE,
+                                params={"limit": 2, "cursor": first["next_cursor"]})  # fmt: skip
+        rest = await resp.json()
+        assert resp.status == 200, rest
+        assert len(first["tasks"]) + len(rest["tasks"]) == 3
+        assert rest["next_cursor"] is None
+
+
+async def test_a_data_error_from_postgresql_is_422_not_500(kernel: Kernel) -> None:
+    """The last line of defence: a value that reached PostgreSQL and that it refused."""
+
+    async def store_text(request: web.Request) -> web.Response:
+        await kernel.pool.fetchval("SELECT $1::text", request.query["text"])
+        return web.Response(status=204)
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/echo", store_text)
+    async with TestClient(TestServer(app)) as c:
+        resp = await c.get(URL("/echo?text=a%00b", encoded=True))
+        err = await error_of(resp, 422)
+        assert err["code"] == "invalid_request"
+        assert err["details"]["sqlstate"].startswith("22")  # class 22: data exception
+        assert (await c.get("/echo?text=fine")).status == 204

@@ -97,3 +97,64 @@ async def test_a_subscriber_is_served_while_the_broker_is_away(hub: EventHub) ->
     assert hub.listened
     hub.unsubscribe(sub)
     assert not hub.listened
+
+
+def sized(task: str, seq: int, pad: int = 0) -> bytes:
+    body = {"type": "task.updated", "task_id": task, "user_id": "alice", "seq": seq,
+            "task": {"output": "x" * pad}}  # fmt: skip
+    return orjson.dumps(body)
+
+
+def held_bytes(hub: EventHub) -> int:
+    """What the buffer holds, summed from the events themselves (their JSON lengths)."""
+    return sum(len(orjson.dumps(e)) for h in hub._history.values() for e, _ in h.events)
+
+
+def test_the_replay_buffer_is_bounded_in_bytes_and_forgets_the_oldest_first(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "HISTORY_MAX_BYTES", 10_000)
+    for seq in range(1, 11):  # ten events of about 1 KB for each of ten tasks: 100 KB sent
+        for task in range(10):
+            hub.deliver(sized(f"t{task}", seq, pad=1000))
+    assert 9_000 < hub.history_bytes <= 10_000
+    assert hub.history_bytes == held_bytes(hub)
+    # What is left: the latest round of events, the least recently updated tasks' first gone.
+    held = [(task, e["seq"]) for task, h in hub._history.items() for e, _ in h.events]
+    assert held == [(f"t{task}", 10) for task in range(10 - len(held), 10)]
+    assert hub.replay("t9", 10) == []
+    assert hub.replay("t9", 9) is None  # its seq 9 went: it cannot vouch from there
+
+
+def test_a_task_trimmed_by_the_byte_bound_vouches_only_for_what_it_still_holds(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "HISTORY_MAX_BYTES", 5_000)
+    for seq in range(1, 21):  # one task alone over the bound: its oldest events go
+        hub.deliver(sized("t1", seq, pad=500))
+    held = [e["seq"] for e, _ in hub._history["t1"].events]
+    assert held == list(range(held[0], 21))  # a whole run of the latest, nothing skipped
+    assert held[0] > 1
+    assert hub.replay("t1", held[0] - 1) is None  # the event after it is gone: cannot vouch
+    assert [e["seq"] for e in hub.replay("t1", held[0]) or []] == held[1:]
+
+
+def test_a_huge_event_does_not_break_the_bound(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "HISTORY_MAX_BYTES", 5_000)
+    hub.deliver(sized("t1", 1, pad=10))
+    hub.deliver(sized("t1", 2, pad=20_000))  # alone larger than the whole buffer
+    assert hub.history_bytes == 0
+    assert hub.replay("t1", 1) is None
+
+
+async def test_a_users_key_goes_when_its_last_socket_leaves(hub: EventHub) -> None:
+    for user in ("alice", "bob", None):
+        first, second = await hub.subscribe(user), await hub.subscribe(user)
+        hub.unsubscribe(first)
+        assert user in hub._subscribers  # one socket of that user still listens
+        hub.unsubscribe(second)
+        hub.unsubscribe(second)  # twice (a handler's finally after a failed subscribe): harmless
+    assert hub._subscribers == {}
+    assert not hub.listened

@@ -95,7 +95,20 @@ def test_require_jwt_secret_raises_when_unset_or_empty(
 
 
 def test_require_jwt_secret_returns_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKFLEET_JWT_SECRET", "s3cret-value")
+    secret = "s3cret-value-" + "x" * 19  # 32 characters: the shortest accepted
+    monkeypatch.setenv("TASKFLEET_JWT_SECRET", secret)
     s = load_settings()
-    assert s.require_jwt_secret() == "s3cret-value"
-    assert "s3cret-value" not in repr(s)
+    assert s.require_jwt_secret() == secret
+    assert secret not in repr(s)
+
+
+def test_a_short_jwt_secret_is_refused_in_one_line_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKFLEET_JWT_SECRET", "s3cret-value-" + "x" * 18)  # 31 characters
+    with pytest.raises(ConfigError) as refused:
+        load_settings().require_jwt_secret()
+    message = str(refused.value)
+    assert message.startswith("TASKFLEET_JWT_SECRET: at least 32 characters, got 31")
+    assert "\n" not in message
+    assert "s3cret" not in message

@@ -1,5 +1,7 @@
 """Operator routes (admin scope): queue depths, dead letters, replay."""
 
+import re
+
 from aiohttp import web
 
 from fleet_api.auth import principal
@@ -12,9 +14,15 @@ from fleet_api.models import (
     WorkerList,
     WorkerQuery,
 )
-from fleet_api.openapi import Operation
+from fleet_api.openapi import Operation, PathParam
 from fleet_api.routes import KERNEL, OPENAPI, parse_query
 from taskfleet import queues, registry
+from taskfleet.constants import QUEUE_BY_NAME, dlq_name
+
+# A work queue or its dead-letter queue, by name: the only values the `{queue}` path takes.
+QUEUE_NAMES = sorted([*QUEUE_BY_NAME, *map(dlq_name, QUEUE_BY_NAME)])
+QUEUE_PARAM = PathParam({"type": "string", "enum": QUEUE_NAMES},
+                        "^(?:" + "|".join(map(re.escape, QUEUE_NAMES)) + ")$", "queue")  # fmt: skip
 
 
 def require_admin(request: web.Request) -> None:
@@ -78,7 +86,8 @@ def add_admin_routes(app: web.Application) -> None:
                            WorkerList, query=WorkerQuery, errors=errors, tags=tags))  # fmt: skip
     api.add(app, Operation("GET", "/api/admin/dlq/{queue}", list_dead_letters,
                            "A queue's dead letters", DeadLetterList, query=DeadLetterQuery,
-                           errors=errors, tags=tags))  # fmt: skip
+                           errors=errors, tags=tags,
+                           path_params={"queue": QUEUE_PARAM}))  # fmt: skip
     api.add(app, Operation("POST", "/api/admin/dlq/{queue}/replay", replay_dead_letters,
                            "Replay a queue's dead letters", ReplayResult, errors=errors,
-                           tags=tags))  # fmt: skip
+                           tags=tags, path_params={"queue": QUEUE_PARAM}))  # fmt: skip

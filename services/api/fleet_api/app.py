@@ -14,7 +14,7 @@ from fleet_api.memories import add_memory_routes
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, add_routes
 from fleet_api.tasks import add_task_routes
-from fleet_api.ws import HUB, ws_tasks
+from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__, queues
 from taskfleet.auth import TokenVerifier
 from taskfleet.health import add_health_routes, database_check
@@ -23,14 +23,20 @@ from taskfleet.revocation import DenyList
 from taskfleet.submit import Publish, Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
+# aiohttp refuses a longer request line itself, with a plain-text 400 that no route or error
+# middleware sees. Its default (8190) is reached by a query of a few hundred non-ASCII
+# characters (each up to 12 bytes percent-encoded): above it, the query models answer them
+# with the JSON error body like any other bad value.
+MAX_REQUEST_LINE = 64 * 1024
 
 
 def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Application:
     """`publish` defaults to the kernel broker's confirmed publish (tests inject a failing one)."""
 
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
-    )
+        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
+    )  # fmt: skip
     app[KERNEL] = kernel
     app[PUBLISHER] = Publisher(kernel, publish)
     app[DENIED] = DenyList()
@@ -40,6 +46,8 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     )  # fmt: skip
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
+    app[SOCKETS] = OpenSockets()
+    app.on_shutdown.append(close_sockets)
     db_ok = database_check(kernel.pool)
 
     async def ready() -> dict[str, bool]:

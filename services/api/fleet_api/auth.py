@@ -9,7 +9,7 @@ from taskfleet.revocation import DenyList
 TOKENS = web.AppKey("tokens", TokenVerifier)
 DENIED = web.AppKey("denied", DenyList)
 PRINCIPAL = web.RequestKey("principal", Principal)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
 
 def principal(request: web.Request) -> Principal:

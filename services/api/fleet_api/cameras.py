@@ -6,11 +6,11 @@ for any user with `?user_id=`.
 """
 
 import base64
-import re
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,7 @@ from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    create_in,
     enforce_quota,
     parse_body,
     parse_query,
@@ -28,6 +29,7 @@ from fleet_api.routes import (
 )
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
+from taskfleet.store import Outgoing
 from taskfleet.submit import new_task
 
 CHUNK = 64 * 1024
@@ -128,18 +130,15 @@ class AnalysisPage(BaseModel):
 
 
 def camera_id_param(request: web.Request) -> str:
-    camera_id = request.match_info["camera_id"]
-    if not re.fullmatch(ID_PATTERN, camera_id):
-        raise ApiError(422, "invalid_request", "camera_id: letters, digits and _.:@- only",
-                       [{"loc": ["path", "camera_id"], "msg": "bad camera_id"}])  # fmt: skip
-    return camera_id
+    """Checked against ID_PATTERN before the handler ran (fleet_api.openapi: 422 if not)."""
+    return request.match_info["camera_id"]
 
 
 def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
     return acting_for(request, query.user_id, reading=reading, what="camera")
 
 
-async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:
+async def read_frame(request: web.Request, limit: int) -> tuple[bytearray, str]:
     """The body, at most `limit` bytes (413 beyond), and its type by magic bytes (415)."""
     too_large = ApiError(413, "too_large", f"a frame may be at most {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
@@ -152,7 +151,7 @@ async def read_frame(request: web.Request, limit: int) -> tuple[bytes, str]:
             raise too_large
     for magic, content_type in MAGIC.items():
         if body.startswith(magic):
-            return bytes(body), content_type
+            return body, content_type  # asyncpg sends a bytearray as is: no copy
     raise ApiError(415, "unsupported_media_type", "the body must be a JPEG or PNG image")
 
 
@@ -167,7 +166,8 @@ async def upload_frame(request: web.Request) -> web.Response:
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(kernel.settings, type=TaskType.CAMERA, user_id=user_id,
                    input={"frame_id": str(frame_id), "camera_id": camera_id})  # fmt: skip
-    async with user_db(request, user_id).acquire() as conn:
+
+    async def write(conn: asyncpg.Connection) -> Outgoing | None:
         # Sending frames is enough to have a camera; PUT adds periodic capture to it.
         await conn.execute(
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -181,6 +181,11 @@ async def upload_frame(request: web.Request) -> web.Response:
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
             frame_id, user_id, camera_id, new.task_id, content_type, image,
         )  # fmt: skip
+        return outgoing
+
+    outgoing = await create_in(user_db(request, user_id), write,
+                               f"look for it in GET /api/cameras/{camera_id}/analyses before"
+                               " sending it again")  # fmt: skip
     if outgoing is not None:  # None only for an idempotent repeat, which these never are
         await request.app[PUBLISHER].send(outgoing)
     accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)

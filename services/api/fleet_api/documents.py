@@ -6,9 +6,12 @@ user with `?user_id=`.
 
 The upload is streamed and counted against DOCUMENT_MAX_BYTES (the app's 1 MiB body limit is
 for JSON routes; aiohttp applies it to whole-body reads only), and its type is decided by its
-bytes, never by what the client claims.
+bytes, never by what the client claims. It goes through a spool (memory, then a temporary
+file) to the blob store a chunk at a time, never whole in memory; each replica receives at
+most DOCUMENT_MAX_UPLOADS at once, and answers 503 with Retry-After beyond.
 """
 
+import asyncio
 import codecs
 import hashlib
 from dataclasses import dataclass
@@ -17,21 +20,35 @@ from typing import Any, Literal
 from urllib.parse import unquote
 from uuid import UUID
 
+import asyncpg
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet_api.auth import acting_for
-from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.errors import RETRY_AFTER, ApiError, json_response, not_found
 from fleet_api.openapi import Operation
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, enforce_quota, parse_query, user_db
+from fleet_api.routes import (
+    KERNEL,
+    OPENAPI,
+    PUBLISHER,
+    create_in,
+    enforce_quota,
+    parse_query,
+    user_db,
+)
+from fleet_api.spool import Spool
 from taskfleet import documents, operations
 from taskfleet.blobs import BlobStore, blob_store
 from taskfleet.constants import TaskType
 from taskfleet.messages import ID_PATTERN
+from taskfleet.store import Outgoing
 from taskfleet.submit import new_task
 
 CHUNK = 64 * 1024
+# What tells a PDF (its header may follow a little junk, as readers allow).
+SNIFF_BYTES = 1024
+UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
 # Boundaries and part headers around the file: the Content-Length precheck allows this much.
 MULTIPART_SLACK = 64 * 1024
 # A 300-character title of 4-byte characters, with room to spare.
@@ -130,7 +147,8 @@ class SearchResults(BaseModel):
 
 @dataclass
 class FilePart:
-    data: bytes
+    head: bytes  # the first SNIFF_BYTES; the whole file is in the caller's spool
+    size: int
     sha256: str
     filename: str | None
     declared_type: str | None  # what the client claims: only tells Markdown from plain text
@@ -139,7 +157,7 @@ class FilePart:
 
 @dataclass
 class Upload:
-    data: bytes
+    size: int
     sha256: str
     media_type: str
     filename: str | None
@@ -165,9 +183,9 @@ class TextProbe:
             self.ok = False
 
 
-def sniff(data: bytes, is_text: bool, filename: str | None, declared: str | None) -> str | None:
+def sniff(head: bytes, is_text: bool, filename: str | None, declared: str | None) -> str | None:
     """PDF by its header; text by its bytes (UTF-8), Markdown when also named or declared so."""
-    if b"%PDF-" in data[:1024]:
+    if b"%PDF-" in head[:SNIFF_BYTES]:
         return documents.PDF
     if not is_text:
         return None
@@ -182,7 +200,8 @@ def too_large(limit: int) -> ApiError:
                     {"max_bytes": limit})  # fmt: skip
 
 
-async def read_upload(request: web.Request, limit: int) -> Upload:
+async def read_upload(request: web.Request, limit: int, spool: Spool) -> Upload:
+    """The form's fields; the file's bytes go to `spool` as they arrive."""
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type",
                        "send multipart/form-data with a `file` field")  # fmt: skip
@@ -196,7 +215,7 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
             if not isinstance(part, BodyPartReader):
                 raise ApiError(422, "invalid_request", "nested multipart is not supported")
             if part.name == "file" and file is None:
-                file = await _read_file(part, limit)
+                file = await _read_file(part, limit, spool)
             elif part.name == "title" and part.name not in fields:
                 fields[part.name] = await _read_field(part)
             else:
@@ -210,9 +229,9 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
     if file is None:
         raise ApiError(422, "invalid_request", "the `file` field is required",
                        [{"loc": ["body", "file"], "msg": "Field required"}])  # fmt: skip
-    if not file.data:
+    if not file.size:
         raise ApiError(422, "empty_file", "the file is empty")
-    media_type = sniff(file.data, file.is_text, file.filename, file.declared_type)
+    media_type = sniff(file.head, file.is_text, file.filename, file.declared_type)
     if media_type is None:
         raise ApiError(415, "unsupported_media_type",
                        "a document must be a PDF or UTF-8 plain text or Markdown",
@@ -223,19 +242,21 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
         raise ApiError(422, "invalid_request", "form fields do not fit the schema",
                        details) from None  # fmt: skip
-    return Upload(file.data, file.sha256, media_type, file.filename, _printable(form.title))
+    return Upload(file.size, file.sha256, media_type, file.filename, _printable(form.title))
 
 
-async def _read_file(part: BodyPartReader, limit: int) -> FilePart:
-    body, digest, probe = bytearray(), hashlib.sha256(), TextProbe()
+async def _read_file(part: BodyPartReader, limit: int, spool: Spool) -> FilePart:
+    head, digest, probe = b"", hashlib.sha256(), TextProbe()
     while chunk := await part.read_chunk(CHUNK):
-        body += chunk
-        if len(body) > limit:
+        if spool.size + len(chunk) > limit:
             raise too_large(limit)
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
         digest.update(chunk)
         probe.feed(chunk)
+        await spool.write(chunk)
     probe.feed(b"", final=True)
-    return FilePart(bytes(body), digest.hexdigest(), _clean_filename(part.filename),
+    return FilePart(head, spool.size, digest.hexdigest(), _clean_filename(part.filename),
                     part.headers.get("Content-Type"), probe.ok)  # fmt: skip
 
 
@@ -291,22 +312,41 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
 async def upload_document(request: web.Request) -> web.Response:
     """Accept a document: 202 with its id and task id; parsing and indexing go on in
     doc-worker. The bytes are committed with the task; the message carries ids only."""
-    kernel = request.app[KERNEL]
     user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
-    await enforce_quota(request, user_id)
-    upload = await read_upload(request, kernel.settings.document_max_bytes)
+    slots = request.app[UPLOAD_SLOTS]
+    if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
+        limit = request.app[KERNEL].settings.document_max_uploads
+        raise ApiError(503, "busy", f"this replica is receiving {limit} uploads already;"
+                       " retry shortly", headers=RETRY_AFTER)  # fmt: skip
+    async with slots:
+        await enforce_quota(request, user_id)
+        spool = Spool()
+        try:
+            return await _accept_document(request, user_id, spool)
+        finally:
+            spool.close()
+
+
+async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> web.Response:
+    kernel = request.app[KERNEL]
+    upload = await read_upload(request, kernel.settings.document_max_bytes, spool)
     doc = documents.NewDocument(
         user_id=user_id, title=upload.title or upload.filename or "untitled",
-        filename=upload.filename, media_type=upload.media_type, size_bytes=len(upload.data),
+        filename=upload.filename, media_type=upload.media_type, size_bytes=upload.size,
         sha256=upload.sha256,
     )  # fmt: skip
     new = new_task(kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
                    input={"document_id": str(doc.id)})  # fmt: skip
-    async with user_db(request, user_id).acquire() as conn:
+
+    async def write(conn: asyncpg.Connection) -> Outgoing | None:
         outgoing = await kernel.store.insert_task(
             conn, new, relay_grace_s=kernel.settings.outbox_grace_s
         )
-        await documents.insert_document(conn, _blobs(request), doc, upload.data, new.task_id)
+        await documents.insert_document(conn, _blobs(request), doc, spool.chunks(), new.task_id)
+        return outgoing
+
+    how_to_check = "look for it in GET /api/documents before uploading it again"
+    outgoing = await create_in(user_db(request, user_id), write, how_to_check)
     if outgoing is not None:  # None only for an idempotent repeat, which these never are
         await request.app[PUBLISHER].send(outgoing)
     accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
@@ -368,6 +408,7 @@ async def search_documents(request: web.Request) -> web.Response:
 
 def add_document_routes(app: web.Application) -> None:
     api, tags = app[OPENAPI], ("documents",)
+    app[UPLOAD_SLOTS] = asyncio.Semaphore(app[KERNEL].settings.document_max_uploads)
     # `file` is declared as text that any client can send and we accept; the full rule (a PDF,
     # or UTF-8 text, read from the bytes) cannot be a JSON schema, so it is the description.
     # (As `format: binary`, a schema-driven client would send arbitrary bytes, rightly 415.)
@@ -393,7 +434,7 @@ def add_document_routes(app: web.Application) -> None:
                            errors=(400, 401, 403, 413, 415, 422, 429, 503), tags=tags,
                            raw_body={"multipart/form-data": form}))  # fmt: skip
     api.add(app, Operation("GET", "/api/documents", list_documents, "The caller's documents",
-                           DocumentList, query=ListQuery, errors=(400, 401, 422, 503),
+                           DocumentList, query=ListQuery, errors=(400, 401, 404, 422, 503),
                            tags=tags))  # fmt: skip
     api.add(app, Operation("GET", "/api/documents/{document_id}", get_document,
                            "A document: status, pages, chunks and its task", Document,

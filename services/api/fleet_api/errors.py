@@ -1,5 +1,6 @@
 """The error format of every answer: `{"error": {"code", "message", "details"}}`. Never a 500
-for anything a client sent; 503 with Retry-After while our own database or broker is away."""
+for anything a client sent; 503 with Retry-After while our own database or broker is away, and
+503 `outcome_unknown` when the link broke while a submission was being committed."""
 
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -8,23 +9,29 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from taskfleet import jsonx
+from taskfleet import db, jsonx
+from taskfleet.coalesce import BatchInterrupted
 
 log = structlog.get_logger("fleet_api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
+# Our database cannot be used right now: the same list the workers pause on.
+UNAVAILABLE = db.UNAVAILABLE
+
+
+# The link to PostgreSQL broke with a statement (or its commit) in flight, as opposed to a
+# connection that could not be made: whether that statement committed is unknown.
+LINK_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
-    # Class 57: admin/crash shutdown while a restart is under way.
-    asyncpg.OperatorInterventionError,
-    # A session cut mid-transaction; the connection is dropped (taskfleet.db).
     asyncpg.InternalClientError,
-    asyncpg.TooManyConnectionsError,
-    OSError,
-    TimeoutError,
+    BatchInterrupted,
+    ConnectionResetError,
+    BrokenPipeError,
+    TimeoutError,  # a statement past DB_TIMEOUT_S may still commit
 )
+RETRY_AFTER = {"Retry-After": "2"}
 
 
 class ApiError(Exception):
@@ -56,6 +63,15 @@ def not_found(what: str = "not found") -> ApiError:
     return ApiError(404, "not_found", what)
 
 
+def outcome_unknown(exc: BaseException, how_to_check: str) -> ApiError:
+    """A creating request whose commit may or may not have happened: the client must not
+    assume either. `how_to_check` tells it how to find out without creating twice."""
+    log.warning("submission_outcome_unknown", error=repr(exc))
+    return ApiError(503, "outcome_unknown",
+                    f"the database link broke while this was being saved: it may or may not"
+                    f" have been accepted; {how_to_check}", headers=RETRY_AFTER)  # fmt: skip
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -70,12 +86,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = exc.reason.lower().replace(" ", "_")
         keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason, headers=keep)
+    except asyncpg.DataError as exc:
+        # A value the request carried that PostgreSQL cannot hold or compare (the checks at
+        # the door should have caught it first): the client's mistake, not ours.
+        log.warning("request_data_error", path=request.path, error=repr(exc))
+        return error_response(422, "invalid_request", "a value in the request is out of range"
+                              " or cannot be stored", {"sqlstate": exc.sqlstate})  # fmt: skip
     except UNAVAILABLE as exc:
         log.warning("dependency_unavailable", path=request.path, error=repr(exc))
         return error_response(
-            503, "unavailable", "a dependency is unavailable, retry shortly",
-            headers={"Retry-After": "2"},
-        )  # fmt: skip
+            503, "unavailable", "a dependency is unavailable, retry shortly", headers=RETRY_AFTER
+        )
     except Exception:
         log.exception("unhandled_error", path=request.path, method=request.method)
         return error_response(500, "internal", "internal error")

@@ -1,6 +1,7 @@
 """The event hub of one API replica: every replica consumes the events exchange through its
 own exclusive queue, fans events out to its WebSocket subscribers and keeps a short replay
-buffer per task, so a client that reconnects with `?since=` misses nothing.
+buffer per task (bounded in events per task, in tasks and in bytes in all), so a client that
+reconnects with `?since=` misses nothing.
 
 The queue is bound to the exchange only while a socket listens here (and for IDLE_UNBIND_S
 after the last one left, so that a client coming back still finds its events in the buffer).
@@ -31,6 +32,9 @@ Event = dict[str, Any]
 
 EVENTS_PER_TASK = 1000
 TASKS_REMEMBERED = 5000
+# The replay buffer's bound in bytes (an event counts its JSON length), whatever the counts
+# above allow: 5,000 tasks of 1,000 events could otherwise hold gigabytes of big outputs.
+HISTORY_MAX_BYTES = 16 * 1024 * 1024
 SUBSCRIBER_QUEUE = 2000
 IDLE_UNBIND_S = 60.0
 BIND_TIMEOUT_S = 10.0
@@ -54,11 +58,31 @@ class Subscription:
 
 
 @dataclass
+class History:
+    """One task's events as received, oldest first, with their sizes. Events only ever leave
+    from the oldest end, so what is held is every event the hub received for the task from
+    the first one held on: the condition for `EventHub.replay` to vouch."""
+
+    events: deque[tuple[Event, int]] = field(default_factory=deque)
+    bytes: int = 0
+
+    def append(self, event: Event, size: int) -> None:
+        self.events.append((event, size))
+        self.bytes += size
+
+    def drop_oldest(self) -> int:
+        _, size = self.events.popleft()
+        self.bytes -= size
+        return size
+
+
+@dataclass
 class EventHub:
     settings: Settings
     broker: Broker
     _subscribers: dict[str | None, set[Subscription]] = field(default_factory=dict)
-    _history: OrderedDict[str, deque[Event]] = field(default_factory=OrderedDict)
+    _history: OrderedDict[str, History] = field(default_factory=OrderedDict)
+    _history_bytes: int = 0
     _channel: AbstractChannel | None = None
     _queue: AbstractQueue | None = None
     _exchange: AbstractExchange | None = None
@@ -92,7 +116,11 @@ class EventHub:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subscribers.get(sub.user_id, set()).discard(sub)
+        subs = self._subscribers.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:  # else one key stays for every user that ever connected here
+                del self._subscribers[sub.user_id]
         if not self.listened:
             self._idle_since = time.monotonic()
 
@@ -103,7 +131,12 @@ class EventHub:
 
     @property
     def listened(self) -> bool:
-        return any(self._subscribers.values())
+        return bool(self._subscribers)
+
+    @property
+    def history_bytes(self) -> int:
+        """What the replay buffer holds, in bytes of event JSON."""
+        return self._history_bytes
 
     @property
     def _unbinder_name(self) -> str:
@@ -113,14 +146,14 @@ class EventHub:
         """Events of the task after `since_seq`, or None if this replica cannot vouch for
         having all of them (it started or reconnected later, or the buffer rolled over)."""
         history = self._history.get(task_id)
-        if not history or history[0]["seq"] > since_seq:
+        if history is None or not history.events or history.events[0][0]["seq"] > since_seq:
             return None
-        return [e for e in history if e["seq"] > since_seq]
+        return [e for e, _ in history.events if e["seq"] > since_seq]
 
     async def _consume(self, connection: AbstractConnection) -> None:
         # Events published while we were disconnected are lost to us: forget what we hold,
         # so replay falls back to a fresh read of the database rather than leave a gap.
-        self._history.clear()
+        self._forget_history()
         self._bound = False
         channel = self._channel = await self.broker.channel(connection, publisher_confirms=False)
         self._exchange = await channel.get_exchange(self.settings.queue(EVENTS_EXCHANGE))
@@ -164,27 +197,46 @@ class EventHub:
                     log.warning("events_unbind_failed", error=repr(exc))
                     continue
                 self._bound = False
-                self._history.clear()  # it can no longer vouch for having every event
+                self._forget_history()  # it can no longer vouch for having every event
 
     async def _on_message(self, message: DeliveredMessage) -> None:
+        self.deliver(message.body)
+
+    def deliver(self, body: bytes) -> None:
+        """An event as it came from the exchange: kept for replay, offered to subscribers."""
         try:
-            event = jsonx.loads(message.body)
+            event = jsonx.loads(body)
             task_id, user_id = str(event["task_id"]), event["user_id"]
             int(event["seq"])
         except (ValueError, KeyError, TypeError):
-            log.warning("event_invalid", routing_key=message.routing_key)
+            log.warning("event_invalid", size=len(body))
             return
-        self._remember(task_id, event)
+        self._remember(task_id, event, len(body))
         for key in (user_id, None):
             for sub in self._subscribers.get(key, ()):
                 sub.offer(event)
 
-    def _remember(self, task_id: str, event: Event) -> None:
+    def _remember(self, task_id: str, event: Event, size: int) -> None:
         history = self._history.get(task_id)
         if history is None:
-            history = self._history[task_id] = deque(maxlen=EVENTS_PER_TASK)
-            while len(self._history) > TASKS_REMEMBERED:
-                self._history.popitem(last=False)
+            history = self._history[task_id] = History()
         else:
             self._history.move_to_end(task_id)
-        history.append(event)
+        history.append(event, size)
+        self._history_bytes += size
+        if len(history.events) > EVENTS_PER_TASK:
+            self._history_bytes -= history.drop_oldest()
+        while len(self._history) > TASKS_REMEMBERED:
+            _, forgotten = self._history.popitem(last=False)
+            self._history_bytes -= forgotten.bytes
+        # Over the byte bound: the oldest events of the least recently updated tasks go
+        # first, one at a time, so a task keeps its most recent events the longest.
+        while self._history_bytes > HISTORY_MAX_BYTES:
+            oldest_id, oldest = next(iter(self._history.items()))
+            self._history_bytes -= oldest.drop_oldest()
+            if not oldest.events:
+                del self._history[oldest_id]
+
+    def _forget_history(self) -> None:
+        self._history.clear()
+        self._history_bytes = 0

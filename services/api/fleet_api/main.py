@@ -1,9 +1,12 @@
-"""`taskfleet api`: run the API until SIGTERM/SIGINT."""
+"""`taskfleet api`: run the API until SIGTERM/SIGINT, its /metrics on API_METRICS_PORT."""
+
+import contextlib
 
 import structlog
+from aiohttp import web
 
 from fleet_api.app import create_app
-from taskfleet.health import serve
+from taskfleet.health import metrics_app, serve
 from taskfleet.kernel import open_kernel, stop_event_on_signals
 from taskfleet.retention import RetentionJob
 from taskfleet.settings import Settings
@@ -18,11 +21,20 @@ async def main(settings: Settings, host: str, port: int) -> None:
         if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
             retention = RetentionJob.from_settings(kernel.pool, settings)
             kernel.supervisor.spawn("retention", retention.run)
-        runner = await serve(create_app(kernel), host, port)
-        bound = runner.addresses[0][1] if runner.addresses else port
-        log.info("api_started", host=host, port=bound)
-        try:
+        async with contextlib.AsyncExitStack() as servers:  # stopped in reverse order
+            metrics = await serve(metrics_app(), host, settings.api_metrics_port)
+            servers.push_async_callback(metrics.cleanup)
+            # At SIGTERM: no new connections, every WebSocket closed with 1001 (the app's
+            # on_shutdown), requests in progress given SHUTDOWN_GRACE_S to finish.
+            runner = await serve(create_app(kernel), host, port,
+                                 shutdown_timeout_s=settings.shutdown_grace_s)  # fmt: skip
+            servers.push_async_callback(runner.cleanup)
+            log.info("api_started", host=host, port=_bound(runner, port),
+                     metrics_port=_bound(metrics, settings.api_metrics_port))  # fmt: skip
             await stop.wait()
-        finally:
-            await runner.cleanup()
         log.info("api_stopped")
+
+
+def _bound(runner: web.AppRunner, port: int) -> int:
+    """The port a runner listens on (the one the OS chose, for port 0)."""
+    return int(runner.addresses[0][1]) if runner.addresses else port

@@ -1,6 +1,7 @@
 """Routes are declared once, with the pydantic models that validate them; /openapi.json is
 generated from those declarations, so the spec cannot drift from what the code accepts."""
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from fleet_api.errors import ApiError, not_found
 from fleet_api.models import ErrorBody
 from taskfleet.messages import ID_PATTERN
 
@@ -23,13 +25,45 @@ ERROR_TEXT = {
 }  # fmt: skip
 COMMON_ERRORS = (400, 401, 404, 413, 422, 503)
 
-# The path parameters every route module shares; anything else is a plain string.
-PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    "task_id": {"type": "string", "format": "uuid"},
-    "user_id": {"type": "string", "pattern": ID_PATTERN},
-    "chat_id": {"type": "string", "pattern": ID_PATTERN},
-    "camera_id": {"type": "string", "pattern": ID_PATTERN},
-    "document_id": {"type": "string", "format": "uuid"},
+UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """A path parameter: its schema in /openapi.json and the pattern the router checks before
+    any handler runs, so a handler (and the SQL behind it) only ever sees a well-formed value.
+
+    A malformed value names nothing that can exist: 404 as if absent, or `status` where the
+    route creates what it names (a camera is made by its first frame or PUT)."""
+
+    schema: dict[str, Any]
+    pattern: str
+    what: str
+    status: int = 404
+
+    def refusal(self, name: str) -> ApiError:
+        if self.status == 404:
+            return not_found(f"{self.what} not found")
+        where = [{"loc": ["path", name], "msg": f"does not match {self.pattern}"}]
+        return ApiError(self.status, "invalid_request", f"{name}: not a {self.what} id", where)
+
+
+def _id(what: str, status: int = 404) -> PathParam:
+    return PathParam({"type": "string", "pattern": ID_PATTERN}, ID_PATTERN, what, status)
+
+
+def _uuid(what: str) -> PathParam:
+    return PathParam({"type": "string", "format": "uuid"}, UUID_PATTERN, what)
+
+
+# The path parameters every route module shares. A route with a parameter that is neither
+# here nor in its Operation's path_params is refused at start: none goes unchecked.
+PATH_PARAMETERS: dict[str, PathParam] = {
+    "task_id": _uuid("task"),
+    "document_id": _uuid("document"),
+    "user_id": _id("user"),
+    "chat_id": _id("chat"),
+    "camera_id": _id("camera", 422),
 }
 
 
@@ -48,8 +82,14 @@ class Operation:
     public: bool = False
     # Non-JSON request bodies (multipart, images): media type -> JSON schema.
     raw_body: dict[str, Any] | None = None
-    # Schemas of path parameters; a name not listed here is described by PATH_PARAMETERS.
-    path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Path parameters of this route alone; the others are PATH_PARAMETERS.
+    path_params: dict[str, PathParam] = field(default_factory=dict)
+
+    def path_param(self, name: str) -> PathParam:
+        found = self.path_params.get(name) or PATH_PARAMETERS.get(name)
+        if found is None:
+            raise ValueError(f"{self.method} {self.path}: path parameter {name!r} is undeclared")
+        return found
 
 
 @dataclass
@@ -59,7 +99,7 @@ class OpenApi:
     operations: list[Operation] = field(default_factory=list)
 
     def add(self, app: web.Application, op: Operation) -> None:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path, _checked(op))
         self.operations.append(op)
 
     def document(self) -> dict[str, Any]:
@@ -87,6 +127,28 @@ class OpenApi:
         }
 
 
+def _checked(op: Operation) -> Handler:
+    """The handler behind a check of every path parameter against its pattern."""
+    checks = [(name, op.path_param(name), re.compile(op.path_param(name).pattern))
+              for name in _path_names(op.path)]  # fmt: skip
+    if not checks:
+        return op.handler
+
+    @functools.wraps(op.handler)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        for name, param, pattern in checks:
+            # fullmatch: `$` would also match before a final newline.
+            if not pattern.fullmatch(request.match_info[name]):
+                raise param.refusal(name)
+        return await op.handler(request)
+
+    return handler
+
+
+def _path_names(path: str) -> list[str]:
+    return re.findall(r"{(\w+)}", path)
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -102,10 +164,9 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(op: Operation) -> dict[str, Any]:
     params = [
-        {"name": name, "in": "path", "required": True,
-         "schema": op.path_schemas.get(name) or PATH_PARAMETERS.get(name, {"type": "string"})}
-        for name in re.findall(r"{(\w+)}", op.path)
-    ]  # fmt: skip
+        {"name": name, "in": "path", "required": True, "schema": op.path_param(name).schema}
+        for name in _path_names(op.path)
+    ]
     if op.query is not None:
         props = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, prop in props.get("properties", {}).items():

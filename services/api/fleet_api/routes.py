@@ -1,15 +1,17 @@
 """What every route module shares (the app keys, body and query parsing) and the chat routes."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
+import asyncpg
 import orjson
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from fleet_api.auth import principal
-from fleet_api.errors import ApiError, json_response, not_found
+from fleet_api.errors import LINK_LOST, ApiError, json_response, not_found, outcome_unknown
 from fleet_api.models import (
     ChatHistory,
     ChatHistoryQuery,
@@ -30,6 +32,7 @@ KERNEL = web.AppKey("kernel", Kernel)
 PUBLISHER = web.AppKey("publisher", Publisher)
 OPENAPI = web.AppKey("openapi", OpenApi)
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -38,7 +41,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
     try:
-        return model.model_validate(raw)
+        # Strict: a JSON value must have the schema's type (`false` is no number, `"5"` no
+        # integer); lax pydantic would turn them into 0.0 and 5, and /openapi.json would lie.
+        return model.model_validate(raw, strict=True)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
         raise ApiError(
@@ -100,6 +105,8 @@ async def chat_stream(request: web.Request) -> web.Response:
         )  # fmt: skip
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
+    except LINK_LOST as exc:
+        raise outcome_unknown(exc, _how_to_check(body)) from None
     if submission.created and submission.outbox_id is not None:
         await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
     status = "queued"  # what was accepted; a worker may have taken it already
@@ -110,6 +117,31 @@ async def chat_stream(request: web.Request) -> web.Response:
         task_id=submission.task_id, message_id=submission.message_id, status=status
     )
     return json_response(accepted.model_dump(mode="json"), status=202)
+
+
+def _how_to_check(body: ChatStreamRequest) -> str:
+    if body.idempotency_key is not None:
+        return "send it again with the same idempotency_key: that gives the same task, never two"
+    return (f"look for it in GET /api/chats/{body.chat_id}/messages before sending it again"
+            " (with an idempotency_key, sending it again is always safe)")  # fmt: skip
+
+
+async def create_in(
+    db: Db, write: Callable[[asyncpg.Connection], Awaitable[T]], how_to_check: str
+) -> T:
+    """Run `write` in one transaction of `db`. A link that breaks while writing is a plain
+    503 (nothing can have been committed); one that breaks during the commit is
+    `outcome_unknown`: the commit may have happened."""
+    written = False
+    try:
+        async with db.acquire() as conn:
+            result = await write(conn)
+            written = True
+    except LINK_LOST as exc:
+        if written:
+            raise outcome_unknown(exc, how_to_check) from None
+        raise
+    return result
 
 
 async def chat_messages(request: web.Request) -> web.Response:

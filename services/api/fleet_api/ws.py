@@ -4,7 +4,8 @@
 from this replica's replay buffer when it holds them all, else from a fresh read of the
 database (`task.updated` with the whole task and `message.snapshot` with the reply so far).
 Events are sent in seq order per task, each once; a client too slow to keep up is closed
-(4008) without slowing anyone else.
+(4008) without slowing anyone else. When the API stops, every socket is closed with 1001
+(going away) at once, rather than holding the stop until its client leaves.
 """
 
 import asyncio
@@ -15,7 +16,8 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from aiohttp import WSMsgType, web
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError
@@ -27,11 +29,50 @@ from taskfleet.kernel import Kernel
 from taskfleet.messages import ID_PATTERN
 from taskfleet.tenancy import Db, audited, for_user
 
-HUB = web.AppKey("hub", EventHub)
+log = structlog.get_logger("fleet_api.ws")
+
 HEARTBEAT_S = 20.0
 SEND_TIMEOUT_S = 10.0
+# How long a close waits for the client's close frame (then the connection is dropped).
+CLOSE_TIMEOUT_S = 5.0
 CLOSE_TOO_SLOW = 4008
 SENT_REMEMBERED = 10_000
+GOING_AWAY = b"server going away: reconnect with since"
+
+
+class OpenSockets:
+    """The replica's open sockets, so that a stop closes them instead of waiting for them
+    (aiohttp waits for every handler, and a socket's handler runs until its client leaves)."""
+
+    def __init__(self) -> None:
+        self._open: set[web.WebSocketResponse] = set()
+        self.closing = False
+
+    def add(self, ws: web.WebSocketResponse) -> None:
+        self._open.add(ws)
+
+    def discard(self, ws: web.WebSocketResponse) -> None:
+        self._open.discard(ws)
+
+    async def close_all(self) -> None:
+        """1001 to every client, all at once; each close waits CLOSE_TIMEOUT_S at most."""
+        self.closing = True
+        closes = [going_away(ws) for ws in list(self._open)]
+        log.info("websockets_closing", count=len(closes))
+        await asyncio.gather(*closes, return_exceptions=True)
+
+
+async def going_away(ws: web.WebSocketResponse) -> None:
+    await ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY)
+
+
+async def close_sockets(app: web.Application) -> None:
+    """The app's on_shutdown hook: it runs once the API stopped accepting connections."""
+    await app[SOCKETS].close_all()
+
+
+HUB = web.AppKey("hub", EventHub)
+SOCKETS = web.AppKey("sockets", OpenSockets)
 
 
 def parse_since(values: list[str]) -> list[tuple[UUID, int]]:
@@ -97,8 +138,14 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     user_filter = who.user_id if who.scope == "user" else request.query.get("user_id")
     if user_filter is not None and not re.fullmatch(ID_PATTERN, user_filter):
         raise ApiError(422, "invalid_query", "user_id is not a user id")
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024,
+                               timeout=CLOSE_TIMEOUT_S)  # fmt: skip
     await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    if sockets.closing:  # opened while the stop closed the others
+        await going_away(ws)
+        return ws
+    sockets.add(ws)
     feed = Feed(ws, kernel.keyring)
     writer = f"ws-writer-{id(feed):x}"
     sub: Subscription | None = None
@@ -115,6 +162,7 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
         pass  # the client went away or stopped reading: nothing to tell it
     finally:
         # First, before any await: a closing connection may cancel this handler here.
+        sockets.discard(ws)
         if sub is not None:
             hub.unsubscribe(sub)
         await kernel.supervisor.stop(writer)
