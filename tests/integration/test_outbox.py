@@ -1,15 +1,20 @@
 """The outbox: a task committed by the API whose publish failed is published by the relay."""
 
+import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
 from taskfleet.auth import issue_token
+from taskfleet.constants import TaskType
 from taskfleet.context import TaskContext, TaskResult
 from taskfleet.errors import PublishFailed
-from taskfleet.kernel import Kernel
+from taskfleet.kernel import Kernel, open_kernel
 from taskfleet.metrics import OUTBOX_PUBLISHED
+from taskfleet.outbox import OutboxRelay
+from taskfleet.settings import Settings
+from taskfleet.store import NewTask
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status
 
@@ -57,3 +62,46 @@ class TestOutboxRelay:
             return bool(count == 0)
 
         await wait_for(outbox_empty, what="the relay to drop its row")
+
+
+async def test_a_cancel_while_the_relay_publishes_the_tasks_row_neither_waits_nor_deadlocks(
+    settings: Settings,
+) -> None:
+    """The relay holds its due rows while it publishes, then updates their tasks; a cancel
+    holds its task while it drops the task's rows. Each waiting on the other deadlocked,
+    and the user got a 500."""
+    async with open_kernel(settings, name="no-relay", relay=False) as kernel:
+        await _cancel_during_a_relay_batch(kernel)
+
+
+async def _cancel_during_a_relay_batch(kernel: Kernel) -> None:
+    new = NewTask(type=TaskType.CHAT, user_id="alice", chat_id="c", input={"content": "x"},
+                  max_attempts=3)  # fmt: skip
+    async with kernel.pool.acquire() as conn:
+        await kernel.store.insert_task(conn, new, relay_grace_s=0)
+        await conn.execute("UPDATE tasks SET status = 'retrying' WHERE id = $1", new.task_id)
+        await conn.execute("UPDATE outbox SET kind = 'retry' WHERE task_id = $1", new.task_id)
+    publishing, published = asyncio.Event(), asyncio.Event()
+
+    class SlowRelay(OutboxRelay):
+        async def _publish(self, row: Any) -> None:
+            if row["task_id"] == new.task_id:
+                publishing.set()
+                await published.wait()
+
+    relay = SlowRelay(kernel.pool, kernel.broker, kernel.settings)
+    batch = asyncio.ensure_future(relay.relay_once())
+    try:
+        await asyncio.wait_for(publishing.wait(), 10)  # the relay holds the row, mid-publish
+        # A cancel meanwhile completes at once, leaving the relay its row
+        row = await asyncio.wait_for(
+            kernel.pool.fetchrow("SELECT * FROM tf_request_cancel($1)", new.task_id), 5
+        )
+        assert row["outcome"] == "cancelled"
+    finally:
+        published.set()
+    # ... and the relay finishes its batch without waiting for anyone
+    assert await asyncio.wait_for(batch, 5) >= 1
+    task = await kernel.store.get_task(new.task_id)
+    assert task is not None
+    assert task["status"] == "cancelled"
