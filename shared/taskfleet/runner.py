@@ -315,11 +315,17 @@ class Consumer:
             self.supervisor.spawn(name, self._probe_database, restart=False)
 
     async def _probe_database(self) -> None:
-        """Probe with exponential backoff and jitter; resume once the database answers."""
+        """Probe with exponential backoff and jitter; resume once the database answers.
+
+        Any error is "not back yet": a probe that gave up would leave the consumer paused."""
         since = time.monotonic()
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(UNAVAILABLE),
+            retry=retry_if_exception_type(Exception),
             wait=wait_exponential_jitter(multiplier=0.1, max=DATABASE_PROBE_MAX_S, jitter=0.5),
+            before_sleep=lambda state: log.info(
+                "database_probe_failed",
+                error=repr(state.outcome.exception()) if state.outcome else None,
+            ),
         ):
             with attempt:
                 await self.store.pool.fetchval("SELECT 1", timeout=2)

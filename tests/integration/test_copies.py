@@ -187,47 +187,34 @@ async def _rows(kernel: Kernel, task_id: UUID, only: list[int]) -> list[int] | N
     return ids if ids == only else None
 
 
-class TestMessagesFitTheirQueue:
-    async def test_a_forged_tool_call_for_no_task_is_dead_lettered_and_never_runs(
-        self, kernel: Kernel, consume: ConsumerFactory
-    ) -> None:
-        ran: list[UUID] = []
+FORGED_TOOL_CALL = TaskMessage(
+    task_id=uuid4(), type=TaskType.TOOL, user_id="mallory",
+    payload={"call_id": "1", "name": "send_email", "arguments": {"to": "x@example.com"}},
+)  # fmt: skip
 
-        async def tool(ctx: TaskContext) -> TaskResult:
-            ran.append(ctx.task_id)
-            return TaskResult({})
 
-        await drain_dlq(kernel, TOOL.name)
-        await consume(tool, spec=TOOL)
-        forged = TaskMessage(task_id=uuid4(), type=TaskType.TOOL, user_id="mallory",
-                             payload={"call_id": "1", "name": "send_email",
-                                      "arguments": {"to": "x@example.com"}})  # fmt: skip
-        await kernel.broker.publish(kernel.settings.queue(TOOL.name), forged.dumps(),
-                                    message_id=str(forged.task_id))  # fmt: skip
-        [letter] = await wait_for(lambda: _letters(kernel, TOOL.name), what="the dead letter")
-        assert b"no task" in letter.headers["x-taskfleet-reason"].encode()
-        assert ran == []
-        assert await kernel.store.get_task(forged.task_id) is None
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [(FORGED_TOOL_CALL, "no task"), (chat_message(), "its queue is chat_tasks")],
+    ids=["a tool call for no task", "a chat message on tool_executions"],
+)
+async def test_a_message_that_does_not_fit_its_queue_is_dead_lettered_and_never_runs(
+    kernel: Kernel, consume: ConsumerFactory, message: TaskMessage, reason: str
+) -> None:
+    ran: list[UUID] = []
 
-    async def test_a_message_on_another_types_queue_is_dead_lettered_with_the_reason(
-        self, kernel: Kernel, consume: ConsumerFactory
-    ) -> None:
-        ran: list[UUID] = []
+    async def tool(ctx: TaskContext) -> TaskResult:
+        ran.append(ctx.task_id)
+        return TaskResult({})
 
-        async def tool(ctx: TaskContext) -> TaskResult:
-            ran.append(ctx.task_id)
-            return TaskResult({})
-
-        await drain_dlq(kernel, TOOL.name)
-        await consume(tool, spec=TOOL)
-        stray = chat_message()  # a chat message, on tool_executions
-        await kernel.broker.publish(kernel.settings.queue(TOOL.name), stray.dumps(),
-                                    message_id=str(stray.task_id))  # fmt: skip
-        [letter] = await wait_for(lambda: _letters(kernel, TOOL.name), what="the dead letter")
-        reason = letter.headers["x-taskfleet-reason"]
-        assert "its queue is chat_tasks" in str(reason)
-        assert ran == []
-        assert await kernel.store.get_task(stray.task_id) is None
+    await drain_dlq(kernel, TOOL.name)
+    await consume(tool, spec=TOOL)
+    await kernel.broker.publish(kernel.settings.queue(TOOL.name), message.dumps(),
+                                message_id=str(message.task_id))  # fmt: skip
+    [letter] = await wait_for(lambda: _letters(kernel, TOOL.name), what="the dead letter")
+    assert reason in str(letter.headers["x-taskfleet-reason"])
+    assert ran == []
+    assert await kernel.store.get_task(message.task_id) is None
 
 
 async def _letters(kernel: Kernel, queue: str) -> list[Any] | None:
