@@ -176,6 +176,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     port = 19000 + int(tag[:4], 16) % 1000
     env = {**os.environ, "DATABASE_URL": dsn, "TASKFLEET_NAMESPACE": f"soak{tag}",
            "TASKFLEET_JWT_SECRET": secret, "LOG_LEVEL": "warning", "METRICS_PORT": "0",
+           "API_METRICS_PORT": "0",
            "RECONCILE_AFTER_S": "30"}  # fmt: skip
     migrate = [sys.executable, "-m", "taskfleet", "migrate"]
     await asyncio.to_thread(subprocess.run, migrate, env=env, check=True, stdout=subprocess.DEVNULL)

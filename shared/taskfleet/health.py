@@ -7,6 +7,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from taskfleet.errors import StartupError
+
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 # Why a process does not take work now, by cause (a worker's pauses): shown by /readyz.
 Reasons = Callable[[], dict[str, str]]
@@ -57,11 +59,18 @@ def metrics_app() -> web.Application:
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, shutdown_timeout_s: float = 60.0
-) -> web.AppRunner:
+    app: web.Application, host: str, port: int, *, setting: str = "port",
+    shutdown_timeout_s: float = 60.0,
+) -> web.AppRunner:  # fmt: skip
     """Start `app`; returns the runner (its bound port is in runner.addresses). Its cleanup
-    waits up to `shutdown_timeout_s` for requests in progress, then cancels them."""
+    waits up to `shutdown_timeout_s` for requests in progress, then cancels them. A port
+    that cannot be had stops the process with one line naming `setting`."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()  # the app's background loops end with it
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"{setting}: cannot listen on {host}:{port}: {reason}") from None
     return runner

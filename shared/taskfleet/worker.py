@@ -64,7 +64,7 @@ async def run_worker(
         add_health_routes(app, ready, why=lambda: consumer.pause_reasons)
         add_metrics_route(app)
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
-        runner = await serve(app, "0.0.0.0", port)
+        runner = await serve(app, "0.0.0.0", port, setting="METRICS_PORT")
         bound = runner.addresses[0][1] if runner.addresses else port
         log.info(
             "worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound

@@ -4,11 +4,13 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 
 from taskfleet.constants import TaskType
 from taskfleet.settings import Settings
@@ -130,6 +132,25 @@ class TestStartupErrors:
         assert "TASKFLEET_JWT_SECRET: at least 32 characters, got 19" in line
         assert len(line.splitlines()) == 1
         assert "guessable" not in line
+
+    @pytest.mark.parametrize("setting", ["METRICS_PORT", "API_METRICS_PORT", "API_PORT"])
+    def test_a_port_that_is_taken_is_one_line_naming_its_setting(
+        self, settings: Settings, setting: str
+    ) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            ports = {"METRICS_PORT": 0, "API_METRICS_PORT": free_port(), "API_PORT": free_port()}
+            ports[setting] = port
+            args = (["worker", "chat"] if setting == "METRICS_PORT"
+                    else ["api", "--port", str(ports["API_PORT"])])  # fmt: skip
+            result = taskfleet(args, process_env(settings, **ports))
+        assert result.returncode == 3
+        line = result.stderr.strip()
+        assert line.startswith(f"taskfleet: cannot start: {setting}")
+        assert f":{port}" in line
+        assert len(line.splitlines()) == 1
 
 
 class TestOperatorCommands:
