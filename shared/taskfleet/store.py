@@ -341,7 +341,7 @@ class TaskStore:
 
         Returns the event_seq and the children's outbox row ids, in the children's order."""
         row = await self.pool.fetchrow(
-            "SELECT * FROM tf_wait($1, $2, $3, $4, $5)",
+            "SELECT * FROM tf_wait_for($1, $2, $3, $4, $5)",
             task_id, fence, state, children, relay_grace_s,
         )  # fmt: skip
         if row is None:

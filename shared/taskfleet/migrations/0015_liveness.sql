@@ -227,10 +227,9 @@ BEGIN
 END;
 $$;
 
--- processing -> waiting with its children (0007), now answering the children's outbox row
--- ids in the order given, so that the runner forgets exactly the rows it published.
-DROP FUNCTION tf_wait(uuid, bigint, jsonb, jsonb, double precision);
-CREATE FUNCTION tf_wait(
+-- processing -> waiting with its children (0007's tf_wait), answering the children's outbox
+-- row ids in the order given, so that the runner forgets exactly the rows it published.
+CREATE FUNCTION tf_wait_for(
     p_id uuid, p_fence bigint, p_checkpoint jsonb, p_children jsonb, p_grace_s double precision
 ) RETURNS TABLE (event_seq bigint, outbox_ids bigint[]) LANGUAGE plpgsql AS $$
 DECLARE
@@ -263,6 +262,13 @@ BEGIN
     JOIN sent s ON s.task_id = (c.child ->> 'id')::uuid;
     RETURN QUERY SELECT t.event_seq, ids;
 END;
+$$;
+
+-- tf_wait as workers of the previous version call it (a rolling upgrade).
+CREATE OR REPLACE FUNCTION tf_wait(
+    p_id uuid, p_fence bigint, p_checkpoint jsonb, p_children jsonb, p_grace_s double precision
+) RETURNS bigint LANGUAGE sql AS $$
+    SELECT w.event_seq FROM tf_wait_for(p_id, p_fence, p_checkpoint, p_children, p_grace_s) w
 $$;
 
 -- Cancel (0005). The outbox rows it drops are taken with SKIP LOCKED: a row the relay is
