@@ -23,7 +23,7 @@ run: install  ## migrate, start the development fleet, print a token and an exam
 	$(BIN)/taskfleet up
 
 test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest --cov --cov-report=term --durations=10
 
 test-unit: install
 	$(BIN)/pytest tests/unit
