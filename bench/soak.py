@@ -150,6 +150,10 @@ async def verdict(dsn: str, traffic: Traffic, wait_s: float) -> dict[str, Any]:
             " LEFT JOIN messages m ON m.task_id = t.id AND m.role = 'assistant'"
             " WHERE t.id = ANY($1::uuid[]) GROUP BY t.id", ids,
         )  # fmt: skip
+        failed = await conn.fetch(
+            "SELECT type, error ->> 'code' AS code, count(*) AS n FROM tasks"
+            " WHERE id = ANY($1::uuid[]) AND status = 'failed' GROUP BY 1, 2", ids,
+        )  # fmt: skip
     finally:
         await conn.close()
     found = {str(r["id"]): r for r in rows}
@@ -160,6 +164,7 @@ async def verdict(dsn: str, traffic: Traffic, wait_s: float) -> dict[str, Any]:
         "failed": sum(1 for r in rows if r["status"] == "failed"),
         "lost": sum(1 for t in expected if t not in found),
         "stuck": sum(1 for r in rows if r["status"] not in TERMINAL),
+        "failed_by": {f"{r['type']}/{r['code']}": r["n"] for r in failed},
         "duplicate_replies": sum(1 for r in rows if r["replies"] > 1),
         "wrong_replies": sum(
             1
