@@ -62,7 +62,8 @@ BATCH_SIZE = Histogram(
 )
 RECONCILED = Counter(
     "taskfleet_reconciled",
-    "Tasks the reconciler repaired: lost_message, children_done, holder_gone, past_deadline.",
+    "Tasks the reconciler repaired: lost_message, children_done, holder_gone, not_held,"
+    " past_deadline.",
     ["reason"],
 )
 CONSUMER_PAUSED = Gauge(

@@ -14,10 +14,10 @@ same on a table of millions of finished tasks:
   among them: it is given ten times as long.
 - children_done: a waiting task whose children all ended, unchanged for RECONCILE_AFTER_S,
   is resumed, as the last child's trigger would have.
-- holder_gone / past_deadline: a running task whose holder left the worker registry (lost or
-  stopped), or that is TASK_GRACE_S past its deadline, is handed over to a new attempt with
-  the fence moved on, or fails with `worker_lost` / `deadline_exceeded` when its attempts
-  are spent. Right after this process could not reach the database, every heartbeat reads
+- holder_gone / not_held / past_deadline: a running task whose holder left the worker
+  registry (lost or stopped), or whose holder's heartbeats stopped listing it, or that is
+  TASK_GRACE_S past its deadline, is handed over to a new attempt with the fence moved on,
+  or fails with `worker_lost` / `deadline_exceeded` when its attempts are spent. Right after this process could not reach the database, every heartbeat reads
   stale: holders are trusted to be gone only once it has seen the database for a while.
 
 Repairs are counted in `taskfleet_reconciled_total{reason}`, logged one line each

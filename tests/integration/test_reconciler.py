@@ -201,6 +201,28 @@ class TestRunningTasks:
         assert letter["kind"] == "dead_letter"
         assert letter["headers"]["x-taskfleet-error"] == "deadline_exceeded"
 
+    async def test_a_task_its_live_holder_no_longer_lists_is_handed_over(
+        self, kernel: Kernel, reconciler: Reconciler
+    ) -> None:
+        holder = Registration(worker="chat", queue=CHAT.name, concurrency=2, heartbeat_s=5)
+        await registry.beat(kernel.pool, holder, [], {})
+        dropped, _ = await self.claimed(kernel, holder)  # the holder lost track of it
+        held, _ = await self.claimed(kernel, holder)
+        fresh, _ = await self.claimed(kernel, holder)  # too recent for the next beat to tell
+        async with kernel.pool.acquire() as conn:
+            for task_id in (dropped, held):
+                await age(conn, task_id, 10)  # more than an interval before the last beat
+        await registry.beat(kernel.pool, holder, [held], {})  # alive, and holds `held` only
+        repairs = await reconciler.reconcile_once()
+        assert repairs is not None
+        assert repairs.get("not_held", 0) >= 1
+        statuses = {}
+        for task_id in (dropped, held, fresh):
+            task = await kernel.store.get_task(task_id)
+            assert task is not None
+            statuses[task_id] = task["status"]
+        assert statuses == {dropped: "queued", held: "processing", fresh: "processing"}
+
     async def test_right_after_its_own_outage_it_does_not_trust_stale_heartbeats(
         self, kernel: Kernel, reconciler: Reconciler
     ) -> None:
