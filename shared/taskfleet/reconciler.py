@@ -17,8 +17,9 @@ same on a table of millions of finished tasks:
 - holder_gone / not_held / past_deadline: a running task whose holder left the worker
   registry (lost or stopped), or whose holder's heartbeats stopped listing it, or that is
   TASK_GRACE_S past its deadline, is handed over to a new attempt with the fence moved on,
-  or fails with `worker_lost` / `deadline_exceeded` when its attempts are spent. Right after this process could not reach the database, every heartbeat reads
-  stale: holders are trusted to be gone only once it has seen the database for a while.
+  or fails with `worker_lost` / `deadline_exceeded` when its attempts are spent. Right
+  after this process could not reach the database, every heartbeat reads stale: holders
+  are trusted to be gone only once it has seen the database for a while.
 
 Repairs are counted in `taskfleet_reconciled_total{reason}`, logged one line each
 (`task_reconciled`), and announced as live events when they change a task's status.
