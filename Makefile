@@ -46,16 +46,17 @@ bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tas
 soak: install  ## 30 minutes of mixed traffic, a worker killed every 10 s, PostgreSQL restarted every 5 min
 	$(BIN)/python bench/soak.py
 
-lint: install
+lint: install  ## ruff, and the import contracts that keep the layers (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 mypy: install
-	$(BIN)/mypy shared/taskfleet services/*/*/
+	$(BIN)/mypy shared/taskfleet cli/taskfleet_cli services/*/*/
 
 check: lint mypy
 

@@ -22,12 +22,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from taskfleet.db import drop_database, with_database
-from taskfleet.kernel import open_kernel
-from taskfleet.migrate import migrate
-from taskfleet.reconciler import Reconciler
-from taskfleet.settings import Settings
-from taskfleet.topology import delete_namespace
+from taskfleet.broker.topology import delete_namespace
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.kernel import open_kernel
+from taskfleet.runtime.reconciler import Reconciler
+from taskfleet.store.migrate import migrate
+from taskfleet.store.pool import drop_database, with_database
 
 # Finished tasks, and unfinished ones in every state the reconciler reads, none due for repair
 # (fresh, or held by a live worker). All one statement each: 1M rows in about a minute.

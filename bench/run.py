@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from taskfleet.db import drop_database, with_database
-from taskfleet.settings import Settings
-from taskfleet.topology import delete_namespace
+from taskfleet.broker.topology import delete_namespace
+from taskfleet.core.settings import Settings
+from taskfleet.store.pool import drop_database, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,12 @@ def rss_mib(pid: int) -> dict[str, float]:
     return {"rss_mib": round(kib("VmRSS") / 1024, 1), "peak_rss_mib": round(kib("VmHWM") / 1024, 1)}
 
 
+def cli(env: dict[str, str]) -> list[str]:
+    """The command line of the code under test: BENCH_CLI_MODULE names it for an older commit
+    (bench/side_by_side.py), whose command line may still live at `taskfleet`."""
+    return [sys.executable, "-m", env.get("BENCH_CLI_MODULE", "taskfleet_cli")]
+
+
 def run_bench(
     env: dict[str, str], n: int, via: str, url: str, ours: dict[int, str], watch: bool = False
 ) -> dict[str, object]:
@@ -80,7 +86,7 @@ def run_bench(
     # The client exits before the figures are taken: its CPU is this process's children's.
     client_before = _children_cpu_s()
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "taskfleet", "bench", "--n", str(n), "--via", via, "--url", url]
+    cmd = [*cli(env), "bench", "--n", str(n), "--via", via, "--url", url]
     cmd += ["--watch"] if watch else []
     bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     out, _ = bench.communicate(timeout=900)
@@ -166,12 +172,12 @@ def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None
     env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
            "TASKFLEET_NAMESPACE": f"bench{tag}", "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2,
            "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip
-    subprocess.run([sys.executable, "-m", "taskfleet", "migrate"], env=env, check=True,
+    subprocess.run([*cli(env), "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     port = 18000 + int(tag[:4], 16) % 1000
     commands = [["api", "--port", str(port)]]
     commands += [["worker", "chat", "--concurrency", str(concurrency)]] * workers
-    procs = [subprocess.Popen([sys.executable, "-m", "taskfleet", *c], env=env,
+    procs = [subprocess.Popen([*cli(env), *c], env=env,
                               stdout=subprocess.DEVNULL) for c in commands]  # fmt: skip
     fleet = Fleet(env, f"http://127.0.0.1:{port}", procs)
     try:

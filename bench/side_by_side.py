@@ -25,7 +25,13 @@ from run import ROOT, Fleet, run_bench, start_fleet, stop_fleet  # bench/run.py
 def python_path(root: Path) -> str:
     """The commit's own packages ahead of the virtualenv's (which point at this checkout)."""
     services = sorted((root / "services").iterdir())
-    return os.pathsep.join([str(root / "shared"), *(str(s) for s in services)])
+    cli = [str(root / "cli")] if (root / "cli").is_dir() else []
+    return os.pathsep.join([str(root / "shared"), *cli, *(str(s) for s in services)])
+
+
+def cli_module(root: Path) -> str:
+    """The command line's module in that commit (it left the kernel for `taskfleet_cli`)."""
+    return "taskfleet_cli" if (root / "cli" / "taskfleet_cli").is_dir() else "taskfleet"
 
 
 @contextlib.contextmanager
@@ -58,7 +64,10 @@ def main() -> None:
         fleets: list[tuple[str, Fleet]] = []
         for name, root, shape in (("new", ROOT, args.new_workers),
                                   ("old", old_root, args.old_workers)):  # fmt: skip
-            fleet = start_fleet(*shape, extra_env={"PYTHONPATH": python_path(root)})
+            fleet = start_fleet(
+                *shape,
+                extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
+            )
             stack.callback(stop_fleet, fleet)
             fleets.append((name, fleet))
         for i in range(args.rounds):

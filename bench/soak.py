@@ -29,10 +29,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from taskfleet.auth import issue_token
-from taskfleet.db import drop_database, with_database
-from taskfleet.settings import Settings
-from taskfleet.topology import delete_namespace
+from taskfleet.broker.topology import delete_namespace
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import issue_token
+from taskfleet.store.pool import drop_database, with_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.chaos.infra import postgres_restart
@@ -53,7 +53,7 @@ class Fleet:
 
     def start(self, name: str, args: list[str]) -> None:
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "taskfleet", *args], env=self.env, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "taskfleet_cli", *args], env=self.env, stdout=subprocess.DEVNULL
         )
 
     def kill_one(self) -> None:
@@ -183,7 +183,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
            "TASKFLEET_JWT_SECRET": secret, "LOG_LEVEL": "warning", "METRICS_PORT": "0",
            "API_METRICS_PORT": "0",
            "RECONCILE_AFTER_S": "30"}  # fmt: skip
-    migrate = [sys.executable, "-m", "taskfleet", "migrate"]
+    migrate = [sys.executable, "-m", "taskfleet_cli", "migrate"]
     await asyncio.to_thread(subprocess.run, migrate, env=env, check=True, stdout=subprocess.DEVNULL)
     fleet = Fleet(env, f"http://127.0.0.1:{port}")
     fleet.start("api", ["api", "--port", str(port)])

@@ -21,10 +21,10 @@ import aio_pika
 import asyncpg
 import pytest
 
-from taskfleet.db import drop_database, with_database
-from taskfleet.migrate import migrate
-from taskfleet.settings import Settings
-from taskfleet.topology import delete_namespace
+from taskfleet.broker.topology import delete_namespace
+from taskfleet.core.settings import Settings
+from taskfleet.store.migrate import migrate
+from taskfleet.store.pool import drop_database, with_database
 
 # Fixtures of the fake servers the tests drive real clients against.
 pytest_plugins = ["tests.smtp_server"]
@@ -172,7 +172,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         log = tmp_path / f"{name}-{len(procs)}.log"
         handle = log.open("wb")
         popen = subprocess.Popen(
-            [sys.executable, "-m", "taskfleet", *args],
+            [sys.executable, "-m", "taskfleet_cli", *args],
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,

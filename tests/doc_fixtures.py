@@ -8,12 +8,12 @@ from uuid import UUID
 import aiohttp
 import asyncpg
 
-from taskfleet import documents
-from taskfleet.blobs import blob_store
-from taskfleet.constants import TaskType
-from taskfleet.settings import Settings
-from taskfleet.store import TaskStore
-from taskfleet.submit import new_task
+from taskfleet.broker.publisher import new_task
+from taskfleet.core.constants import TaskType
+from taskfleet.core.settings import Settings
+from taskfleet.data import documents
+from taskfleet.data.blobs import blob_store
+from taskfleet.store.tasks import TaskStore
 
 
 def form(

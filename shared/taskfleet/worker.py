@@ -6,15 +6,15 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from taskfleet.constants import QueueSpec
-from taskfleet.errors import MemoryExhausted
-from taskfleet.health import add_health_routes, add_metrics_route, database_check, serve
-from taskfleet.kernel import Kernel, open_kernel, stop_event_on_signals
-from taskfleet.memguard import MemoryGuard
-from taskfleet.runner import Consumer, Handler
-from taskfleet.settings import Settings
-from taskfleet.store import Preload
-from taskfleet.supervisor import CoroFactory
+from taskfleet.core.constants import QueueSpec
+from taskfleet.core.errors import MemoryExhausted
+from taskfleet.core.settings import Settings
+from taskfleet.core.supervisor import CoroFactory
+from taskfleet.path.consumer import Consumer, Handler
+from taskfleet.runtime.health import add_health_routes, add_metrics_route, database_check, serve
+from taskfleet.runtime.kernel import Kernel, open_kernel, stop_event_on_signals
+from taskfleet.runtime.memguard import MemoryGuard
+from taskfleet.store.tasks import Preload
 
 log = structlog.get_logger("taskfleet.worker")
 

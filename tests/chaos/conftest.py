@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from taskfleet.db import create_pool
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.store.pool import create_pool
 from tests.chaos.infra import can_operate_services, postgres
 
 FULL = os.environ.get("CHAOS_FULL") == "1"

@@ -17,9 +17,9 @@ import aio_pika
 import aiohttp
 import asyncpg
 
-from taskfleet.auth import issue_token
-from taskfleet.messages import TaskMessage
-from taskfleet.settings import Settings
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
 SERVICE_TOKEN = issue_token(JWT_SECRET, "chaos", scope="service", ttl_s=3600)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
 from tests.chaos.harness import Fleet, submit, verify
 from tests.conftest import Proc, process_env, wait_for
 

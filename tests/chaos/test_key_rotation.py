@@ -31,13 +31,13 @@ import aio_pika
 import asyncpg
 import pytest
 
-from taskfleet.constants import TaskType
-from taskfleet.crypto import new_key
-from taskfleet.db import create_pool, drop_database, with_database
-from taskfleet.messages import TaskMessage
-from taskfleet.migrate import migrate
-from taskfleet.settings import Settings
-from taskfleet.topology import delete_namespace
+from taskfleet.broker.topology import delete_namespace
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.security.crypto import new_key
+from taskfleet.store.migrate import migrate
+from taskfleet.store.pool import create_pool, drop_database, with_database
 from tests.conftest import Proc, process_env, wait_for
 
 pytestmark = pytest.mark.timeout(300)

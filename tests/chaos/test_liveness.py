@@ -13,10 +13,10 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from taskfleet.constants import TaskType
-from taskfleet.db import create_pool
-from taskfleet.messages import TaskMessage
-from taskfleet.settings import Settings
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.store.pool import create_pool
 from tests.chaos.conftest import size
 from tests.chaos.harness import (
     Fleet,

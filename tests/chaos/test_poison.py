@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import asyncpg
 
-from taskfleet.kernel import open_kernel
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.kernel import open_kernel
 from tests.chaos.conftest import size
 from tests.chaos.harness import Fleet, submit, verify
 from tests.conftest import Proc, wait_for

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from taskfleet.db import create_pool
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.store.pool import create_pool
 from tests.chaos.conftest import FULL, size
 from tests.chaos.harness import Fleet, Submissions, submit, verify
 from tests.chaos.infra import SilentProxy, can_operate_services, postgres_restart, rabbitmqctl

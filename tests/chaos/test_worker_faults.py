@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
 from tests.chaos.conftest import FULL, size
 from tests.chaos.harness import Fleet, keep_killing, submit, verify
 from tests.conftest import Proc

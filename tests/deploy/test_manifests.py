@@ -24,11 +24,12 @@ import pytest
 import yaml
 from aiohttp import web
 
-from taskfleet import cli, probe
-from taskfleet.constants import QUEUE_BY_WORKER, QUEUES
-from taskfleet.health import add_health_routes, serve
-from taskfleet.probe import command_of, health_port
-from taskfleet.settings import Settings, load_settings
+from taskfleet.core.constants import QUEUE_BY_WORKER, QUEUES
+from taskfleet.core.settings import Settings, load_settings
+from taskfleet.runtime import probe
+from taskfleet.runtime.health import add_health_routes, serve
+from taskfleet.runtime.probe import command_of, health_port
+from taskfleet_cli import main as cli
 
 HERE = Path(__file__).parent
 DEPLOY = HERE.parents[1] / "deploy"
@@ -307,7 +308,7 @@ def test_the_image_is_slim_unprivileged_and_healthchecked(
     [(_, user)] = [line for line in final if line[0] == "USER"]
     assert user.split(":")[0] not in {"0", "root"}
     [(_, check)] = [line for line in final if line[0] == "HEALTHCHECK"]
-    assert check.endswith('CMD ["python", "-m", "taskfleet.probe"]')
+    assert check.endswith('CMD ["python", "-m", "taskfleet.runtime.probe"]')
     [(_, entrypoint)] = [line for line in final if line[0] == "ENTRYPOINT"]
     assert json.loads(entrypoint)[-1] == "taskfleet"
     [(_, cmd)] = [line for line in final if line[0] == "CMD"]
@@ -340,8 +341,8 @@ def apt_packages(script: str) -> set[str]:
 
 def test_the_build_context_keeps_what_the_image_needs() -> None:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("**") :][:5] == [
-        "**", "!pyproject.toml", "!README.md", "!shared/", "!services/",
+    assert ignore[ignore.index("**") :][:6] == [
+        "**", "!pyproject.toml", "!README.md", "!shared/", "!services/", "!cli/",
     ]  # fmt: skip
     copied = {
         source
@@ -349,7 +350,7 @@ def test_the_build_context_keeps_what_the_image_needs() -> None:
         if instruction == "COPY"
         for source in args.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "shared", "services"}
+    assert copied == {"pyproject.toml", "README.md", "shared", "services", "cli"}
 
 
 @pytest.mark.parametrize(
@@ -364,7 +365,7 @@ def test_the_build_context_keeps_what_the_image_needs() -> None:
         (["tini", "--", "taskfleet", "api", "--port=9001"], {"API_PORT": "1"}, 9001),
         (["tini", "--", "taskfleet", "api"], {"API_PORT": "8081"}, 8081),
         (["tini", "--", "taskfleet", "worker", "doc"], {}, 9103),
-        (["python", "-m", "taskfleet", "worker", "chat"], {"METRICS_PORT": "9200"}, 9200),
+        (["python", "-m", "taskfleet_cli", "worker", "chat"], {"METRICS_PORT": "9200"}, 9200),
         (["tini", "--", "taskfleet", "migrate"], {}, None),
         (["tini", "--", "taskfleet", "cleanup", "--older-than", "30d"], {}, None),
     ],

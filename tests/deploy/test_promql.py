@@ -19,7 +19,7 @@ import promql_parser
 import pytest
 import yaml
 
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
 from tests.conftest import Proc, free_port, process_env, wait_for
 
 HERE = Path(__file__).parent

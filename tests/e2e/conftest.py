@@ -6,8 +6,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from taskfleet.db import create_pool
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.store.pool import create_pool
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]

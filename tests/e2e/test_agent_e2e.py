@@ -11,11 +11,11 @@ import aio_pika
 import aiohttp
 import asyncpg
 
-from taskfleet.constants import TaskType
-from taskfleet.crypto import Keyring
-from taskfleet.messages import TaskMessage
-from taskfleet.settings import Settings
-from taskfleet.store import NewTask, TaskStore
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.security.crypto import Keyring
+from taskfleet.store.tasks import NewTask, TaskStore
 from tests.conftest import Proc, process_env, wait_for
 from tests.e2e.conftest import wait_task
 from tests.smtp_server import Inbox

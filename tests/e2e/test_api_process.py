@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from taskfleet.auth import issue_token
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
 

@@ -15,8 +15,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from taskfleet.auth import issue_token
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import issue_token
 from tests.camera_server import FakeCamera
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 

@@ -10,10 +10,10 @@ from uuid import uuid4
 import aiohttp
 import asyncpg
 
-from taskfleet.auth import issue_token
-from taskfleet.constants import TaskType
-from taskfleet.messages import TaskMessage
-from taskfleet.settings import Settings
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 from tests.e2e.conftest import wait_task
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from taskfleet.constants import TaskType
-from taskfleet.settings import Settings
+from taskfleet.core.constants import TaskType
+from taskfleet.core.settings import Settings
 from tests.conftest import Proc, free_port, process_env, wait_for
 
 
@@ -21,7 +21,7 @@ def taskfleet(
     args: list[str], env: dict[str, str], timeout_s: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskfleet", *args],
+        [sys.executable, "-m", "taskfleet_cli", *args],
         env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
 
@@ -159,11 +159,11 @@ class TestOperatorCommands:
     ) -> None:
         import asyncpg
 
-        from taskfleet.db import create_pool
-        from taskfleet.kernel import open_kernel
-        from taskfleet.quotas import Limits
-        from taskfleet.store import NewTask
-        from taskfleet.submit import new_task
+        from taskfleet.broker.publisher import new_task
+        from taskfleet.runtime.kernel import open_kernel
+        from taskfleet.store.pool import create_pool
+        from taskfleet.store.quotas import Limits
+        from taskfleet.store.tasks import NewTask
 
         user = f"ops-{os.getpid()}"
         async with open_kernel(settings, name="cli-test", relay=False) as kernel:
@@ -197,8 +197,8 @@ class TestOperatorCommands:
         await pool.close()
 
     async def test_token_and_revoke(self, settings: Settings) -> None:
-        from taskfleet.auth import verify_token
-        from taskfleet.db import create_pool
+        from taskfleet.security.auth import verify_token
+        from taskfleet.store.pool import create_pool
 
         env = process_env(settings)
         minted = taskfleet(["token", "erin", "--ttl", "10m"], env)

@@ -11,7 +11,7 @@ import asyncpg
 
 from doc_worker.chunking import chunk_text
 from doc_worker.parser import PdfDocument
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
 from tests.conftest import Proc, process_env, wait_for
 from tests.doc_fixtures import live_parsers, store_document
 from tests.e2e.conftest import wait_task

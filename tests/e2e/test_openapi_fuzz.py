@@ -22,8 +22,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks, not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from taskfleet.auth import Scope, issue_token
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.security.auth import Scope, issue_token
 from tests.conftest import JWT_SECRET, free_port, process_env
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -60,7 +60,7 @@ def api_url(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     procs = []
     for args in (["api", "--port", str(port)], ["worker", "chat"]):
         log = (logs / f"{args[0]}.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "taskfleet", *args],
+        procs.append(subprocess.Popen([sys.executable, "-m", "taskfleet_cli", *args],
                                       env=process_env(settings), stdout=log,
                                       stderr=subprocess.STDOUT))  # fmt: skip
     url = f"http://127.0.0.1:{port}"

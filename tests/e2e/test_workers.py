@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from taskfleet.auth import issue_token
-from taskfleet.memguard import EXIT_MEMORY
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.memguard import EXIT_MEMORY
+from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
 HEARTBEAT_S = 1.0
@@ -101,7 +101,7 @@ async def test_a_killed_worker_is_lost_within_three_heartbeats_and_its_task_stil
 def _cli(env: dict[str, str]) -> str:
     """`taskfleet workers`, wide enough that rich does not fold a row."""
     done = subprocess.run(
-        [sys.executable, "-m", "taskfleet", "workers"],
+        [sys.executable, "-m", "taskfleet_cli", "workers"],
         env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -6,13 +6,13 @@ from uuid import UUID
 
 from chat_worker.agent import Agent
 from chat_worker.handlers import handle_chat
-from taskfleet import operations
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.kernel import Kernel
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.data import operations
+from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm import ChatModel
 from taskfleet.llm.scripted import ScriptedModel
-from taskfleet.runner import Handler
-from taskfleet.toolspecs import tool_specs
+from taskfleet.path.consumer import Handler
+from taskfleet.runtime.kernel import Kernel
 from tool_worker.main import make_handler
 from tool_worker.registry import Registry
 

@@ -8,8 +8,8 @@ from uuid import uuid4
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
-from taskfleet.auth import Scope, issue_token
-from taskfleet.kernel import Kernel
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import Scope, issue_token
 from tests.conftest import JWT_SECRET
 
 

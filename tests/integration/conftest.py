@@ -9,12 +9,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from taskfleet.constants import QUEUES, QueueSpec, TaskType, dlq_name
-from taskfleet.db import create_pool
-from taskfleet.kernel import Kernel, open_kernel
-from taskfleet.messages import TaskMessage
-from taskfleet.runner import Consumer, Handler
-from taskfleet.settings import Settings
+from taskfleet.core.constants import QUEUES, QueueSpec, TaskType, dlq_name
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.path.consumer import Consumer, Handler
+from taskfleet.runtime.kernel import Kernel, open_kernel
+from taskfleet.store.pool import create_pool
 
 CHAT = QUEUES[TaskType.CHAT]
 

@@ -9,16 +9,16 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from taskfleet import operations
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import StaleClaim
-from taskfleet.kernel import Kernel
+from taskfleet.core.errors import StaleClaim
+from taskfleet.data import operations
+from taskfleet.data.toolspecs import ToolArgs
 from taskfleet.llm import prompts
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.llm.types import ChatHistory
-from taskfleet.store import NewTask
-from taskfleet.toolspecs import ToolArgs
-from taskfleet.waiting import Waiting
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.path.waiting import Waiting
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tasks import NewTask
 from tests.conftest import wait_for
 from tests.integration.agent_helpers import (
     TOOL,

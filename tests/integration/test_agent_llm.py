@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from taskfleet.kernel import Kernel
+from taskfleet.core.metrics import LLM_JSON_REPAIRS
 from taskfleet.llm import prompts
 from taskfleet.llm.openai import OpenAIModel
-from taskfleet.metrics import LLM_JSON_REPAIRS
+from taskfleet.runtime.kernel import Kernel
 from tests.integration.agent_helpers import (
     TOOL,
     chat_handler,

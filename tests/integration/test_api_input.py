@@ -16,9 +16,9 @@ from yarl import URL
 from fleet_api.app import create_app
 from fleet_api.errors import error_middleware
 from fleet_api.routes import OPENAPI
-from taskfleet.auth import AUDIENCE, ISSUER, issue_token, verify_token
-from taskfleet.kernel import Kernel
-from taskfleet.revocation import revoke
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import AUDIENCE, ISSUER, issue_token, verify_token
+from taskfleet.store.revocation import revoke
 from tests.conftest import JWT_SECRET, wait_for
 
 ALICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice')}"}

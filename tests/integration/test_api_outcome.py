@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from fleet_api.app import create_app
 from fleet_api.errors import ApiError
 from fleet_api.routes import create_in
-from taskfleet.kernel import Kernel, open_kernel
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.kernel import Kernel, open_kernel
 from tests.conftest import wait_for
 from tests.integration.api_client import auth, new_user
 

@@ -9,10 +9,10 @@ import pytest
 
 from fleet_api.app import create_app
 from fleet_api.routes import OPENAPI
-from taskfleet.constants import dlq_name
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import RetryableError
-from taskfleet.kernel import Kernel
+from taskfleet.core.constants import dlq_name
+from taskfleet.core.errors import RetryableError
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
 from tests.conftest import wait_for
 from tests.integration.api_client import api, auth, new_user, submit
 from tests.integration.conftest import CHAT, ConsumerFactory, chat_message, drain_dlq, wait_status

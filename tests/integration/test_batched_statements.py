@@ -1,5 +1,5 @@
 """Claims, completions and chat submissions that come at once are one statement
-(taskfleet.coalesce), with the same answers, call by call, as one statement each."""
+(taskfleet.store.coalesce), with the same answers, call by call, as one statement each."""
 
 import asyncio
 from uuid import uuid4
@@ -7,13 +7,13 @@ from uuid import uuid4
 import asyncpg
 from prometheus_client import REGISTRY
 
-from taskfleet import quotas
-from taskfleet.constants import TaskType
-from taskfleet.errors import StaleClaim
-from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
-from taskfleet.store import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
-from taskfleet.tenancy import for_user
+from taskfleet.core.constants import TaskType
+from taskfleet.core.errors import StaleClaim
+from taskfleet.core.messages import TaskMessage
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store import quotas
+from taskfleet.store.tasks import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
+from taskfleet.store.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message
 

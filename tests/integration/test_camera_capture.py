@@ -13,8 +13,8 @@ import pytest
 from camera_worker.capture import CameraRefused, CameraUnreachable, fetch_snapshot
 from camera_worker.handlers import handle_frame
 from camera_worker.scheduler import CaptureScheduler
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.kernel import Kernel
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.runtime.kernel import Kernel
 from tests.camera_server import FakeCamera
 from tests.conftest import free_port, wait_for
 from tests.integration.conftest import ConsumerFactory

@@ -4,11 +4,11 @@ same context the handler would read itself under the user's row security."""
 from chat_worker.agent import MEMORY_CONTEXT
 from chat_worker.history import chat_context, load_context
 from chat_worker.main import context_preload
-from taskfleet.kernel import Kernel
-from taskfleet.memories import save_memories
-from taskfleet.messages import TaskMessage
-from taskfleet.store import Claim, ClaimPolicy
-from taskfleet.tenancy import for_user
+from taskfleet.core.messages import TaskMessage
+from taskfleet.data.memories import save_memories
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tasks import Claim, ClaimPolicy
+from taskfleet.store.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message
 

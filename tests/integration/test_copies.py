@@ -8,17 +8,18 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from taskfleet import quotas, registry
-from taskfleet import store as store_module
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.kernel import Kernel, open_kernel
-from taskfleet.messages import TaskMessage
-from taskfleet.registry import Registration
-from taskfleet.runner import Consumer
-from taskfleet.settings import Settings
-from taskfleet.store import ClaimPolicy, NewTask, Outgoing
-from taskfleet.submit import Publisher, new_task
+from taskfleet.broker.publisher import Publisher, new_task
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.settings import Settings
+from taskfleet.path.consumer import Consumer
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime import registry
+from taskfleet.runtime.kernel import Kernel, open_kernel
+from taskfleet.runtime.registry import Registration
+from taskfleet.store import quotas
+from taskfleet.store import tasks as store_module
+from taskfleet.store.tasks import ClaimPolicy, NewTask, Outgoing
 from tests.conftest import wait_for
 from tests.integration.agent_helpers import chat_handler, tool_handler
 from tests.integration.api_client import api, new_user, submit

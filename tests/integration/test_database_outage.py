@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.kernel import Kernel, open_kernel
-from taskfleet.metrics import CONSUMER_PAUSED
-from taskfleet.runner import Consumer
-from taskfleet.settings import Settings
+from taskfleet.core.metrics import CONSUMER_PAUSED
+from taskfleet.core.settings import Settings
+from taskfleet.path.consumer import Consumer
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel, open_kernel
 from tests.chaos.infra import SilentProxy
 from tests.conftest import wait_for
 from tests.integration.conftest import CHAT, chat_message, drain_dlq, publish, wait_status

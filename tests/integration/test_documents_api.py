@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from fleet_api.app import create_app
 from fleet_api.documents import UPLOAD_SLOTS
 from fleet_api.spool import SPOOL_MEMORY_BYTES
-from taskfleet.kernel import Kernel
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.kernel import Kernel
 from tests.conftest import wait_for
 from tests.doc_fixtures import form
 from tests.integration.api_client import auth, new_user

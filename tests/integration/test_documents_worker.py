@@ -19,12 +19,12 @@ from aiohttp.test_utils import TestClient
 from doc_worker.child import PARSER_COMMAND, ParseLimits
 from doc_worker.handlers import DocConfig, handle_document
 from doc_worker.main import make_handler
-from taskfleet.blobs import blob_store
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
-from taskfleet.runner import Handler
-from taskfleet.store import NewTask
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.data.blobs import blob_store
+from taskfleet.path.consumer import Handler
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tasks import NewTask
 from tests.conftest import wait_for
 from tests.doc_fixtures import form, live_parsers, store_document
 from tests.integration.api_client import api, auth, new_user

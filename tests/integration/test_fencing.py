@@ -2,9 +2,9 @@
 
 import pytest
 
-from taskfleet.errors import StaleClaim
-from taskfleet.kernel import Kernel
-from taskfleet.store import ClaimPolicy
+from taskfleet.core.errors import StaleClaim
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tasks import ClaimPolicy
 from tests.integration.conftest import CHAT, chat_message
 
 POLICY = ClaimPolicy(max_attempts=5, user_limit=0, throttle_s=0.1)

@@ -7,8 +7,8 @@ import pytest
 
 from fleet_api import hub as hub_module
 from fleet_api.ws import HUB
-from taskfleet import events, jsonx
-from taskfleet.kernel import Kernel
+from taskfleet.core import events, jsonx
+from taskfleet.runtime.kernel import Kernel
 from tests.conftest import wait_for
 from tests.integration.api_client import api, new_user, token
 from tests.integration.test_ws import next_json

@@ -3,11 +3,11 @@ queue, not in the process) and resumes once memory is back; a hard limit stops i
 
 import asyncio
 
-from taskfleet import queues
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.kernel import Kernel
-from taskfleet.memguard import MemoryGuard, resident_bytes
-from taskfleet.metrics import MEMORY_PAUSED
+from taskfleet.core.metrics import MEMORY_PAUSED
+from taskfleet.data import queues
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.runtime.memguard import MemoryGuard, resident_bytes
 from tests.conftest import wait_for
 from tests.integration.conftest import CHAT, ConsumerFactory, chat_message, publish, wait_status
 

@@ -6,11 +6,11 @@ from uuid import uuid4
 
 import orjson
 
-from taskfleet.constants import REASON_HEADER
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import PermanentError, RetryableError
-from taskfleet.kernel import Kernel
-from taskfleet.metrics import TASKS
+from taskfleet.core.constants import REASON_HEADER
+from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.core.metrics import TASKS
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
 from tests.conftest import wait_for
 from tests.integration.conftest import (
     CHAT,
@@ -257,7 +257,7 @@ class TestContext:
     ) -> None:
         import aio_pika
 
-        from taskfleet.constants import CONTROL_EXCHANGE
+        from taskfleet.core.constants import CONTROL_EXCHANGE
 
         started = asyncio.Event()
 

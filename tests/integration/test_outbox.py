@@ -6,15 +6,15 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
-from taskfleet.auth import issue_token
-from taskfleet.constants import TaskType
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import PublishFailed
-from taskfleet.kernel import Kernel, open_kernel
-from taskfleet.metrics import OUTBOX_PUBLISHED
-from taskfleet.outbox import OutboxRelay
-from taskfleet.settings import Settings
-from taskfleet.store import NewTask
+from taskfleet.broker.outbox import OutboxRelay
+from taskfleet.core.constants import TaskType
+from taskfleet.core.errors import PublishFailed
+from taskfleet.core.metrics import OUTBOX_PUBLISHED
+from taskfleet.core.settings import Settings
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel, open_kernel
+from taskfleet.security.auth import issue_token
+from taskfleet.store.tasks import NewTask
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status
 

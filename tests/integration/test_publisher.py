@@ -12,15 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
-from taskfleet.auth import issue_token
-from taskfleet.constants import TaskType
-from taskfleet.errors import PublishFailed
-from taskfleet.kernel import Kernel
-from taskfleet.messages import TaskMessage
-from taskfleet.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
-from taskfleet.settings import Settings
-from taskfleet.store import Outgoing
-from taskfleet.submit import Publisher
+from taskfleet.broker.publisher import Publisher
+from taskfleet.core.constants import TaskType
+from taskfleet.core.errors import PublishFailed
+from taskfleet.core.messages import TaskMessage
+from taskfleet.core.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
+from taskfleet.core.settings import Settings
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import issue_token
+from taskfleet.store.tasks import Outgoing
 from tests.conftest import JWT_SECRET, wait_for
 
 ALICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice')}"}

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
-from taskfleet import retention
-from taskfleet.auth import issue_token
-from taskfleet.kernel import Kernel
+from taskfleet.data import retention
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, wait_for
 
 Replica = TestClient[Any, Any]

@@ -1,4 +1,5 @@
-"""The reconciler (taskfleet/reconciler.py): whatever was lost, every accepted task finishes.
+"""The reconciler (taskfleet/runtime/reconciler.py): whatever was lost, every accepted task
+finishes.
 
 Each test makes the loss directly in the database (a message that never went out, a resume
 that was dropped, a holder that vanished, a handler stuck past its deadline), runs one pass
@@ -10,14 +11,14 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from taskfleet import registry
-from taskfleet.constants import TaskType
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.kernel import Kernel
-from taskfleet.metrics import RECONCILED
-from taskfleet.reconciler import RECONCILE_LOCK, Reconciler
-from taskfleet.registry import Registration
-from taskfleet.store import ClaimPolicy, NewTask
+from taskfleet.core.constants import TaskType
+from taskfleet.core.metrics import RECONCILED
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime import registry
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.runtime.reconciler import RECONCILE_LOCK, Reconciler
+from taskfleet.runtime.registry import Registration
+from taskfleet.store.tasks import ClaimPolicy, NewTask
 from tests.integration.conftest import CHAT, ConsumerFactory, chat_message, wait_status
 
 AFTER_S = 30.0

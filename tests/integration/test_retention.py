@@ -15,9 +15,9 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from taskfleet.db import create_pool
-from taskfleet.retention import CLEANUP_LOCK, RetentionJob, cleanup
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.data.retention import CLEANUP_LOCK, RetentionJob, cleanup
+from taskfleet.store.pool import create_pool
 from tests.conftest import process_env
 
 pytestmark = pytest.mark.postgres
@@ -183,7 +183,7 @@ async def test_the_periodic_job_runs_in_one_process_at_a_time(db: asyncpg.Pool) 
 
 def taskfleet(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskfleet", *args],
+        [sys.executable, "-m", "taskfleet_cli", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

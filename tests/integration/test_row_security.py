@@ -1,4 +1,4 @@
-"""Tenant isolation held by PostgreSQL (migrations/0012, taskfleet.tenancy): a user's
+"""Tenant isolation held by PostgreSQL (migrations/0012, taskfleet.store.tenancy): a user's
 transaction sees and changes that user's rows only, even with SQL that forgets the filter."""
 
 from uuid import UUID, uuid4
@@ -6,13 +6,13 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from taskfleet.constants import TaskType
-from taskfleet.db import create_pool
-from taskfleet.kernel import Kernel
-from taskfleet.quotas import Limits
-from taskfleet.store import TaskStore
-from taskfleet.submit import new_task
-from taskfleet.tenancy import APP_ROLE, audited, for_user
+from taskfleet.broker.publisher import new_task
+from taskfleet.core.constants import TaskType
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.pool import create_pool
+from taskfleet.store.quotas import Limits
+from taskfleet.store.tasks import TaskStore
+from taskfleet.store.tenancy import APP_ROLE, audited, for_user
 from tests.integration.api_client import api, auth, new_user, submit
 
 # Every table that holds a user's data, and how to find one user's rows in it.

@@ -16,17 +16,17 @@ import asyncpg
 import orjson
 import pytest
 
-from taskfleet.constants import EVENTS_EXCHANGE
-from taskfleet.crypto import Keyring, new_key
-from taskfleet.db import create_pool, drop_database, with_database
-from taskfleet.faults import Faults
-from taskfleet.kernel import Kernel
+from taskfleet.core.constants import EVENTS_EXCHANGE
+from taskfleet.core.faults import Faults
+from taskfleet.core.settings import Settings
+from taskfleet.data.memories import list_memories, save_memories
 from taskfleet.llm import prompts
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall, ToolSpec
-from taskfleet.memories import list_memories, save_memories
-from taskfleet.migrate import migrate
-from taskfleet.settings import Settings
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.crypto import Keyring, new_key
+from taskfleet.store.migrate import migrate
+from taskfleet.store.pool import create_pool, drop_database, with_database
 from tests.conftest import process_env, wait_for
 from tests.integration.agent_helpers import TOOL, chat_handler, revealed
 from tests.integration.api_client import api, auth, new_user
@@ -196,7 +196,7 @@ async def fresh_db(settings: Settings) -> AsyncIterator[str]:
 
 def rotate_key(settings: Settings, dsn: str, keys: str) -> subprocess.CompletedProcess[str]:
     env = process_env(settings, DATABASE_URL=dsn, ENCRYPTION_KEYS=keys)
-    command = [sys.executable, "-m", "taskfleet", "rotate-key", "--batch-size", "2"]
+    command = [sys.executable, "-m", "taskfleet_cli", "rotate-key", "--batch-size", "2"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
                           check=False)  # fmt: skip
 

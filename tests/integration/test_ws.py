@@ -5,8 +5,8 @@ from typing import Any
 
 import aiohttp
 
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.kernel import Kernel
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
 from tests.integration.api_client import api, new_user, submit, token
 from tests.integration.conftest import ConsumerFactory, wait_status
 

@@ -1,4 +1,4 @@
-"""taskfleet.auth: HS256 bearer tokens with a required exp, scopes, and TTL parsing."""
+"""taskfleet.security.auth: HS256 bearer tokens with a required exp, scopes, and TTL parsing."""
 
 import base64
 import json
@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from taskfleet.auth import (
+from taskfleet.security.auth import (
     AUDIENCE,
     ISSUER,
     AuthError,

@@ -1,5 +1,5 @@
 """Nothing in the kernel or the services starts a task it does not own (DESIGN.md §6): every
-background task goes through taskfleet.supervisor.Supervisor, which logs, counts and restarts
+background task goes through taskfleet.core.supervisor.Supervisor, which logs, counts and restarts
 it; a TaskGroup's tasks are awaited by their group. This reads the code itself, so a new
 fire-and-forget `create_task` fails here before it can lose an exception in production.
 (tests/e2e/test_agent_e2e.py makes a supervised loop of a real worker raise.)"""
@@ -8,8 +8,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "shared" / "taskfleet", *sorted((ROOT / "services").glob("*/*"))]
-SUPERVISOR = ROOT / "shared" / "taskfleet" / "supervisor.py"
+SOURCES = [ROOT / "shared" / "taskfleet", ROOT / "cli", *sorted((ROOT / "services").glob("*/*"))]
+SUPERVISOR = ROOT / "shared" / "taskfleet" / "core" / "supervisor.py"
 SPAWNERS = {"create_task", "ensure_future", "run_coroutine_threadsafe"}
 
 

@@ -14,7 +14,7 @@ from camera_worker.analysis import (
     motion_score,
 )
 from camera_worker.handlers import frame_id_of
-from taskfleet.errors import InvalidPayload
+from taskfleet.core.errors import InvalidPayload
 from tests.camera_images import bomb_png, frame, noisy_jpeg, truncated_jpeg
 
 LIMITS: dict[str, Any] = {"max_pixels": 25_000_000, "thumbnail_px": 160}

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from chat_worker.handlers import user_text
-from taskfleet.errors import InvalidPayload
+from taskfleet.core.errors import InvalidPayload
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""taskfleet.coalesce: calls made at once become one statement; a refused batch is retried
+"""taskfleet.store.coalesce: calls made at once become one statement; a refused batch is retried
 call by call; a lost link is every caller's error; without the loop each call runs alone."""
 
 import asyncio
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from taskfleet.coalesce import BatchInterrupted, Coalescer
+from taskfleet.store.coalesce import BatchInterrupted, Coalescer
 
 
 class Db:

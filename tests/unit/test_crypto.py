@@ -1,10 +1,12 @@
-"""taskfleet.crypto: sealed values open only in their place, under a key the ring holds."""
+"""taskfleet.security.crypto: sealed values open only in their place, under a key the ring holds."""
 
 from uuid import uuid4
 
 import pytest
 
-from taskfleet.crypto import (
+from taskfleet.core.errors import ConfigError
+from taskfleet.core.settings import load_settings
+from taskfleet.security.crypto import (
     DEV_KID,
     Keyring,
     UnknownKey,
@@ -13,8 +15,6 @@ from taskfleet.crypto import (
     new_key,
     sealed_text,
 )
-from taskfleet.errors import ConfigError
-from taskfleet.settings import load_settings
 
 K0, K1 = new_key("k0"), new_key("k1")
 

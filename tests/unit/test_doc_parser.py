@@ -25,7 +25,7 @@ from doc_worker.child import (
 )
 from doc_worker.parser import DocumentError, PdfDocument, clean, split_text, text_pages
 from fleet_api.documents import TextProbe, sniff
-from taskfleet.errors import PermanentError
+from taskfleet.core.errors import PermanentError
 from tests.pdfs import Stream, build_pdf, memory_bomb_pdf, text_pdf, text_stream
 
 LIMITS = ParseLimits(memory_mb=512, cpu_s=10, timeout_s=30, reopen_every=3)

@@ -1,6 +1,6 @@
-"""taskfleet.errors: the typed hierarchy the runner maps to actions."""
+"""taskfleet.core.errors: the typed hierarchy the runner maps to actions."""
 
-from taskfleet.errors import (
+from taskfleet.core.errors import (
     InvalidPayload,
     PermanentError,
     RetryableError,

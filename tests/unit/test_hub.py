@@ -10,8 +10,8 @@ import pytest
 from fleet_api import hub as hub_module
 from fleet_api import ws as ws_module
 from fleet_api.hub import EventHub
-from taskfleet.broker import Broker
-from taskfleet.settings import Settings
+from taskfleet.broker.connection import Broker
+from taskfleet.core.settings import Settings
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from taskfleet.core.metrics import LLM_REQUESTS
 from taskfleet.llm.openai import OpenAIModel, retry_after
 from taskfleet.llm.types import (
     LlmRateLimited,
@@ -19,7 +20,6 @@ from taskfleet.llm.types import (
     ToolCall,
     ToolSpec,
 )
-from taskfleet.metrics import LLM_REQUESTS
 from tests.conftest import free_port
 from tests.llm_server import Calls, FakeLLM, JsonReply, Respond, Stall, Status, Text, script
 
@@ -211,10 +211,10 @@ def test_retry_after_reads_an_http_date() -> None:
 
 
 def test_build_model_picks_the_http_client_and_names_a_bad_setting() -> None:
-    from taskfleet.errors import ConfigError
+    from taskfleet.core.errors import ConfigError
+    from taskfleet.core.settings import Settings
     from taskfleet.llm import build_model
     from taskfleet.llm.scripted import ScriptedModel
-    from taskfleet.settings import Settings
 
     assert isinstance(build_model(Settings()), ScriptedModel)
     built = build_model(

@@ -9,9 +9,9 @@ from uuid import uuid4
 import pytest
 
 from chat_worker.memory import NotAFactList, extract, parse_facts, remember
-from taskfleet.crypto import Keyring, new_key
+from taskfleet.core.metrics import LLM_JSON_REPAIRS
 from taskfleet.llm.types import ChatHistory, LlmServerError, StreamItem, ToolSpec
-from taskfleet.metrics import LLM_JSON_REPAIRS
+from taskfleet.security.crypto import Keyring, new_key
 
 
 class Answers:

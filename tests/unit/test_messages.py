@@ -1,4 +1,4 @@
-"""taskfleet.messages.parse_message: every body is untrusted; bad ones are InvalidPayload."""
+"""taskfleet.core.messages.parse_message: every body is untrusted; bad ones are InvalidPayload."""
 
 import uuid
 from typing import Any
@@ -6,9 +6,9 @@ from typing import Any
 import orjson
 import pytest
 
-from taskfleet.constants import TaskType
-from taskfleet.errors import InvalidPayload
-from taskfleet.messages import TaskMessage, parse_message
+from taskfleet.core.constants import TaskType
+from taskfleet.core.errors import InvalidPayload
+from taskfleet.core.messages import TaskMessage, parse_message
 
 TASK_ID = uuid.uuid4()
 

@@ -1,9 +1,15 @@
-"""taskfleet.retry: capped exponential backoff with jitter, and the retry decision."""
+"""taskfleet.core.retry: capped exponential backoff with jitter, and the retry decision."""
 
 import pytest
 
-from taskfleet.errors import InvalidPayload, PermanentError, RetryableError, TaskError, unexpected
-from taskfleet.retry import Backoff, decide
+from taskfleet.core.errors import (
+    InvalidPayload,
+    PermanentError,
+    RetryableError,
+    TaskError,
+    unexpected,
+)
+from taskfleet.core.retry import Backoff, decide
 
 SAMPLES = 500
 

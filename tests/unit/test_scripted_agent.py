@@ -4,10 +4,10 @@ offered, an answer from tool results, facts for memory extraction; `You said:` o
 import orjson
 import pytest
 
+from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm import prompts
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall
-from taskfleet.toolspecs import tool_specs
 
 TOOLS = tool_specs()
 

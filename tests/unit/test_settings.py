@@ -1,9 +1,9 @@
-"""taskfleet.settings: defaults from DESIGN.md §3 and one-line errors naming the variable."""
+"""taskfleet.core.settings: defaults from DESIGN.md §3 and one-line errors naming the variable."""
 
 import pytest
 
-from taskfleet.errors import ConfigError
-from taskfleet.settings import Settings, load_settings
+from taskfleet.core.errors import ConfigError
+from taskfleet.core.settings import Settings, load_settings
 
 ENV_NAMES = sorted(
     {str(f.validation_alias) for f in Settings.model_fields.values() if f.validation_alias}

@@ -1,4 +1,4 @@
-"""taskfleet.supervisor.Supervisor: failures counted, service loops restarted, aclose cancels."""
+"""taskfleet.core.supervisor.Supervisor: failures counted, loops restarted, aclose cancels."""
 
 import asyncio
 import time
@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from taskfleet.metrics import BACKGROUND_FAILURES
-from taskfleet.supervisor import RestartBackoff, Supervisor
+from taskfleet.core.metrics import BACKGROUND_FAILURES
+from taskfleet.core.supervisor import RestartBackoff, Supervisor
 
 
 def failures(name: str) -> float:

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
-from taskfleet.errors import PermanentError, RetryableError
-from taskfleet.settings import Settings
-from taskfleet.toolspecs import CalculatorArgs, ToolArgs
+from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.core.settings import Settings
+from taskfleet.data.toolspecs import CalculatorArgs, ToolArgs
 from tool_worker.registry import RateLimit, Registry, Tool, ToolContext, ToolError
 from tool_worker.tools import default_registry
 from tool_worker.web import host_allowed

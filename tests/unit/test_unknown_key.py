@@ -10,13 +10,13 @@ from uuid import uuid4
 import pytest
 
 from chat_worker.agent import Agent
-from taskfleet.context import TaskContext
-from taskfleet.crypto import Keyring, new_key
-from taskfleet.errors import InvalidPayload, PermanentError, RetryableError, TaskError
-from taskfleet.faults import Faults
+from taskfleet.core.errors import InvalidPayload, PermanentError, RetryableError, TaskError
+from taskfleet.core.faults import Faults
+from taskfleet.core.settings import load_settings
+from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm.scripted import ScriptedModel
-from taskfleet.settings import load_settings
-from taskfleet.toolspecs import tool_specs
+from taskfleet.path.context import TaskContext
+from taskfleet.security.crypto import Keyring, new_key
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.tools import default_registry
 

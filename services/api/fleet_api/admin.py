@@ -16,8 +16,9 @@ from fleet_api.models import (
 )
 from fleet_api.openapi import Operation, PathParam
 from fleet_api.routes import KERNEL, OPENAPI, parse_query
-from taskfleet import queues, registry
-from taskfleet.constants import QUEUE_BY_NAME, dlq_name
+from taskfleet.core.constants import QUEUE_BY_NAME, dlq_name
+from taskfleet.data import queues
+from taskfleet.runtime import registry
 
 # A work queue or its dead-letter queue, by name: the only values the `{queue}` path takes.
 QUEUE_NAMES = sorted([*QUEUE_BY_NAME, *map(dlq_name, QUEUE_BY_NAME)])

@@ -15,12 +15,13 @@ from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, add_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
-from taskfleet import __version__, queues
-from taskfleet.auth import TokenVerifier
-from taskfleet.health import add_health_routes, database_check
-from taskfleet.kernel import Kernel
-from taskfleet.revocation import DenyList
-from taskfleet.submit import Publish, Publisher
+from taskfleet import __version__
+from taskfleet.broker.publisher import Publish, Publisher
+from taskfleet.data import queues
+from taskfleet.runtime.health import add_health_routes, database_check
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import TokenVerifier
+from taskfleet.store.revocation import DenyList
 
 MAX_BODY_BYTES = 1024 * 1024
 # aiohttp refuses a longer request line itself, with a plain-text 400 that no route or error

@@ -3,8 +3,8 @@
 from aiohttp import web
 
 from fleet_api.errors import ApiError, Handler, not_found
-from taskfleet.auth import AuthError, Principal, TokenVerifier
-from taskfleet.revocation import DenyList
+from taskfleet.security.auth import AuthError, Principal, TokenVerifier
+from taskfleet.store.revocation import DenyList
 
 TOKENS = web.AppKey("tokens", TokenVerifier)
 DENIED = web.AppKey("denied", DenyList)

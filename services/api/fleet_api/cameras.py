@@ -27,10 +27,10 @@ from fleet_api.routes import (
     parse_query,
     user_db,
 )
-from taskfleet.constants import TaskType
-from taskfleet.messages import ID_PATTERN
-from taskfleet.store import Outgoing
-from taskfleet.submit import new_task
+from taskfleet.broker.publisher import new_task
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import ID_PATTERN
+from taskfleet.store.tasks import Outgoing
 
 CHUNK = 64 * 1024
 MAX_URL_CHARS = 2048

@@ -38,12 +38,12 @@ from fleet_api.routes import (
     user_db,
 )
 from fleet_api.spool import Spool
-from taskfleet import documents, operations
-from taskfleet.blobs import BlobStore, blob_store
-from taskfleet.constants import TaskType
-from taskfleet.messages import ID_PATTERN
-from taskfleet.store import Outgoing
-from taskfleet.submit import new_task
+from taskfleet.broker.publisher import new_task
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import ID_PATTERN
+from taskfleet.data import documents, operations
+from taskfleet.data.blobs import BlobStore, blob_store
+from taskfleet.store.tasks import Outgoing
 
 CHUNK = 64 * 1024
 # What tells a PDF (its header may follow a little junk, as readers allow).

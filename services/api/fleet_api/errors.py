@@ -9,8 +9,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from taskfleet import db, jsonx
-from taskfleet.coalesce import BatchInterrupted
+from taskfleet.core import jsonx
+from taskfleet.store import pool as db
+from taskfleet.store.coalesce import BatchInterrupted
 
 log = structlog.get_logger("fleet_api")
 

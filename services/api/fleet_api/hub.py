@@ -20,11 +20,11 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPError
 
-from taskfleet import jsonx
-from taskfleet.broker import Broker
-from taskfleet.constants import EVENTS_EXCHANGE
-from taskfleet.events import TASK_EVENTS_BINDING
-from taskfleet.settings import Settings
+from taskfleet.broker.connection import Broker
+from taskfleet.core import jsonx
+from taskfleet.core.constants import EVENTS_EXCHANGE
+from taskfleet.core.events import TASK_EVENTS_BINDING
+from taskfleet.core.settings import Settings
 
 log = structlog.get_logger("fleet_api.hub")
 

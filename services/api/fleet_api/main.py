@@ -6,10 +6,10 @@ import structlog
 from aiohttp import web
 
 from fleet_api.app import create_app
-from taskfleet.health import metrics_app, serve
-from taskfleet.kernel import open_kernel, stop_event_on_signals
-from taskfleet.retention import RetentionJob
-from taskfleet.settings import Settings
+from taskfleet.core.settings import Settings
+from taskfleet.data.retention import RetentionJob
+from taskfleet.runtime.health import metrics_app, serve
+from taskfleet.runtime.kernel import open_kernel, stop_event_on_signals
 
 log = structlog.get_logger("fleet_api")
 

@@ -14,7 +14,7 @@ from fleet_api.auth import principal
 from fleet_api.errors import json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import KERNEL, OPENAPI, parse_query, user_db
-from taskfleet.memories import list_memories
+from taskfleet.data.memories import list_memories
 
 
 class MemoryQuery(BaseModel):

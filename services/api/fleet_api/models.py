@@ -6,8 +6,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskfleet.constants import Status, TaskType
-from taskfleet.messages import ID_PATTERN, StorableText
+from taskfleet.core.constants import Status, TaskType
+from taskfleet.core.messages import ID_PATTERN, StorableText
 
 
 class ErrorDetail(BaseModel):

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from fleet_api.errors import ApiError, not_found
 from fleet_api.models import ErrorBody
-from taskfleet.messages import ID_PATTERN
+from taskfleet.core.messages import ID_PATTERN
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

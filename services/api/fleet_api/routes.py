@@ -19,12 +19,13 @@ from fleet_api.models import (
     ChatStreamRequest,
 )
 from fleet_api.openapi import OpenApi, Operation
-from taskfleet import operations, quotas
-from taskfleet.constants import TaskType
-from taskfleet.kernel import Kernel
-from taskfleet.store import Outgoing, OverQuota
-from taskfleet.submit import Publisher, new_task
-from taskfleet.tenancy import Db, audited, for_user
+from taskfleet.broker.publisher import Publisher, new_task
+from taskfleet.core.constants import TaskType
+from taskfleet.data import operations
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store import quotas
+from taskfleet.store.tasks import Outgoing, OverQuota
+from taskfleet.store.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")
 
@@ -69,7 +70,7 @@ def task_id_param(request: web.Request) -> UUID:
 
 
 async def enforce_quota(request: web.Request, user_id: str) -> None:
-    """429 with Retry-After when the user is over a submission quota (taskfleet/quotas.py)."""
+    """429 with Retry-After when the user is over a submission quota (taskfleet/store/quotas.py)."""
     kernel = request.app[KERNEL]
     over = await quotas.check(kernel.pool, user_id, quotas.Limits.from_settings(kernel.settings))
     if over is not None:

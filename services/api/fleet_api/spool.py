@@ -1,7 +1,7 @@
 """An upload's bytes from when they arrive until they are stored: in memory up to
 SPOOL_MEMORY_BYTES, past that in an anonymous temporary file (in TMPDIR, gone when closed).
 So a 50 MiB document is never whole in the API's memory; what reaches the database is read
-back a chunk at a time (taskfleet.blobs)."""
+back a chunk at a time (taskfleet.data.blobs)."""
 
 import asyncio
 import tempfile

@@ -15,8 +15,8 @@ from fleet_api.routes import (
     user_db,
     visible_task,
 )
-from taskfleet import operations
-from taskfleet.constants import TaskType
+from taskfleet.core.constants import TaskType
+from taskfleet.data import operations
 
 
 async def get_task(request: web.Request) -> web.Response:

@@ -23,11 +23,12 @@ from fleet_api.auth import principal
 from fleet_api.errors import ApiError
 from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
-from taskfleet import jsonx, operations
-from taskfleet.crypto import Keyring
-from taskfleet.kernel import Kernel
-from taskfleet.messages import ID_PATTERN
-from taskfleet.tenancy import Db, audited, for_user
+from taskfleet.core import jsonx
+from taskfleet.core.messages import ID_PATTERN
+from taskfleet.data import operations
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.crypto import Keyring
+from taskfleet.store.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api.ws")
 

@@ -2,7 +2,7 @@
 
 import aiohttp
 
-from taskfleet.errors import PermanentError, RetryableError
+from taskfleet.core.errors import PermanentError, RetryableError
 
 USER_AGENT = "taskfleet-camera-worker/1"
 CHUNK = 64 * 1024

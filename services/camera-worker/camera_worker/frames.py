@@ -8,7 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from camera_worker.analysis import FrameAnalysis, motion_score
-from taskfleet.tenancy import Db
+from taskfleet.store.tenancy import Db
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ import structlog
 from camera_worker.analysis import analyse
 from camera_worker.capture import fetch_snapshot
 from camera_worker.frames import Frame, FrameStore, SavedAnalysis
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import InvalidPayload, PermanentError
-from taskfleet.kernel import Kernel
+from taskfleet.core.errors import InvalidPayload, PermanentError
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
 
 log = structlog.get_logger("camera_worker")
 

@@ -24,11 +24,11 @@ from uuid import uuid4
 import asyncpg
 import structlog
 
-from taskfleet.constants import TaskType
-from taskfleet.db import create_pool
-from taskfleet.kernel import Kernel
-from taskfleet.store import Outgoing
-from taskfleet.submit import new_task, publish_after_commit
+from taskfleet.broker.publisher import new_task, publish_after_commit
+from taskfleet.core.constants import TaskType
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.pool import create_pool
+from taskfleet.store.tasks import Outgoing
 
 log = structlog.get_logger("camera_worker.scheduler")
 

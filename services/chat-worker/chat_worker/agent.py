@@ -19,17 +19,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from chat_worker.history import ChildOutcome, chat_context, child_outcomes, load_context
 from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
-from taskfleet.constants import TERMINAL, TaskType
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.crypto import Keyring, UnknownKey, Unsealable, is_sealed
-from taskfleet.errors import PermanentError, RetryableError
+from taskfleet.broker.publisher import new_task
+from taskfleet.core.constants import TERMINAL, TaskType
+from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.core.settings import Settings
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
-from taskfleet.settings import Settings
-from taskfleet.store import NewTask
-from taskfleet.submit import new_task
-from taskfleet.waiting import Waiting
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.path.waiting import Waiting
+from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
+from taskfleet.store.tasks import NewTask
 
 log = structlog.get_logger("chat_worker.agent")
 
@@ -39,7 +39,7 @@ MAX_CALLS_PER_ROUND = 16
 MAX_RESULT_CHARS = 16_000
 MEMORY_CONTEXT = 50
 STEP_LIMIT_REPLY = "I could not finish this within the tool rounds allowed for one message."
-# Field labels of sealed values (taskfleet.crypto): each is bound to its task and its label.
+# Field labels of sealed values (taskfleet.security.crypto), each bound to its task and label.
 CHECKPOINT, ARGUMENTS, MEMORIES = "checkpoint", "arguments", "memories"
 
 

@@ -3,9 +3,9 @@
 from typing import Any
 
 from chat_worker.agent import Agent
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import InvalidPayload
-from taskfleet.waiting import Waiting
+from taskfleet.core.errors import InvalidPayload
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.path.waiting import Waiting
 
 
 def user_text(payload: Any) -> str:

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from taskfleet.crypto import Keyring
+from taskfleet.data.memories import open_fact
 from taskfleet.llm.types import Message
-from taskfleet.memories import open_fact
-from taskfleet.tenancy import Db
+from taskfleet.security.crypto import Keyring
+from taskfleet.store.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
 # in one round trip (migrations/0013). A chat worker's claim usually brings it already.

@@ -5,13 +5,13 @@ from functools import partial
 from chat_worker.agent import MEMORY_CONTEXT, Agent
 from chat_worker.handlers import handle_chat
 from chat_worker.history import CONTEXT_FUNCTION
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.kernel import Kernel
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.core.settings import Settings
+from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm import ChatModel, build_model
-from taskfleet.runner import Handler
-from taskfleet.settings import Settings
-from taskfleet.store import Preload
-from taskfleet.toolspecs import tool_specs
+from taskfleet.path.consumer import Handler
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tasks import Preload
 from taskfleet.worker import run_worker
 
 SPEC = QUEUES[TaskType.CHAT]

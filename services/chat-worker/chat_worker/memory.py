@@ -16,13 +16,13 @@ import orjson
 import structlog
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
-from taskfleet.crypto import Keyring
-from taskfleet.errors import TaskError
+from taskfleet.core.errors import TaskError
+from taskfleet.data.memories import MAX_FACT_CHARS, save_memories
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory
-from taskfleet.memories import MAX_FACT_CHARS, save_memories
-from taskfleet.tenancy import Db
+from taskfleet.security.crypto import Keyring
+from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("chat_worker.memory")
 

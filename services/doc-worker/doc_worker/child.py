@@ -24,8 +24,8 @@ from typing import Any, cast
 import orjson
 import structlog
 
-from taskfleet.errors import PermanentError, RetryableError
-from taskfleet.settings import Settings
+from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.core.settings import Settings
 
 log = structlog.get_logger("doc_worker")
 

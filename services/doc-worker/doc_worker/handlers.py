@@ -21,11 +21,11 @@ from doc_worker import index
 from doc_worker.child import PARSER_COMMAND, ParsedPage, ParseLimits, run_parser
 from doc_worker.chunking import chunk_text
 from doc_worker.index import Chunk, StoredDocument
-from taskfleet.blobs import BlobStore
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.errors import InvalidPayload, PermanentError
-from taskfleet.settings import Settings
-from taskfleet.tenancy import Db
+from taskfleet.core.errors import InvalidPayload, PermanentError
+from taskfleet.core.settings import Settings
+from taskfleet.data.blobs import BlobStore
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("doc_worker")
 

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
-from taskfleet.errors import TaskCancelled
-from taskfleet.tenancy import Db
+from taskfleet.core.errors import TaskCancelled
+from taskfleet.store.tenancy import Db
 
 
 def deleted(document_id: UUID) -> TaskCancelled:

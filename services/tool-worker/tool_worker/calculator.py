@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from taskfleet.toolspecs import CalculatorArgs
+from taskfleet.data.toolspecs import CalculatorArgs
 from tool_worker.registry import ToolContext, ToolError
 
 Number = int | float

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from taskfleet.toolspecs import CurrentTimeArgs
+from taskfleet.data.toolspecs import CurrentTimeArgs
 from tool_worker.registry import ToolContext, ToolError
 
 

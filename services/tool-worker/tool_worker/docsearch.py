@@ -1,10 +1,10 @@
 """`search_documents`: the user's own indexed documents, through the one search query the API
-uses too (taskfleet.documents). Nothing is found until documents are uploaded and indexed."""
+uses too (taskfleet.data.documents). Nothing is found until documents are uploaded and indexed."""
 
 from typing import Any
 
-from taskfleet.documents import search_documents as search
-from taskfleet.toolspecs import SearchDocumentsArgs
+from taskfleet.data.documents import search_documents as search
+from taskfleet.data.toolspecs import SearchDocumentsArgs
 from tool_worker.registry import ToolContext
 
 

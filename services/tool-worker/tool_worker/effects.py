@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from taskfleet.errors import PermanentError, TaskError
-from taskfleet.tenancy import Db
+from taskfleet.core.errors import PermanentError, TaskError
+from taskfleet.store.tenancy import Db
 from tool_worker.registry import ToolUnavailable
 
 POLL_S = 0.25

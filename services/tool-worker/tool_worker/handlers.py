@@ -7,11 +7,11 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskfleet.context import TaskContext, TaskResult
-from taskfleet.crypto import Keyring, UnknownKey, Unsealable, is_sealed
-from taskfleet.errors import InvalidPayload, RetryableError
-from taskfleet.faults import Faults
-from taskfleet.settings import Settings
+from taskfleet.core.errors import InvalidPayload, RetryableError
+from taskfleet.core.faults import Faults
+from taskfleet.core.settings import Settings
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from tool_worker.effects import run_once
 from tool_worker.registry import Registry, ToolContext
 
@@ -19,7 +19,7 @@ log = structlog.get_logger("tool_worker")
 
 # How long past its timeout a side-effect call found `started` may still be finishing.
 SETTLE_GRACE_S = 5.0
-# The label of a call's sealed result (taskfleet.crypto), in the task's output and tool_calls.
+# The label of a call's sealed result (taskfleet.security.crypto), in output and tool_calls.
 RESULT = "result"
 
 

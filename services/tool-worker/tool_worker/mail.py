@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from taskfleet.toolspecs import SendEmailArgs
+from taskfleet.data.toolspecs import SendEmailArgs
 from tool_worker.registry import ToolContext, ToolError, ToolUnavailable
 
 SMTP_TIMEOUT_S = 30.0

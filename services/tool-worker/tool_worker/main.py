@@ -2,11 +2,11 @@
 
 from functools import partial
 
-from taskfleet.constants import QUEUES, TaskType
-from taskfleet.faults import Faults
-from taskfleet.kernel import Kernel
-from taskfleet.runner import Handler
-from taskfleet.settings import Settings
+from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.core.faults import Faults
+from taskfleet.core.settings import Settings
+from taskfleet.path.consumer import Handler
+from taskfleet.runtime.kernel import Kernel
 from taskfleet.worker import run_worker
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.registry import Registry

@@ -17,10 +17,10 @@ import aiohttp
 import asyncpg
 from pydantic import ValidationError
 
-from taskfleet.errors import PermanentError, RetryableError, TaskError
-from taskfleet.settings import Settings
-from taskfleet.tenancy import Db
-from taskfleet.toolspecs import BY_NAME, ToolArgs
+from taskfleet.core.errors import PermanentError, RetryableError, TaskError
+from taskfleet.core.settings import Settings
+from taskfleet.data.toolspecs import BY_NAME, ToolArgs
+from taskfleet.store.tenancy import Db
 
 A = TypeVar("A", bound=ToolArgs)
 

@@ -1,7 +1,7 @@
 """The built-in tools with their limits: what `taskfleet worker tool` runs."""
 
-from taskfleet.settings import Settings
-from taskfleet.toolspecs import (
+from taskfleet.core.settings import Settings
+from taskfleet.data.toolspecs import (
     CalculatorArgs,
     CurrentTimeArgs,
     HttpGetArgs,

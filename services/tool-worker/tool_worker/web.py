@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from taskfleet.toolspecs import HttpGetArgs
+from taskfleet.data.toolspecs import HttpGetArgs
 from tool_worker.registry import ToolContext, ToolError, ToolUnavailable
 
 MAX_REDIRECTS = 3

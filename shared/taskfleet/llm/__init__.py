@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from taskfleet.errors import ConfigError
+from taskfleet.core.errors import ConfigError
+from taskfleet.core.metrics import LLM_REQUESTS
+from taskfleet.core.settings import Settings
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.llm.types import LLM_OUTCOMES, ChatHistory, StreamItem, ToolCall, ToolSpec
-from taskfleet.metrics import LLM_REQUESTS
-from taskfleet.settings import Settings
 
 __all__ = ["ChatHistory", "ChatModel", "StreamItem", "ToolCall", "ToolSpec", "build_model"]
 

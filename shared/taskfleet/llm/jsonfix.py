@@ -10,7 +10,7 @@ from typing import Any
 import json_repair
 import orjson
 
-from taskfleet.metrics import LLM_JSON_REPAIRS
+from taskfleet.core.metrics import LLM_JSON_REPAIRS
 
 
 def loads_lenient(text: str) -> Any:

@@ -34,6 +34,7 @@ from tenacity import (
     wait_random,
 )
 
+from taskfleet.core.metrics import LLM_REQUESTS
 from taskfleet.llm.sse import SseParser, ToolCallAssembler
 from taskfleet.llm.types import (
     ChatHistory,
@@ -48,7 +49,6 @@ from taskfleet.llm.types import (
     ToolSpec,
     without_nul,
 )
-from taskfleet.metrics import LLM_REQUESTS
 
 log = structlog.get_logger("taskfleet.llm")
 

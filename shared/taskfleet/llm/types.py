@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from taskfleet.errors import PermanentError, RetryableError
+from taskfleet.core.errors import PermanentError, RetryableError
 
 Message = dict[str, Any]
 ChatHistory = list[Message]

@@ -1,0 +1,3 @@
+from taskfleet_cli.main import main
+
+main()

@@ -1,0 +1,105 @@
+"""Operator commands: `taskfleet tasks`, `task ID`, `queues`, `workers`,
+`dlq list|replay|purge QUEUE`."""
+
+import argparse
+from uuid import UUID
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from taskfleet.core import jsonx
+from taskfleet.core.settings import Settings
+from taskfleet.data import operations, queues
+from taskfleet.runtime import registry
+from taskfleet.runtime.kernel import open_kernel
+from taskfleet.security.crypto import Keyring
+from taskfleet.store.pool import create_pool
+from taskfleet.store.tenancy import audited, cli_actor
+
+console = Console()
+
+
+async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
+        page = await operations.list_tasks(db, user_id=args.user, status=args.status,
+                                           limit=args.limit)  # fmt: skip
+    finally:
+        await pool.close()
+    table = Table("id", "type", "user", "status", "progress", "attempts", "created")
+    for t in page.tasks:
+        table.add_row(str(t["id"]), t["type"], t["user_id"], t["status"],
+                      f"{t['progress']:.0%}", f"{t['attempts']}/{t['max_attempts']}",
+                      t["created_at"].strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    console.print(table)
+    return 0
+
+
+async def show_task(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        task_id = UUID(args.id)
+    except ValueError:
+        console.print(f"[red]not a task id: {args.id}[/red]")
+        return 2
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        db = audited(pool, cli_actor(), "cli_task", task_id=str(task_id))
+        task = await operations.task_with_message(db, task_id)
+    finally:
+        await pool.close()
+    if task is None:
+        console.print(f"[red]no task {task_id}[/red]")
+        return 1
+    # An operator with the keys reads what the owner would (docs/security.md).
+    task = operations.reveal_task(task, Keyring.from_settings(settings))
+    print(orjson.dumps(orjson.loads(jsonx.dumps(task)), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
+    async with open_kernel(settings, name="cli", relay=False) as kernel:
+        found = await queues.depths(kernel)
+    table = Table("queue", "messages", "consumers")
+    for d in found:
+        table.add_row(d.name, str(d.messages), str(d.consumers))
+    console.print(table)
+    return 0
+
+
+async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        found = await registry.list_workers(pool, include_gone=args.all)
+    finally:
+        await pool.close()
+    table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
+    for w in found:
+        table.add_row(
+            w["worker"], w["status"], w["host"], str(w["pid"]), f"{w['heartbeat_age_s']:.1f}s ago",
+            str(len(w["inflight"])), " ".join(str(t) for t in w["at_risk"]) or "-", str(w["id"]),
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
+async def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        queues.work_queue(args.queue)
+    except queues.UnknownQueue as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    async with open_kernel(settings, name="cli", relay=args.action == "replay") as kernel:
+        if args.action == "list":
+            for letter in await queues.peek_dead_letters(kernel, args.queue, args.limit):
+                print(jsonx.dumps(letter).decode())
+        elif args.action == "replay":
+            replayed, skipped = await queues.replay_dead_letters(
+                kernel, args.queue, actor=cli_actor(), limit=args.limit
+            )
+            console.print(f"replayed {replayed}, left {skipped} in the dead-letter queue")
+        else:
+            purged = await queues.purge_dead_letters(kernel, args.queue)
+            console.print(f"purged {purged} dead letters")
+    return 0

@@ -1,3 +1,0 @@
-from taskfleet.cli import main
-
-main()

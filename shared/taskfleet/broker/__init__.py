@@ -1,0 +1,1 @@
+"""RabbitMQ: the connection, the topology, the outbox relay and the publisher."""

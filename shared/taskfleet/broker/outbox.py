@@ -1,0 +1,116 @@
+"""The outbox relay: publishes every outbox row that is due and that no one else published.
+
+Rows are written in the same transaction as the decision they carry (a new task, a retry, a
+put-back, a dead letter), so a crash anywhere loses nothing: the relay publishes what is
+left. Every process runs one; `FOR UPDATE SKIP LOCKED` lets them share the work.
+"""
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import structlog
+
+from taskfleet.broker.connection import Broker
+from taskfleet.core.constants import TaskType
+from taskfleet.core.errors import PublishFailed
+from taskfleet.core.messages import TaskMessage, copy_headers
+from taskfleet.core.metrics import OUTBOX_PUBLISHED
+from taskfleet.core.settings import Settings
+
+log = structlog.get_logger("taskfleet.outbox")
+
+_DUE = """
+WITH due AS (
+    SELECT id FROM outbox WHERE available_at <= now()
+    ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+SELECT o.id, o.queue, o.attempt, o.kind, o.headers,
+       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input
+FROM outbox o JOIN due USING (id) JOIN tasks t ON t.id = o.task_id
+"""
+
+
+def task_message(row: asyncpg.Record | dict[str, Any], attempt: int) -> TaskMessage:
+    """The queue message for a task row (the relay and the API build it the same way)."""
+    return TaskMessage(
+        task_id=row["task_id"] if "task_id" in row else row["id"],
+        type=TaskType(row["type"]),
+        user_id=row["user_id"],
+        chat_id=row["chat_id"],
+        attempt=attempt,
+        payload=row["input"],
+    )
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, broker: Broker, settings: Settings, batch: int = 200):
+        self.pool = pool
+        self.broker = broker
+        self.settings = settings
+        self.batch = batch
+
+    async def run(self) -> None:
+        """Forever: publish what is due, then sleep until the next row is due (or poll_s)."""
+        while True:
+            if not await self.broker.wait_ready(self.settings.outbox_poll_s):
+                continue
+            published = await self.relay_once()
+            if published < self.batch:
+                await asyncio.sleep(await self._until_next_due())
+
+    async def relay_once(self) -> int:
+        """Publish one batch of due rows; returns how many rows were due."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_DUE, self.batch)
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._publish(r) for r in rows), return_exceptions=True
+            )
+            done = [r for r, res in zip(rows, results, strict=True) if res is None]
+            for row, res in zip(rows, results, strict=True):
+                if isinstance(res, BaseException):
+                    log.warning(
+                        "outbox_publish_failed", task_id=str(row["task_id"]), error=repr(res)
+                    )
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in done]
+            )
+            requeued = [r["task_id"] for r in done if r["kind"] == "retry"]
+            if requeued:
+                # SKIP LOCKED: we hold outbox rows, and a cancel holds its task while it
+                # deletes that task's rows; waiting here would deadlock with it. A task left
+                # `retrying` is claimed all the same (its message is out).
+                await conn.execute(
+                    "UPDATE tasks SET status = 'queued', updated_at = now() WHERE id IN"
+                    " (SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'retrying'"
+                    " FOR UPDATE SKIP LOCKED)",
+                    requeued,
+                )
+        for row in done:
+            OUTBOX_PUBLISHED.labels(row["kind"]).inc()
+        return len(rows)
+
+    async def _publish(self, row: asyncpg.Record) -> None:
+        body = task_message(row, row["attempt"]).dumps()
+        headers = row["headers"] or {}
+        if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)
+            headers = copy_headers(headers)
+        await self.broker.publish(
+            self.settings.queue(row["queue"]),
+            body,
+            message_id=str(row["task_id"]),
+            headers=headers or None,
+        )
+
+    async def _until_next_due(self) -> float:
+        seconds = await self.pool.fetchval(
+            "SELECT extract(epoch FROM min(available_at) - now()) FROM outbox"
+        )
+        if seconds is None:
+            return self.settings.outbox_poll_s
+        return min(self.settings.outbox_poll_s, max(0.01, float(seconds)))
+
+
+__all__ = ["OutboxRelay", "PublishFailed", "task_message"]

@@ -1,0 +1,79 @@
+"""The broker topology (DESIGN.md §5), declared idempotently by every process at connect."""
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from taskfleet.core.constants import (
+    CONTROL_EXCHANGE,
+    DEAD_LETTER_EXCHANGE,
+    DELIVERY_LIMIT,
+    EVENTS_EXCHANGE,
+    QUEUES,
+    dlq_name,
+)
+from taskfleet.core.settings import Settings
+
+
+def work_queue_arguments(settings: Settings, queue: str) -> dict[str, Any]:
+    """Quorum queue that dead-letters at-least-once to `<queue>.dlq` through the DLX.
+
+    The application decides retry or dead letter from the attempts counted in PostgreSQL;
+    the delivery limit only catches a message that kills its worker every time.
+    """
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": settings.queue(DEAD_LETTER_EXCHANGE),
+        "x-dead-letter-routing-key": settings.queue(dlq_name(queue)),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
+        "x-delivery-limit": DELIVERY_LIMIT,
+    }
+
+
+async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
+    """Exchanges, the four work queues and their dead-letter queues. Idempotent."""
+    dlx = await channel.declare_exchange(
+        settings.queue(DEAD_LETTER_EXCHANGE), aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    await channel.declare_exchange(
+        settings.queue(EVENTS_EXCHANGE), aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    await channel.declare_exchange(
+        settings.queue(CONTROL_EXCHANGE), aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    for spec in QUEUES.values():
+        dlq = settings.queue(dlq_name(spec.name))
+        dead = await channel.declare_queue(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+        await dead.bind(dlx, routing_key=dlq)
+        await channel.declare_queue(
+            settings.queue(spec.name),
+            durable=True,
+            arguments=work_queue_arguments(settings, spec.name),
+        )
+
+
+def all_queue_names(settings: Settings) -> list[str]:
+    names = []
+    for spec in QUEUES.values():
+        names += [settings.queue(spec.name), settings.queue(dlq_name(spec.name))]
+    return names
+
+
+def all_exchange_names(settings: Settings) -> list[str]:
+    return [settings.queue(n) for n in (DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, CONTROL_EXCHANGE)]
+
+
+async def delete_namespace(settings: Settings) -> None:
+    """Delete a namespace's queues and exchanges (a test session's or a benchmark's).
+
+    Idle quorum queues are not free: each is a Raft member that RabbitMQ keeps ticking.
+    """
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for name in all_queue_names(settings):
+            await channel.queue_delete(name)
+        for name in all_exchange_names(settings):
+            await channel.exchange_delete(name)

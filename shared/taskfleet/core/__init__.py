@@ -1,0 +1,1 @@
+"""Vocabulary and process basics every layer shares: settings, errors, messages, metrics."""

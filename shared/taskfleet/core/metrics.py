@@ -1,0 +1,73 @@
+"""Prometheus metrics. Names and labels are contract (DESIGN.md §9): Grafana and alerts use them."""
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double every counter for no dashboard we have.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+TASKS = Counter(
+    "taskfleet_tasks",
+    "Task outcomes per queue: completed, failed, retried, cancelled, dead_lettered, duplicate.",
+    ["queue", "outcome"],
+)
+TASK_DURATION = Histogram(
+    "taskfleet_task_duration_seconds",
+    "Claim to outcome.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+TASK_WAIT = Histogram(
+    "taskfleet_task_wait_seconds",
+    "Created to claimed.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+INFLIGHT = Gauge("taskfleet_inflight_tasks", "Tasks being handled by this process.", ["queue"])
+RESIDENT_BYTES = Gauge("taskfleet_process_resident_bytes", "Resident memory of this process.")
+MEMORY_PAUSED = Gauge(
+    "taskfleet_memory_paused",
+    "1 while the memory guard keeps this worker from taking deliveries.",
+    ["queue"],
+)
+QUEUE_MESSAGES = Gauge(
+    "taskfleet_queue_messages", "Messages ready in a queue, dead-letter queues included.", ["queue"]
+)
+BACKGROUND_FAILURES = Counter(
+    "taskfleet_background_task_failures",
+    "Background asyncio tasks that ended with an exception.",
+    ["name"],
+)
+LLM_REQUESTS = Counter("taskfleet_llm_requests", "LLM calls by outcome.", ["outcome"])
+LLM_JSON_REPAIRS = Counter("taskfleet_llm_json_repairs", "LLM JSON answers that needed repair.")
+EVENTS_DROPPED = Counter(
+    "taskfleet_events_dropped", "Live events dropped because the event publisher fell behind."
+)
+OUTBOX_PUBLISHED = Counter(
+    "taskfleet_outbox_published", "Messages published by the outbox relay.", ["kind"]
+)
+PUBLISHER_WAITING = Gauge(
+    "taskfleet_publisher_waiting",
+    "First messages of committed tasks handed to this process's publisher, not yet confirmed.",
+)
+PUBLISHER_DEFERRED = Counter(
+    "taskfleet_publisher_deferred",
+    "First messages the publisher left to the outbox relay (no room in time, or no broker).",
+)
+BATCH_SIZE = Histogram(
+    "taskfleet_statement_batch_size",
+    "Calls sent to PostgreSQL as one statement (taskfleet.store.coalesce): claims, completions,"
+    " chat submissions.",
+    ["statement"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+RECONCILED = Counter(
+    "taskfleet_reconciled",
+    "Tasks the reconciler repaired: lost_message, children_done, holder_gone, not_held,"
+    " past_deadline.",
+    ["reason"],
+)
+CONSUMER_PAUSED = Gauge(
+    "taskfleet_consumer_paused",
+    "1 while a worker takes no deliveries because its database is unavailable.",
+    ["queue"],
+)

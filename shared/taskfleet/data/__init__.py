@@ -1,0 +1,1 @@
+"""Domain data and jobs that several services share: documents, memories, blobs, tool specs."""

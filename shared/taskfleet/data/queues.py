@@ -1,0 +1,192 @@
+"""Queue depths and the dead-letter queues, for operators (API admin routes and the CLI).
+
+RabbitMQ 3.10 here has no management plugin, so depths come from passive declares and
+dead letters are read with basic.get on a channel of their own.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from taskfleet.core.constants import (
+    ERROR_HEADER,
+    QUEUE_BY_NAME,
+    QUEUES,
+    REASON_HEADER,
+    TaskType,
+    dlq_name,
+)
+from taskfleet.core.errors import InvalidPayload
+from taskfleet.core.messages import copy_headers, parse_message
+from taskfleet.core.metrics import QUEUE_MESSAGES
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.tenancy import Db, audited
+
+log = structlog.get_logger("taskfleet.queues")
+
+DEPTH_POLL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    name: str
+    messages: int
+    consumers: int
+    dead_letter: bool
+
+
+class UnknownQueue(ValueError):
+    """Not one of the four work queues."""
+
+
+def work_queue(name: str) -> str:
+    """Accept `chat_tasks` or `chat_tasks.dlq`; answer the work queue's name."""
+    base = name.removesuffix(".dlq")
+    if base not in QUEUE_BY_NAME:
+        raise UnknownQueue(f"unknown queue {name!r}: one of {', '.join(QUEUE_BY_NAME)}")
+    return base
+
+
+async def _channel(kernel: Kernel) -> AbstractChannel:
+    # A channel of its own: a failed passive declare closes it, and it must not take the
+    # broker's shared channels (whose loss reconnects everything) down with it.
+    if not await kernel.broker.wait_ready(kernel.settings.publish_timeout_s):
+        raise ConnectionError("RabbitMQ is not connected")
+    assert kernel.broker.connection is not None
+    return await kernel.broker.connection.channel()
+
+
+async def depths(kernel: Kernel) -> list[QueueDepth]:
+    """Every work queue and dead-letter queue, with ready messages and consumers."""
+    names = [(n, n.endswith(".dlq")) for s in QUEUES.values() for n in (s.name, dlq_name(s.name))]
+    counts = await kernel.broker.inspect([kernel.settings.queue(n) for n, _ in names])
+    found = [QueueDepth(n, *counts[kernel.settings.queue(n)], dead) for n, dead in names]
+    for depth in found:
+        QUEUE_MESSAGES.labels(depth.name).set(depth.messages)
+    return found
+
+
+async def poll_depths(kernel: Kernel) -> None:
+    """Keep `taskfleet_queue_messages` current (a supervised loop in the API)."""
+    while True:
+        try:
+            await depths(kernel)
+        except (ConnectionError, OSError) as exc:
+            log.warning("queue_depth_poll_failed", error=repr(exc))
+        await asyncio.sleep(DEPTH_POLL_S)
+
+
+def describe(message: AbstractIncomingMessage) -> dict[str, Any]:
+    headers = message.headers or {}
+    try:
+        body: Any = orjson.loads(message.body)
+    except orjson.JSONDecodeError:
+        body = message.body[:1000].decode(errors="replace")
+    task_id = body.get("task_id") if isinstance(body, dict) else None
+    try:
+        tid = str(UUID(str(task_id))) if task_id else None
+    except ValueError:
+        tid = None
+    return {
+        "message_id": message.message_id, "task_id": tid,
+        "reason": _text(headers.get(REASON_HEADER)), "error": _text(headers.get(ERROR_HEADER)),
+        "body": body,
+    }  # fmt: skip
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+async def peek_dead_letters(kernel: Kernel, queue: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Up to `limit` dead letters of a queue, left in place (taken unacked, then returned).
+
+    A quorum queue takes them back a few milliseconds after the channel closed: a depth read
+    right after a peek may count them as held by a consumer, not as messages."""
+    name = kernel.settings.queue(dlq_name(work_queue(queue)))
+    channel = await _channel(kernel)
+    try:
+        dlq = await channel.get_queue(name, ensure=False)
+        seen: list[dict[str, Any]] = []
+        while len(seen) < limit and (m := await dlq.get(no_ack=False, fail=False)) is not None:
+            seen.append(describe(m))
+    finally:
+        await channel.close()  # every unacked message goes back to the queue
+    return seen
+
+
+async def purge_dead_letters(kernel: Kernel, queue: str) -> int:
+    channel = await _channel(kernel)
+    try:
+        dlq = await channel.get_queue(
+            kernel.settings.queue(dlq_name(work_queue(queue))), ensure=False
+        )
+        result = await dlq.purge()
+    finally:
+        await channel.close()
+    return int(result.message_count or 0)
+
+
+async def replay_dead_letters(
+    kernel: Kernel, queue: str, *, actor: str, limit: int = 1000
+) -> tuple[int, int]:
+    """Put dead letters back to work. Each letter, by what became of its task:
+
+    - failed or cancelled: run again with a fresh budget of attempts;
+    - queued or retrying (the broker dead-lettered its message by the delivery limit, say,
+      while the database was away): its next message is published now;
+    - never created (a chat message a backend published straight to the queue that no
+      worker could claim): the letter goes back to its queue as it was, to create its task;
+    - anything else (completed, running, not ours, not our schema) stays in the queue.
+
+    Returns (replayed, skipped). Audited as `actor`'s."""
+    base = work_queue(queue)
+    db = audited(kernel.pool, actor, "dlq_replay", queue=base)
+    channel = await _channel(kernel)
+    replayed = skipped = 0
+    try:
+        dlq = await channel.get_queue(kernel.settings.queue(dlq_name(base)), ensure=False)
+        while replayed + skipped < limit and (m := await dlq.get(no_ack=False, fail=False)):
+            if await _replay_one(kernel, db, base, m):
+                await m.ack()  # only once its task's next message is durable
+                replayed += 1
+            else:
+                skipped += 1
+    finally:
+        await channel.close()
+    log.info("dead_letters_replayed", queue=base, replayed=replayed, skipped=skipped)
+    return replayed, skipped
+
+
+async def _replay_one(kernel: Kernel, db: Db, queue: str, message: AbstractIncomingMessage) -> bool:
+    from taskfleet.data.operations import republish, rerun
+
+    try:
+        msg = parse_message(message.body)
+    except InvalidPayload:
+        return False
+    if QUEUES[msg.type].name != queue:
+        return False  # it never belonged here: a worker would dead-letter it again
+    task = await kernel.store.get_task(msg.task_id)
+    if task is None:
+        if msg.type != TaskType.CHAT:
+            return False  # only a chat message creates its task from a message
+        await kernel.broker.publish(
+            kernel.settings.queue(queue), message.body, message_id=str(msg.task_id),
+            headers=copy_headers(),
+        )  # fmt: skip
+        return True
+    if task["user_id"] != msg.user_id:
+        return False
+    if task["status"] in ("failed", "cancelled"):
+        return bool(await rerun(kernel, db, msg.task_id, msg.type) == "queued")
+    if task["status"] in ("queued", "retrying"):
+        return await republish(kernel, db, msg.task_id)
+    return False

@@ -1,0 +1,143 @@
+"""Retention: delete old terminal tasks and what hangs off them (`taskfleet cleanup`).
+
+A task goes when all of these hold:
+- it is terminal (completed, failed, cancelled) and finished before the cutoff;
+- it has no outbox row: a dead letter or a re-run not yet published is still to be sent (the
+  relay deletes a row once the broker confirmed it, so every outbox row is unsent);
+- it has no child task: children go first. A batch takes leaves only, and a parent whose
+  children all went is a leaf for the next batch, so a parent whose child still runs stays.
+
+Rows that reference a task (its messages, the workers' rows) go with it through their
+`ON DELETE CASCADE` foreign keys.
+
+Each batch is one transaction that locks its tasks with `FOR UPDATE SKIP LOCKED`, then deletes
+them with every condition checked again under the lock. So two cleanups at once share the
+work instead of waiting for each other or deleting a row twice, and a task that another
+transaction holds (a re-run being requested, a child or an outbox row being inserted: those
+lock the task row) is left for the next run. The API's periodic job also takes a PostgreSQL
+advisory lock, so that one API replica at a time does the work.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from taskfleet.core.errors import StartupError
+from taskfleet.core.settings import Settings
+from taskfleet.store import quotas
+
+log = structlog.get_logger("taskfleet.retention")
+
+# Any constant will do; it only has to differ from the other advisory locks of the schema.
+CLEANUP_LOCK = 0x7A5FC1EA
+DEFAULT_BATCH = 500
+# The periodic job runs first this long after the API started (sooner if its interval is).
+FIRST_RUN_DELAY_S = 60.0
+
+_ELIGIBLE = """
+    t.status IN ('completed', 'failed', 'cancelled') AND t.completed_at < $1
+    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.task_id = t.id)
+    AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
+"""
+_PICK = f"""
+SELECT t.id FROM tasks t WHERE {_ELIGIBLE}
+ORDER BY t.completed_at LIMIT $2
+FOR UPDATE OF t SKIP LOCKED
+"""
+# A statement of its own, after the locks are held: its snapshot sees every outbox row or
+# child that committed before them, and none can commit while they are held.
+_DELETE = f"DELETE FROM tasks t WHERE t.id = ANY($2::uuid[]) AND {_ELIGIBLE}"
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupResult:
+    deleted: int
+    batches: int
+    cutoff: datetime
+
+
+async def cleanup(
+    conn: asyncpg.Connection, older_than_s: float, *, batch_size: int = DEFAULT_BATCH
+) -> CleanupResult:
+    """Delete, in batches of `batch_size` (one transaction each), every task that may go and
+    that finished more than `older_than_s` seconds ago. Safe to run in several places at once."""
+    if older_than_s <= 0 or batch_size < 1:
+        raise ValueError("older_than_s must be > 0 and batch_size >= 1")
+    cutoff: datetime = await conn.fetchval(
+        "SELECT now() - make_interval(secs => $1)", float(older_than_s)
+    )
+    deleted = batches = 0
+    while True:
+        async with conn.transaction():
+            ids = [row["id"] for row in await conn.fetch(_PICK, cutoff, batch_size)]
+            if not ids:
+                break
+            status = await conn.execute(_DELETE, cutoff, ids)
+        count = int(status.split()[-1])
+        deleted += count
+        batches += 1
+        log.debug("retention_batch", deleted=count, picked=len(ids))
+    windows = await quotas.forget_old_windows(conn)
+    log.info("retention_done", deleted=deleted, batches=batches, cutoff=cutoff.isoformat(),
+             quota_windows=windows)  # fmt: skip
+    return CleanupResult(deleted, batches, cutoff)
+
+
+async def run_cleanup(
+    settings: Settings, older_than_s: float, *, batch_size: int = DEFAULT_BATCH
+) -> CleanupResult:
+    """`taskfleet cleanup`: one connection of its own, closed at the end."""
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=settings.db_timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None
+    try:
+        return await cleanup(conn, older_than_s, batch_size=batch_size)
+    finally:
+        await conn.close()
+
+
+class RetentionJob:
+    """The API's periodic cleanup: every `interval_s`, in whichever replica takes the lock."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        older_than_s: float,
+        interval_s: float,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.pool = pool
+        self.older_than_s = older_than_s
+        self.interval_s = interval_s
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> "RetentionJob":
+        return cls(
+            pool,
+            older_than_s=settings.retention_older_than_s,
+            interval_s=settings.retention_interval_s,
+        )
+
+    async def run(self) -> None:
+        """Forever (a supervised loop): wait, clean up if no other replica is, repeat."""
+        await asyncio.sleep(min(FIRST_RUN_DELAY_S, self.interval_s))
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self.interval_s)
+
+    async def run_once(self) -> CleanupResult | None:
+        """One cleanup under the advisory lock; None when another process holds it."""
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CLEANUP_LOCK):
+                log.info("retention_skipped", reason="another process is cleaning up")
+                return None
+            try:
+                return await cleanup(conn, self.older_than_s, batch_size=self.batch_size)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", CLEANUP_LOCK)

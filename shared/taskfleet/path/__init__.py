@@ -1,0 +1,1 @@
+"""The one message path: the consumer that claims, runs, commits and settles; what handlers get."""

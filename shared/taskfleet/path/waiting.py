@@ -1,0 +1,45 @@
+"""The `waiting` outcome: a task hands work to child tasks and frees its worker (DESIGN.md §4).
+
+A handler returns `Waiting(children, state)` instead of a TaskResult. The runner then, in one
+transaction (tf_wait_for, migrations/0015), moves the task processing -> waiting with `state` as
+its checkpoint and inserts the children with their outbox rows; after the commit it publishes
+the children and acknowledges the task's message. When the last child ends, the transaction
+that ends it re-queues the parent (a trigger), and the parent runs again with `state` as
+`ctx.last_checkpoint`.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from taskfleet.broker.publisher import Parts, publish_after_commit
+from taskfleet.store.tasks import NewTask, Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Run `children` elsewhere, then resume this task with `state` as its checkpoint."""
+
+    children: list[NewTask]
+    state: Any
+
+    def __post_init__(self) -> None:
+        # A parent with no child would never be re-queued: refuse it here, not in production.
+        if not self.children:
+            raise ValueError("Waiting needs at least one child task")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The children as tf_wait_for takes them (user and chat come from the parent's row)."""
+        return [
+            {"id": str(c.task_id), "type": c.type.value, "input": c.input,
+             "max_attempts": c.max_attempts}
+            for c in self.children
+        ]  # fmt: skip
+
+
+async def publish_children(kernel: Parts, waiting: Waiting, outbox_ids: list[int]) -> None:
+    """After the commit: publish each child's first message (the relay covers a failure).
+
+    `outbox_ids`: the children's outbox rows, in their order (tf_wait_for's answer)."""
+    sends = [Outgoing(c.message(), i) for c, i in zip(waiting.children, outbox_ids, strict=True)]
+    await asyncio.gather(*(publish_after_commit(kernel, outgoing) for outgoing in sends))

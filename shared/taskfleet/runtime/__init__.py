@@ -1,0 +1,1 @@
+"""What one process owns: its kernel of parts, heartbeat, memory guard, health, reconciler."""

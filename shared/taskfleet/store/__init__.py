@@ -1,0 +1,1 @@
+"""PostgreSQL: the pool and row security, task transitions, batching, quotas, migrations."""

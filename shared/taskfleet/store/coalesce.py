@@ -1,0 +1,137 @@
+"""Calls that come at once go to the database as one statement (the DataLoader pattern).
+
+A worker's handler loops claim and complete tasks at the same moments (deliveries arrive in
+bursts). `Coalescer` lets each caller await its own answer while one loop (owned by the
+kernel's supervisor) sends what is pending as one statement, and what arrives during that
+statement as the next one. No wait is added: an idle loop sends a single call at once, and
+batches only form while a statement is already in flight. One statement is one transaction,
+one commit and one round trip, where there were as many as calls.
+
+A batch that the database refuses as a whole (one bad value, a deadlock with another batch)
+is sent again one call at a time, so that each caller gets its own answer or its own error.
+An error that is not the statement's (the connection is gone) is every caller's error.
+Without the loop running (it stopped, or never started) each call runs alone; calls in a
+statement that the loop's stop interrupted get BatchInterrupted.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import asyncpg
+import structlog
+
+from taskfleet.core.metrics import BATCH_SIZE
+
+log = structlog.get_logger("taskfleet.coalesce")
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+# The statement, not the link, failed: another try one by one can give other answers.
+STATEMENT_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.TransactionRollbackError,  # a deadlock with another batch
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+class _Stopped(Exception):
+    """The loop stopped before the call was sent: it runs alone."""
+
+
+class BatchInterrupted(ConnectionError):
+    """The loop stopped while the call's statement was in flight: it may or may not have
+    committed. A link error (OSError) on purpose: the runner hands the message back, and
+    the claim of its redelivery settles whichever it was. Running it again here could not."""
+
+
+class Coalescer(Generic[Item, Answer]):
+    def __init__(
+        self,
+        name: str,
+        many: Callable[[Sequence[Item]], Awaitable[Sequence[Answer]]],
+        one: Callable[[Item], Awaitable[Answer]],
+        *,
+        max_batch: int = 64,
+    ) -> None:
+        self.name = name
+        self._many, self._one, self._max = many, one, max_batch
+        self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._wake = asyncio.Event()
+        self._running = False
+
+    async def __call__(self, item: Item) -> Answer:
+        if not self._running:
+            return await self._one(item)
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, answer))
+        self._wake.set()
+        try:
+            return await answer
+        except _Stopped:
+            return await self._one(item)
+
+    async def run(self) -> None:
+        """The loop: one statement at a time, each with everything pending (up to max_batch)."""
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+                if not self._pending:
+                    self._wake.clear()
+                if batch:
+                    await self._send(batch)
+        finally:
+            self._running = False
+            pending, self._pending = self._pending, []
+            for _, answer in pending:
+                if not answer.done():
+                    answer.set_exception(_Stopped())
+
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        batch = [(item, answer) for item, answer in batch if not answer.done()]  # not cancelled
+        if not batch:
+            return
+        BATCH_SIZE.labels(self.name).observe(len(batch))
+        try:
+            await self._answer(batch)
+        except BaseException:  # the loop is cancelled with a statement in flight
+            for _, answer in batch:
+                _settle(answer, BatchInterrupted(f"{self.name} batch interrupted"))
+            raise
+
+    async def _answer(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            answers = await self._many(items) if len(items) > 1 else [await self._one(items[0])]
+        except STATEMENT_ERRORS as exc:
+            if len(items) == 1:
+                _settle(batch[0][1], exc)
+                return
+            log.info("batch_refused", batch=self.name, size=len(items), error=repr(exc))
+            await asyncio.gather(*(self._alone(item, answer) for item, answer in batch))
+            return
+        except Exception as exc:  # the link, not the statement: every caller's error
+            for _, answer in batch:
+                _settle(answer, exc)
+            return
+        for (_, answer), value in zip(batch, answers, strict=True):
+            if not answer.done():
+                answer.set_result(value)
+
+    async def _alone(self, item: Item, answer: asyncio.Future[Answer]) -> None:
+        try:
+            value = await self._one(item)
+        except Exception as exc:
+            _settle(answer, exc)
+        else:
+            if not answer.done():
+                answer.set_result(value)
+
+
+def _settle(answer: asyncio.Future[Answer], exc: BaseException) -> None:
+    if not answer.done():
+        answer.set_exception(exc)

@@ -1,0 +1,206 @@
+-- The state transitions of the one message path, each one round trip and one transaction.
+-- Every write after a claim is fenced: `WHERE fence = p_fence` rejects a stale holder.
+-- Every state change bumps event_seq and returns it (NULL: the fence is stale).
+
+-- Claim a delivery. Creates the task (and, for a chat message, its two message rows) when a
+-- backend published straight to the queue. Verdicts:
+--   claimed    run it; `fence` is the token for every later write
+--   duplicate  terminal, held by a live consumer, or a stale copy of an earlier attempt
+--   mismatch   the message names a task of another user or type (untrusted input)
+--   cancelled  cancel was requested before it ran; it is now cancelled
+--   exhausted  redelivered past max_attempts (its worker died every time); now failed
+--   throttled  the user is at the concurrency limit; put back via the outbox, no attempt used
+CREATE OR REPLACE FUNCTION tf_claim(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_payload jsonb,
+    p_attempt integer, p_redelivered boolean, p_queue text, p_max_attempts integer,
+    p_user_limit integer, p_throttle_s double precision
+) RETURNS TABLE (
+    verdict text, fence bigint, attempts integer, max_attempts integer, checkpoint jsonb,
+    input jsonb, user_id text, chat_id text, created_at timestamptz, event_seq bigint,
+    message_id uuid
+) LANGUAGE plpgsql AS $$
+DECLARE
+    t tasks%ROWTYPE;
+    running integer;
+    inserted uuid;
+BEGIN
+    SELECT * INTO t FROM tasks WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts)
+        VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING tasks.id INTO inserted;
+        IF inserted IS NOT NULL AND p_type = 'chat_message' AND p_chat_id IS NOT NULL THEN
+            INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
+            VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user',
+                    coalesce(p_payload ->> 'content', ''), 'completed', p_id),
+                   (gen_random_uuid(), p_chat_id, p_user_id, 'assistant', '', 'pending', p_id)
+            ON CONFLICT DO NOTHING;
+        END IF;
+        SELECT * INTO t FROM tasks WHERE id = p_id FOR UPDATE;
+    END IF;
+
+    IF t.user_id <> p_user_id OR t.type <> p_type THEN
+        RETURN QUERY SELECT 'mismatch', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+            NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+        RETURN;
+    END IF;
+
+    -- A processing task is taken over only by a redelivered copy: its holder lost its channel.
+    -- A fresh copy (a relay re-publish) while it runs, or an older attempt's copy, is stale.
+    IF t.status IN ('completed', 'failed', 'cancelled', 'waiting')
+       OR (t.status = 'processing' AND NOT p_redelivered)
+       OR (t.status IN ('queued', 'retrying') AND p_attempt <= t.attempts) THEN
+        RETURN QUERY SELECT 'duplicate', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+            NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+        RETURN;
+    END IF;
+
+    IF t.cancel_requested THEN
+        UPDATE tasks SET status = 'cancelled', completed_at = now(), updated_at = now(),
+            event_seq = tasks.event_seq + 1
+        WHERE id = p_id RETURNING * INTO t;
+        UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
+        WHERE task_id = p_id AND role = 'assistant' AND status <> 'completed';
+        RETURN QUERY SELECT 'cancelled', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+            NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+        RETURN;
+    END IF;
+
+    IF t.attempts >= t.max_attempts THEN
+        UPDATE tasks SET status = 'failed', completed_at = now(), updated_at = now(),
+            event_seq = tasks.event_seq + 1,
+            error = jsonb_build_object('code', 'worker_lost', 'retryable', false, 'message',
+                format('the worker handling it was lost %s times', t.attempts))
+        WHERE id = p_id RETURNING * INTO t;
+        UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
+        WHERE task_id = p_id AND role = 'assistant';
+        INSERT INTO outbox (task_id, queue, attempt, kind, headers)
+        VALUES (p_id, p_queue || '.dlq', t.attempts, 'dead_letter',
+                jsonb_build_object('x-taskfleet-reason', 'max_attempts: worker lost'));
+        RETURN QUERY SELECT 'exhausted', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+            NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+        RETURN;
+    END IF;
+
+    IF p_user_limit > 0 AND t.status <> 'processing' THEN
+        -- Serialise claims per user and type, so two workers cannot both take the last slot.
+        PERFORM pg_advisory_xact_lock(hashtext('tf-user:' || t.type), hashtext(t.user_id));
+        SELECT count(*) INTO running FROM tasks r
+        WHERE r.user_id = t.user_id AND r.type = t.type AND r.status = 'processing'
+          AND r.id <> p_id;
+        IF running >= p_user_limit THEN
+            INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
+            VALUES (p_id, p_queue, p_attempt, 'throttle',
+                    now() + make_interval(secs => p_throttle_s));
+            RETURN QUERY SELECT 'throttled', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+                NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+            RETURN;
+        END IF;
+    END IF;
+
+    UPDATE tasks SET status = 'processing', attempts = tasks.attempts + 1,
+        fence = tasks.fence + 1, started_at = coalesce(tasks.started_at, now()),
+        next_attempt_at = NULL, updated_at = now(), event_seq = tasks.event_seq + 1
+    WHERE id = p_id
+    RETURNING * INTO t;
+    RETURN QUERY SELECT 'claimed', t.fence, t.attempts, t.max_attempts, t.checkpoint,
+        t.input, t.user_id, t.chat_id, t.created_at, t.event_seq,
+        (SELECT m.id FROM messages m WHERE m.task_id = p_id AND m.role = 'assistant');
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tf_complete(p_id uuid, p_fence bigint, p_output jsonb, p_reply text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    seq bigint;
+BEGIN
+    UPDATE tasks SET status = 'completed', output = p_output, progress = 1, error = NULL,
+        completed_at = now(), updated_at = now(), event_seq = event_seq + 1
+    WHERE id = p_id AND fence = p_fence AND status = 'processing'
+    RETURNING event_seq INTO seq;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_reply IS NOT NULL THEN
+        UPDATE messages SET content = p_reply, status = 'completed',
+            updated_at = clock_timestamp()
+        WHERE task_id = p_id AND role = 'assistant';
+    END IF;
+    RETURN seq;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tf_fail(
+    p_id uuid, p_fence bigint, p_error jsonb, p_queue text, p_reason text
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+    seq bigint;
+BEGIN
+    UPDATE tasks SET status = 'failed', error = p_error, completed_at = now(), updated_at = now(),
+        event_seq = event_seq + 1
+    WHERE id = p_id AND fence = p_fence AND status = 'processing'
+    RETURNING attempts, event_seq INTO n, seq;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
+    WHERE task_id = p_id AND role = 'assistant';
+    -- The dead letter is decided in the same transaction as the failure, so neither is lost.
+    INSERT INTO outbox (task_id, queue, attempt, kind, headers)
+    VALUES (p_id, p_queue || '.dlq', n, 'dead_letter',
+            jsonb_build_object('x-taskfleet-reason', p_reason,
+                               'x-taskfleet-error', p_error ->> 'code'));
+    RETURN seq;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tf_retry(
+    p_id uuid, p_fence bigint, p_error jsonb, p_queue text, p_delay_s double precision
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+    seq bigint;
+    due timestamptz := now() + make_interval(secs => p_delay_s);
+BEGIN
+    UPDATE tasks SET status = 'retrying', error = p_error, next_attempt_at = due,
+        updated_at = now(), event_seq = event_seq + 1
+    WHERE id = p_id AND fence = p_fence AND status = 'processing'
+    RETURNING attempts, event_seq INTO n, seq;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
+    VALUES (p_id, p_queue, n + 1, 'retry', due);
+    RETURN seq;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tf_cancelled(p_id uuid, p_fence bigint, p_partial jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    seq bigint;
+BEGIN
+    UPDATE tasks SET status = 'cancelled', partial_output = coalesce(p_partial, partial_output),
+        completed_at = now(), updated_at = now(), event_seq = event_seq + 1
+    WHERE id = p_id AND fence = p_fence AND status = 'processing'
+    RETURNING event_seq INTO seq;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
+    WHERE task_id = p_id AND role = 'assistant' AND status <> 'completed';
+    RETURN seq;
+END;
+$$;
+
+-- Hand a task back without counting the attempt (graceful stop past the grace period): the
+-- message is returned to the queue and its redelivered copy claims it again.
+CREATE OR REPLACE FUNCTION tf_release(p_id uuid, p_fence bigint)
+RETURNS bigint LANGUAGE sql AS $$
+    UPDATE tasks SET status = 'queued', attempts = greatest(attempts - 1, 0), updated_at = now(),
+        event_seq = event_seq + 1
+    WHERE id = p_id AND fence = p_fence AND status = 'processing'
+    RETURNING event_seq;
+$$;
