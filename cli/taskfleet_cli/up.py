@@ -56,32 +56,53 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
     stop = stop_event_on_signals()
     for child in children:
         await _start(child, env)
-    banner = welcome_text(settings, secret)
-    pool = await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
     try:
-        await _serve(settings, children, env, stop, pool, banner)
+        await _announce_when_ready(settings, children, env, stop, welcome_text(settings, secret))
+        await _heal(children, env, stop)
     finally:
-        await pool.close()
         await _stop_all(children, settings.shutdown_grace_s + 5)
     return 0
 
 
-async def _serve(
-    settings: Settings, children: list[Child], env: dict[str, str], stop: asyncio.Event,
-    pool: asyncpg.Pool, banner: str,
-) -> None:  # fmt: skip
-    """Heal the children until `stop`; print the banner once the fleet is ready."""
-    shown, give_up_at = False, time.monotonic() + READY_TIMEOUT_S
-    while not stop.is_set():
+async def _heal(
+    children: list[Child], env: dict[str, str], stop: asyncio.Event, seconds: float | None = None
+) -> None:
+    """Restart a dead child, until `stop` (or for `seconds`)."""
+    ends = None if seconds is None else time.monotonic() + seconds
+    while not stop.is_set() and (ends is None or time.monotonic() < ends):
         for child in children:
             await _restart_if_dead(child, env)
-        if not shown:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _announce_when_ready(
+    settings: Settings, children: list[Child], env: dict[str, str], stop: asyncio.Event,
+    banner: str,
+) -> None:  # fmt: skip
+    """Heal the children while they start; print the banner once all are ready."""
+    give_up_at = time.monotonic() + READY_TIMEOUT_S
+    pool = await _registry_pool(settings)
+    try:
+        while not stop.is_set():
             waiting = await not_ready(settings, children, pool)
             if not waiting or time.monotonic() > give_up_at:
                 print(framed(banner, waiting), flush=True)
-                shown = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
+                return
+            await _heal(children, env, stop, seconds=0.5)
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+async def _registry_pool(settings: Settings) -> asyncpg.Pool | None:
+    """A connection to read the worker registry; None if the database is away just now (the
+    banner then waits for the API alone)."""
+    try:
+        return await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        log.warning("fleet_readiness_unchecked", error=repr(exc))
+        return None
 
 
 async def _start(child: Child, env: dict[str, str]) -> None:
@@ -113,12 +134,16 @@ async def _stop_all(children: list[Child], grace_s: float) -> None:
     log.info("fleet_stopped")
 
 
-async def not_ready(settings: Settings, children: list[Child], pool: asyncpg.Pool) -> list[str]:
+async def not_ready(
+    settings: Settings, children: list[Child], pool: asyncpg.Pool | None
+) -> list[str]:
     """The children not ready yet: the API until its /readyz answers 200, a worker until
     its process has registered (its consumer writes its first heartbeat when it starts)."""
     waiting = []
     if not await _api_ready(settings):
         waiting.append("api")
+    if pool is None:
+        return waiting
     try:
         live = {w["pid"] for w in await registry.list_workers(pool) if w["status"] == "live"}
     except (asyncpg.PostgresError, OSError, TimeoutError):

@@ -1,9 +1,11 @@
 """The banner `taskfleet up` prints once the fleet is ready: a token that works, requests
 that use it, links; framed so that it stands out among the log lines."""
 
+import socket
+
 from taskfleet.core.settings import Settings, load_settings
 from taskfleet.security.auth import TokenVerifier
-from taskfleet_cli.up import RULE, api_base, framed, welcome_text
+from taskfleet_cli.up import RULE, api_base, framed, not_ready, welcome_text
 
 SECRET = "s" * 40
 
@@ -46,3 +48,10 @@ def test_the_banner_is_framed_and_names_what_is_not_ready() -> None:
     late = framed("hello", ["api", "doc-worker"])
     assert "not ready yet after 60s: api, doc-worker" in late
     assert late.strip("\n").splitlines()[-1] == RULE
+
+
+async def test_an_api_that_does_not_answer_is_not_ready() -> None:
+    with socket.socket() as sock:  # a port that nothing listens on while the check runs
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert await not_ready(settings(api_port=port), [], None) == ["api"]
