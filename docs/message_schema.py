@@ -1,6 +1,6 @@
 """Write docs/message.schema.json from the model that parses every delivery.
 
-`python docs/message_schema.py` writes it; `--check` exits 1 when the
+`.venv/bin/python docs/message_schema.py` writes it; `--check` exits 1 when the
 committed file differs from what taskfleet.core.messages.TaskMessage generates, and
 tests/unit/test_docs.py fails the same way, so the published schema cannot drift.
 """
@@ -36,7 +36,9 @@ def render() -> str:
 def main(argv: list[str]) -> int:
     if "--check" in argv:
         if TARGET.read_text() != render():
-            print(f"{TARGET} is stale: run python docs/message_schema.py", file=sys.stderr)
+            print(
+                f"{TARGET} is stale: run .venv/bin/python docs/message_schema.py", file=sys.stderr
+            )
             return 1
         return 0
     TARGET.write_text(render())

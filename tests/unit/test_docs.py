@@ -105,7 +105,7 @@ def raised_codes() -> dict[str, set[str]]:
 def test_the_committed_message_schema_is_what_the_model_generates() -> None:
     generator = _message_schema()
     committed = (DOCS / "message.schema.json").read_text()
-    assert committed == generator.render(), "run: python docs/message_schema.py"
+    assert committed == generator.render(), "run: .venv/bin/python docs/message_schema.py"
 
 
 def test_the_message_schema_accepts_a_message_and_refuses_what_the_worker_refuses() -> None:
