@@ -1,22 +1,35 @@
 """`taskfleet up`: the development fleet. Migrates, then runs the API and one of each worker
-as child processes; restarts a crashed child with backoff; stops all on Ctrl-C/SIGTERM."""
+as child processes; restarts a crashed child with backoff; stops all on Ctrl-C/SIGTERM.
+
+The welcome banner (token, example requests, links) is printed once the API answers /readyz
+and every worker has registered, so that the children's start-up logs come before it rather
+than bury it. What the children log later (one line per task outcome) follows it."""
 
 import asyncio
 import contextlib
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 
+import aiohttp
+import asyncpg
 import structlog
 
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import RestartBackoff
+from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import stop_event_on_signals
 from taskfleet.security.auth import issue_token
 from taskfleet.store.migrate import migrate
+from taskfleet.store.pool import create_pool
 
 log = structlog.get_logger("taskfleet.fleet")
+
+# Past this, the banner is printed anyway, naming what is not ready yet.
+READY_TIMEOUT_S = 60.0
+RULE = "═" * 72
 
 
 @dataclass
@@ -43,16 +56,53 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
     stop = stop_event_on_signals()
     for child in children:
         await _start(child, env)
-    _print_welcome(settings, secret)
     try:
-        while not stop.is_set():
-            for child in children:
-                await _restart_if_dead(child, env)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+        await _announce_when_ready(settings, children, env, stop, welcome_text(settings, secret))
+        await _heal(children, env, stop)
     finally:
         await _stop_all(children, settings.shutdown_grace_s + 5)
     return 0
+
+
+async def _heal(
+    children: list[Child], env: dict[str, str], stop: asyncio.Event, seconds: float | None = None
+) -> None:
+    """Restart a dead child, until `stop` (or for `seconds`)."""
+    ends = None if seconds is None else time.monotonic() + seconds
+    while not stop.is_set() and (ends is None or time.monotonic() < ends):
+        for child in children:
+            await _restart_if_dead(child, env)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _announce_when_ready(
+    settings: Settings, children: list[Child], env: dict[str, str], stop: asyncio.Event,
+    banner: str,
+) -> None:  # fmt: skip
+    """Heal the children while they start; print the banner once all are ready."""
+    give_up_at = time.monotonic() + READY_TIMEOUT_S
+    pool = await _registry_pool(settings)
+    try:
+        while not stop.is_set():
+            waiting = await not_ready(settings, children, pool)
+            if not waiting or time.monotonic() > give_up_at:
+                print(framed(banner, waiting), flush=True)
+                return
+            await _heal(children, env, stop, seconds=0.5)
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+async def _registry_pool(settings: Settings) -> asyncpg.Pool | None:
+    """A connection to read the worker registry; None if the database is away just now (the
+    banner then waits for the API alone)."""
+    try:
+        return await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        log.warning("fleet_readiness_unchecked", error=repr(exc))
+        return None
 
 
 async def _start(child: Child, env: dict[str, str]) -> None:
@@ -84,18 +134,73 @@ async def _stop_all(children: list[Child], grace_s: float) -> None:
     log.info("fleet_stopped")
 
 
-def _print_welcome(settings: Settings, secret: str) -> None:
+async def not_ready(
+    settings: Settings, children: list[Child], pool: asyncpg.Pool | None
+) -> list[str]:
+    """The children not ready yet: the API until its /readyz answers 200, a worker until
+    its process has registered (its consumer writes its first heartbeat when it starts)."""
+    waiting = []
+    if not await _api_ready(settings):
+        waiting.append("api")
+    if pool is None:
+        return waiting
+    try:
+        live = {w["pid"] for w in await registry.list_workers(pool) if w["status"] == "live"}
+    except (asyncpg.PostgresError, OSError, TimeoutError):
+        live = set()
+    for child in children:
+        if child.name != "api" and (child.process is None or child.process.pid not in live):
+            waiting.append(child.name)
+    return waiting
+
+
+async def _api_ready(settings: Settings) -> bool:
+    url = f"{api_base(settings)}/readyz"
+    try:
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as answer:
+            return answer.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+def api_base(settings: Settings) -> str:
+    # A wildcard address listens everywhere; a client reaches it on the loopback.
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def welcome_text(settings: Settings, secret: str) -> str:
+    """What to copy: the token, requests that use it, and where to look next."""
     token = issue_token(secret, "demo", ttl_s=86400, issuer=settings.jwt_issuer,
                         audience=settings.jwt_audience)  # fmt: skip
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    print(
-        f"\ntaskfleet is up: API on {base}\n"
-        f"token for user 'demo' (24 h):\n  {token}\n"
+    base = api_base(settings)
+    port = settings.api_metrics_port  # 0: a free port the API logs; no link to guess
+    metrics = f"  http://127.0.0.1:{port}/metrics" if port else ""
+    return (
+        f"taskfleet is up: API on {base}\n"
+        f"token for user 'demo' (24 h):\n"
+        f"  export TOKEN={token}\n"
         "try:\n"
-        f"  curl -s -X POST {base}/api/chat/stream -H 'Authorization: Bearer {token}' \\\n"
+        f'  curl -s -X POST {base}/api/chat/stream -H "Authorization: Bearer $TOKEN" \\\n'
         "       -H 'Content-Type: application/json' \\\n"
-        """       -d '{"chat_id": "c1", "content": "hello"}'\n"""
-        f"  curl -s {base}/api/tasks/<task_id> -H 'Authorization: Bearer {token}'\n"
-        f"  TASKFLEET_JWT_SECRET={secret} taskfleet submit 'hello' --wait\n",
-        flush=True,
+        """       -d '{"chat_id": "c1", "content": "calc: 2*21"}'\n"""
+        f'  curl -s {base}/api/tasks/<task_id> -H "Authorization: Bearer $TOKEN"\n'
+        f"  TASKFLEET_JWT_SECRET={secret} {_command()} submit 'hello' --wait\n"
+        f"links: {base}/openapi.json  {base}/readyz{metrics}\n"
+        "docs: README.md, docs/contract.md, docs/architecture.md\n"
+        "Ctrl-C stops the fleet."
     )
+
+
+def _command() -> str:
+    """How this shell reaches the command line: `.venv/bin/taskfleet` under `make run`."""
+    if os.path.basename(sys.argv[0]) == "taskfleet":
+        return os.path.relpath(sys.argv[0])
+    return "taskfleet"
+
+
+def framed(text: str, waiting: list[str]) -> str:
+    """The text between two rules, so that it stands out among log lines."""
+    note = f"\nnot ready yet after {READY_TIMEOUT_S:g}s: {', '.join(waiting)}" if waiting else ""
+    return f"\n{RULE}\n{text}{note}\n{RULE}\n"

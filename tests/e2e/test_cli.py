@@ -36,10 +36,16 @@ class TestUp:
         fleet = spawn(["up"], env, name="up")
 
         async def welcome() -> re.Match[str] | None:
-            return re.search(r"TASKFLEET_JWT_SECRET=(\S+) taskfleet submit", fleet.output())
+            return re.search(r"TASKFLEET_JWT_SECRET=(\S+) \S*taskfleet submit", fleet.output())
 
         secret = (await wait_for(welcome, what="the welcome text", timeout_s=30)).group(1)
-        assert f"API on http://127.0.0.1:{port}" in fleet.output()
+        output = fleet.output()
+        assert f"API on http://127.0.0.1:{port}" in output
+        # Printed once the fleet is ready: after every child's start-up logs, not among them
+        banner_at = output.index("taskfleet is up")
+        assert "not ready yet" not in output
+        assert output.count('"worker_started"', 0, banner_at) == 4
+        assert '"api_started"' in output[:banner_at]
         client_env = {**env, "TASKFLEET_JWT_SECRET": secret}
         url = f"http://127.0.0.1:{port}"
 

@@ -1,25 +1,38 @@
-"""structlog setup: JSON lines on stdout, or a console renderer for humans."""
+"""structlog setup: JSON lines on stdout, or a console renderer for humans.
+
+LOG_FORMAT=auto (the default) renders for a human when stdout is a terminal (`make run`) and
+JSON otherwise: a log collector, a pipe or a file always gets one JSON object a line."""
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(log_format: str = "json", level: str = "info") -> None:
+def resolve_format(log_format: str, stream: TextIO) -> str:
+    """`console` or `json`: `auto` is console on a terminal, JSON anywhere else."""
+    if log_format != "auto":
+        return log_format
+    isatty = getattr(stream, "isatty", None)
+    return "console" if callable(isatty) and isatty() else "json"
+
+
+def renderer_for(log_format: str, stream: TextIO) -> structlog.typing.Processor:
+    if resolve_format(log_format, stream) == "console":
+        return structlog.dev.ConsoleRenderer()
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     """Configure structlog once per process. Context is merged from contextvars per message."""
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
-        if log_format == "console"
-        else structlog.processors.JSONRenderer()
-    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            renderer_for(log_format, sys.stdout),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # Makes the offline `scripted` provider slow, for demos and crash tests.
     scripted_delay_ms: int = Field(0, ge=0, validation_alias="SCRIPTED_DELAY_MS")
 
-    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
+    # auto: console on a terminal, JSON anywhere else (taskfleet/core/logging.py).
+    log_format: Literal["auto", "json", "console"] = Field("auto", validation_alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
