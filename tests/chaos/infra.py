@@ -5,12 +5,27 @@ import contextlib
 import os
 import subprocess
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=timeout_s,
                    capture_output=True)  # fmt: skip
+
+
+def port_of(url: str) -> int:
+    """The port a DATABASE_URL or AMQP_URL names (its scheme's default when it names none)."""
+    parts = urlsplit(url)
+    return parts.port or {"amqp": 5672, "amqps": 5671}.get(parts.scheme, 5432)
+
+
+def via_port(url: str, port: int) -> str:
+    """The same URL on 127.0.0.1:`port`: where a proxy in front of that service listens."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return urlunsplit(
+        parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}")
+    )
 
 
 def cluster_of(database_url: str) -> tuple[str, str]:

@@ -13,7 +13,14 @@ from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from tests.chaos.conftest import FULL, size
 from tests.chaos.harness import Fleet, Submissions, submit, verify
-from tests.chaos.infra import SilentProxy, can_operate_services, postgres_restart, rabbitmqctl
+from tests.chaos.infra import (
+    SilentProxy,
+    can_operate_services,
+    port_of,
+    postgres_restart,
+    rabbitmqctl,
+    via_port,
+)
 from tests.conftest import Proc, wait_for
 
 pytestmark = pytest.mark.skipif(bool(can_operate_services()), reason=str(can_operate_services()))
@@ -110,9 +117,9 @@ async def test_postgres_restarts_mid_run(
 async def test_half_open_link_to_the_broker_is_noticed_and_replaced(
     settings: Settings, spawn: Callable[..., Proc], db: asyncpg.Pool
 ) -> None:
-    proxy = SilentProxy(5672)
+    proxy = SilentProxy(port_of(settings.amqp_url))
     await proxy.start()
-    amqp = settings.amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    amqp = via_port(settings.amqp_url, proxy.port)
     fleet = Fleet(settings, spawn, workers=1, worker_env={"AMQP_URL": amqp, "AMQP_HEARTBEAT_S": 5})
     try:
         await fleet.start()

@@ -16,14 +16,14 @@ from taskfleet.core.settings import Settings
 from taskfleet.path.consumer import Consumer
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.runtime.kernel import Kernel, open_kernel
-from tests.chaos.infra import SilentProxy
+from tests.chaos.infra import SilentProxy, port_of, via_port
 from tests.conftest import wait_for
 from tests.integration.conftest import CHAT, chat_message, drain_dlq, publish, wait_status
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[SilentProxy]:
-    found = SilentProxy(5432)
+async def proxy(settings: Settings) -> AsyncIterator[SilentProxy]:
+    found = SilentProxy(port_of(settings.database_url))
     await found.start()
     yield found
     await found.close()
@@ -32,7 +32,7 @@ async def proxy() -> AsyncIterator[SilentProxy]:
 @pytest.fixture
 async def cut_kernel(settings: Settings, proxy: SilentProxy) -> AsyncIterator[Kernel]:
     """A kernel that reaches PostgreSQL through the proxy only."""
-    dsn = settings.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    dsn = via_port(settings.database_url, proxy.port)
     assert dsn != settings.database_url
     through = settings.model_copy(update={"database_url": dsn, "reconcile_interval_s": 0.0})
     async with open_kernel(through, name="cut") as kernel:
