@@ -11,6 +11,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
+from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.settings import Settings
 from taskfleet.store.migrate import MigrationEdited, migrate, status
 from taskfleet.store.pool import drop_database, ensure_database, with_database
@@ -105,6 +106,28 @@ async def test_a_changed_function_file_is_applied_again_and_only_it(dsn: str) ->
     after = dict(await fetch(dsn, "SELECT name, applied_at FROM schema_functions"))
     assert {n for n in FUNCTIONS if after[n] != before[n]} == {"tf_queue_of"}
     assert {s.state for s in await status(dsn, changed)} == {"applied", "current"}
+
+
+async def queues_in_sql(dsn: str) -> dict[str, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT t, tf_queue_of(t) FROM unnest($1::text[]) t", list(QUEUES))
+    finally:
+        await conn.close()
+    return dict(rows)
+
+
+async def test_the_type_to_queue_map_of_sql_is_the_one_of_constants(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await migrate(dsn)
+    assert await queues_in_sql(dsn) == {t.value: spec.name for t, spec in QUEUES.items()}
+
+    monkeypatch.setitem(QUEUES, TaskType.TOOL, replace(QUEUES[TaskType.TOOL], name="tools_v2"))
+    applied = await migrate(dsn)
+
+    assert applied.functions == ["tf_queue_of"]
+    assert (await queues_in_sql(dsn))["tool_execution"] == "tools_v2"
 
 
 async def test_function_files_may_call_each_other_in_any_order(dsn: str) -> None:
