@@ -12,8 +12,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-    WHERE task_id = p_id AND role = 'assistant' AND status <> 'completed';
+    PERFORM tf_chat_cancelled(p_id);
     RETURN seq;
 END;
 $$;

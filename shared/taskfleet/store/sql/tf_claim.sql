@@ -56,13 +56,8 @@ BEGIN
             ON CONFLICT (id) DO NOTHING
             RETURNING * INTO t;
             IF FOUND THEN
-                IF p_chat_id IS NOT NULL THEN
-                    assistant := gen_random_uuid();
-                    INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
-                    VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user',
-                            coalesce(p_payload ->> 'content', ''), 'completed', p_id),
-                           (assistant, p_chat_id, p_user_id, 'assistant', '', 'pending', p_id);
-                END IF;
+                assistant := tf_chat_open(p_id, p_chat_id, p_user_id,
+                                          coalesce(p_payload ->> 'content', ''));
                 RETURN QUERY SELECT 'claimed', t.fence, t.attempts, t.max_attempts, t.checkpoint,
                     t.input, t.user_id, t.chat_id, t.created_at, t.event_seq, assistant;
                 RETURN;
@@ -72,12 +67,9 @@ BEGIN
             VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts)
             ON CONFLICT (id) DO NOTHING
             RETURNING tasks.id INTO inserted;
-            IF inserted IS NOT NULL AND p_chat_id IS NOT NULL THEN
-                INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
-                VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user',
-                        coalesce(p_payload ->> 'content', ''), 'completed', p_id),
-                       (gen_random_uuid(), p_chat_id, p_user_id, 'assistant', '', 'pending', p_id)
-                ON CONFLICT DO NOTHING;
+            IF inserted IS NOT NULL THEN
+                PERFORM tf_chat_open(p_id, p_chat_id, p_user_id,
+                                     coalesce(p_payload ->> 'content', ''));
             END IF;
         END IF;
         -- Over the limit (the queued row waits for its throttled copy), or another claim
@@ -105,8 +97,7 @@ BEGIN
         UPDATE tasks SET status = 'cancelled', completed_at = now(), updated_at = now(),
             event_seq = tasks.event_seq + 1
         WHERE id = p_id RETURNING * INTO t;
-        UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-        WHERE task_id = p_id AND role = 'assistant' AND status <> 'completed';
+        PERFORM tf_chat_cancelled(p_id);
         RETURN QUERY SELECT 'cancelled', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
             NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
         RETURN;
@@ -118,8 +109,7 @@ BEGIN
             error = jsonb_build_object('code', 'worker_lost', 'retryable', false, 'message',
                 format('the worker handling it was lost %s times', t.attempts))
         WHERE id = p_id RETURNING * INTO t;
-        UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-        WHERE task_id = p_id AND role = 'assistant';
+        PERFORM tf_chat_failed(p_id);
         INSERT INTO outbox (task_id, queue, attempt, kind, headers)
         VALUES (p_id, p_queue || '.dlq', t.attempts, 'dead_letter',
                 jsonb_build_object('x-taskfleet-reason', 'max_attempts: worker lost',
@@ -152,8 +142,7 @@ BEGIN
     WHERE id = p_id
     RETURNING * INTO t;
     RETURN QUERY SELECT 'claimed', t.fence, t.attempts, t.max_attempts, t.checkpoint,
-        t.input, t.user_id, t.chat_id, t.created_at, t.event_seq,
-        (SELECT m.id FROM messages m WHERE m.task_id = p_id AND m.role = 'assistant');
+        t.input, t.user_id, t.chat_id, t.created_at, t.event_seq, tf_chat_assistant(p_id);
 END;
 $$;
 

@@ -1,4 +1,4 @@
--- processing -> completed, fenced, with the assistant's reply when the task has one.
+-- processing -> completed, fenced, and the chat side of it when there is a reply (tf_chat_reply).
 -- Like every transition after a claim: `WHERE fence = p_fence` rejects a stale holder, and the
 -- answer is the bumped event_seq (NULL: the fence is stale).
 CREATE OR REPLACE FUNCTION tf_complete(p_id uuid, p_fence bigint, p_output jsonb, p_reply text)
@@ -14,9 +14,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF p_reply IS NOT NULL THEN
-        UPDATE messages SET content = p_reply, status = 'completed',
-            updated_at = clock_timestamp()
-        WHERE task_id = p_id AND role = 'assistant';
+        PERFORM tf_chat_reply(p_id, p_reply);
     END IF;
     RETURN seq;
 END;

@@ -14,8 +14,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-    WHERE task_id = p_id AND role = 'assistant';
+    PERFORM tf_chat_failed(p_id);
     -- The dead letter is decided in the same transaction as the failure, so neither is lost.
     INSERT INTO outbox (task_id, queue, attempt, kind, headers)
     VALUES (p_id, p_queue || '.dlq', n, 'dead_letter',

@@ -61,8 +61,7 @@ BEGIN
                     format('attempts spent: the last (%s) ended by the reconciler: %s',
                            t.attempts, why))
             WHERE tasks.id = t.id RETURNING * INTO t;
-            UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-            WHERE task_id = t.id AND role = 'assistant';
+            PERFORM tf_chat_failed(t.id);
             INSERT INTO outbox (task_id, queue, attempt, kind, headers)
             VALUES (t.id, queue || '.dlq', t.attempts, 'dead_letter',
                     jsonb_build_object('x-taskfleet-reason', 'max_attempts: ' || why,

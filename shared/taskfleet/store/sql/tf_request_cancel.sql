@@ -29,8 +29,7 @@ BEGIN
     UPDATE tasks SET status = 'cancelled', cancel_requested = true, completed_at = now(),
         updated_at = now(), event_seq = tasks.event_seq + 1
     WHERE id = p_id RETURNING * INTO t;
-    UPDATE messages SET status = 'failed', updated_at = clock_timestamp()
-    WHERE task_id = p_id AND role = 'assistant' AND status <> 'completed';
+    PERFORM tf_chat_cancelled(p_id);
     DELETE FROM outbox WHERE id IN (
         SELECT o.id FROM outbox o WHERE o.task_id = p_id AND o.kind IN ('task', 'retry', 'throttle')
         FOR UPDATE SKIP LOCKED);

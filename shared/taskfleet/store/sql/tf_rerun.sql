@@ -22,8 +22,7 @@ BEGIN
         stage = NULL, status_message = NULL, updated_at = now(),
         event_seq = tasks.event_seq + 1, holder = NULL, held_copy = NULL, deadline_at = NULL
     WHERE id = p_id RETURNING * INTO t;
-    UPDATE messages SET status = 'pending', content = '', updated_at = clock_timestamp()
-    WHERE task_id = p_id AND role = 'assistant';
+    PERFORM tf_chat_rerun(p_id);
     DELETE FROM outbox WHERE id IN (
         SELECT o.id FROM outbox o WHERE o.task_id = p_id AND o.kind <> 'dead_letter'
         FOR UPDATE SKIP LOCKED);
