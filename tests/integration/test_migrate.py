@@ -200,14 +200,36 @@ async def test_concurrent_runs_apply_each_file_once(dsn: str) -> None:
     assert sorted([r.migrations for r in runs], key=len) == [[], MIGRATIONS]
 
 
-def taskfleet_migrate(settings: Settings, dsn: str, *args: str) -> list[str]:
+def run_migrate(settings: Settings, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = process_env(settings, DATABASE_URL=dsn, LOG_LEVEL="warning")
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "taskfleet_cli", "migrate", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def taskfleet_migrate(settings: Settings, dsn: str, *args: str) -> list[str]:
+    done = run_migrate(settings, dsn, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
+
+
+async def test_the_command_refuses_an_edited_migration_in_one_line(
+    settings: Settings, dsn: str
+) -> None:
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:  # as if 0002 had been edited since: the database applied other content
+        await conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64)"
+                           " WHERE version = '0002_task_functions'")  # fmt: skip
+    finally:
+        await conn.close()
+    done = await asyncio.to_thread(run_migrate, settings, dsn)
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[-1].startswith(
+        "taskfleet: cannot start: migration 0002_task_functions.sql differs from the one applied"
+        " to this database (sha256 000000000000 applied,"
+    )
 
 
 async def test_status_lists_each_migration_and_function_file(settings: Settings, dsn: str) -> None:
