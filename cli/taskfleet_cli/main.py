@@ -32,11 +32,16 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(coro)
 
 
-def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from taskfleet.store.migrate import migrate
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from taskfleet.store.migrate import migrate, status
 
+    if args.status:
+        for f in run_async(status(settings.database_url)):
+            print(f"{f.kind:<9} {f.name:<24} {f.state}")
+        return 0
     applied = run_async(migrate(settings.database_url))
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    for what, names in (("migrations", applied.migrations), ("functions", applied.functions)):
+        print(f"{what} applied: {', '.join(names) if names else 'none (up to date)'}")
     return 0
 
 
@@ -175,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    migrate.add_argument("--status", action="store_true",
+                         help="list migrations (applied, pending) and function files (current,"
+                         " changed, new) without changing anything")  # fmt: skip
 
     api = sub.add_parser("api", help="run the HTTP API")
     api.add_argument("--host")

@@ -11,7 +11,8 @@ from taskfleet.security.crypto import Keyring
 from taskfleet.store.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
-# in one round trip (migrations/0013). A chat worker's claim usually brings it already.
+# in one round trip (taskfleet's store/sql/tf_chat_context.sql). A chat worker's claim
+# usually brings it already.
 CONTEXT_FUNCTION = "tf_chat_context"
 
 

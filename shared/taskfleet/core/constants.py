@@ -34,7 +34,7 @@ DELIVERY_LIMIT = 20
 REASON_HEADER = "x-taskfleet-reason"
 ERROR_HEADER = "x-taskfleet-error"
 # Every copy of a task message we publish carries an id of its own: a claim lets a copy take
-# over a running task only when it is the very copy the holder lost (migrations/0015).
+# over a running task only when it is the very copy the holder lost (store/sql/tf_claim.sql).
 COPY_HEADER = "x-taskfleet-copy"
 
 

@@ -1,7 +1,7 @@
 """The `waiting` outcome: a task hands work to child tasks and frees its worker (DESIGN.md §4).
 
 A handler returns `Waiting(children, state)` instead of a TaskResult. The runner then, in one
-transaction (tf_wait_for, migrations/0015), moves the task processing -> waiting with `state` as
+transaction (store/sql/tf_wait_for.sql), moves the task processing -> waiting with `state` as
 its checkpoint and inserts the children with their outbox rows; after the commit it publishes
 the children and acknowledges the task's message. When the last child ends, the transaction
 that ends it re-queues the parent (a trigger), and the parent runs again with `state` as

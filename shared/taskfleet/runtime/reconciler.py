@@ -5,8 +5,8 @@ what no message carries any more: a message dropped between the broker and the d
 holder that died without the broker noticing, a handler stuck past its deadline, a resume
 that never went out. Every process with a kernel runs one; a transaction-scoped advisory lock
 lets one pass run at a time in the whole fleet. Each pass is three statements
-(migrations/0015), each reading the partial index of unfinished tasks, so a pass costs the
-same on a table of millions of finished tasks:
+(store/sql/tf_reconcile_*.sql), each reading the partial index of unfinished tasks, so a pass
+costs the same on a table of millions of finished tasks:
 
 - lost_message: a queued or retrying task, due, with no outbox row and unchanged for
   RECONCILE_AFTER_S, is published again through the outbox (the claim settles a copy that

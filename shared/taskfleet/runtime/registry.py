@@ -2,11 +2,11 @@
 
 Every consumer (taskfleet.path.consumer) upserts its row in `workers` every WORKER_HEARTBEAT_S: its
 in-flight task ids and its supervised background tasks; the row's id is the holder of every
-task it claims. A row not refreshed for 2.5 heartbeats reads as `lost` (tf_worker_live,
-migrations/0015: a late beat is not a death, and two and a half intervals still name it lost
-within three), and its in-flight tasks as at risk: RabbitMQ redelivers them once the dead
-process's connection is gone, and the reconciler hands over what it does not. A worker that
-stops cleanly says so (`stopped`).
+task it claims. A row not refreshed for 2.5 heartbeats reads as `lost`
+(store/sql/tf_worker_live.sql: a late beat is not a death, and two and a half intervals still
+name it lost within three), and its in-flight tasks as at risk: RabbitMQ redelivers them once
+the dead process's connection is gone, and the reconciler hands over what it does not. A
+worker that stops cleanly says so (`stopped`).
 """
 
 import asyncio

@@ -4,7 +4,7 @@
 - at most MAX_QUEUED_PER_USER of the user's tasks waiting (queued or retrying).
 
 One statement per submission counts the window and the waiting tasks
-(`tf_count_submission`, migrations/0014): `check` on its own, or inside the submission's own
+(store/sql/tf_count_submission.sql): `check` on its own, or inside the submission's own
 statement (a chat message: `tf_submit_chat`). Over either limit the API answers 429 with
 Retry-After, and nothing is stored.
 """

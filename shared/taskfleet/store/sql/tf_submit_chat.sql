@@ -1,0 +1,50 @@
+-- A chat submission in one round trip, still as its user under row security (migrations/0012).
+-- It takes taskfleet_app and the user with set_config(..., true), which is SET LOCAL: both
+-- end with the caller's transaction. Its statements are planned and checked as that role, so
+-- the policies hold for them as for any user transaction (taskfleet.store.tenancy), without
+-- the two extra round trips of `BEGIN; SET LOCAL ...` and `COMMIT`. Only the kernel's and
+-- the operators' roles may call it: a user's transaction cannot use it to name another user.
+--
+-- Within the quotas: the task, its outbox row (due after the grace: the API publishes it
+-- itself right after, and the row's id is answered), the user's message and the assistant's
+-- placeholder. No task when the idempotency key names one of the user's, or when over a
+-- quota; the counts say which.
+CREATE OR REPLACE FUNCTION tf_submit_chat(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
+    p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
+    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer
+) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
+                 window_left_s double precision)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    q record;
+    inserted uuid;
+    row_id bigint;
+BEGIN
+    PERFORM set_config('role', 'taskfleet_app', true);
+    PERFORM set_config('taskfleet.user_id', p_user_id, true);
+    SELECT * INTO q FROM tf_count_submission(p_user_id);
+    IF q.submissions <= p_per_minute AND q.waiting < p_max_waiting THEN
+        INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
+                           idempotency_key)
+        VALUES (p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input, p_max_attempts,
+                p_idempotency_key)
+        ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id INTO inserted;
+        IF inserted IS NOT NULL THEN
+            INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
+            VALUES (inserted, p_queue, 1, 'task', now() + make_interval(secs => p_grace_s))
+            RETURNING id INTO row_id;
+            INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
+            VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user', p_content, 'completed',
+                    inserted),
+                   (p_message_id, p_chat_id, p_user_id, 'assistant', '', 'pending', inserted);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT inserted, row_id, q.submissions, q.waiting, q.window_left_s;
+END;
+$$;
+
+REVOKE EXECUTE ON FUNCTION tf_submit_chat FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_chat TO taskfleet_service, taskfleet_admin;
