@@ -15,6 +15,7 @@ import structlog
 
 from taskfleet.broker.publisher import Parts
 from taskfleet.core import jsonx
+from taskfleet.core.constants import Status
 from taskfleet.core.errors import StaleClaim, TaskCancelled, TaskError, TaskTimeout, unexpected
 from taskfleet.core.faults import Faults
 from taskfleet.core.messages import TaskMessage
@@ -56,7 +57,7 @@ class Runner:
         INFLIGHT.labels(self.queue).inc()
         try:
             attempt.events.hold()
-            attempt.events.status("processing", attempts=claim.attempts, progress=0.0)
+            attempt.events.status(Status.PROCESSING, attempts=claim.attempts, progress=0.0)
             outcome = await self._handle(attempt)
             self.faults.hit("after_handler")
             # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
