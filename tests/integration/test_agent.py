@@ -246,10 +246,11 @@ async def test_an_attempt_that_lost_its_claim_cannot_go_waiting(
 ) -> None:
     """tf_wait is fenced like every outcome: no children for a task another attempt holds or
     that is already over."""
-    seen: list[TaskContext] = []
+    fences: list[int] = []  # the attempt's, as it ran
 
     async def done(ctx: TaskContext) -> TaskResult:
-        seen.append(ctx)
+        fence = await kernel.pool.fetchval("SELECT fence FROM tasks WHERE id = $1", ctx.task_id)
+        fences.append(fence)
         return TaskResult({"ok": True})
 
     await consume(done)
@@ -259,7 +260,7 @@ async def test_an_attempt_that_lost_its_claim_cannot_go_waiting(
     child = NewTask(type=TOOL.task_type, user_id=msg.user_id, input={}, max_attempts=1)
     waiting = Waiting([child], {"v": 1})
     with pytest.raises(StaleClaim):
-        await kernel.store.wait(msg.task_id, seen[0].fence, waiting.state, waiting.rows(), 0)
+        await kernel.store.wait(msg.task_id, fences[0], waiting.state, waiting.rows(), 0)
     assert await children(kernel, msg.task_id) == []
 
 
