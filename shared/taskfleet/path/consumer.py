@@ -35,6 +35,7 @@ from taskfleet.core.errors import (
 from taskfleet.core.faults import Faults
 from taskfleet.core.messages import TaskMessage, copy_of, parse_message
 from taskfleet.core.metrics import CONSUMER_PAUSED, INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.core.payloads import PAYLOADS
 from taskfleet.core.retry import Backoff, decide
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
@@ -47,7 +48,7 @@ from taskfleet.store.tasks import Claim, ClaimPolicy, Preload, TaskStore
 
 log = structlog.get_logger("taskfleet.runner")
 
-Handler = Callable[[TaskContext], Awaitable[TaskResult | Waiting]]
+Handler = Callable[[TaskContext[Any]], Awaitable[TaskResult | Waiting]]
 
 CANCEL_POLL_S = 1.0
 # While the database is away: the longest wait between two probes (exponential, jittered)
@@ -462,6 +463,8 @@ class Consumer:
         ctx._owner = asyncio.current_task()
         try:
             self._faults.poison(ctx.input)
+            # Once, here: a payload that does not fit its type fails as InvalidPayload.
+            ctx._payload = PAYLOADS[self.spec.task_type].parse(ctx.input)
             async with asyncio.timeout(ctx.remaining_s):
                 result = await self.handler(ctx)
             if ctx.cancelled.is_set():

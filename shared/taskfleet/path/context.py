@@ -5,8 +5,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, cast
 from uuid import UUID
+
+from typing_extensions import TypeVar
 
 from taskfleet.core import events
 from taskfleet.core.errors import TaskCancelled
@@ -24,6 +26,10 @@ PROGRESS_INTERVAL_S = 0.25
 # `processing`, the reply's deltas and `completed`: most of a short task's broker traffic.
 HOLD_S = 0.05
 
+# The payload model of the task's type (taskfleet.core.payloads); Any for a handler that
+# does not say which it takes.
+P = TypeVar("P", default=Any)
+
 
 @dataclass(frozen=True, slots=True)
 class TaskResult:
@@ -34,7 +40,7 @@ class TaskResult:
 
 
 @dataclass
-class TaskContext:
+class TaskContext(Generic[P]):
     """One attempt of one task. Every write is fenced by this attempt's token."""
 
     message: TaskMessage
@@ -54,6 +60,7 @@ class TaskContext:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     partial_output: Any = None
     interrupt_reason: str | None = None
+    _payload: Any = None
     _owner: asyncio.Task[Any] | None = None
     _held: list[tuple[str, dict[str, Any]]] | None = None
     _hold_timer: asyncio.TimerHandle | None = None
@@ -65,6 +72,11 @@ class TaskContext:
     @property
     def task_id(self) -> UUID:
         return self.message.task_id
+
+    @property
+    def payload(self) -> P:
+        """`input` as its type's model: the runner validated it before the handler ran."""
+        return cast(P, self._payload)
 
     @cached_property
     def db(self) -> UserDb:
