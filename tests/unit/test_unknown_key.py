@@ -12,6 +12,7 @@ import pytest
 from chat_worker.agent import Agent
 from taskfleet.core.errors import InvalidPayload, PermanentError, RetryableError, TaskError
 from taskfleet.core.faults import Faults
+from taskfleet.core.payloads import ToolPayload
 from taskfleet.core.settings import load_settings
 from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm.scripted import ScriptedModel
@@ -38,8 +39,8 @@ async def resume_chat(checkpoint: Any, task_id: Any) -> TaskError:
 
 async def run_tool(arguments: Any, task_id: Any) -> TaskError:
     worker = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
-    ctx = context(input={"call_id": "c1", "name": "calculator", "arguments": arguments},
-                  task_id=task_id)  # fmt: skip
+    call = {"call_id": "c1", "name": "calculator", "arguments": arguments}
+    ctx = context(payload=ToolPayload.parse(call), task_id=task_id)
     with pytest.raises(TaskError) as caught:
         await handle_tool(ctx, worker=worker)
     return caught.value
@@ -83,10 +84,12 @@ async def test_tool_arguments_moved_from_another_task_fail_for_good() -> None:
 async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere() -> None:
     production = load_settings(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
     worker = ToolWorker(default_registry(production), production, Faults.parse(""))
-    plain = {"call_id": "c1", "name": "calculator", "arguments": {"expression": "2*21"}}
+    plain = ToolPayload.parse(
+        {"call_id": "c1", "name": "calculator", "arguments": {"expression": "2*21"}}
+    )
     with pytest.raises(InvalidPayload, match="not sealed"):
-        await handle_tool(context(input=plain, task_id=uuid4()), worker=worker)
+        await handle_tool(context(payload=plain, task_id=uuid4()), worker=worker)
     development = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
-    done = await handle_tool(context(input=plain, task_id=uuid4(), user_id="u", db=None),
+    done = await handle_tool(context(payload=plain, task_id=uuid4(), user_id="u", db=None),
                              worker=development)  # fmt: skip
     assert done.output["name"] == "calculator"

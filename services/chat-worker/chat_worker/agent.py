@@ -20,14 +20,19 @@ from chat_worker.history import ChildOutcome, chat_context, child_outcomes, load
 from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
 from taskfleet.broker.publisher import new_task
-from taskfleet.core.constants import TERMINAL, TaskType
-from taskfleet.core.errors import PermanentError, RetryableError
-from taskfleet.core.settings import Settings
+from taskfleet.core.constants import TERMINAL
+from taskfleet.handler import (
+    PermanentError,
+    RetryableError,
+    Settings,
+    TaskContext,
+    TaskResult,
+    TaskType,
+    Waiting,
+)
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
-from taskfleet.path.context import TaskContext, TaskResult
-from taskfleet.path.waiting import Waiting
 from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from taskfleet.store.tasks import NewTask
 

@@ -16,8 +16,8 @@ import orjson
 import structlog
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
-from taskfleet.core.errors import TaskError
 from taskfleet.data.memories import MAX_FACT_CHARS, save_memories
+from taskfleet.handler import TaskError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory

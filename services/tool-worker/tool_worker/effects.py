@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from taskfleet.core.errors import PermanentError, TaskError
+from taskfleet.handler import PermanentError, TaskError
 from taskfleet.store.tenancy import Db
 from tool_worker.registry import ToolUnavailable
 

@@ -5,12 +5,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskfleet.core.errors import InvalidPayload, RetryableError
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import Settings
-from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.handler import (
+    InvalidPayload,
+    RetryableError,
+    Settings,
+    TaskContext,
+    TaskResult,
+    ToolPayload,
+)
 from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from tool_worker.effects import run_once
 from tool_worker.registry import Registry, ToolContext
@@ -23,16 +27,6 @@ SETTLE_GRACE_S = 5.0
 RESULT = "result"
 
 
-class ToolInvocation(BaseModel):
-    """The task's input, as chat-worker writes it (and as anyone publishing may forge it)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    call_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    arguments: Any = Field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class ToolWorker:
     registry: Registry
@@ -40,11 +34,8 @@ class ToolWorker:
     faults: Faults
 
 
-async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
-    try:
-        call = ToolInvocation.model_validate(ctx.input)
-    except ValidationError as exc:
-        raise InvalidPayload(f"not a tool call: {exc.errors()[0]['msg']}") from None
+async def handle_tool(ctx: TaskContext[ToolPayload], *, worker: ToolWorker) -> TaskResult:
+    call = ctx.payload
     keyring = Keyring.from_settings(worker.settings)
     if worker.settings.environment == "production" and not is_sealed(call.arguments):
         # The agent always seals them to the call's own task: plain arguments were written
