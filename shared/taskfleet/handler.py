@@ -5,6 +5,8 @@
 A handler takes the TaskContext of one attempt, its `payload` already validated against its
 type's model, and returns a TaskResult (or Waiting for child tasks) or raises a TaskError:
 RetryableError to try again later, PermanentError (InvalidPayload for bad input) to fail.
+The task's sealed fields (taskfleet.security.fields) reach it, and leave it, in the clear;
+`ctx.keyring` is for handing on to the data layer, which seals what it stores (memories...).
 """
 
 from taskfleet.core.constants import QUEUES, TaskType
@@ -28,6 +30,7 @@ from taskfleet.path.consumer import Handler
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.crypto import Keyring
 from taskfleet.worker import BackgroundFactory, HandlerFactory, run_worker
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "HandlerFactory",
     "InvalidPayload",
     "Kernel",
+    "Keyring",
     "Payload",
     "PermanentError",
     "RetryableError",

@@ -17,11 +17,10 @@ import structlog
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
 from taskfleet.data.memories import MAX_FACT_CHARS, save_memories
-from taskfleet.handler import TaskError
+from taskfleet.handler import Keyring, TaskError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory
-from taskfleet.security.crypto import Keyring
 from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("chat_worker.memory")

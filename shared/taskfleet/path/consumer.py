@@ -43,6 +43,7 @@ from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting, publish_children
 from taskfleet.runtime import registry
 from taskfleet.runtime.registry import Registration
+from taskfleet.security.fields import Sealer
 from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.tasks import Claim, ClaimPolicy, Preload, TaskStore
 
@@ -95,6 +96,7 @@ class Consumer:
     preload: Preload | None = None
     inflight: dict[UUID, TaskContext] = field(default_factory=dict)
     registration: Registration = field(init=False)
+    sealer: Sealer = field(init=False)
     _inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
     _channel: AbstractChannel | None = None
     _consumer_tag: str | None = None
@@ -106,6 +108,7 @@ class Consumer:
     def __post_init__(self) -> None:
         self._idle.set()
         self._faults = Faults.parse(self.settings.faults)
+        self.sealer = Sealer.from_settings(self.settings)
         self.registration = Registration(
             worker=self.spec.worker, queue=self.queue, concurrency=self.concurrency,
             heartbeat_s=self.settings.worker_heartbeat_s,
@@ -436,7 +439,8 @@ class Consumer:
             message=msg, input=claim.input, user_id=claim.user_id, chat_id=claim.chat_id,
             attempt=claim.attempts, max_attempts=claim.max_attempts, fence=claim.fence,
             deadline=loop.time() + self.deadline_s, last_checkpoint=claim.checkpoint,
-            store=self.store, publish=self._publish_event, row_seq=claim.event_seq,
+            store=self.store, publish=self._publish_event, sealer=self.sealer,
+            row_seq=claim.event_seq,
             message_id=claim.message_id, preloaded=claim.preloaded,
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
@@ -463,8 +467,7 @@ class Consumer:
         ctx._owner = asyncio.current_task()
         try:
             self._faults.poison(ctx.input)
-            # Once, here: a payload that does not fit its type fails as InvalidPayload.
-            ctx._payload = PAYLOADS[self.spec.task_type].parse(ctx.input)
+            self._open(ctx)
             async with asyncio.timeout(ctx.remaining_s):
                 result = await self.handler(ctx)
             if ctx.cancelled.is_set():
@@ -489,6 +492,23 @@ class Consumer:
             return unexpected(exc)
         finally:
             ctx._owner = None
+
+    def _open(self, ctx: TaskContext) -> None:
+        """Once, before the handler: its payload typed and its sealed fields in the clear.
+        A payload that does not fit its type fails as InvalidPayload."""
+        task_type, task_id = self.spec.task_type, ctx.task_id
+        payload = PAYLOADS[task_type].parse(ctx.input)
+        ctx._payload = self.sealer.open_payload(task_type, task_id, payload)
+        ctx.last_checkpoint = self.sealer.open_checkpoint(task_type, task_id, ctx.last_checkpoint)
+
+    def _sealed(self, ctx: TaskContext, outcome: Outcome) -> Outcome:
+        """The outcome as it is written (and announced): its sealed fields sealed."""
+        if isinstance(outcome, TaskResult):
+            output = self.sealer.seal_output(self.spec.task_type, ctx.task_id, outcome.output)
+            return TaskResult(output, outcome.reply)
+        if isinstance(outcome, Waiting):
+            return outcome.sealed(self.sealer, self.spec.task_type, ctx.task_id)
+        return outcome
 
     async def _persist(
         self, message: AbstractIncomingMessage, ctx: TaskContext, outcome: Outcome
@@ -550,6 +570,7 @@ class Consumer:
     async def _commit(self, ctx: TaskContext, outcome: Outcome) -> Committed:
         """Write the outcome, fenced. Returns the status it committed and its event_seq."""
         task_id, fence, queue = ctx.task_id, ctx.fence, self.spec.name
+        outcome = self._sealed(ctx, outcome)
         if isinstance(outcome, TaskResult):
             seq = await self.store.complete(task_id, fence, outcome.output, outcome.reply)
             self._count("completed", "task_completed")

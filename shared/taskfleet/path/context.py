@@ -13,6 +13,8 @@ from typing_extensions import TypeVar
 from taskfleet.core import events
 from taskfleet.core.errors import TaskCancelled
 from taskfleet.core.messages import TaskMessage
+from taskfleet.security.crypto import Keyring
+from taskfleet.security.fields import Sealer
 from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.tasks import TaskStore, Written
 from taskfleet.store.tenancy import UserDb, for_user
@@ -54,6 +56,7 @@ class TaskContext(Generic[P]):
     last_checkpoint: Any
     store: TaskStore
     publish: EventSink
+    sealer: Sealer
     row_seq: int = 0
     message_id: UUID | None = None  # the assistant message of a chat task
     preloaded: Any = None  # what the claim read for the handler (store.Preload), if asked
@@ -77,6 +80,12 @@ class TaskContext(Generic[P]):
     def payload(self) -> P:
         """`input` as its type's model: the runner validated it before the handler ran."""
         return cast(P, self._payload)
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys the data layer seals and opens this user's data with (memories...): a
+        handler hands it on; the task's own sealed fields come and go in the clear."""
+        return self.sealer.keyring
 
     @cached_property
     def db(self) -> UserDb:
@@ -113,12 +122,14 @@ class TaskContext(Generic[P]):
 
     async def checkpoint(self, state: Any) -> None:
         """Save resumable state; a retry or redelivery gets it back as `last_checkpoint`."""
-        self._observe_cancel(await self.store.checkpoint(self.task_id, self.fence, state))
+        sealed = self.sealer.seal_checkpoint(self.message.type, self.task_id, state)
+        self._observe_cancel(await self.store.checkpoint(self.task_id, self.fence, sealed))
         self.last_checkpoint = state
 
     async def partial(self, output: Any, reply: str | None = None) -> None:
         """Save partial output (and the reply so far, for a chat task)."""
-        self.partial_output = output
+        output = self.sealer.seal_output(self.message.type, self.task_id, output)
+        self.partial_output = output  # sealed: it is written again if the task is cancelled
         self._observe_cancel(await self.store.partial(self.task_id, self.fence, output, reply))
 
     async def delta(self, text: str) -> None:
