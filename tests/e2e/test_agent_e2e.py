@@ -81,7 +81,12 @@ async def test_a_tool_worker_killed_between_send_email_and_its_ack_sends_exactly
         "SELECT state, result FROM tool_calls WHERE task_id = $1", child["id"]
     )
     assert record["state"] == "succeeded"
-    assert child["output"]["result"] == record["result"]
+    # The same result, each sealed to the call's task (the record by the data layer, the
+    # output by the kernel as it completed the task)
+    keyring = Keyring.from_settings(settings)
+    recorded = keyring.open(record["result"], row=child["id"], field="result")
+    assert keyring.open(child["output"]["result"], row=child["id"], field="result") == recorded
+    assert recorded["message_id"] == f"<{child['id']}@taskfleet>"
     assert done["output"]["reply"].startswith("send_email: ")
     assert done["output"]["tool_calls"][0]["ok"] is True
 

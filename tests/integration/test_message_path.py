@@ -242,7 +242,11 @@ class TestContext:
         await asyncio.wait_for(started.wait(), 10)
         task = await wait_status(kernel, msg.task_id, "processing")
         assert task["stage"] == "step-1"
-        assert task["checkpoint"] == {"done": 1}
+        # A chat task's checkpoint is sealed at rest, whole (taskfleet.security.fields)
+        assert task["checkpoint"]["$sealed"] == 1
+        assert kernel.keyring.open(task["checkpoint"], row=msg.task_id, field="checkpoint") == {
+            "done": 1
+        }
         assert task["progress"] >= 0.25
         # When a cancel is requested in the database, the next progress report stops it
         await kernel.pool.execute(

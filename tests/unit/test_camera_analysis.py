@@ -13,8 +13,6 @@ from camera_worker.analysis import (
     analyse,
     motion_score,
 )
-from camera_worker.handlers import frame_id_of
-from taskfleet.core.errors import InvalidPayload
 from tests.camera_images import bomb_png, frame, noisy_jpeg, truncated_jpeg
 
 LIMITS: dict[str, Any] = {"max_pixels": 25_000_000, "thumbnail_px": 160}
@@ -91,9 +89,3 @@ class TestHostileImages:
         Image.new("RGB", (8, 8)).save(gif, format="GIF")
         with pytest.raises(InvalidImage, match="not a JPEG or PNG"):
             analyse(gif.getvalue(), **LIMITS)
-
-
-@pytest.mark.parametrize("payload", [{}, {"frame_id": "nope"}, {"frame_id": 5}, None, "x"])
-def test_a_payload_without_a_frame_id_is_invalid(payload: Any) -> None:
-    with pytest.raises(InvalidPayload):
-        frame_id_of(payload)

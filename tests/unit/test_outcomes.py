@@ -15,6 +15,7 @@ from taskfleet.core.errors import PermanentError, RetryableError, TaskCancelled,
 from taskfleet.core.events import event_seq
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.retry import Backoff
+from taskfleet.core.settings import Settings
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committed, Committer, Outcome, Released
 from taskfleet.path.context import TaskContext, TaskResult
@@ -22,6 +23,7 @@ from taskfleet.path.reasons import Interrupt
 from taskfleet.path.runner import after_commit, interrupted
 from taskfleet.path.settle import Ack
 from taskfleet.path.waiting import Waiting
+from taskfleet.security.fields import Sealer
 from taskfleet.store.tasks import Claim, NewTask
 
 MSG = TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice", chat_id="c1")
@@ -68,8 +70,9 @@ def attempt(number: int = 1, max_attempts: int = 3) -> Attempt:
         message_id=None,
     )  # fmt: skip
     return Attempt.of(
-        MSG, claim, deadline=0.0, store=cast(Any, Store()), publish=lambda key, body: None
-    )
+        MSG, claim, deadline=0.0, store=cast(Any, Store()), publish=lambda key, body: None,
+        sealer=Sealer.from_settings(Settings()),
+    )  # fmt: skip
 
 
 async def commit(

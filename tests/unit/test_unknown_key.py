@@ -1,7 +1,7 @@
 """A sealed value under a key this process does not hold (a rolling restart with a new key)
 is a retry, `unknown_key`; one that does not open for any other reason fails the task
-(docs/security.md, "Rotating a key"). The handlers are driven up to their first read of a
-sealed value: no database is reached before it."""
+(docs/security.md, "Rotating a key"). The kernel opens a task's sealed fields before its
+handler runs (taskfleet.security.fields): its Sealer is driven here, no database reached."""
 
 from types import SimpleNamespace
 from typing import Any, cast
@@ -9,14 +9,14 @@ from uuid import uuid4
 
 import pytest
 
-from chat_worker.agent import Agent
+from taskfleet.core.constants import TaskType
 from taskfleet.core.errors import InvalidPayload, PermanentError, RetryableError, TaskError
 from taskfleet.core.faults import Faults
+from taskfleet.core.payloads import ToolPayload
 from taskfleet.core.settings import load_settings
-from taskfleet.data.toolspecs import tool_specs
-from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.path.context import TaskContext
 from taskfleet.security.crypto import Keyring, new_key
+from taskfleet.security.fields import Sealer
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.tools import default_registry
 
@@ -30,18 +30,18 @@ def context(**fields: Any) -> TaskContext:
 
 
 async def resume_chat(checkpoint: Any, task_id: Any) -> TaskError:
-    agent = Agent(model=ScriptedModel(), settings=SETTINGS, tools=tool_specs())
     with pytest.raises(TaskError) as caught:
-        await agent.run(context(last_checkpoint=checkpoint, task_id=task_id), "calc: 2*21")
+        Sealer.from_settings(SETTINGS).open_checkpoint(TaskType.CHAT, task_id, checkpoint)
     return caught.value
 
 
+def tool_call(arguments: Any) -> ToolPayload:
+    return ToolPayload.parse({"call_id": "c1", "name": "calculator", "arguments": arguments})
+
+
 async def run_tool(arguments: Any, task_id: Any) -> TaskError:
-    worker = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
-    ctx = context(input={"call_id": "c1", "name": "calculator", "arguments": arguments},
-                  task_id=task_id)  # fmt: skip
     with pytest.raises(TaskError) as caught:
-        await handle_tool(ctx, worker=worker)
+        Sealer.from_settings(SETTINGS).open_payload(TaskType.TOOL, task_id, tool_call(arguments))
     return caught.value
 
 
@@ -82,11 +82,16 @@ async def test_tool_arguments_moved_from_another_task_fail_for_good() -> None:
 
 async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere() -> None:
     production = load_settings(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
-    worker = ToolWorker(default_registry(production), production, Faults.parse(""))
-    plain = {"call_id": "c1", "name": "calculator", "arguments": {"expression": "2*21"}}
-    with pytest.raises(InvalidPayload, match="not sealed"):
-        await handle_tool(context(input=plain, task_id=uuid4()), worker=worker)
+    plain = tool_call({"expression": "2*21"})
+    with pytest.raises(InvalidPayload, match=r"^arguments: not sealed"):
+        Sealer.from_settings(production).open_payload(TaskType.TOOL, uuid4(), plain)
+    task_id = uuid4()
+    opened = Sealer.from_settings(SETTINGS).open_payload(TaskType.TOOL, task_id, plain)
     development = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
-    done = await handle_tool(context(input=plain, task_id=uuid4(), user_id="u", db=None),
+    done = await handle_tool(context(payload=opened, task_id=task_id, user_id="u", db=None),
                              worker=development)  # fmt: skip
-    assert done.output["name"] == "calculator"
+    assert done.output == {
+        "call_id": "c1",
+        "name": "calculator",
+        "result": {"expression": "2*21", "result": 42},
+    }

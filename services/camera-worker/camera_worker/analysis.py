@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from taskfleet.core.errors import PermanentError
+from taskfleet.handler import PermanentError
 
 FORMATS = ("JPEG", "PNG")
 

@@ -2,7 +2,7 @@
 
 import aiohttp
 
-from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.handler import PermanentError, RetryableError
 
 USER_AGENT = "taskfleet-camera-worker/1"
 CHUNK = 64 * 1024

@@ -3,8 +3,6 @@ analysis, and announce motion on the events exchange."""
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
-from uuid import UUID
 
 import orjson
 import structlog
@@ -12,28 +10,18 @@ import structlog
 from camera_worker.analysis import analyse
 from camera_worker.capture import fetch_snapshot
 from camera_worker.frames import Frame, FrameStore, SavedAnalysis
-from taskfleet.core.errors import InvalidPayload, PermanentError
-from taskfleet.path.context import TaskContext, TaskResult
-from taskfleet.runtime.kernel import Kernel
+from taskfleet.handler import CameraPayload, Kernel, PermanentError, TaskContext, TaskResult
 
 log = structlog.get_logger("camera_worker")
 
 MOTION_EVENT = "camera.motion"
 
 
-def frame_id_of(payload: Any) -> UUID:
-    raw = payload.get("frame_id") if isinstance(payload, dict) else None
-    try:
-        return UUID(str(raw))
-    except ValueError:
-        raise InvalidPayload("payload.frame_id must be a frame id (uuid)") from None
-
-
-async def handle_frame(ctx: TaskContext, *, kernel: Kernel) -> TaskResult:
+async def handle_frame(ctx: TaskContext[CameraPayload], *, kernel: Kernel) -> TaskResult:
     """Analyse one frame. A bad image fails at once; a camera that does not answer is retryable
     (captures get CAMERA_CAPTURE_MAX_ATTEMPTS, one by default: the next slot is the retry)."""
     settings, frames = kernel.settings, FrameStore(ctx.db)
-    frame = await frames.load(frame_id_of(ctx.input), ctx.user_id, ctx.task_id)
+    frame = await frames.load(ctx.payload.frame_id, ctx.user_id, ctx.task_id)
     if frame is None:
         raise PermanentError("no such frame for this task and user", code="frame_not_found")
     done = await frames.summary(frame.id)

@@ -7,12 +7,8 @@ from PIL import Image
 
 from camera_worker.handlers import handle_frame
 from camera_worker.scheduler import CaptureScheduler
-from taskfleet.core.constants import QUEUES, TaskType
-from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import CoroFactory
-from taskfleet.path.consumer import Handler
-from taskfleet.runtime.kernel import Kernel
-from taskfleet.worker import run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
 
 SPEC = QUEUES[TaskType.CAMERA]
 

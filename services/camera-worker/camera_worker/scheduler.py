@@ -25,8 +25,7 @@ import asyncpg
 import structlog
 
 from taskfleet.broker.publisher import new_task, publish_after_commit
-from taskfleet.core.constants import TaskType
-from taskfleet.runtime.kernel import Kernel
+from taskfleet.handler import Kernel, TaskType
 from taskfleet.store.pool import create_pool
 from taskfleet.store.tasks import Outgoing
 

@@ -16,19 +16,23 @@ import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from chat_worker.history import ChildOutcome, chat_context, child_outcomes, load_context
+from chat_worker.history import chat_context, load_context
 from chat_worker.memory import remember
 from chat_worker.streaming import ReplyWriter
 from taskfleet.broker.publisher import new_task
-from taskfleet.core.constants import TERMINAL, TaskType
-from taskfleet.core.errors import PermanentError, RetryableError
-from taskfleet.core.settings import Settings
+from taskfleet.core.constants import TERMINAL
+from taskfleet.data.children import ChildOutcome, child_outcomes
+from taskfleet.handler import (
+    RetryableError,
+    Settings,
+    TaskContext,
+    TaskResult,
+    TaskType,
+    Waiting,
+)
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
-from taskfleet.path.context import TaskContext, TaskResult
-from taskfleet.path.waiting import Waiting
-from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from taskfleet.store.tasks import NewTask
 
 log = structlog.get_logger("chat_worker.agent")
@@ -39,8 +43,6 @@ MAX_CALLS_PER_ROUND = 16
 MAX_RESULT_CHARS = 16_000
 MEMORY_CONTEXT = 50
 STEP_LIMIT_REPLY = "I could not finish this within the tool rounds allowed for one message."
-# Field labels of sealed values (taskfleet.security.crypto), each bound to its task and label.
-CHECKPOINT, ARGUMENTS, MEMORIES = "checkpoint", "arguments", "memories"
 
 
 class PendingCall(BaseModel):
@@ -50,7 +52,8 @@ class PendingCall(BaseModel):
 
 
 class AgentState(BaseModel):
-    """The checkpoint of a chat task between rounds."""
+    """The checkpoint of a chat task between rounds (sealed at rest by the kernel, whole:
+    its turns hold the tools' arguments and results)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -62,20 +65,14 @@ class AgentState(BaseModel):
     calls: list[dict[str, Any]] = []  # every call made, for the task's output
 
     @classmethod
-    def resume(cls, checkpoint: Any, keyring: Keyring, task_id: UUID) -> "AgentState":
+    def resume(cls, checkpoint: Any) -> "AgentState":
         if checkpoint is None:
             return cls()
         try:
-            # Sealed as a whole: its turns hold the tools' arguments and results.
-            if is_sealed(checkpoint):
-                checkpoint = keyring.open(checkpoint, row=task_id, field=CHECKPOINT)
             return cls.model_validate(checkpoint)
         except ValidationError as exc:  # not ours (an older version's): start the reply again
             log.warning("agent_checkpoint_ignored", error=str(exc.errors()[0]["msg"]))
             return cls()
-
-    def sealed(self, keyring: Keyring, task_id: UUID) -> dict[str, Any]:
-        return keyring.seal(self.model_dump(mode="json"), row=task_id, field=CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -84,24 +81,17 @@ class Agent:
     settings: Settings
     tools: list[ToolSpec]
 
-    @property
-    def keyring(self) -> Keyring:
-        return Keyring.from_settings(self.settings)
-
     async def run(self, ctx: TaskContext, content: str) -> TaskResult | Waiting:
-        try:
-            state = AgentState.resume(ctx.last_checkpoint, self.keyring, ctx.task_id)
-        except Unsealable as exc:
-            raise unsealable("checkpoint", exc) from None
+        state = AgentState.resume(ctx.last_checkpoint)
         if state.pending:
             await self._collect(ctx, state)
         if ctx.preloaded is not None:  # read by the claim (chat_worker.main.context_preload)
-            chat = chat_context(ctx.preloaded, self.keyring)
+            chat = chat_context(ctx.preloaded, ctx.keyring)
         else:
             chat = await load_context(
                 ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
                 history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
-                keyring=self.keyring,
+                keyring=ctx.keyring,
             )  # fmt: skip
         final = state.step >= self.settings.max_agent_steps
         # One system message, first: many chat templates (llama.cpp, vLLM) refuse any other.
@@ -154,23 +144,22 @@ class Agent:
                            stage="tools", message=f"waiting for {names}")  # fmt: skip
         await writer.save(step=state.step, waiting_for=[c.name for c in calls])
         log.info("agent_tool_round", step=state.step, tools=names)
-        return Waiting(children, state.sealed(self.keyring, ctx.task_id))
+        return Waiting(children, state.model_dump(mode="json"))
 
     def _child(self, ctx: TaskContext, call: ToolCall, arguments: Any) -> NewTask:
-        """A call's tool_execution task. Its arguments (an email's body, a credential...) are
-        sealed to the child's own id: its row and its queue message carry only ciphertext."""
-        task_id = uuid4()
-        sealed = self.keyring.seal(arguments, row=task_id, field=ARGUMENTS)
-        tool_input = {"call_id": call.id, "name": call.name, "arguments": sealed}
+        """A call's tool_execution task. The kernel seals its arguments (an email's body, a
+        credential...) to the child's own id as it writes them."""
+        tool_input = {"call_id": call.id, "name": call.name, "arguments": arguments}
         return new_task(self.settings, type=TaskType.TOOL, user_id=ctx.user_id,
-                        chat_id=ctx.chat_id, parent_id=ctx.task_id, task_id=task_id,
+                        chat_id=ctx.chat_id, parent_id=ctx.task_id, task_id=uuid4(),
                         input=tool_input)  # fmt: skip
 
     async def _collect(self, ctx: TaskContext, state: AgentState) -> None:
         """Put the results of the calls it waited for into the conversation."""
-        outcomes = await child_outcomes(ctx.db, ctx.task_id, [p.task_id for p in state.pending])
+        pending = [p.task_id for p in state.pending]
+        outcomes = await child_outcomes(ctx.db, ctx.keyring, ctx.task_id, pending)
         for call in state.pending:
-            outcome = self._opened(outcomes.get(call.task_id), call.task_id)
+            outcome = outcomes.get(call.task_id)
             if outcome is not None and outcome.status not in TERMINAL:
                 # Re-queued before its children ended: only a bug or a hand-made checkpoint.
                 raise RetryableError(f"tool call {call.call_id} is still {outcome.status}",
@@ -185,17 +174,6 @@ class Agent:
             state.calls.append(summary)
         state.pending = []
 
-    def _opened(self, outcome: ChildOutcome | None, task_id: UUID) -> ChildOutcome | None:
-        """The child's outcome with its sealed result opened (it goes into the checkpoint,
-        which is sealed as a whole)."""
-        if outcome is None:
-            return None
-        try:
-            output = self.keyring.reveal(outcome.output, row=task_id)
-        except Unsealable as exc:
-            raise unsealable("tool call result", exc) from None
-        return ChildOutcome(outcome.status, output, outcome.error)
-
     async def _finish(
         self, ctx: TaskContext, state: AgentState, content: str, reply: str, known: list[str]
     ) -> TaskResult:
@@ -206,28 +184,13 @@ class Agent:
             memory = await remember(
                 self.model, ctx.db, user_id=ctx.user_id, task_id=ctx.task_id,
                 user_text=content, reply=reply, known=known,
-                timeout_s=self.settings.memory_timeout_s, keyring=self.keyring,
+                timeout_s=self.settings.memory_timeout_s, keyring=ctx.keyring,
             )  # fmt: skip
+            # Its facts are sealed by the kernel, as memories.fact holds them
             output["memories"] = memory.output()
-            # The facts are what memories.fact holds sealed: not in the clear beside it.
-            output["memories"]["facts"] = self.keyring.seal(
-                output["memories"]["facts"], row=ctx.task_id, field=MEMORIES
-            )
             if memory.warning:
                 output["warnings"] = [memory.warning]
         return TaskResult(output=output, reply=reply)
-
-
-def unsealable(what: str, exc: Unsealable) -> RetryableError | PermanentError:
-    """The task's error for a sealed value of its own that does not open.
-
-    A key this process does not hold is a retry (`unknown_key`): in a rolling restart with a
-    new key, a process that has it sealed the value, and the retry lands on one that has it
-    too (or on this one, restarted). Anything else (an altered row, a value moved from another
-    row) will never open: permanent (`unsealable`)."""
-    if isinstance(exc, UnknownKey):
-        return RetryableError(f"{what}: {exc}", code="unknown_key")
-    return PermanentError(f"{what}: {exc}", code="unsealable")
 
 
 def tool_result(outcome: ChildOutcome | None) -> dict[str, Any]:

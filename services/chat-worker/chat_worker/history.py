@@ -1,13 +1,13 @@
-"""What the agent reads from PostgreSQL: the chat so far, the user's memories, and the
-results of the tool calls it waited for."""
+"""What the agent reads from PostgreSQL: the chat so far and the user's memories (the
+results of the tool calls it waited for: taskfleet.data.children)."""
 
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from taskfleet.data.memories import open_fact
+from taskfleet.data.memories import open_facts
+from taskfleet.handler import Keyring
 from taskfleet.llm.types import Message
-from taskfleet.security.crypto import Keyring
 from taskfleet.store.tenancy import Db
 
 # The chat's earlier messages (before this task's own) and the user's memories, newest kept,
@@ -20,13 +20,6 @@ CONTEXT_FUNCTION = "tf_chat_context"
 class ChatContext:
     history: list[Message]
     memories: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class ChildOutcome:
-    status: str
-    output: Any
-    error: Any
 
 
 async def load_context(
@@ -42,18 +35,5 @@ async def load_context(
 
 def chat_context(context: dict[str, Any], keyring: Keyring) -> ChatContext:
     """tf_chat_context's answer, its memory facts opened."""
-    opened = (open_fact(keyring, memory_id, fact) for memory_id, fact in context["memories"])
-    memories = [fact for fact in opened if fact is not None]
+    memories = open_facts(keyring, context["memories"])
     return ChatContext(history=list(context["history"]), memories=memories)
-
-
-async def child_outcomes(
-    pool: Db, parent_id: UUID, task_ids: list[UUID]
-) -> dict[UUID, ChildOutcome]:
-    """The children's end states. Only the parent's own children count: a checkpoint names
-    task ids, and the parent_id filter keeps it from reading anyone else's."""
-    rows = await pool.fetch(
-        "SELECT id, status, output, error FROM tasks WHERE parent_id = $1 AND id = ANY($2::uuid[])",
-        parent_id, task_ids,
-    )  # fmt: skip
-    return {r["id"]: ChildOutcome(r["status"], r["output"], r["error"]) for r in rows}

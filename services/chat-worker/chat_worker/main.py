@@ -5,14 +5,10 @@ from functools import partial
 from chat_worker.agent import MEMORY_CONTEXT, Agent
 from chat_worker.handlers import handle_chat
 from chat_worker.history import CONTEXT_FUNCTION
-from taskfleet.core.constants import QUEUES, TaskType
-from taskfleet.core.settings import Settings
 from taskfleet.data.toolspecs import tool_specs
+from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
 from taskfleet.llm import ChatModel, build_model
-from taskfleet.path.consumer import Handler
-from taskfleet.runtime.kernel import Kernel
 from taskfleet.store.tasks import Preload
-from taskfleet.worker import run_worker
 
 SPEC = QUEUES[TaskType.CHAT]
 

@@ -16,12 +16,11 @@ import orjson
 import structlog
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
-from taskfleet.core.errors import TaskError
 from taskfleet.data.memories import MAX_FACT_CHARS, save_memories
+from taskfleet.handler import Keyring, TaskError
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory
-from taskfleet.security.crypto import Keyring
 from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("chat_worker.memory")

@@ -7,7 +7,7 @@ resumed task starts it from the text its earlier rounds wrote.
 import time
 from dataclasses import dataclass, field
 
-from taskfleet.path.context import TaskContext
+from taskfleet.handler import TaskContext
 
 # Reply text is sent live at most this often (deltas are batched in between) ...
 DELTA_EVERY_S = 0.05

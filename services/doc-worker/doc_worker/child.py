@@ -24,8 +24,7 @@ from typing import Any, cast
 import orjson
 import structlog
 
-from taskfleet.core.errors import PermanentError, RetryableError
-from taskfleet.core.settings import Settings
+from taskfleet.handler import PermanentError, RetryableError, Settings
 
 log = structlog.get_logger("doc_worker")
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import structlog
 
@@ -21,10 +20,8 @@ from doc_worker import index
 from doc_worker.child import PARSER_COMMAND, ParsedPage, ParseLimits, run_parser
 from doc_worker.chunking import chunk_text
 from doc_worker.index import Chunk, StoredDocument
-from taskfleet.core.errors import InvalidPayload, PermanentError
-from taskfleet.core.settings import Settings
 from taskfleet.data.blobs import BlobStore
-from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.handler import DocumentPayload, PermanentError, Settings, TaskContext, TaskResult
 from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("doc_worker")
@@ -64,20 +61,12 @@ class Resume:
         return {"pages_done": self.pages_done, "pages": pages, "skipped_pages": list(self.skipped)}
 
 
-def document_id_of(payload: Any) -> UUID:
-    raw = payload.get("document_id") if isinstance(payload, dict) else None
-    if raw is None:
-        raise InvalidPayload("payload.document_id is required")
-    try:
-        return UUID(str(raw))
-    except ValueError:
-        raise InvalidPayload(f"payload.document_id is not a uuid: {str(raw)[:80]!r}") from None
-
-
-async def handle_document(ctx: TaskContext, *, blobs: BlobStore, config: DocConfig) -> TaskResult:
+async def handle_document(
+    ctx: TaskContext[DocumentPayload], *, blobs: BlobStore, config: DocConfig
+) -> TaskResult:
     """Index one document of the task's user; answers {document_id, pages, chunks, ...}."""
     db = ctx.db
-    document_id = document_id_of(ctx.input)
+    document_id = ctx.payload.document_id
     doc = await index.load_document(db, document_id, ctx.user_id)
     if doc is None:  # absent, deleted, or another user's: all the same to this user
         raise PermanentError(f"document {document_id} not found", code="document_not_found")

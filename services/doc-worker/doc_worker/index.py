@@ -11,7 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
-from taskfleet.core.errors import TaskCancelled
+from taskfleet.handler import TaskCancelled
 from taskfleet.store.tenancy import Db
 
 

@@ -4,12 +4,8 @@ handler and run the kernel's worker."""
 from functools import partial
 
 from doc_worker.handlers import DocConfig, handle_document
-from taskfleet.core.constants import QUEUES, TaskType
-from taskfleet.core.settings import Settings
 from taskfleet.data.blobs import blob_store
-from taskfleet.path.consumer import Handler
-from taskfleet.runtime.kernel import Kernel
-from taskfleet.worker import run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
 
 SPEC = QUEUES[TaskType.DOCUMENT]
 

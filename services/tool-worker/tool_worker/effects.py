@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from taskfleet.core.errors import PermanentError, TaskError
+from taskfleet.data import toolcalls
+from taskfleet.handler import Keyring, PermanentError, TaskError
 from taskfleet.store.tenancy import Db
 from tool_worker.registry import ToolUnavailable
 
@@ -29,61 +30,41 @@ POLL_S = 0.25
 
 
 async def run_once(
-    pool: Db, *, task_id: UUID, call_id: str, tool: str,
+    pool: Db, keyring: Keyring, *, task_id: UUID, call_id: str, tool: str,
     run: Callable[[], Awaitable[Any]], settle_s: float,
 ) -> tuple[Any, bool]:  # fmt: skip
-    """(result, ran_now). Raises the call's error, recorded or new."""
-    claimed = await pool.fetchval(
-        "INSERT INTO tool_calls (task_id, call_id, tool, state) VALUES ($1, $2, $3, 'started')"
-        " ON CONFLICT (task_id) DO NOTHING RETURNING true",
-        task_id, call_id, tool,
-    )  # fmt: skip
-    if not claimed:
-        return await _recorded(pool, task_id, tool, settle_s), False
+    """(result, ran_now). Raises the call's error, recorded or new. `keyring` seals the
+    recorded result (taskfleet.data.toolcalls)."""
+    if not await toolcalls.start(pool, task_id=task_id, call_id=call_id, tool=tool):
+        return await _recorded(pool, keyring, task_id, tool, settle_s), False
     try:
         result = await run()
     except ToolUnavailable:
-        await pool.execute(
-            "DELETE FROM tool_calls WHERE task_id = $1 AND state = 'started'", task_id
-        )
+        await toolcalls.forget_started(pool, task_id)
         raise
     except TaskError as exc:
         if exc.retryable:  # only ToolUnavailable vouches that nothing happened
             exc = PermanentError(f"{tool} failed and may have acted: {exc}",
                                  code="tool_outcome_unknown")  # fmt: skip
-        await _finish(pool, task_id, "failed", None, exc.as_dict())
+        await toolcalls.failed(pool, task_id, exc.as_dict())
         raise exc from None
     # Anything else (a cancel, a shutdown, a crash) leaves `started`: the outcome is unknown.
-    await _finish(pool, task_id, "succeeded", result, None)
+    await toolcalls.succeeded(pool, keyring, task_id, result)
     return result, True
 
 
-async def _finish(
-    pool: Db, task_id: UUID, state: str, result: Any, error: dict[str, Any] | None
-) -> None:
-    await pool.execute(
-        "UPDATE tool_calls SET state = $2, result = $3, error = $4, finished_at = now()"
-        " WHERE task_id = $1 AND state = 'started'",
-        task_id, state, result, error,
-    )  # fmt: skip
-
-
-async def _recorded(pool: Db, task_id: UUID, tool: str, settle_s: float) -> Any:
+async def _recorded(pool: Db, keyring: Keyring, task_id: UUID, tool: str, settle_s: float) -> Any:
     while True:
-        row = await pool.fetchrow(
-            "SELECT state, result, error, extract(epoch FROM now() - started_at) AS age"
-            " FROM tool_calls WHERE task_id = $1",
-            task_id,
-        )
-        if row is None:  # removed by a ToolUnavailable meanwhile: nothing happened
+        record = await toolcalls.recorded(pool, keyring, task_id)
+        if record is None:  # removed by a ToolUnavailable meanwhile: nothing happened
             raise ToolUnavailable(f"{tool}: an earlier attempt found its dependency away")
-        if row["state"] == "succeeded":
-            return row["result"]
-        if row["state"] == "failed":
-            error = row["error"] or {}
+        if record.state == "succeeded":
+            return record.result
+        if record.state == "failed":
+            error = record.error or {}
             raise PermanentError(str(error.get("message", f"{tool} failed")),
                                  code=str(error.get("code", "tool_failed")))  # fmt: skip
-        age = float(row["age"])
+        age = record.age_s
         if age >= settle_s:
             raise PermanentError(
                 f"{tool} was started by a worker that was lost before it recorded the outcome;"

@@ -5,13 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskfleet.core.errors import InvalidPayload, RetryableError
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import Settings
-from taskfleet.path.context import TaskContext, TaskResult
-from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
+from taskfleet.handler import Settings, TaskContext, TaskResult, ToolPayload
 from tool_worker.effects import run_once
 from tool_worker.registry import Registry, ToolContext
 
@@ -19,18 +15,6 @@ log = structlog.get_logger("tool_worker")
 
 # How long past its timeout a side-effect call found `started` may still be finishing.
 SETTLE_GRACE_S = 5.0
-# The label of a call's sealed result (taskfleet.security.crypto), in output and tool_calls.
-RESULT = "result"
-
-
-class ToolInvocation(BaseModel):
-    """The task's input, as chat-worker writes it (and as anyone publishing may forge it)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    call_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    arguments: Any = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,37 +24,21 @@ class ToolWorker:
     faults: Faults
 
 
-async def handle_tool(ctx: TaskContext, *, worker: ToolWorker) -> TaskResult:
-    try:
-        call = ToolInvocation.model_validate(ctx.input)
-    except ValidationError as exc:
-        raise InvalidPayload(f"not a tool call: {exc.errors()[0]['msg']}") from None
-    keyring = Keyring.from_settings(worker.settings)
-    if worker.settings.environment == "production" and not is_sealed(call.arguments):
-        # The agent always seals them to the call's own task: plain arguments were written
-        # by someone else, and a tool call is not run on a stranger's word.
-        raise InvalidPayload("arguments: not sealed (required in production)")
-    try:  # sealed by the agent to this task's id; a forged or moved copy does not open
-        arguments = keyring.reveal(call.arguments, row=ctx.task_id)
-    except UnknownKey as exc:
-        # An agent that already has a newer key sealed them (a rolling restart): a retry
-        # lands on a tool worker that has it too, or on this one restarted with it.
-        raise RetryableError(f"arguments: {exc}", code="unknown_key") from None
-    except Unsealable as exc:
-        raise InvalidPayload(f"arguments: {exc}") from None
+async def handle_tool(ctx: TaskContext[ToolPayload], *, worker: ToolWorker) -> TaskResult:
+    """Run the call. Its arguments come in the clear and its result goes out so: the kernel
+    opens and seals them at rest (a forged or moved copy of sealed arguments never opens)."""
+    call = ctx.payload
     tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told
-    args = tool.parse(arguments)  # invalid: the same
+    args = tool.parse(call.arguments)  # invalid: the same
     tctx = ToolContext(task_id=ctx.task_id, call_id=call.call_id, user_id=ctx.user_id,
                        settings=worker.settings, db=ctx.db)  # fmt: skip
 
     async def run() -> Any:
-        # Sealed before it is stored anywhere: tool_calls.result, the output, the event.
-        result = await worker.registry.run(tool, args, tctx)
-        return keyring.seal(result, row=ctx.task_id, field=RESULT)
+        return await worker.registry.run(tool, args, tctx)
 
     if tool.side_effect:
         result, ran = await run_once(
-            ctx.db, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name, run=run,
+            ctx.db, ctx.keyring, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name, run=run,
             settle_s=tool.timeout_s + SETTLE_GRACE_S,
         )  # fmt: skip
         if ran:

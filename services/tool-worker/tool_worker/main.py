@@ -2,12 +2,8 @@
 
 from functools import partial
 
-from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import Settings
-from taskfleet.path.consumer import Handler
-from taskfleet.runtime.kernel import Kernel
-from taskfleet.worker import run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.registry import Registry
 from tool_worker.tools import default_registry

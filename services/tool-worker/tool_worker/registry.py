@@ -17,9 +17,8 @@ import aiohttp
 import asyncpg
 from pydantic import ValidationError
 
-from taskfleet.core.errors import PermanentError, RetryableError, TaskError
-from taskfleet.core.settings import Settings
 from taskfleet.data.toolspecs import BY_NAME, ToolArgs
+from taskfleet.handler import PermanentError, RetryableError, Settings, TaskError
 from taskfleet.store.tenancy import Db
 
 A = TypeVar("A", bound=ToolArgs)

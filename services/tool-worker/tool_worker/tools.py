@@ -1,6 +1,5 @@
 """The built-in tools with their limits: what `taskfleet worker tool` runs."""
 
-from taskfleet.core.settings import Settings
 from taskfleet.data.toolspecs import (
     CalculatorArgs,
     CurrentTimeArgs,
@@ -8,6 +7,7 @@ from taskfleet.data.toolspecs import (
     SearchDocumentsArgs,
     SendEmailArgs,
 )
+from taskfleet.handler import Settings
 from tool_worker.calculator import calculator
 from tool_worker.clock import current_time
 from tool_worker.docsearch import search_documents

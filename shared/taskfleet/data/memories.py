@@ -11,6 +11,7 @@ made under an older encryption key still counts until `taskfleet rotate-key` rem
 """
 
 import re
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -74,6 +75,13 @@ async def list_memories(
     )  # fmt: skip
     opened = [dict(r) | {"fact": open_fact(keyring, r["id"], r["fact"])} for r in rows]
     return [m for m in opened if m["fact"] is not None]
+
+
+def open_facts(keyring: Keyring, stored: Iterable[tuple[UUID | str, str]]) -> list[str]:
+    """The facts of (memory id, stored fact) pairs in the clear; those that do not open are
+    left out (open_fact)."""
+    opened = (open_fact(keyring, memory_id, fact) for memory_id, fact in stored)
+    return [fact for fact in opened if fact is not None]
 
 
 def open_fact(keyring: Keyring, memory_id: UUID | str, fact: str) -> str | None:

@@ -13,6 +13,7 @@ from uuid import UUID
 from taskfleet.core.messages import TaskMessage
 from taskfleet.path.reasons import Interrupt
 from taskfleet.path.stream import AttemptEvents, EventSink
+from taskfleet.security.fields import Sealer
 from taskfleet.store.tasks import Claim, TaskStore
 
 
@@ -25,6 +26,7 @@ class Attempt:
     deadline: float  # loop.time() by which the handler must be done
     store: TaskStore
     events: AttemptEvents
+    sealer: Sealer  # seals the task's sensitive fields as they are written
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     interrupted: Interrupt | None = None
     partial_output: Any = None  # the last the handler saved: a cancel keeps it
@@ -33,14 +35,14 @@ class Attempt:
     @classmethod
     def of(
         cls, message: TaskMessage, claim: Claim, *, deadline: float, store: TaskStore,
-        publish: EventSink,
+        publish: EventSink, sealer: Sealer,
     ) -> "Attempt":  # fmt: skip
         events = AttemptEvents(
             task_id=message.task_id, task_type=message.type, user_id=claim.user_id,
             chat_id=claim.chat_id, message_id=claim.message_id, publish=publish,
             row_seq=claim.event_seq,
         )  # fmt: skip
-        return cls(message, claim, deadline, store, events)
+        return cls(message, claim, deadline, store, events, sealer)
 
     @property
     def task_id(self) -> UUID:

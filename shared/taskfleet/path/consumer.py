@@ -32,6 +32,7 @@ from taskfleet.path.runner import Handler, Runner
 from taskfleet.path.settle import Requeue, Settlement, Settler
 from taskfleet.runtime import registry
 from taskfleet.runtime.registry import Registration
+from taskfleet.security.fields import Sealer
 from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.tasks import ClaimPolicy, Preload, TaskStore
 
@@ -84,8 +85,9 @@ class Consumer:
             self._database_away,
         )  # fmt: skip
         runner = Runner(
-            self, self.spec.name, self.handler, committer, faults, self.deadline_s, self.inflight
-        )
+            self, self.spec.name, self.handler, committer, faults, self.deadline_s,
+            self.inflight, Sealer.from_settings(self.settings),
+        )  # fmt: skip
         self._processor = Processor(
             self.spec, self.store, self.broker, runner, self.policy, lambda: self._stopping,
             self._database_away,

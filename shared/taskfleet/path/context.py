@@ -4,17 +4,24 @@ import asyncio
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, cast
 from uuid import UUID
+
+from typing_extensions import TypeVar
 
 from taskfleet.core.constants import Status
 from taskfleet.core.errors import TaskCancelled
 from taskfleet.path.attempt import Attempt
+from taskfleet.security.crypto import Keyring
 from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.tasks import Written
 from taskfleet.store.tenancy import UserDb, for_user
 
 PROGRESS_INTERVAL_S = 0.25
+
+# The payload model of the task's type (taskfleet.core.payloads); Any for a handler that
+# does not say which it takes.
+P = TypeVar("P", default=Any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +32,7 @@ class TaskResult:
     reply: str | None = None
 
 
-class TaskContext:
+class TaskContext(Generic[P]):
     """One attempt of one task, as its handler sees it. Its writes are fenced by the attempt."""
 
     def __init__(self, attempt: Attempt) -> None:
@@ -33,6 +40,7 @@ class TaskContext:
         self.last_checkpoint: Any = attempt.claim.checkpoint
         self._last_progress_at = 0.0
         self._last_stage: str | None = None
+        self._payload: Any = None  # set by the runner once it validated `input`
 
     @property
     def task_id(self) -> UUID:
@@ -41,6 +49,17 @@ class TaskContext:
     @property
     def input(self) -> Any:
         return self._attempt.claim.input
+
+    @property
+    def payload(self) -> P:
+        """`input` as its type's model: the runner validated it before the handler ran."""
+        return cast(P, self._payload)
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys the data layer seals and opens this user's data with (memories...): a
+        handler hands it on; the task's own sealed fields come and go in the clear."""
+        return self._attempt.sealer.keyring
 
     @property
     def user_id(self) -> str:
@@ -110,13 +129,15 @@ class TaskContext:
     async def checkpoint(self, state: Any) -> None:
         """Save resumable state; a retry or redelivery gets it back as `last_checkpoint`."""
         attempt = self._attempt
-        self._observe_cancel(await attempt.store.checkpoint(attempt.task_id, attempt.fence, state))
+        sealed = attempt.sealer.seal_checkpoint(attempt.message.type, attempt.task_id, state)
+        self._observe_cancel(await attempt.store.checkpoint(attempt.task_id, attempt.fence, sealed))
         self.last_checkpoint = state
 
     async def partial(self, output: Any, reply: str | None = None) -> None:
         """Save partial output (and the reply so far, for a chat task)."""
         attempt = self._attempt
-        attempt.partial_output = output
+        output = attempt.sealer.seal_output(attempt.message.type, attempt.task_id, output)
+        attempt.partial_output = output  # sealed: it is written again if the task is cancelled
         self._observe_cancel(
             await attempt.store.partial(attempt.task_id, attempt.fence, output, reply)
         )

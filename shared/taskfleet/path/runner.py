@@ -20,17 +20,19 @@ from taskfleet.core.errors import StaleClaim, TaskCancelled, TaskError, TaskTime
 from taskfleet.core.faults import Faults
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.core.payloads import PAYLOADS
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committed, Committer, Outcome, Released, event_fields
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.reasons import Interrupt, Tally
 from taskfleet.path.settle import Ack, Settlement
 from taskfleet.path.waiting import Waiting, publish_children
+from taskfleet.security.fields import Sealer
 from taskfleet.store.tasks import Claim
 
 log = structlog.get_logger("taskfleet.runner")
 
-Handler = Callable[[TaskContext], Awaitable[TaskResult | Waiting]]
+Handler = Callable[[TaskContext[Any]], Awaitable[TaskResult | Waiting]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,12 @@ class Runner:
     faults: Faults
     deadline_s: float
     inflight: dict[UUID, Attempt]
+    sealer: Sealer
 
     async def run(self, msg: TaskMessage, claim: Claim) -> Settlement:
         attempt = Attempt.of(
             msg, claim, deadline=asyncio.get_running_loop().time() + self.deadline_s,
-            store=self.parts.store, publish=self._publish_event,
+            store=self.parts.store, publish=self._publish_event, sealer=self.sealer,
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
         TASK_WAIT.labels(self.queue).observe(max(0.0, time.time() - claim.created_at.timestamp()))
@@ -58,7 +61,7 @@ class Runner:
         try:
             attempt.events.hold()
             attempt.events.status(Status.PROCESSING, attempts=claim.attempts, progress=0.0)
-            outcome = await self._handle(attempt)
+            outcome = sealed(attempt, await self._handle(attempt))
             self.faults.hit("after_handler")
             # Shielded, as arq's finish_job: a shutdown must not cut a commit in half.
             return await asyncio.shield(self._persist(attempt, outcome))
@@ -72,9 +75,10 @@ class Runner:
 
     async def _handle(self, attempt: Attempt) -> Outcome:
         with attempt.owned_by_current_task():
-            ctx = TaskContext(attempt)
+            ctx: TaskContext[Any] = TaskContext(attempt)
             try:
                 self.faults.poison(ctx.input)
+                opened(ctx, attempt)
                 async with asyncio.timeout(attempt.remaining_s):
                     result = await self.handler(ctx)
                 if attempt.cancelled.is_set():
@@ -116,6 +120,25 @@ class Runner:
 
     def _publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
         self.parts.broker.send_event(routing_key, jsonx.dumps(body))
+
+
+def opened(ctx: TaskContext[Any], attempt: Attempt) -> None:
+    """Once, before the handler: its payload typed and its sealed fields in the clear.
+    A payload that does not fit its type raises InvalidPayload (the task fails with it)."""
+    task_type, task_id, sealer = attempt.message.type, attempt.task_id, attempt.sealer
+    payload = PAYLOADS[task_type].parse(ctx.input)
+    ctx._payload = sealer.open_payload(task_type, task_id, payload)
+    ctx.last_checkpoint = sealer.open_checkpoint(task_type, task_id, ctx.last_checkpoint)
+
+
+def sealed(attempt: Attempt, outcome: Outcome) -> Outcome:
+    """The outcome as it is written (and announced): its sealed fields sealed."""
+    task_type, task_id, sealer = attempt.message.type, attempt.task_id, attempt.sealer
+    if isinstance(outcome, TaskResult):
+        return TaskResult(sealer.seal_output(task_type, task_id, outcome.output), outcome.reply)
+    if isinstance(outcome, Waiting):
+        return outcome.sealed(sealer, task_type, task_id)
+    return outcome
 
 
 def interrupted(reason: Interrupt) -> Outcome:

@@ -9,10 +9,13 @@ that ends it re-queues the parent (a trigger), and the parent runs again with `s
 """
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from uuid import UUID
 
 from taskfleet.broker.publisher import Parts, publish_after_commit
+from taskfleet.core.constants import TaskType
+from taskfleet.security.fields import Sealer
 from taskfleet.store.tasks import NewTask, Outgoing
 
 
@@ -27,6 +30,12 @@ class Waiting:
         # A parent with no child would never be re-queued: refuse it here, not in production.
         if not self.children:
             raise ValueError("Waiting needs at least one child task")
+
+    def sealed(self, sealer: Sealer, task_type: TaskType, task_id: UUID) -> "Waiting":
+        """As it is written: the state and the children's inputs with their fields sealed."""
+        children = [replace(c, input=sealer.seal_input(c.type, c.task_id, c.input))
+                    for c in self.children]  # fmt: skip
+        return Waiting(children, sealer.seal_checkpoint(task_type, task_id, self.state))
 
     def rows(self) -> list[dict[str, Any]]:
         """The children as tf_wait_for takes them (user and chat come from the parent's row)."""
