@@ -18,7 +18,7 @@ from taskfleet.llm.types import ChatHistory
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.conftest import wait_for
 from tests.integration.agent_helpers import (
     TOOL,

@@ -19,7 +19,7 @@ from fleet_api.app import create_app
 from taskfleet.core.constants import EVENTS_EXCHANGE, QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import Scope, issue_token
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.camera_images import bomb_png, frame, truncated_jpeg
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status

@@ -7,7 +7,7 @@ from chat_worker.main import context_preload
 from taskfleet.core.messages import TaskMessage
 from taskfleet.data.memories import save_memories
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import Claim, ClaimPolicy
+from taskfleet.store.records import Claim, ClaimPolicy
 from taskfleet.store.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message

@@ -43,7 +43,7 @@ from taskfleet.core.constants import TaskType
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.data import documents, operations
 from taskfleet.data.blobs import BlobStore, blob_store
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 
 CHUNK = 64 * 1024
 # What tells a PDF (its header may follow a little junk, as readers allow).

@@ -24,7 +24,7 @@ from taskfleet.core.constants import TaskType
 from taskfleet.data import operations
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.tasks import Outgoing, OverQuota
+from taskfleet.store.records import Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")

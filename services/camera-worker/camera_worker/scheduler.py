@@ -28,7 +28,7 @@ from taskfleet.broker.publisher import new_task, publish_after_commit
 from taskfleet.core.constants import TaskType
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store.pool import create_pool
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 
 log = structlog.get_logger("camera_worker.scheduler")
 

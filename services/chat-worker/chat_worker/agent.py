@@ -29,7 +29,7 @@ from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting
 from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 
 log = structlog.get_logger("chat_worker.agent")
 

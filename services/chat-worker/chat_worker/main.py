@@ -11,7 +11,7 @@ from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm import ChatModel, build_model
 from taskfleet.path.consumer import Handler
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import Preload
+from taskfleet.store.records import Preload
 from taskfleet.worker import run_worker
 
 SPEC = QUEUES[TaskType.CHAT]

@@ -43,7 +43,8 @@ from taskfleet.path.waiting import Waiting, publish_children
 from taskfleet.runtime import registry
 from taskfleet.runtime.registry import Registration
 from taskfleet.store.pool import UNAVAILABLE
-from taskfleet.store.tasks import Claim, ClaimPolicy, Preload, TaskStore
+from taskfleet.store.records import Claim, ClaimPolicy, Preload
+from taskfleet.store.tasks import TaskStore
 
 log = structlog.get_logger("taskfleet.runner")
 

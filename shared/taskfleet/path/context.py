@@ -12,7 +12,8 @@ from taskfleet.core import events
 from taskfleet.core.errors import TaskCancelled
 from taskfleet.core.messages import TaskMessage
 from taskfleet.store.pool import UNAVAILABLE
-from taskfleet.store.tasks import TaskStore, Written
+from taskfleet.store.records import Written
+from taskfleet.store.tasks import TaskStore
 from taskfleet.store.tenancy import UserDb, for_user
 
 # (routing key, body) -> handed to the event publisher (best effort); returns at once.

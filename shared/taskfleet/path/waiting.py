@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfleet.broker.publisher import Parts, publish_after_commit
-from taskfleet.store.tasks import NewTask, Outgoing
+from taskfleet.store.records import NewTask, Outgoing
 
 
 @dataclass(frozen=True, slots=True)
