@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     wait_status,
 )
 from tool_worker.registry import RateLimit, Tool, ToolContext
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 
@@ -110,7 +111,7 @@ class TestToolRound:
         async def explode(_: NoArgs, __: ToolContext) -> None:
             raise RuntimeError("the fuse was lit")
 
-        registry = default_registry(kernel.settings)
+        registry = default_registry(ToolWorkerSettings.of(kernel.settings))
         registry.add(
             Tool(
                 name="explode",

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from camera_worker.handlers import MOTION_EVENT, handle_frame
+from camera_worker.settings import CameraWorkerSettings
 from fleet_api.app import create_app
 from taskfleet.core.constants import EVENTS_EXCHANGE, QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
@@ -115,7 +116,7 @@ class TestMotion:
         assert newest["frame_id"] == second["output"]["frame_id"]
         assert oldest["motion"] is None  # the camera's first frame: nothing to compare with
         assert oldest["motion_detected"] is False
-        assert newest["motion"] > kernel.settings.camera_motion_threshold
+        assert newest["motion"] > CameraWorkerSettings.of(kernel.settings).camera_motion_threshold
         assert newest["motion_detected"] is True
         assert newest["previous_frame_id"] == oldest["frame_id"]
         assert newest["thumbnail"].startswith("data:image/jpeg;base64,")

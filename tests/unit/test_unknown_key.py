@@ -10,19 +10,21 @@ from uuid import uuid4
 import pytest
 
 from chat_worker.agent import Agent
+from chat_worker.settings import ChatWorkerSettings
 from taskfleet.core.errors import InvalidPayload, PermanentError, RetryableError, TaskError
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import load_settings
 from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.path.context import TaskContext
 from taskfleet.security.crypto import Keyring, new_key
 from tool_worker.handlers import ToolWorker, handle_tool
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 OLD, NEW = new_key("old"), new_key("new")
-# A process that has not been given the new key yet
-SETTINGS = load_settings(ENCRYPTION_KEYS=OLD)
+# Processes that have not been given the new key yet
+CHAT = ChatWorkerSettings.load(ENCRYPTION_KEYS=OLD)
+TOOLS = ToolWorkerSettings.load(ENCRYPTION_KEYS=OLD)
 
 
 def context(**fields: Any) -> TaskContext:
@@ -30,14 +32,14 @@ def context(**fields: Any) -> TaskContext:
 
 
 async def resume_chat(checkpoint: Any, task_id: Any) -> TaskError:
-    agent = Agent(model=ScriptedModel(), settings=SETTINGS, tools=tool_specs())
+    agent = Agent(model=ScriptedModel(), settings=CHAT, tools=tool_specs())
     with pytest.raises(TaskError) as caught:
         await agent.run(context(last_checkpoint=checkpoint, task_id=task_id), "calc: 2*21")
     return caught.value
 
 
 async def run_tool(arguments: Any, task_id: Any) -> TaskError:
-    worker = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
+    worker = ToolWorker(default_registry(TOOLS), TOOLS, Faults.parse(""))
     ctx = context(input={"call_id": "c1", "name": "calculator", "arguments": arguments},
                   task_id=task_id)  # fmt: skip
     with pytest.raises(TaskError) as caught:
@@ -81,12 +83,12 @@ async def test_tool_arguments_moved_from_another_task_fail_for_good() -> None:
 
 
 async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere() -> None:
-    production = load_settings(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
+    production = ToolWorkerSettings.load(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
     worker = ToolWorker(default_registry(production), production, Faults.parse(""))
     plain = {"call_id": "c1", "name": "calculator", "arguments": {"expression": "2*21"}}
     with pytest.raises(InvalidPayload, match="not sealed"):
         await handle_tool(context(input=plain, task_id=uuid4()), worker=worker)
-    development = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
+    development = ToolWorker(default_registry(TOOLS), TOOLS, Faults.parse(""))
     done = await handle_tool(context(input=plain, task_id=uuid4(), user_id="u", db=None),
                              worker=development)  # fmt: skip
     assert done.output["name"] == "calculator"

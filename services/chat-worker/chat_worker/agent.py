@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chat_worker.history import ChildOutcome, chat_context, child_outcomes, load_context
 from chat_worker.memory import remember
+from chat_worker.settings import ChatWorkerSettings
 from chat_worker.streaming import ReplyWriter
 from taskfleet.broker.publisher import new_task
 from taskfleet.core.constants import TERMINAL, TaskType
 from taskfleet.core.errors import PermanentError, RetryableError
-from taskfleet.core.settings import Settings
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
@@ -81,7 +81,7 @@ class AgentState(BaseModel):
 @dataclass(frozen=True)
 class Agent:
     model: ChatModel
-    settings: Settings
+    settings: ChatWorkerSettings
     tools: list[ToolSpec]
 
     @property

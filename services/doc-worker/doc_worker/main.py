@@ -4,8 +4,8 @@ handler and run the kernel's worker."""
 from functools import partial
 
 from doc_worker.handlers import DocConfig, handle_document
+from doc_worker.settings import DocWorkerSettings
 from taskfleet.core.constants import QUEUES, TaskType
-from taskfleet.core.settings import Settings
 from taskfleet.data.blobs import blob_store
 from taskfleet.path.consumer import Handler
 from taskfleet.runtime.kernel import Kernel
@@ -15,9 +15,9 @@ SPEC = QUEUES[TaskType.DOCUMENT]
 
 
 def make_handler(kernel: Kernel) -> Handler:
-    return partial(handle_document, blobs=blob_store(kernel.pool),
-                   config=DocConfig.from_settings(kernel.settings))  # fmt: skip
+    config = DocConfig.from_settings(DocWorkerSettings.of(kernel.settings))
+    return partial(handle_document, blobs=blob_store(kernel.pool), config=config)
 
 
-async def main(settings: Settings, concurrency: int) -> None:
+async def main(settings: DocWorkerSettings, concurrency: int) -> None:
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency)

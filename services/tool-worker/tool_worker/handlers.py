@@ -9,11 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfleet.core.errors import InvalidPayload, RetryableError
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import Settings
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.security.crypto import Keyring, UnknownKey, Unsealable, is_sealed
 from tool_worker.effects import run_once
 from tool_worker.registry import Registry, ToolContext
+from tool_worker.settings import ToolWorkerSettings
 
 log = structlog.get_logger("tool_worker")
 
@@ -36,7 +36,7 @@ class ToolInvocation(BaseModel):
 @dataclass(frozen=True)
 class ToolWorker:
     registry: Registry
-    settings: Settings
+    settings: ToolWorkerSettings
     faults: Faults
 
 

@@ -4,12 +4,12 @@ from functools import partial
 
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.faults import Faults
-from taskfleet.core.settings import Settings
 from taskfleet.path.consumer import Handler
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.worker import run_worker
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.registry import Registry
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 SPEC = QUEUES[TaskType.TOOL]
@@ -17,12 +17,13 @@ SPEC = QUEUES[TaskType.TOOL]
 
 def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
     """`registry` defaults to the built-in tools (tests add their own)."""
+    settings = ToolWorkerSettings.of(kernel.settings)
     worker = ToolWorker(
-        registry=registry or default_registry(kernel.settings),
-        settings=kernel.settings, faults=Faults.parse(kernel.settings.faults),
+        registry=registry or default_registry(settings),
+        settings=settings, faults=Faults.parse(settings.faults),
     )  # fmt: skip
     return partial(handle_tool, worker=worker)
 
 
-async def main(settings: Settings, concurrency: int) -> None:
+async def main(settings: ToolWorkerSettings, concurrency: int) -> None:
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency)
