@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak lint format mypy check all clean
+.PHONY: install run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak lint format mypy check all clean settings-doc
 .PHONY: compose-up compose-down
 
 install: $(STAMP)
@@ -59,6 +59,9 @@ mypy: install
 	$(BIN)/mypy shared/taskfleet cli/taskfleet_cli services/*/*/
 
 check: lint mypy
+
+settings-doc: install  ## docs/configuration.md from the settings' field descriptions
+	$(BIN)/python -m taskfleet_cli.settings_doc
 
 compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operations.md)
 	docker compose -f deploy/docker-compose.yml up -d --build

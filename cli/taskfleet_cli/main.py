@@ -10,8 +10,9 @@ from typing import Any
 from taskfleet.core.constants import Status
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
-from taskfleet.core.settings import Settings, load_settings
+from taskfleet.core.settings import Settings
 from taskfleet.security.auth import SCOPES, AuthError, parse_ttl, token_for, verify_token
+from taskfleet_cli.configs import settings_class
 
 # Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
 # one of each.
@@ -47,8 +48,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from fleet_api.main import main as api_main
+    from fleet_api.settings import ApiSettings
 
-    run_async(api_main(settings, args.host or settings.api_host, args.port or settings.api_port))
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    run_async(api_main(ApiSettings.of(settings), host, port))
     return 0
 
 
@@ -275,7 +278,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = settings_class(args).load()
         configure_logging(settings.log_format, settings.log_level)
         code = COMMANDS[args.command](settings, args)
     except ConfigError as exc:

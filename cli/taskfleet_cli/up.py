@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 import structlog
 
+from fleet_api.settings import ApiSettings
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import RestartBackoff
 from taskfleet.runtime import registry
@@ -175,7 +176,7 @@ def welcome_text(settings: Settings, secret: str) -> str:
     token = issue_token(secret, "demo", ttl_s=86400, issuer=settings.jwt_issuer,
                         audience=settings.jwt_audience)  # fmt: skip
     base = api_base(settings)
-    port = settings.api_metrics_port  # 0: a free port the API logs; no link to guess
+    port = ApiSettings.of(settings).api_metrics_port  # 0: a free port the API logs; no link
     metrics = f"  http://127.0.0.1:{port}/metrics" if port else ""
     return (
         f"taskfleet is up: API on {base}\n"

@@ -14,7 +14,7 @@ from taskfleet.path.consumer import Consumer, Handler
 from taskfleet.runtime.health import add_health_routes, add_metrics_route, database_check, serve
 from taskfleet.runtime.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.runtime.memguard import MemoryGuard
-from taskfleet.store.tasks import Preload
+from taskfleet.store.records import Preload
 
 log = structlog.get_logger("taskfleet.worker")
 

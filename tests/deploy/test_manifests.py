@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import kubernetes_validate
@@ -24,12 +24,14 @@ import pytest
 import yaml
 from aiohttp import web
 
+from fleet_api.settings import ApiSettings
 from taskfleet.core.constants import QUEUE_BY_WORKER, QUEUES
 from taskfleet.core.settings import Settings, load_settings
 from taskfleet.runtime import probe
 from taskfleet.runtime.health import add_health_routes, serve
 from taskfleet.runtime.probe import command_of, health_port
 from taskfleet_cli import main as cli
+from taskfleet_cli.configs import SERVICE_SETTINGS
 
 HERE = Path(__file__).parent
 DEPLOY = HERE.parents[1] / "deploy"
@@ -37,9 +39,12 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 K8S = DEPLOY / "k8s"
 K8S_VERSION = "1.30.0"
 
+# The kernel's and every service's: a container may set any of them.
+EVERY_CLASS = (Settings, *SERVICE_SETTINGS.values())
 SETTINGS = frozenset(
     str(field.validation_alias)
-    for field in Settings.model_fields.values()
+    for cls in EVERY_CLASS
+    for field in cls.model_fields.values()
     if field.validation_alias is not None
 )
 # The only variables set on containers that are not taskfleet's: each image's own.
@@ -77,11 +82,17 @@ def parse_command(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], argp
     return parse
 
 
-def effective_settings(env: dict[str, str]) -> Settings:
-    """The settings a container with `env` runs with (only its own variables)."""
+S = TypeVar("S", bound=Settings)
+
+
+def effective_settings(env: dict[str, str], cls: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """The settings (`cls`) a container with `env` runs with (only its own variables); every
+    value is checked by each class that reads it."""
     unknown = set(env) - SETTINGS
     assert not unknown, f"not taskfleet settings: {sorted(unknown)}"
-    return load_settings(**env)
+    for every in EVERY_CLASS:
+        every.load(**env)
+    return cls.load(**env)
 
 
 def test_the_command_checks_catch_mistakes(
@@ -226,7 +237,7 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         if name == "migrate":
             continue
         if name == "api":
-            port = effective_settings(compose_env(service)).api_metrics_port
+            port = effective_settings(compose_env(service), ApiSettings).api_metrics_port
             assert port != parse_port(service["command"])  # not on the clients' port
         else:
             settings = effective_settings(compose_env(service))
@@ -319,7 +330,7 @@ def test_the_image_is_slim_unprivileged_and_healthchecked(
     assert env["API_HOST"] == "0.0.0.0"
     [(_, exposed)] = [line for line in final if line[0] == "EXPOSE"]
     ports = {int(port) for port in exposed.split()}
-    api_ports = {Settings.model_fields[f].default for f in ("api_port", "api_metrics_port")}
+    api_ports = {ApiSettings.model_fields[f].default for f in ("api_port", "api_metrics_port")}
     assert ports == api_ports | {spec.metrics_port for spec in QUEUES.values()}
 
 
@@ -596,7 +607,8 @@ def test_k8s_deployments_probe_and_stop_gracefully() -> None:
         assert deployment["metadata"]["name"] == name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         # /metrics: with the health routes on a worker; on a port of its own for the API.
-        metrics_port = settings.api_metrics_port if name == "api" else port
+        api = effective_settings(container_env(container), ApiSettings)
+        metrics_port = api.api_metrics_port if name == "api" else port
         assert annotations["prometheus.io/port"] == str(metrics_port), name
         assert metrics_port in ports.values(), name
         # A disruption budget that selects its pods.

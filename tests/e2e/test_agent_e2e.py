@@ -15,7 +15,8 @@ from taskfleet.core.constants import TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
 from taskfleet.security.crypto import Keyring
-from taskfleet.store.tasks import NewTask, TaskStore
+from taskfleet.store.records import NewTask
+from taskfleet.store.tasks import TaskStore
 from tests.conftest import Proc, process_env, wait_for
 from tests.e2e.conftest import wait_task
 from tests.smtp_server import Inbox

@@ -169,7 +169,7 @@ class TestOperatorCommands:
         from taskfleet.runtime.kernel import open_kernel
         from taskfleet.store.pool import create_pool
         from taskfleet.store.quotas import Limits
-        from taskfleet.store.tasks import NewTask
+        from taskfleet.store.records import NewTask
 
         user = f"ops-{os.getpid()}"
         async with open_kernel(settings, name="cli-test", relay=False) as kernel:

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from chat_worker.agent import Agent
 from chat_worker.handlers import handle_chat
+from chat_worker.settings import ChatWorkerSettings
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.data import operations
 from taskfleet.data.toolspecs import tool_specs
@@ -20,8 +21,8 @@ TOOL = QUEUES[TaskType.TOOL]
 
 
 def chat_handler(kernel: Kernel, model: ChatModel | None = None, **overrides: Any) -> Handler:
-    """The chat-worker's handler; `overrides` are Settings fields (max_agent_steps=2...)."""
-    settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
+    """The chat-worker's handler; `overrides` are its settings' fields (max_agent_steps=2...)."""
+    settings = ChatWorkerSettings.of(kernel.settings, **overrides)
     agent = Agent(model=model or ScriptedModel(), settings=settings, tools=tool_specs())
     return partial(handle_chat, agent=agent)
 

@@ -18,7 +18,7 @@ from taskfleet.llm.types import ChatHistory
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.conftest import wait_for
 from tests.integration.agent_helpers import (
     TOOL,
@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     wait_status,
 )
 from tool_worker.registry import RateLimit, Tool, ToolContext
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 
@@ -110,7 +111,7 @@ class TestToolRound:
         async def explode(_: NoArgs, __: ToolContext) -> None:
             raise RuntimeError("the fuse was lit")
 
-        registry = default_registry(kernel.settings)
+        registry = default_registry(ToolWorkerSettings.of(kernel.settings))
         registry.add(
             Tool(
                 name="explode",

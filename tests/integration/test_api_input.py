@@ -16,6 +16,7 @@ from yarl import URL
 from fleet_api.app import create_app
 from fleet_api.errors import error_middleware
 from fleet_api.routes import OPENAPI
+from fleet_api.settings import ApiSettings
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import AUDIENCE, ISSUER, issue_token, verify_token
 from taskfleet.store.revocation import revoke
@@ -80,7 +81,7 @@ class TestChatStreamInput:
     async def test_content_over_the_limit_is_422(
         self, client: TestClient[Any, Any], kernel: Kernel
     ) -> None:
-        long = "y" * (kernel.settings.max_content_chars + 1)
+        long = "y" * (ApiSettings.of(kernel.settings).max_content_chars + 1)
         resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": long},
                                  headers=ALICE)  # fmt: skip
         assert (await error_of(resp, 422))["code"] == "content_too_long"

@@ -12,7 +12,7 @@ from taskfleet.core.errors import StaleClaim
 from taskfleet.core.messages import TaskMessage
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.tasks import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
+from taskfleet.store.records import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
 from taskfleet.store.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message

@@ -15,11 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from camera_worker.handlers import MOTION_EVENT, handle_frame
+from camera_worker.settings import CameraWorkerSettings
 from fleet_api.app import create_app
 from taskfleet.core.constants import EVENTS_EXCHANGE, QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import Scope, issue_token
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.camera_images import bomb_png, frame, truncated_jpeg
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status
@@ -115,7 +116,7 @@ class TestMotion:
         assert newest["frame_id"] == second["output"]["frame_id"]
         assert oldest["motion"] is None  # the camera's first frame: nothing to compare with
         assert oldest["motion_detected"] is False
-        assert newest["motion"] > kernel.settings.camera_motion_threshold
+        assert newest["motion"] > CameraWorkerSettings.of(kernel.settings).camera_motion_threshold
         assert newest["motion_detected"] is True
         assert newest["previous_frame_id"] == oldest["frame_id"]
         assert newest["thumbnail"].startswith("data:image/jpeg;base64,")

@@ -13,6 +13,7 @@ import pytest
 from camera_worker.capture import CameraRefused, CameraUnreachable, fetch_snapshot
 from camera_worker.handlers import handle_frame
 from camera_worker.scheduler import CaptureScheduler
+from camera_worker.settings import CameraWorkerSettings
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
 from tests.camera_server import FakeCamera
@@ -82,7 +83,7 @@ class TestPeriodicCapture:
         self, kernel: Kernel, consume: ConsumerFactory, camera: FakeCamera
     ) -> None:
         # Given a scheduler and a consumer whose captures give up after 0.5 s
-        settings = kernel.settings.model_copy(update={"camera_capture_timeout_s": 0.5})
+        settings = CameraWorkerSettings.of(kernel.settings, camera_capture_timeout_s=0.5)
         fast = dataclasses.replace(kernel, settings=settings)
         await consume(partial(handle_frame, kernel=fast), spec=CAMERA)
         kernel.supervisor.spawn("camera-scheduler", CaptureScheduler(fast).run)

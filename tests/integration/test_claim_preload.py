@@ -4,18 +4,19 @@ same context the handler would read itself under the user's row security."""
 from chat_worker.agent import MEMORY_CONTEXT
 from chat_worker.history import chat_context, load_context
 from chat_worker.main import context_preload
+from chat_worker.settings import ChatWorkerSettings
 from taskfleet.core.messages import TaskMessage
 from taskfleet.data.memories import save_memories
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import Claim, ClaimPolicy
+from taskfleet.store.records import Claim, ClaimPolicy
 from taskfleet.store.tenancy import for_user
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message
 
 
 async def claim(kernel: Kernel, msg: TaskMessage) -> Claim:
-    policy = ClaimPolicy(max_attempts=3, user_limit=0, throttle_s=0.1,
-                         preload=context_preload(kernel.settings))  # fmt: skip
+    preload = context_preload(ChatWorkerSettings.of(kernel.settings))
+    policy = ClaimPolicy(max_attempts=3, user_limit=0, throttle_s=0.1, preload=preload)
     return await kernel.store.claim(msg, redelivered=False, queue=CHAT.name, policy=policy)
 
 
@@ -41,9 +42,10 @@ async def test_the_claim_preloads_the_chat_and_memories_of_the_claimed_rows_user
         {"role": "assistant", "content": "r1"},
     ]
     assert preloaded.memories == ["Likes tea."]
+    history = ChatWorkerSettings.of(kernel.settings).chat_history_messages
     read = await load_context(
         for_user(kernel.pool, user), chat_id="c", user_id=user, task_id=second.task_id,
-        history_limit=kernel.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
+        history_limit=history, memory_limit=MEMORY_CONTEXT,
         keyring=kernel.keyring,
     )  # fmt: skip
     assert read == preloaded

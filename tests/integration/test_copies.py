@@ -18,8 +18,8 @@ from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import Kernel, open_kernel
 from taskfleet.runtime.registry import Registration
 from taskfleet.store import quotas
-from taskfleet.store import tasks as store_module
-from taskfleet.store.tasks import ClaimPolicy, NewTask, Outgoing
+from taskfleet.store import submissions as store_module
+from taskfleet.store.records import ClaimPolicy, NewTask, Outgoing
 from tests.conftest import wait_for
 from tests.integration.agent_helpers import chat_handler, tool_handler
 from tests.integration.api_client import api, new_user, submit

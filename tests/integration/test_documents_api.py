@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
 from fleet_api.documents import UPLOAD_SLOTS
+from fleet_api.settings import ApiSettings
 from fleet_api.spool import SPOOL_MEMORY_BYTES
 from taskfleet.core.settings import Settings
 from taskfleet.runtime.kernel import Kernel
@@ -40,7 +41,7 @@ async def make_client(kernel: Kernel) -> AsyncIterator[Callable[..., Awaitable[C
     async def make(**overrides: Any) -> Client:
         k = kernel
         if overrides:
-            k = dataclasses.replace(kernel, settings=kernel.settings.model_copy(update=overrides))
+            k = dataclasses.replace(kernel, settings=ApiSettings.of(kernel.settings, **overrides))
         client: Client = TestClient(TestServer(create_app(k, publish=no_publish)))
         await client.start_server()
         clients.append(client)

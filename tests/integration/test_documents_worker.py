@@ -24,7 +24,7 @@ from taskfleet.core.messages import TaskMessage
 from taskfleet.data.blobs import blob_store
 from taskfleet.path.consumer import Handler
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.conftest import wait_for
 from tests.doc_fixtures import form, live_parsers, store_document
 from tests.integration.api_client import api, auth, new_user

@@ -4,7 +4,7 @@ import pytest
 
 from taskfleet.core.errors import StaleClaim
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import ClaimPolicy
+from taskfleet.store.records import ClaimPolicy
 from tests.integration.conftest import CHAT, chat_message
 
 POLICY = ClaimPolicy(max_attempts=5, user_limit=0, throttle_s=0.1)

@@ -14,7 +14,7 @@ from taskfleet.core.settings import Settings
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.runtime.kernel import Kernel, open_kernel
 from taskfleet.security.auth import issue_token
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import ConsumerFactory, wait_status
 

@@ -20,7 +20,7 @@ from taskfleet.core.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.core.settings import Settings
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import issue_token
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 from tests.conftest import JWT_SECRET, wait_for
 
 ALICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'alice')}"}

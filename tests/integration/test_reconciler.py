@@ -18,7 +18,7 @@ from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.runtime.reconciler import RECONCILE_LOCK, Reconciler
 from taskfleet.runtime.registry import Registration
-from taskfleet.store.tasks import ClaimPolicy, NewTask
+from taskfleet.store.records import ClaimPolicy, NewTask
 from tests.integration.conftest import CHAT, ConsumerFactory, chat_message, wait_status
 
 AFTER_S = 30.0

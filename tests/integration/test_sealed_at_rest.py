@@ -33,6 +33,7 @@ from tests.integration.api_client import api, auth, new_user
 from tests.integration.conftest import ConsumerFactory, chat_message, publish, wait_status
 from tests.smtp_server import Inbox
 from tool_worker.handlers import ToolWorker, handle_tool
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 
@@ -122,7 +123,7 @@ async def test_a_sensitive_tool_argument_is_in_no_table_and_in_no_queued_message
     assert payload["arguments"]["$sealed"] == 1
 
     # When a tool worker (with the fake SMTP server) runs it and the chat task completes
-    settings = kernel.settings.model_copy(update={"smtp_url": smtp_url})
+    settings = ToolWorkerSettings.of(kernel.settings, smtp_url=smtp_url)
     worker = ToolWorker(registry=default_registry(settings),
                         settings=settings, faults=Faults.parse(""))  # fmt: skip
     await consume(partial(handle_tool, worker=worker), spec=TOOL)

@@ -11,7 +11,7 @@ from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.payloads import CameraPayload, ChatPayload, DocumentPayload, ToolPayload
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.runtime.kernel import Kernel
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 from tests.conftest import wait_for
 from tests.integration.conftest import (
     ConsumerFactory,

@@ -24,7 +24,7 @@ from taskfleet.path.runner import after_commit, interrupted
 from taskfleet.path.settle import Ack
 from taskfleet.path.waiting import Waiting
 from taskfleet.security.fields import Sealer
-from taskfleet.store.tasks import Claim, NewTask
+from taskfleet.store.records import Claim, NewTask
 
 MSG = TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice", chat_id="c1")
 CHILD = NewTask(type=TaskType.TOOL, user_id="alice", input={}, max_attempts=1)

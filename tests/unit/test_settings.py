@@ -1,12 +1,26 @@
-"""taskfleet.core.settings: defaults from DESIGN.md §3 and one-line errors naming the variable."""
+"""taskfleet.core.settings and the services' own: defaults from DESIGN.md §3 and one-line
+errors naming the variable."""
 
 import pytest
 
+from camera_worker.settings import CameraWorkerSettings
+from chat_worker.settings import ChatWorkerSettings
+from doc_worker.settings import DocWorkerSettings
+from fleet_api.settings import ApiSettings
 from taskfleet.core.errors import ConfigError
 from taskfleet.core.settings import Settings, load_settings
+from taskfleet_cli.configs import SERVICE_SETTINGS, settings_class
+from taskfleet_cli.main import build_parser
+from tool_worker.settings import ToolWorkerSettings
 
+EVERY_CLASS = (Settings, *SERVICE_SETTINGS.values())
 ENV_NAMES = sorted(
-    {str(f.validation_alias) for f in Settings.model_fields.values() if f.validation_alias}
+    {
+        str(f.validation_alias)
+        for cls in EVERY_CLASS
+        for f in cls.model_fields.values()
+        if f.validation_alias
+    }
 )
 
 
@@ -112,3 +126,84 @@ def test_a_short_jwt_secret_is_refused_in_one_line_without_its_value(
     assert message.startswith("TASKFLEET_JWT_SECRET: at least 32 characters, got 31")
     assert "\n" not in message
     assert "s3cret" not in message
+
+
+def own_names(cls: type[Settings]) -> set[str]:
+    return {str(f.validation_alias) for n, f in cls.model_fields.items()
+            if n not in Settings.model_fields}  # fmt: skip
+
+
+def test_each_variable_belongs_to_one_class() -> None:
+    owned = [own_names(cls) for cls in SERVICE_SETTINGS.values()]
+    kernel = {str(f.validation_alias) for f in Settings.model_fields.values()}
+    assert all(names for names in owned)
+    assert sum(len(names) for names in owned) == len(set().union(*owned))
+    assert not kernel & set().union(*owned)
+
+
+def test_every_variable_is_described() -> None:
+    for cls in EVERY_CLASS:
+        for name, field in cls.model_fields.items():
+            assert len(field.description or "") > 10, (cls.__name__, name)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "value"),
+    [
+        (ApiSettings, "API_METRICS_PORT", "70000"),
+        (ApiSettings, "DOCUMENT_MAX_UPLOADS", "0"),
+        (ChatWorkerSettings, "MAX_AGENT_STEPS", "0"),
+        (ToolWorkerSettings, "SMTP_URL", "http://mail"),
+        (DocWorkerSettings, "DOC_PARSE_MEMORY_MB", "64"),
+        (CameraWorkerSettings, "CAMERA_SCHEDULER_TICK_S", "1"),
+    ],
+)
+def test_a_bad_service_value_stops_only_that_service_in_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, cls: type[Settings], name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        cls.load()
+    assert str(info.value).startswith(f"{name}: ")
+    assert "\n" not in str(info.value)
+    load_settings()  # the kernel's commands do not read it
+
+
+def test_service_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ApiSettings.load().api_metrics_port == 9100
+    assert ChatWorkerSettings.load().max_agent_steps == 5
+    assert DocWorkerSettings.load().doc_parse_memory_mb == 512
+    assert CameraWorkerSettings.load().camera_scheduler_tick_s == 0.25
+    monkeypatch.setenv("HTTP_GET_ALLOWED_HOSTS", " Example.com, api.example.org ,")
+    monkeypatch.setenv("API_PORT", "9090")
+    tool = ToolWorkerSettings.load()
+    assert tool.http_get_allowed_hosts == ("example.com", "api.example.org")
+    assert tool.api_port == 9090  # the kernel's variables too
+
+
+def test_of_keeps_the_base_values_and_reads_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_CONTENT_CHARS", "77")
+    base = load_settings(api_port=1234, TASKFLEET_NAMESPACE="ns1")
+    api = ApiSettings.of(base, document_max_uploads=2)
+    assert (api.api_port, api.namespace) == (1234, "ns1")
+    assert (api.max_content_chars, api.document_max_uploads) == (77, 2)
+    assert ApiSettings.of(api) is api
+    with pytest.raises(ConfigError, match=r"^DOCUMENT_MAX_UPLOADS: "):
+        ApiSettings.of(base, document_max_uploads=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "cls"),
+    [
+        (["api"], ApiSettings),
+        (["worker", "chat"], ChatWorkerSettings),
+        (["worker", "tool"], ToolWorkerSettings),
+        (["worker", "doc"], DocWorkerSettings),
+        (["worker", "camera"], CameraWorkerSettings),
+        (["migrate"], Settings),
+        (["up"], Settings),
+        (["cleanup"], Settings),
+    ],
+)
+def test_the_command_line_loads_each_commands_class(argv: list[str], cls: type[Settings]) -> None:
+    assert settings_class(build_parser().parse_args(argv)) is cls

@@ -25,7 +25,7 @@ from taskfleet.path.delivery import (
 )
 from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally, Verdict
 from taskfleet.path.settle import Ack, DeadLetter, Requeue, Settlement, Settler
-from taskfleet.store.tasks import Claim
+from taskfleet.store.records import Claim
 
 CHAT = QUEUES[TaskType.CHAT]
 MSG = TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice", chat_id="c1")

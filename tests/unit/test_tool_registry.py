@@ -8,17 +8,17 @@ from uuid import uuid4
 import pytest
 
 from taskfleet.core.errors import PermanentError, RetryableError
-from taskfleet.core.settings import Settings
 from taskfleet.data.toolspecs import CalculatorArgs, ToolArgs
 from tool_worker.registry import RateLimit, Registry, Tool, ToolContext, ToolError
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 from tool_worker.web import host_allowed
 
-CTX = ToolContext(task_id=uuid4(), call_id="c", user_id="u", settings=Settings(), db=None)  # type: ignore[arg-type]
+CTX = ToolContext(task_id=uuid4(), call_id="c", user_id="u", settings=ToolWorkerSettings(), db=None)  # type: ignore[arg-type]
 
 
 def registry() -> Registry:
-    return default_registry(Settings())
+    return default_registry(ToolWorkerSettings())
 
 
 def test_an_unknown_tool_is_permanent_and_names_the_known_ones() -> None:

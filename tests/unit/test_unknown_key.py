@@ -13,16 +13,16 @@ from taskfleet.core.constants import TaskType
 from taskfleet.core.errors import InvalidPayload, PermanentError, RetryableError, TaskError
 from taskfleet.core.faults import Faults
 from taskfleet.core.payloads import ToolPayload
-from taskfleet.core.settings import load_settings
 from taskfleet.path.context import TaskContext
 from taskfleet.security.crypto import Keyring, new_key
 from taskfleet.security.fields import Sealer
 from tool_worker.handlers import ToolWorker, handle_tool
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 OLD, NEW = new_key("old"), new_key("new")
 # A process that has not been given the new key yet
-SETTINGS = load_settings(ENCRYPTION_KEYS=OLD)
+SETTINGS = ToolWorkerSettings.load(ENCRYPTION_KEYS=OLD)
 
 
 def context(**fields: Any) -> TaskContext:
@@ -81,7 +81,7 @@ async def test_tool_arguments_moved_from_another_task_fail_for_good() -> None:
 
 
 async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere() -> None:
-    production = load_settings(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
+    production = ToolWorkerSettings.load(ENCRYPTION_KEYS=OLD, TASKFLEET_ENV="production")
     plain = tool_call({"expression": "2*21"})
     with pytest.raises(InvalidPayload, match=r"^arguments: not sealed"):
         Sealer.from_settings(production).open_payload(TaskType.TOOL, uuid4(), plain)

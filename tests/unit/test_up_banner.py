@@ -3,20 +3,20 @@ that use it, links; framed so that it stands out among the log lines."""
 
 import socket
 
-from taskfleet.core.settings import Settings, load_settings
+from fleet_api.settings import ApiSettings
 from taskfleet.security.auth import TokenVerifier
 from taskfleet_cli.up import RULE, api_base, framed, not_ready, welcome_text
 
 SECRET = "s" * 40
 
 
-def settings(**overrides: object) -> Settings:
+def settings(**overrides: object) -> ApiSettings:
     values: dict[str, object] = {
         "api_host": "127.0.0.1",
         "api_port": 8080,
         "api_metrics_port": 9100,
     }
-    return load_settings(**{**values, **overrides})
+    return ApiSettings.load(**{**values, **overrides})
 
 
 def test_the_banner_gives_a_token_of_this_fleet_and_requests_that_use_it() -> None:

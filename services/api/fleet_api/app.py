@@ -12,7 +12,8 @@ from fleet_api.errors import error_middleware
 from fleet_api.hub import EventHub
 from fleet_api.memories import add_memory_routes
 from fleet_api.openapi import OpenApi
-from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, add_routes
+from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
+from fleet_api.settings import ApiSettings
 from fleet_api.tasks import add_task_routes
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__
@@ -39,6 +40,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
         handler_args={"max_line_size": MAX_REQUEST_LINE},
     )  # fmt: skip
     app[KERNEL] = kernel
+    app[SETTINGS] = ApiSettings.of(kernel.settings)
     app[PUBLISHER] = Publisher(kernel, publish)
     app[DENIED] = DenyList()
     app[TOKENS] = TokenVerifier(

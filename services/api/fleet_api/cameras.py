@@ -30,7 +30,7 @@ from fleet_api.routes import (
 from taskfleet.broker.publisher import new_task
 from taskfleet.core.constants import TaskType
 from taskfleet.core.messages import ID_PATTERN
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 
 CHUNK = 64 * 1024
 MAX_URL_CHARS = 2048

@@ -32,6 +32,7 @@ from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    SETTINGS,
     create_in,
     enforce_quota,
     parse_query,
@@ -43,7 +44,7 @@ from taskfleet.core.constants import TaskType
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.data import documents, operations
 from taskfleet.data.blobs import BlobStore, blob_store
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 
 CHUNK = 64 * 1024
 # What tells a PDF (its header may follow a little junk, as readers allow).
@@ -315,7 +316,7 @@ async def upload_document(request: web.Request) -> web.Response:
     user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
     slots = request.app[UPLOAD_SLOTS]
     if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
-        limit = request.app[KERNEL].settings.document_max_uploads
+        limit = request.app[SETTINGS].document_max_uploads
         raise ApiError(503, "busy", f"this replica is receiving {limit} uploads already;"
                        " retry shortly", headers=RETRY_AFTER)  # fmt: skip
     async with slots:
@@ -329,7 +330,7 @@ async def upload_document(request: web.Request) -> web.Response:
 
 async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> web.Response:
     kernel = request.app[KERNEL]
-    upload = await read_upload(request, kernel.settings.document_max_bytes, spool)
+    upload = await read_upload(request, request.app[SETTINGS].document_max_bytes, spool)
     doc = documents.NewDocument(
         user_id=user_id, title=upload.title or upload.filename or "untitled",
         filename=upload.filename, media_type=upload.media_type, size_bytes=upload.size,
@@ -408,7 +409,7 @@ async def search_documents(request: web.Request) -> web.Response:
 
 def add_document_routes(app: web.Application) -> None:
     api, tags = app[OPENAPI], ("documents",)
-    app[UPLOAD_SLOTS] = asyncio.Semaphore(app[KERNEL].settings.document_max_uploads)
+    app[UPLOAD_SLOTS] = asyncio.Semaphore(app[SETTINGS].document_max_uploads)
     # `file` is declared as text that any client can send and we accept; the full rule (a PDF,
     # or UTF-8 text, read from the bytes) cannot be a JSON schema, so it is the description.
     # (As `format: binary`, a schema-driven client would send arbitrary bytes, rightly 415.)

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from fleet_api.app import create_app
-from taskfleet.core.settings import Settings
+from fleet_api.settings import ApiSettings
 from taskfleet.data.retention import RetentionJob
 from taskfleet.runtime.health import metrics_app, serve
 from taskfleet.runtime.kernel import open_kernel, stop_event_on_signals
@@ -14,7 +14,7 @@ from taskfleet.runtime.kernel import open_kernel, stop_event_on_signals
 log = structlog.get_logger("fleet_api")
 
 
-async def main(settings: Settings, host: str, port: int) -> None:
+async def main(settings: ApiSettings, host: str, port: int) -> None:
     settings.require_jwt_secret()
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:

@@ -19,17 +19,19 @@ from fleet_api.models import (
     ChatStreamRequest,
 )
 from fleet_api.openapi import OpenApi, Operation
+from fleet_api.settings import ApiSettings
 from taskfleet.broker.publisher import Publisher, new_task
 from taskfleet.core.constants import TaskType
 from taskfleet.data import operations
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.tasks import Outgoing, OverQuota
+from taskfleet.store.records import Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")
 
 KERNEL = web.AppKey("kernel", Kernel)
+SETTINGS = web.AppKey("settings", ApiSettings)
 PUBLISHER = web.AppKey("publisher", Publisher)
 OPENAPI = web.AppKey("openapi", OpenApi)
 M = TypeVar("M", bound=BaseModel)
@@ -89,10 +91,11 @@ async def chat_stream(request: web.Request) -> web.Response:
     user_id = body.user_id or who.user_id
     if not who.may_act_for(user_id):
         raise ApiError(403, "forbidden", "a user token may only act for its own user_id")
-    if len(body.content) > kernel.settings.max_content_chars:
+    max_chars = request.app[SETTINGS].max_content_chars
+    if len(body.content) > max_chars:
         raise ApiError(
             422, "content_too_long",
-            f"content is longer than {kernel.settings.max_content_chars} characters",
+            f"content is longer than {max_chars} characters",
         )  # fmt: skip
     new = new_task(
         kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,

@@ -10,6 +10,7 @@ import structlog
 from camera_worker.analysis import analyse
 from camera_worker.capture import fetch_snapshot
 from camera_worker.frames import Frame, FrameStore, SavedAnalysis
+from camera_worker.settings import CameraWorkerSettings
 from taskfleet.handler import CameraPayload, Kernel, PermanentError, TaskContext, TaskResult
 
 log = structlog.get_logger("camera_worker")
@@ -20,14 +21,14 @@ MOTION_EVENT = "camera.motion"
 async def handle_frame(ctx: TaskContext[CameraPayload], *, kernel: Kernel) -> TaskResult:
     """Analyse one frame. A bad image fails at once; a camera that does not answer is retryable
     (captures get CAMERA_CAPTURE_MAX_ATTEMPTS, one by default: the next slot is the retry)."""
-    settings, frames = kernel.settings, FrameStore(ctx.db)
+    settings, frames = CameraWorkerSettings.of(kernel.settings), FrameStore(ctx.db)
     frame = await frames.load(ctx.payload.frame_id, ctx.user_id, ctx.task_id)
     if frame is None:
         raise PermanentError("no such frame for this task and user", code="frame_not_found")
     done = await frames.summary(frame.id)
     if done is not None:  # an earlier attempt stored it and then lost its worker
         return TaskResult(output=done)
-    data = await _frame_bytes(ctx, frame, kernel)
+    data = await _frame_bytes(ctx, frame, settings)
     await ctx.progress(0.4, "analysing")
     # Decoding and numpy are CPU work: a thread keeps this loop (and its heartbeats) responsive.
     analysis = await asyncio.to_thread(
@@ -41,7 +42,7 @@ async def handle_frame(ctx: TaskContext[CameraPayload], *, kernel: Kernel) -> Ta
     return TaskResult(output=saved.summary)
 
 
-async def _frame_bytes(ctx: TaskContext, frame: Frame, kernel: Kernel) -> bytes:
+async def _frame_bytes(ctx: TaskContext, frame: Frame, settings: CameraWorkerSettings) -> bytes:
     if frame.image is not None:
         return frame.image
     if frame.source != "capture":
@@ -51,8 +52,8 @@ async def _frame_bytes(ctx: TaskContext, frame: Frame, kernel: Kernel) -> bytes:
     await ctx.progress(0.1, "capturing")
     return await fetch_snapshot(
         frame.snapshot_url,
-        timeout_s=kernel.settings.camera_capture_timeout_s,
-        max_bytes=kernel.settings.camera_max_frame_bytes,
+        timeout_s=settings.camera_capture_timeout_s,
+        max_bytes=settings.camera_max_frame_bytes,
     )
 
 

@@ -7,8 +7,9 @@ from PIL import Image
 
 from camera_worker.handlers import handle_frame
 from camera_worker.scheduler import CaptureScheduler
+from camera_worker.settings import CameraWorkerSettings
 from taskfleet.core.supervisor import CoroFactory
-from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
 
 SPEC = QUEUES[TaskType.CAMERA]
 
@@ -16,7 +17,7 @@ SPEC = QUEUES[TaskType.CAMERA]
 def make_handler(kernel: Kernel) -> Handler:
     # Pillow's own guard agrees with ours, and its warning (between 1x and 2x the limit) is
     # an error too; analysis.decode checks the pixel count itself as well.
-    Image.MAX_IMAGE_PIXELS = kernel.settings.camera_max_pixels
+    Image.MAX_IMAGE_PIXELS = CameraWorkerSettings.of(kernel.settings).camera_max_pixels
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     return partial(handle_frame, kernel=kernel)
 
@@ -26,5 +27,5 @@ def background(kernel: Kernel) -> list[tuple[str, CoroFactory]]:
     return [("camera-scheduler", CaptureScheduler(kernel).run)]
 
 
-async def main(settings: Settings, concurrency: int) -> None:
+async def main(settings: CameraWorkerSettings, concurrency: int) -> None:
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency, background=background)

@@ -17,17 +17,18 @@ picture taken now would not be a picture of then); while a holder lives, its tic
 """
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import uuid4
 
 import asyncpg
 import structlog
 
+from camera_worker.settings import CameraWorkerSettings
 from taskfleet.broker.publisher import new_task, publish_after_commit
 from taskfleet.handler import Kernel, TaskType
 from taskfleet.store.pool import create_pool
-from taskfleet.store.tasks import Outgoing
+from taskfleet.store.records import Outgoing
 
 log = structlog.get_logger("camera_worker.scheduler")
 
@@ -56,10 +57,14 @@ FOR UPDATE SKIP LOCKED
 @dataclass
 class CaptureScheduler:
     kernel: Kernel
+    settings: CameraWorkerSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = CameraWorkerSettings.of(self.kernel.settings)
 
     async def run(self) -> None:
         """Forever: wait for the lock, schedule while holding it, start over if it is lost."""
-        retry_s = self.kernel.settings.camera_lock_retry_s
+        retry_s = self.settings.camera_lock_retry_s
         while True:
             try:
                 await self._serve()
@@ -70,7 +75,7 @@ class CaptureScheduler:
             await asyncio.sleep(retry_s)
 
     async def _serve(self) -> None:
-        settings = self.kernel.settings
+        settings = self.settings
         # A pool of one, only for its connection setup (JSON codecs, timeouts): the
         # connection is held for the whole leadership, never returned while leading.
         pool = await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
@@ -93,7 +98,7 @@ class CaptureScheduler:
             if not said_standby:
                 log.info("camera_scheduler_standby")
                 said_standby = True
-            await asyncio.sleep(self.kernel.settings.camera_lock_retry_s)
+            await asyncio.sleep(self.settings.camera_lock_retry_s)
 
     async def tick(self, conn: asyncpg.Connection) -> float:
         """Create the capture tasks of every due slot; returns how long to sleep."""
@@ -114,11 +119,11 @@ class CaptureScheduler:
             "SELECT extract(epoch FROM min(next_capture_at) - now()) FROM cameras"
             " WHERE enabled AND snapshot_url IS NOT NULL"
         )
-        tick_s = self.kernel.settings.camera_scheduler_tick_s
+        tick_s = self.settings.camera_scheduler_tick_s
         return tick_s if until_due is None else min(tick_s, max(0.01, float(until_due)))
 
     async def _capture(self, conn: asyncpg.Connection, camera: asyncpg.Record) -> Outgoing | None:
-        settings, user_id, camera_id = self.kernel.settings, camera["user_id"], camera["camera_id"]
+        settings, user_id, camera_id = self.settings, camera["user_id"], camera["camera_id"]
         interval = timedelta(seconds=camera["interval_s"])
         behind: int = camera["behind"]
         slot: datetime = camera["next_capture_at"] + behind * interval

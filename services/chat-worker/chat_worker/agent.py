@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chat_worker.history import chat_context, load_context
 from chat_worker.memory import remember
+from chat_worker.settings import ChatWorkerSettings
 from chat_worker.streaming import ReplyWriter
 from taskfleet.broker.publisher import new_task
 from taskfleet.core.constants import TERMINAL
 from taskfleet.data.children import ChildOutcome, child_outcomes
 from taskfleet.handler import (
     RetryableError,
-    Settings,
     TaskContext,
     TaskResult,
     TaskType,
@@ -33,7 +33,7 @@ from taskfleet.handler import (
 from taskfleet.llm import ChatModel, prompts
 from taskfleet.llm.jsonfix import loads_lenient
 from taskfleet.llm.types import ChatHistory, Message, ToolCall, ToolSpec
-from taskfleet.store.tasks import NewTask
+from taskfleet.store.records import NewTask
 
 log = structlog.get_logger("chat_worker.agent")
 
@@ -78,7 +78,7 @@ class AgentState(BaseModel):
 @dataclass(frozen=True)
 class Agent:
     model: ChatModel
-    settings: Settings
+    settings: ChatWorkerSettings
     tools: list[ToolSpec]
 
     async def run(self, ctx: TaskContext, content: str) -> TaskResult | Waiting:

@@ -5,25 +5,26 @@ from functools import partial
 from chat_worker.agent import MEMORY_CONTEXT, Agent
 from chat_worker.handlers import handle_chat
 from chat_worker.history import CONTEXT_FUNCTION
+from chat_worker.settings import ChatWorkerSettings
 from taskfleet.data.toolspecs import tool_specs
-from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
 from taskfleet.llm import ChatModel, build_model
-from taskfleet.store.tasks import Preload
+from taskfleet.store.records import Preload
 
 SPEC = QUEUES[TaskType.CHAT]
 
 
-def context_preload(settings: Settings) -> Preload:
+def context_preload(settings: ChatWorkerSettings) -> Preload:
     """The chat's context, read by each claim in its own statement (one round trip less)."""
     return Preload(CONTEXT_FUNCTION, (settings.chat_history_messages, MEMORY_CONTEXT))
 
 
 def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
-    agent = Agent(model=model, settings=kernel.settings, tools=tool_specs())
+    agent = Agent(model=model, settings=ChatWorkerSettings.of(kernel.settings), tools=tool_specs())
     return partial(handle_chat, agent=agent)
 
 
-async def main(settings: Settings, concurrency: int) -> None:
+async def main(settings: ChatWorkerSettings, concurrency: int) -> None:
     # Built before the worker, so a bad LLM setting stops the process at start; closed after
     # it, when no handler uses its connections any more.
     model = build_model(settings)

@@ -24,7 +24,8 @@ from typing import Any, cast
 import orjson
 import structlog
 
-from taskfleet.handler import PermanentError, RetryableError, Settings
+from doc_worker.settings import DocWorkerSettings
+from taskfleet.handler import PermanentError, RetryableError
 
 log = structlog.get_logger("doc_worker")
 
@@ -58,7 +59,7 @@ class ParseLimits:
     page_delay_ms: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ParseLimits":
+    def from_settings(cls, settings: DocWorkerSettings) -> "ParseLimits":
         return cls(settings.doc_parse_memory_mb, settings.doc_parse_cpu_s,
                    settings.doc_parse_timeout_s, settings.doc_batch_pages,
                    settings.doc_page_delay_ms)  # fmt: skip

@@ -20,8 +20,9 @@ from doc_worker import index
 from doc_worker.child import PARSER_COMMAND, ParsedPage, ParseLimits, run_parser
 from doc_worker.chunking import chunk_text
 from doc_worker.index import Chunk, StoredDocument
+from doc_worker.settings import DocWorkerSettings
 from taskfleet.data.blobs import BlobStore
-from taskfleet.handler import DocumentPayload, PermanentError, Settings, TaskContext, TaskResult
+from taskfleet.handler import DocumentPayload, PermanentError, TaskContext, TaskResult
 from taskfleet.store.tenancy import Db
 
 log = structlog.get_logger("doc_worker")
@@ -36,7 +37,7 @@ class DocConfig:
     parser: Sequence[str] = PARSER_COMMAND  # tests run a stand-in that misbehaves
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DocConfig":
+    def from_settings(cls, settings: DocWorkerSettings) -> "DocConfig":
         return cls(settings.doc_batch_pages, ParseLimits.from_settings(settings))
 
 

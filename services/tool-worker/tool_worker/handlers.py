@@ -7,9 +7,10 @@ from typing import Any
 import structlog
 
 from taskfleet.core.faults import Faults
-from taskfleet.handler import Settings, TaskContext, TaskResult, ToolPayload
+from taskfleet.handler import TaskContext, TaskResult, ToolPayload
 from tool_worker.effects import run_once
 from tool_worker.registry import Registry, ToolContext
+from tool_worker.settings import ToolWorkerSettings
 
 log = structlog.get_logger("tool_worker")
 
@@ -20,7 +21,7 @@ SETTLE_GRACE_S = 5.0
 @dataclass(frozen=True)
 class ToolWorker:
     registry: Registry
-    settings: Settings
+    settings: ToolWorkerSettings
     faults: Faults
 
 

@@ -3,9 +3,10 @@
 from functools import partial
 
 from taskfleet.core.faults import Faults
-from taskfleet.handler import QUEUES, Handler, Kernel, Settings, TaskType, run_worker
+from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.registry import Registry
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.tools import default_registry
 
 SPEC = QUEUES[TaskType.TOOL]
@@ -13,12 +14,13 @@ SPEC = QUEUES[TaskType.TOOL]
 
 def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
     """`registry` defaults to the built-in tools (tests add their own)."""
+    settings = ToolWorkerSettings.of(kernel.settings)
     worker = ToolWorker(
-        registry=registry or default_registry(kernel.settings),
-        settings=kernel.settings, faults=Faults.parse(kernel.settings.faults),
+        registry=registry or default_registry(settings),
+        settings=settings, faults=Faults.parse(settings.faults),
     )  # fmt: skip
     return partial(handle_tool, worker=worker)
 
 
-async def main(settings: Settings, concurrency: int) -> None:
+async def main(settings: ToolWorkerSettings, concurrency: int) -> None:
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency)

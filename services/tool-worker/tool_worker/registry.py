@@ -18,8 +18,9 @@ import asyncpg
 from pydantic import ValidationError
 
 from taskfleet.data.toolspecs import BY_NAME, ToolArgs
-from taskfleet.handler import PermanentError, RetryableError, Settings, TaskError
+from taskfleet.handler import PermanentError, RetryableError, TaskError
 from taskfleet.store.tenancy import Db
+from tool_worker.settings import ToolWorkerSettings
 
 A = TypeVar("A", bound=ToolArgs)
 
@@ -44,7 +45,7 @@ class ToolContext:
     task_id: UUID
     call_id: str
     user_id: str
-    settings: Settings
+    settings: ToolWorkerSettings
     db: Db  # row security: this user's rows only (TaskContext.db)
 
 

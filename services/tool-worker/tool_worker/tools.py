@@ -7,16 +7,16 @@ from taskfleet.data.toolspecs import (
     SearchDocumentsArgs,
     SendEmailArgs,
 )
-from taskfleet.handler import Settings
 from tool_worker.calculator import calculator
 from tool_worker.clock import current_time
 from tool_worker.docsearch import search_documents
 from tool_worker.mail import SMTP_TIMEOUT_S, send_email
 from tool_worker.registry import RateLimit, Registry, tool
+from tool_worker.settings import ToolWorkerSettings
 from tool_worker.web import http_get
 
 
-def default_registry(settings: Settings) -> Registry:
+def default_registry(settings: ToolWorkerSettings) -> Registry:
     """Rate limits are per process: a fleet of N tool workers allows N times as much."""
     registry = Registry()
     registry.add(tool("calculator", calculator, args=CalculatorArgs, timeout_s=2,

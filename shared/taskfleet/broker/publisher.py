@@ -17,7 +17,8 @@ from taskfleet.core.errors import PublishFailed
 from taskfleet.core.messages import copy_headers
 from taskfleet.core.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
 from taskfleet.core.settings import Settings
-from taskfleet.store.tasks import NewTask, Outgoing, TaskStore
+from taskfleet.store.records import NewTask, Outgoing
+from taskfleet.store.tasks import TaskStore
 
 log = structlog.get_logger("taskfleet.submit")
 

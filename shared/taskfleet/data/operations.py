@@ -16,7 +16,7 @@ from taskfleet.core import events, jsonx
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.crypto import Keyring, Unsealable
-from taskfleet.store.tasks import TASK_COLUMNS
+from taskfleet.store.records import TASK_COLUMNS
 from taskfleet.store.tenancy import Db
 
 # A task with its assistant message (a chat task's reply so far), for snapshots.
@@ -163,7 +163,7 @@ async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> s
     """Run a failed or cancelled task again. Returns missing, conflict or queued."""
     from taskfleet.broker.outbox import task_message
     from taskfleet.broker.publisher import publish_after_commit
-    from taskfleet.store.tasks import Outgoing
+    from taskfleet.store.records import Outgoing
 
     queue = QUEUES[task_type].name
     row = await db.fetchrow(
@@ -186,7 +186,7 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
     the task was queued or retrying."""
     from taskfleet.broker.outbox import task_message
     from taskfleet.broker.publisher import publish_after_commit
-    from taskfleet.store.tasks import Outgoing
+    from taskfleet.store.records import Outgoing
 
     async with db.acquire() as conn:  # one transaction: the task and its next message
         task = await conn.fetchrow(

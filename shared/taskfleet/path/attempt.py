@@ -14,7 +14,8 @@ from taskfleet.core.messages import TaskMessage
 from taskfleet.path.reasons import Interrupt
 from taskfleet.path.stream import AttemptEvents, EventSink
 from taskfleet.security.fields import Sealer
-from taskfleet.store.tasks import Claim, TaskStore
+from taskfleet.store.records import Claim
+from taskfleet.store.tasks import TaskStore
 
 
 @dataclass

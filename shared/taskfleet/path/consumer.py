@@ -34,7 +34,8 @@ from taskfleet.runtime import registry
 from taskfleet.runtime.registry import Registration
 from taskfleet.security.fields import Sealer
 from taskfleet.store.pool import UNAVAILABLE
-from taskfleet.store.tasks import ClaimPolicy, Preload, TaskStore
+from taskfleet.store.records import ClaimPolicy, Preload
+from taskfleet.store.tasks import TaskStore
 
 __all__ = ["Consumer", "Handler"]
 

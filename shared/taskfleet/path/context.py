@@ -14,7 +14,7 @@ from taskfleet.core.errors import TaskCancelled
 from taskfleet.path.attempt import Attempt
 from taskfleet.security.crypto import Keyring
 from taskfleet.store.pool import UNAVAILABLE
-from taskfleet.store.tasks import Written
+from taskfleet.store.records import Written
 from taskfleet.store.tenancy import UserDb, for_user
 
 PROGRESS_INTERVAL_S = 0.25

@@ -18,7 +18,8 @@ from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally, Verdict
 from taskfleet.path.runner import Runner
 from taskfleet.path.settle import Ack, DeadLetter, Requeue, Settlement
 from taskfleet.store.pool import UNAVAILABLE
-from taskfleet.store.tasks import Claim, ClaimPolicy, TaskStore
+from taskfleet.store.records import Claim, ClaimPolicy
+from taskfleet.store.tasks import TaskStore
 
 log = structlog.get_logger("taskfleet.runner")
 

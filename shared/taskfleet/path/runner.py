@@ -28,7 +28,7 @@ from taskfleet.path.reasons import Interrupt, Tally
 from taskfleet.path.settle import Ack, Settlement
 from taskfleet.path.waiting import Waiting, publish_children
 from taskfleet.security.fields import Sealer
-from taskfleet.store.tasks import Claim
+from taskfleet.store.records import Claim
 
 log = structlog.get_logger("taskfleet.runner")
 

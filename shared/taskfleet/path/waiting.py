@@ -16,7 +16,7 @@ from uuid import UUID
 from taskfleet.broker.publisher import Parts, publish_after_commit
 from taskfleet.core.constants import TaskType
 from taskfleet.security.fields import Sealer
-from taskfleet.store.tasks import NewTask, Outgoing
+from taskfleet.store.records import NewTask, Outgoing
 
 
 @dataclass(frozen=True, slots=True)

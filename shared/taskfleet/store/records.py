@@ -1,0 +1,115 @@
+"""The task store's records: what its calls take and answer (taskfleet.store.tasks)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.store import quotas
+
+TASK_COLUMNS = (
+    "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
+    " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
+    " cancel_requested, created_at, started_at, completed_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer of tf_claim. Only a `claimed` verdict may run the handler."""
+
+    verdict: str
+    fence: int
+    attempts: int
+    max_attempts: int
+    checkpoint: Any
+    input: Any
+    user_id: str
+    chat_id: str | None
+    created_at: datetime
+    event_seq: int
+    message_id: UUID | None
+    preloaded: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A fenced write's answer: the task's event_seq and whether a cancel was requested."""
+
+    event_seq: int
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A committed task's message and the outbox row that keeps it until it is published.
+
+    Whoever publishes it forgets that row, by its id: the row of this message and no other
+    (a later one of the same task, a resume say, is another message still to send).
+    """
+
+    message: TaskMessage
+    outbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSubmission:
+    task_id: UUID
+    message_id: UUID
+    created: bool
+    outbox_id: int | None = None
+
+
+class OverQuota(Exception):
+    """The submission is over a quota of its user: nothing was stored."""
+
+    def __init__(self, over: quotas.OverQuota) -> None:
+        super().__init__(over.reason)
+        self.over = over
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to create. `input` becomes the message payload the handler gets."""
+
+    type: TaskType
+    user_id: str
+    input: dict[str, Any]
+    max_attempts: int
+    chat_id: str | None = None
+    parent_id: UUID | None = None
+    idempotency_key: str | None = None
+    task_id: UUID = field(default_factory=uuid4)
+
+    def message(self) -> TaskMessage:
+        return TaskMessage(task_id=self.task_id, type=self.type, user_id=self.user_id,
+                           chat_id=self.chat_id, payload=self.input)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Preload:
+    """What a claim reads for its handler in the same statement: one round trip less.
+
+    `function(user_id, chat_id, task_id, *args)` is a SQL function of the migrations. It is
+    called only for a `claimed` verdict, with the claimed row's own user and chat (never what
+    the message says), and its answer is the handler's `TaskContext.preloaded`.
+    """
+
+    function: str
+    args: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.function.isidentifier():  # it is spliced into the statement
+            raise ValueError(f"not a function name: {self.function!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    max_attempts: int
+    user_limit: int
+    throttle_s: float
+    preload: Preload | None = None
+    holder: UUID | None = None  # the claiming consumer's row in the worker registry
+    deadline_s: float | None = None  # the attempt's deadline, kept on the row
