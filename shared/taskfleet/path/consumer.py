@@ -1,10 +1,9 @@
 """The one message path of every worker: consume → parse → claim → handle → persist → ack.
 
-This module is the consumer: its queue's subscription, the handler loops, pause and resume,
-its registration. A delivery goes to its settlement in taskfleet.path.delivery (an attempt
-runs in path.runner, its outcome commits in path.commit) and is settled in path.settle: a
-message is acknowledged only after its outcome is committed in PostgreSQL (a retry or a dead
-letter is an outbox row of that same transaction, so it is durable before the ack too).
+This module is the consumer: subscription, handler loops, pause and resume, registration. A
+delivery goes to its settlement in path.delivery (it runs in path.runner and commits in
+path.commit) and is settled in path.settle: acknowledged only after its outcome is committed
+(a retry or a dead letter is an outbox row of that same transaction, durable before the ack).
 """
 
 import asyncio
