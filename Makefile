@@ -4,16 +4,31 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak lint format mypy check all clean settings-doc
-.PHONY: compose-up compose-down
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+# Both locks are for CPython 3.11 on Linux (the image's and CI's); regenerate them with `make lock`.
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command 'make lock'
 
-install: $(STAMP)
+.PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
+.PHONY: lint format mypy check all clean compose-up compose-down settings-doc
 
-$(STAMP): pyproject.toml
+help:  ## this list (bare `make` prints it)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP)  ## a .venv with the exact releases of the dev lock, and taskfleet editable
+
+# Exactly what the lock pins, every file checked against its hash; then the project itself,
+# whose dependencies the lock holds already (tests/deploy/test_build.py checks that it does).
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+lock: install  ## pin every dependency, with hashes (requirements/*.txt), after changing pyproject.toml
+	$(LOCK) -o $(RUNTIME_LOCK)
+	$(LOCK) --group dev -o $(DEV_LOCK)
 
 # The deploy tests check the alert rules with promtool; only `make test` needs it.
 $(BIN)/promtool: | $(STAMP)
@@ -25,13 +40,13 @@ run: install  ## migrate, start the development fleet, print a token and an exam
 test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
 	$(BIN)/pytest --cov --cov-report=term --durations=10
 
-test-unit: install
+test-unit: install  ## tests/unit only
 	$(BIN)/pytest tests/unit
 
-test-integration: install
+test-integration: install  ## tests/integration only (RabbitMQ and PostgreSQL)
 	$(BIN)/pytest tests/integration
 
-test-e2e: install
+test-e2e: install  ## tests/e2e only: the fleet's processes end to end
 	$(BIN)/pytest tests/e2e
 
 test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
@@ -51,14 +66,14 @@ lint: install  ## ruff, and the import contracts that keep the layers (pyproject
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-format: install
+format: install  ## rewrite the code in ruff's format, and apply ruff's safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-mypy: install
+mypy: install  ## mypy --strict on the kernel, the command line and the services
 	$(BIN)/mypy shared/taskfleet cli/taskfleet_cli services/*/*/
 
-check: lint mypy
+check: lint mypy  ## lint and mypy: what CI runs before the tests
 
 settings-doc: install  ## docs/configuration.md from the settings' field descriptions
 	$(BIN)/python -m taskfleet_cli.settings_doc
@@ -69,7 +84,7 @@ compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operatio
 compose-down:  ## stop it; the volumes (database, broker, metrics) stay
 	docker compose -f deploy/docker-compose.yml down
 
-all: check test
+all: check test  ## check, then the whole suite
 
-clean:
+clean:  ## remove the venv and the tools' caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,3 +1,6 @@
 """taskfleet: the shared kernel of the fleet (settings, store, broker, runner, outbox)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One source, pyproject.toml: the installed distribution's metadata says which release this is.
+__version__ = version("taskfleet")

@@ -352,8 +352,9 @@ def apt_packages(script: str) -> set[str]:
 
 def test_the_build_context_keeps_what_the_image_needs() -> None:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("**") :][:6] == [
-        "**", "!pyproject.toml", "!README.md", "!shared/", "!services/", "!cli/",
+    assert ignore[ignore.index("**") :][:7] == [
+        "**", "!requirements/runtime.txt", "!pyproject.toml", "!README.md", "!shared/",
+        "!services/", "!cli/",
     ]  # fmt: skip
     copied = {
         source
@@ -361,7 +362,31 @@ def test_the_build_context_keeps_what_the_image_needs() -> None:
         if instruction == "COPY"
         for source in args.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "shared", "services", "cli"}
+    assert copied == {
+        "requirements/runtime.txt", "pyproject.toml", "README.md", "shared", "services", "cli",
+    }  # fmt: skip
+
+
+def test_the_image_installs_the_lock_before_the_sources() -> None:
+    """The locked dependencies in a layer that a change to the sources does not rebuild, and
+    nothing resolved beyond the lock: every pip install checks hashes or installs no deps."""
+    steps = [(i, args) for i, args in dockerfile_stages()[0] if i in ("COPY", "RUN")]
+
+    def first(instruction: str, *words: str) -> int:
+        return next(n for n, (i, args) in enumerate(steps)
+                    if i == instruction and all(w in args.split() for w in words))  # fmt: skip
+
+    copy_lock = first("COPY", "requirements/runtime.txt")
+    install_lock = first("RUN", "--require-hashes", "requirements/runtime.txt")
+    copy_sources = min(first("COPY", source) for source in ("shared", "services", "cli"))
+    install_project = first("RUN", "--no-deps", ".")
+    assert copy_lock < install_lock < copy_sources < install_project
+    assert [s for s in steps[:install_lock] if s[0] == "COPY"] == [steps[copy_lock]]
+    commands = [command.split() for i, args in steps if i == "RUN" for command in args.split("&&")]
+    pip_installs = [words for words in commands if [w.rsplit("/", 1)[-1] for w in words[:2]] == [
+        "pip", "install"]]  # fmt: skip
+    assert len(pip_installs) == 2
+    assert all({"--require-hashes", "--no-deps"} & set(words) for words in pip_installs)
 
 
 @pytest.mark.parametrize(

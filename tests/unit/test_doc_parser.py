@@ -24,7 +24,7 @@ from doc_worker.child import (
     run_parser,
 )
 from doc_worker.parser import DocumentError, PdfDocument, clean, split_text, text_pages
-from fleet_api.documents import TextProbe, sniff
+from fleet_api.document_upload import TextProbe, sniff
 from taskfleet.core.errors import PermanentError
 from tests.pdfs import Stream, build_pdf, memory_bomb_pdf, text_pdf, text_stream
 

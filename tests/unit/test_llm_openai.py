@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from taskfleet.core.metrics import LLM_REQUESTS
-from taskfleet.llm.openai import OpenAIModel, retry_after
+from taskfleet.llm.openai import OpenAIModel
+from taskfleet.llm.openai_errors import retry_after
 from taskfleet.llm.types import (
     LlmRateLimited,
     LlmRejected,

@@ -15,7 +15,6 @@
 """
 
 import asyncio
-import email.utils
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,27 +33,22 @@ from tenacity import (
     wait_random,
 )
 
-from taskfleet.core.metrics import LLM_REQUESTS
-from taskfleet.llm.sse import SseParser, ToolCallAssembler
+from taskfleet.llm.openai_errors import counted, status_error
+from taskfleet.llm.openai_reply import read_reply
 from taskfleet.llm.types import (
     ChatHistory,
-    LlmBadResponse,
     LlmError,
-    LlmRateLimited,
     LlmRejected,
-    LlmServerError,
     LlmTimeout,
     LlmUnavailable,
     StreamItem,
     ToolSpec,
-    without_nul,
 )
 
 log = structlog.get_logger("taskfleet.llm")
 
-# An error body is read for its message only; a JSON reply (no streaming) may be large.
+# An error body is read for its message only.
 ERROR_BODY_CHARS = 500
-MAX_JSON_REPLY_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -105,7 +99,7 @@ class OpenAIModel:
             del body["tools"], body["tool_choice"]
             response = await self._open(orjson.dumps(body), deadline)
         try:
-            async for item in self._read(response, deadline):
+            async for item in read_reply(response, deadline, self.timeout_s):
                 yield item
         finally:
             response.release()
@@ -141,18 +135,18 @@ class OpenAIModel:
     async def _post(self, body: bytes, deadline: float) -> aiohttp.ClientResponse:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _counted(LlmTimeout(f"no reply within LLM_TIMEOUT_S={self.timeout_s:g}s"))
+            raise counted(LlmTimeout(f"no reply within LLM_TIMEOUT_S={self.timeout_s:g}s"))
         try:
             async with asyncio.timeout(remaining):
                 response = await self._http().post(
                     self.url, data=body, headers={"Content-Type": "application/json"}
                 )
         except TimeoutError:
-            raise _counted(
+            raise counted(
                 LlmTimeout(f"no response within LLM_TIMEOUT_S={self.timeout_s:g}s")
             ) from None
         except aiohttp.ClientError as exc:
-            raise _counted(LlmUnavailable(f"cannot reach the LLM: {exc!r}")) from None
+            raise counted(LlmUnavailable(f"cannot reach the LLM: {exc!r}")) from None
         if response.status < 400:
             return response
         try:
@@ -161,7 +155,7 @@ class OpenAIModel:
             detail = ""
         finally:
             response.release()
-        raise _counted(_status_error(response.status, response.headers, detail))
+        raise counted(status_error(response.status, response.headers, detail))
 
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use, inside the worker's event loop; closed by aclose().
@@ -171,147 +165,6 @@ class OpenAIModel:
                 headers=headers, timeout=aiohttp.ClientTimeout(total=None)
             )
         return self._session
-
-    # -- reading the reply --------------------------------------------------------------------
-
-    async def _read(
-        self, response: aiohttp.ClientResponse, deadline: float
-    ) -> AsyncIterator[StreamItem]:
-        try:
-            if response.content_type == "application/json":  # the server ignored `stream`
-                items = self._read_json(response, deadline)
-            else:
-                items = self._read_stream(response, deadline)
-            async for item in items:
-                if cleaned := without_nul(item):  # a delta of NUL alone is no delta
-                    yield cleaned
-        except LlmError as exc:
-            raise _counted(exc) from None
-        except aiohttp.ClientError as exc:
-            raise _counted(LlmUnavailable(f"the LLM's stream broke: {exc!r}")) from None
-        LLM_REQUESTS.labels("ok").inc()
-
-    async def _read_stream(
-        self, response: aiohttp.ClientResponse, deadline: float
-    ) -> AsyncIterator[StreamItem]:
-        parser, calls = SseParser(), ToolCallAssembler()
-        done = finished = False
-        while not done:
-            chunk = await self._within(response.content.readany(), deadline)
-            events = parser.feed(chunk) if chunk else parser.close()
-            for data in events:
-                if data.strip() == "[DONE]":
-                    done = True
-                    break
-                for text in _apply(_event(data), calls):
-                    if text is None:
-                        finished = True
-                    else:
-                        yield text
-            if not chunk:
-                break
-        if not (done or finished):
-            raise LlmBadResponse("the stream ended before the reply did")
-        for call in calls.calls():
-            yield call
-
-    async def _read_json(
-        self, response: aiohttp.ClientResponse, deadline: float
-    ) -> AsyncIterator[StreamItem]:
-        raw = await self._within(response.content.read(MAX_JSON_REPLY_BYTES), deadline)
-        try:
-            choice = orjson.loads(raw)["choices"][0]
-            message = choice["message"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise LlmBadResponse("the reply is not a chat completion") from None
-        calls = ToolCallAssembler()
-        if message.get("tool_calls"):
-            calls.add(message["tool_calls"])
-        if isinstance(message.get("content"), str) and message["content"]:
-            yield message["content"]
-        for call in calls.calls():
-            yield call
-
-    async def _within(self, read: Awaitable[bytes], deadline: float) -> bytes:
-        """One read, bounded by what is left of the call's deadline (a stall fails here).
-
-        The timeout wraps the read only, never a `yield`: a timeout around a yield would
-        cancel whatever the consumer is doing at that moment instead.
-        """
-        remaining = deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
-                return await read
-        except TimeoutError:
-            if asyncio.iscoroutine(read):
-                read.close()
-            raise LlmTimeout(
-                f"the reply did not finish within LLM_TIMEOUT_S={self.timeout_s:g}s"
-            ) from None
-
-
-def _event(data: str) -> dict[str, Any]:
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise LlmBadResponse(f"a stream event is not JSON: {data[:100]!r}") from None
-    if not isinstance(event, dict):
-        raise LlmBadResponse("a stream event is not an object")
-    if "error" in event:  # some servers report a failure inside a 200 stream
-        raise LlmServerError(f"the LLM failed mid-stream: {str(event['error'])[:300]}")
-    return event
-
-
-def _apply(event: dict[str, Any], calls: ToolCallAssembler) -> list[str | None]:
-    """Text deltas of the event's first choice, and None where the choice finished."""
-    out: list[str | None] = []
-    for choice in (event.get("choices") or [])[:1]:
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            out.append(content)
-        if delta.get("tool_calls"):
-            calls.add(delta["tool_calls"])
-        if choice.get("finish_reason"):
-            out.append(None)
-    return out
-
-
-def _status_error(status: int, headers: Any, detail: str) -> Exception:
-    message = f"LLM answered HTTP {status}: {detail}".strip()
-    if status == 429:
-        return LlmRateLimited(message, delay_s=retry_after(headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return LlmServerError(message, delay_s=retry_after(headers.get("Retry-After")))
-    return LlmRejected(message, status=status)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-_OUTCOME_OF = {
-    LlmRateLimited: "rate_limited", LlmServerError: "server_error", LlmTimeout: "timeout",
-    LlmUnavailable: "connection_error", LlmRejected: "rejected", LlmBadResponse: "bad_response",
-}  # fmt: skip
-
-
-def _counted(exc: Exception) -> Exception:
-    LLM_REQUESTS.labels(_OUTCOME_OF.get(type(exc), "bad_response")).inc()
-    return exc
 
 
 def _log_retry(state: RetryCallState) -> None:
