@@ -1,4 +1,5 @@
-"""The one console script, `taskfleet` (DESIGN.md §2). Each command is a small function."""
+"""The one console script, `taskfleet`: each command a small function (its arguments are in
+taskfleet_cli.parser)."""
 
 import argparse
 import asyncio
@@ -7,21 +8,12 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from taskfleet.core.constants import Status
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
 from taskfleet.core.settings import Settings
-from taskfleet.security.auth import SCOPES, AuthError, parse_ttl, token_for, verify_token
+from taskfleet.security.auth import AuthError, parse_ttl, token_for, verify_token
 from taskfleet_cli.configs import settings_class
-
-# Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
-# one of each.
-WORKERS: dict[str, str] = {
-    "chat": "chat_worker.main",
-    "camera": "camera_worker.main",
-    "doc": "doc_worker.main",
-    "tool": "tool_worker.main",
-}
+from taskfleet_cli.parser import WORKERS, build_parser
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -84,8 +76,12 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from taskfleet.store.revocation import revoke_token
 
     try:
-        who = verify_token(settings.require_jwt_secret(), args.token, issuer=settings.jwt_issuer,
-                           audience=settings.jwt_audience)  # fmt: skip
+        who = verify_token(
+            settings.require_jwt_secret(),
+            args.token,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
     except AuthError as exc:
         raise ConfigError(f"token: {exc} (an expired token needs no revoking)") from None
     run_async(revoke_token(settings.database_url, who, args.reason))
@@ -174,85 +170,11 @@ def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {count.line()}")
     left = sum(c.left for c in counts)
     if left:
-        print(f"rotate-key: {left} values left under older keys: keep them in ENCRYPTION_KEYS"
-              " and run it again")  # fmt: skip
+        print(
+            f"rotate-key: {left} values left under older keys: keep them in ENCRYPTION_KEYS"
+            " and run it again"
+        )
     return 0 if left == 0 else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations")
-    migrate.add_argument("--status", action="store_true",
-                         help="list migrations (applied, pending) and function files (current,"
-                         " changed, new) without changing anything")  # fmt: skip
-
-    api = sub.add_parser("api", help="run the HTTP API")
-    api.add_argument("--host")
-    api.add_argument("--port", type=int)
-
-    worker = sub.add_parser("worker", help="run one worker")
-    worker.add_argument("name", choices=sorted(WORKERS))
-    worker.add_argument("--concurrency", type=int, default=8)
-
-    sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
-
-    token = sub.add_parser("token", help="print a signed bearer token")
-    token.add_argument("user")
-    token.add_argument("--scope", choices=SCOPES, default="user")
-    token.add_argument("--ttl", default="1h")
-
-    revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
-    revoke.add_argument("token")
-    revoke.add_argument("--reason", default="")
-
-    submit = sub.add_parser("submit", help="post a chat message through the API")
-    submit.add_argument("text")
-    submit.add_argument("--user", default="demo")
-    submit.add_argument("--chat", default="cli")
-    submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
-    submit.add_argument("--url", help="API base URL (default http://API_HOST:API_PORT)")
-    submit.add_argument("--timeout", type=float, default=120.0)
-
-    tasks = sub.add_parser("tasks", help="list tasks, newest first")
-    tasks.add_argument("--user")
-    tasks.add_argument("--status", choices=[s.value for s in Status])
-    tasks.add_argument("--limit", type=int, default=50)
-
-    task = sub.add_parser("task", help="show one task as JSON")
-    task.add_argument("id")
-
-    sub.add_parser("queues", help="queue depths, consumers, dead letters")
-    workers = sub.add_parser("workers", help="worker processes: live, lost (tasks at risk)")
-    workers.add_argument("--all", action="store_true", help="stopped workers too")
-
-    dlq = sub.add_parser("dlq", help="operate a dead-letter queue")
-    dlq.add_argument("action", choices=["list", "replay", "purge"])
-    dlq.add_argument(
-        "queue", help="chat_tasks, tool_executions, document_processing, camera_analysis"
-    )
-    dlq.add_argument("--limit", type=int, default=100)
-
-    bench = sub.add_parser("bench", help="workload W1 against a running fleet: one JSON line")
-    bench.add_argument("--n", type=int, default=3000)
-    bench.add_argument("--via", choices=["amqp", "api"], default="amqp")
-    bench.add_argument("--url", help="API base URL for --via api")
-    bench.add_argument("--timeout", type=float, default=600.0)
-    bench.add_argument("--watch", action="store_true",
-                       help="keep an all-users WebSocket open on the API for the run and count"
-                       " the events it receives (the cost of a live listener)")  # fmt: skip
-
-    cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
-    cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
-    cleanup.add_argument("--batch-size", type=int, default=500)
-
-    keygen = sub.add_parser("keygen", help="print a new kid:key entry for ENCRYPTION_KEYS")
-    keygen.add_argument("kid", nargs="?", default="k1", help="the key id (default k1)")
-
-    rotate = sub.add_parser("rotate-key", help="re-seal values of older keys under the first")
-    rotate.add_argument("--batch-size", type=int, default=500)
-    return parser
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -6,15 +6,25 @@ for any user with `?user_id=`.
 """
 
 import base64
-from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleet_api.auth import acting_for
+from fleet_api.camera_models import (
+    CAMERA_COLUMNS,
+    CHUNK,
+    MAGIC,
+    AnalysesQuery,
+    Analysis,
+    AnalysisPage,
+    Camera,
+    CameraSettings,
+    FrameAccepted,
+    OwnerQuery,
+)
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
@@ -29,104 +39,7 @@ from fleet_api.routes import (
 )
 from taskfleet.broker.publisher import new_task
 from taskfleet.core.constants import TaskType
-from taskfleet.core.messages import ID_PATTERN
 from taskfleet.store.records import Outgoing
-
-CHUNK = 64 * 1024
-MAX_URL_CHARS = 2048
-# http(s), a host, then printable ASCII: anything else is refused here, not at capture time.
-URL_PATTERN = r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+([/?#][!-~]*)?$"
-# Identified by their first bytes, never by the Content-Type a client claims.
-MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
-
-CAMERA_COLUMNS = (
-    "camera_id, user_id, snapshot_url, interval_s, enabled, motion_threshold, next_capture_at,"
-    " created_at, updated_at"
-)
-
-
-class CameraSettings(BaseModel):
-    """`PUT /api/cameras/{camera_id}`: the whole configuration of periodic capture."""
-
-    # "enabled needs a snapshot_url", said in the schema too, so that it tells the whole truth.
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "if": {"properties": {"enabled": {"const": True}}},
-            "then": {
-                "required": ["snapshot_url"],
-                "properties": {"snapshot_url": {"type": "string"}},
-            },
-        },
-    )
-
-    snapshot_url: str | None = Field(
-        None, max_length=MAX_URL_CHARS, pattern=URL_PATTERN,
-        description="Absolute http(s) URL answering a JPEG or PNG.",
-    )  # fmt: skip
-    interval_s: int = Field(60, ge=1, le=86400, description="Seconds between two captures.")
-    enabled: bool = Field(True, description="Capture periodically (needs snapshot_url).")
-    motion_threshold: float | None = Field(
-        None, ge=0, le=1, description="Fraction of the frame that must change to be motion."
-    )
-
-    @model_validator(mode="after")
-    def _enabled_needs_url(self) -> "CameraSettings":
-        if self.enabled and self.snapshot_url is None:
-            raise ValueError("enabled needs a snapshot_url")
-        return self
-
-
-class OwnerQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
-
-
-class AnalysesQuery(OwnerQuery):
-    limit: int = Field(20, ge=1, le=100)
-
-
-class FrameAccepted(BaseModel):
-    frame_id: UUID
-    task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
-
-
-class Camera(BaseModel):
-    camera_id: str
-    user_id: str
-    snapshot_url: str | None
-    interval_s: int
-    enabled: bool
-    motion_threshold: float | None = Field(description="null: the CAMERA_MOTION_THRESHOLD.")
-    next_capture_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class Analysis(BaseModel):
-    frame_id: UUID
-    task_id: UUID
-    source: str = Field(description="`upload` or `capture`.")
-    slot_at: datetime | None = Field(description="The capture slot of a captured frame.")
-    received_at: datetime
-    analysed_at: datetime
-    width: int
-    height: int
-    format: str
-    brightness: float = Field(description="Mean grey level, 0 (black) to 1 (white).")
-    sharpness: float = Field(description="Variance of the Laplacian; higher is sharper.")
-    motion: float | None = Field(
-        description="Fraction of the frame changed since the previous analysed frame."
-    )
-    motion_detected: bool
-    previous_frame_id: UUID | None
-    thumbnail: str = Field(description="A small JPEG as a data: URL.")
-
-
-class AnalysisPage(BaseModel):
-    camera_id: str
-    analyses: list[Analysis] = Field(description="Newest frame first.")
 
 
 def camera_id_param(request: web.Request) -> str:
@@ -164,28 +77,40 @@ async def upload_frame(request: web.Request) -> web.Response:
     image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
     frame_id = uuid4()
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
-    new = new_task(kernel.settings, type=TaskType.CAMERA, user_id=user_id,
-                   input={"frame_id": str(frame_id), "camera_id": camera_id})  # fmt: skip
+    new = new_task(
+        kernel.settings,
+        type=TaskType.CAMERA,
+        user_id=user_id,
+        input={"frame_id": str(frame_id), "camera_id": camera_id},
+    )
 
     async def write(conn: asyncpg.Connection) -> Outgoing | None:
         # Sending frames is enough to have a camera; PUT adds periodic capture to it.
         await conn.execute(
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            user_id, camera_id,
-        )  # fmt: skip
+            user_id,
+            camera_id,
+        )
         outgoing = await kernel.store.insert_task(
             conn, new, relay_grace_s=kernel.settings.outbox_grace_s
         )
         await conn.execute(
             "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source, content_type,"
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
-            frame_id, user_id, camera_id, new.task_id, content_type, image,
-        )  # fmt: skip
+            frame_id,
+            user_id,
+            camera_id,
+            new.task_id,
+            content_type,
+            image,
+        )
         return outgoing
 
-    outgoing = await create_in(user_db(request, user_id), write,
-                               f"look for it in GET /api/cameras/{camera_id}/analyses before"
-                               " sending it again")  # fmt: skip
+    outgoing = await create_in(
+        user_db(request, user_id),
+        write,
+        f"look for it in GET /api/cameras/{camera_id}/analyses before sending it again",
+    )
     if outgoing is not None:  # None only for an idempotent repeat, which these never are
         await request.app[PUBLISHER].send(outgoing)
     accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
@@ -211,9 +136,13 @@ async def put_camera(request: web.Request) -> web.Response:
         "    AND c.interval_s = excluded.interval_s THEN c.next_capture_at"
         "   ELSE now() END"
         f" RETURNING {CAMERA_COLUMNS}",
-        user_id, camera_id, body.snapshot_url, body.interval_s, body.enabled,
+        user_id,
+        camera_id,
+        body.snapshot_url,
+        body.interval_s,
+        body.enabled,
         body.motion_threshold,
-    )  # fmt: skip
+    )
     return json_response(Camera.model_validate(dict(row)).model_dump(mode="json"))
 
 
@@ -222,8 +151,9 @@ async def get_camera(request: web.Request) -> web.Response:
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
     row = await user_db(request, user_id).fetchrow(
         f"SELECT {CAMERA_COLUMNS} FROM cameras WHERE user_id = $1 AND camera_id = $2",
-        user_id, camera_id,
-    )  # fmt: skip
+        user_id,
+        camera_id,
+    )
     if row is None:
         raise not_found("camera not found")
     return json_response(Camera.model_validate(dict(row)).model_dump(mode="json"))
@@ -246,8 +176,10 @@ async def list_analyses(request: web.Request) -> web.Response:
             " a.motion_detected, a.previous_frame_id, a.thumbnail"
             " FROM camera_analyses a JOIN camera_frames f ON f.id = a.frame_id"
             " WHERE a.user_id = $1 AND a.camera_id = $2 ORDER BY a.frame_seq DESC LIMIT $3",
-            user_id, camera_id, query.limit,
-        )  # fmt: skip
+            user_id,
+            camera_id,
+            query.limit,
+        )
     page = AnalysisPage(camera_id=camera_id, analyses=[_analysis(r) for r in rows])
     return json_response(page.model_dump(mode="json"))
 
@@ -261,16 +193,56 @@ def _analysis(row: Any) -> Analysis:
 def add_camera_routes(app: web.Application) -> None:
     api, tags = app[OPENAPI], ("cameras",)
     image = {"type": "string", "format": "binary"}
-    api.add(app, Operation("POST", "/api/cameras/{camera_id}/frames", upload_frame,
-                           "Upload a frame (JPEG or PNG body) for analysis", FrameAccepted, 202,
-                           query=OwnerQuery, errors=(401, 403, 413, 415, 422, 429, 503), tags=tags,
-                           raw_body={"image/jpeg": image, "image/png": image}))  # fmt: skip
-    api.add(app, Operation("PUT", "/api/cameras/{camera_id}", put_camera,
-                           "Configure periodic capture", Camera, body=CameraSettings,
-                           query=OwnerQuery, errors=(400, 401, 403, 413, 422, 503),
-                           tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/cameras/{camera_id}", get_camera, "A camera",
-                           Camera, query=OwnerQuery, tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/cameras/{camera_id}/analyses", list_analyses,
-                           "A camera's analyses, newest first", AnalysisPage,
-                           query=AnalysesQuery, tags=tags))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/cameras/{camera_id}/frames",
+            upload_frame,
+            "Upload a frame (JPEG or PNG body) for analysis",
+            FrameAccepted,
+            202,
+            query=OwnerQuery,
+            errors=(401, 403, 413, 415, 422, 429, 503),
+            tags=tags,
+            raw_body={"image/jpeg": image, "image/png": image},
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "PUT",
+            "/api/cameras/{camera_id}",
+            put_camera,
+            "Configure periodic capture",
+            Camera,
+            body=CameraSettings,
+            query=OwnerQuery,
+            errors=(400, 401, 403, 413, 422, 503),
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/cameras/{camera_id}",
+            get_camera,
+            "A camera",
+            Camera,
+            query=OwnerQuery,
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/cameras/{camera_id}/analyses",
+            list_analyses,
+            "A camera's analyses, newest first",
+            AnalysisPage,
+            query=AnalysesQuery,
+            tags=tags,
+        ),
+    )

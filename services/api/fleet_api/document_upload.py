@@ -82,53 +82,69 @@ def sniff(head: bytes, is_text: bool, filename: str | None, declared: str | None
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"a document may be at most {limit} bytes",
-                    {"max_bytes": limit})  # fmt: skip
+    return ApiError(
+        413, "too_large", f"a document may be at most {limit} bytes", {"max_bytes": limit}
+    )
 
 
 async def read_upload(request: web.Request, limit: int, spool: Spool) -> Upload:
     """The form's fields; the file's bytes go to `spool` as they arrive."""
     if request.content_type != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type",
-                       "send multipart/form-data with a `file` field")  # fmt: skip
+        raise ApiError(
+            415, "unsupported_media_type", "send multipart/form-data with a `file` field"
+        )
     if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
         raise too_large(limit)
-    fields: dict[str, str] = {}
-    file: FilePart | None = None
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(422, "invalid_request", "nested multipart is not supported")
-            if part.name == "file" and file is None:
-                file = await _read_file(part, limit, spool)
-            elif part.name == "title" and part.name not in fields:
-                fields[part.name] = await _read_field(part)
-            else:
-                where = [{"loc": ["body", part.name], "msg": "unexpected or repeated"}]
-                raise ApiError(
-                    422, "invalid_request", f"unexpected form field {part.name!r}", where
-                )
+        fields, file = await _read_parts(request, limit, spool)
     except (ValueError, HttpProcessingError) as exc:  # aiohttp: a malformed multipart body
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ApiError(400, "bad_multipart", f"malformed multipart body: {reason}") from None
     if file is None:
-        raise ApiError(422, "invalid_request", "the `file` field is required",
-                       [{"loc": ["body", "file"], "msg": "Field required"}])  # fmt: skip
+        raise ApiError(
+            422,
+            "invalid_request",
+            "the `file` field is required",
+            [{"loc": ["body", "file"], "msg": "Field required"}],
+        )
     if not file.size:
         raise ApiError(422, "empty_file", "the file is empty")
     media_type = sniff(file.head, file.is_text, file.filename, file.declared_type)
     if media_type is None:
-        raise ApiError(415, "unsupported_media_type",
-                       "a document must be a PDF or UTF-8 plain text or Markdown",
-                       {"supported": list(documents.MEDIA_TYPES)})  # fmt: skip
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "a document must be a PDF or UTF-8 plain text or Markdown",
+            {"supported": list(documents.MEDIA_TYPES)},
+        )
     try:
         form = UploadFields.model_validate(fields)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise ApiError(422, "invalid_request", "form fields do not fit the schema",
-                       details) from None  # fmt: skip
+        raise ApiError(
+            422, "invalid_request", "form fields do not fit the schema", details
+        ) from None
     return Upload(file.size, file.sha256, media_type, file.filename, _printable(form.title))
+
+
+async def _read_parts(
+    request: web.Request, limit: int, spool: Spool
+) -> tuple[dict[str, str], FilePart | None]:
+    """The form's text fields, and its file (streamed to `spool`) if it had one."""
+    fields: dict[str, str] = {}
+    file: FilePart | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ApiError(422, "invalid_request", "nested multipart is not supported")
+        if part.name == "file" and file is None:
+            file = await _read_file(part, limit, spool)
+        elif part.name == "title" and part.name not in fields:
+            fields[part.name] = await _read_field(part)
+        else:
+            where = [{"loc": ["body", part.name], "msg": "unexpected or repeated"}]
+            raise ApiError(422, "invalid_request", f"unexpected form field {part.name!r}", where)
+    return fields, file
 
 
 async def _read_file(part: BodyPartReader, limit: int, spool: Spool) -> FilePart:
@@ -142,8 +158,14 @@ async def _read_file(part: BodyPartReader, limit: int, spool: Spool) -> FilePart
         probe.feed(chunk)
         await spool.write(chunk)
     probe.feed(b"", final=True)
-    return FilePart(head, spool.size, digest.hexdigest(), _clean_filename(part.filename),
-                    part.headers.get("Content-Type"), probe.ok)  # fmt: skip
+    return FilePart(
+        head,
+        spool.size,
+        digest.hexdigest(),
+        _clean_filename(part.filename),
+        part.headers.get("Content-Type"),
+        probe.ok,
+    )
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -19,13 +19,14 @@ from taskfleet.broker.connection import Broker
 from taskfleet.core.constants import CONTROL_EXCHANGE, QueueSpec, dlq_name
 from taskfleet.core.faults import Faults
 from taskfleet.core.metrics import CONSUMER_PAUSED
-from taskfleet.core.retry import Backoff
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 from taskfleet.path import cancels, outage
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committer
 from taskfleet.path.delivery import Processor
+from taskfleet.path.policy import Busy, backoff, claim_policy
+from taskfleet.path.policy import deadline_s as queue_deadline_s
 from taskfleet.path.reasons import Interrupt, PauseCause, RequeueWhy
 from taskfleet.path.runner import Handler, Runner
 from taskfleet.path.settle import Requeue, Settlement, Settler
@@ -67,31 +68,45 @@ class Consumer:
     _consumer_tag: str | None = None
     _stopping: bool = False
     _pauses: dict[PauseCause, str] = field(default_factory=dict)  # cause -> reason
-    _busy: int = 0  # messages taken from the inbox and not yet settled
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _busy: Busy = field(default_factory=Busy)
 
     def __post_init__(self) -> None:
-        self._idle.set()
         faults = Faults.parse(self.settings.faults)
         self.registration = Registration(
-            worker=self.spec.worker, queue=self.queue, concurrency=self.concurrency,
+            worker=self.spec.worker,
+            queue=self.queue,
+            concurrency=self.concurrency,
             heartbeat_s=self.settings.worker_heartbeat_s,
-        )  # fmt: skip
+        )
         self._settler = Settler(
             self.broker, self.spec.name, self.settings.queue(dlq_name(self.spec.name)), faults
         )
         committer = Committer(
-            self.store, self.spec.name, self.backoff(), self.settings.outbox_grace_s,
+            self.store,
+            self.spec.name,
+            backoff(self.settings, self.spec),
+            self.settings.outbox_grace_s,
             self._database_away,
-        )  # fmt: skip
+        )
         runner = Runner(
-            self, self.spec.name, self.handler, committer, faults, self.deadline_s,
-            self.inflight, Sealer.from_settings(self.settings),
-        )  # fmt: skip
+            self,
+            self.spec.name,
+            self.handler,
+            committer,
+            faults,
+            self.deadline_s,
+            self.inflight,
+            Sealer.from_settings(self.settings),
+        )
         self._processor = Processor(
-            self.spec, self.store, self.broker, runner, self.policy, lambda: self._stopping,
+            self.spec,
+            self.store,
+            self.broker,
+            runner,
+            self.policy,
+            lambda: self._stopping,
             self._database_away,
-        )  # fmt: skip
+        )
 
     @property
     def queue(self) -> str:
@@ -115,33 +130,25 @@ class Consumer:
         return {cause.value: reason for cause, reason in self._pauses.items()}
 
     def policy(self) -> ClaimPolicy:
-        return ClaimPolicy(
-            max_attempts=self.settings.max_attempts or self.spec.max_attempts,
-            user_limit=self.settings.user_concurrency,
-            throttle_s=self.settings.throttle_delay_s,
-            preload=self.preload,
-            holder=self.registration.id,
-            deadline_s=self.deadline_s,
-        )
+        return claim_policy(self.settings, self.spec, self.preload, self.registration.id)
 
     @property
     def deadline_s(self) -> float:
-        return self.settings.task_deadline_s or self.spec.deadline_s
-
-    def backoff(self) -> Backoff:
-        return Backoff(
-            self.settings.retry_base_s or self.spec.retry_base_s,
-            self.settings.retry_max_s or self.spec.retry_max_s,
-        )
+        return queue_deadline_s(self.settings, self.spec)
 
     async def start(self) -> None:
         """Register, subscribe on every (re)connect, start the handler loops and the watchdog."""
         # Claims name this row as their holder: it exists before the first claim.
         await registry.beat(self.store.pool, self.registration, (), {})
-        self.supervisor.spawn(f"{self.spec.worker}-heartbeat", lambda: registry.heartbeat(
-            self.store.pool, self.registration, lambda: list(self.inflight),
-            self.supervisor.running,
-        ))  # fmt: skip
+        self.supervisor.spawn(
+            f"{self.spec.worker}-heartbeat",
+            lambda: registry.heartbeat(
+                self.store.pool,
+                self.registration,
+                lambda: list(self.inflight),
+                self.supervisor.running,
+            ),
+        )
         await self.broker.subscribe(self._subscribe)
         await self.broker.subscribe(self._subscribe_control)
         for i in range(self.concurrency):
@@ -158,30 +165,14 @@ class Consumer:
         await self._cancel_consumer()
         handed_back = await self._hand_back_inbox()
         log.info("consumer_stopping", inflight=len(self.inflight), handed_back=handed_back)
-        if not await self._wait_idle(grace_s):
+        if not await self._busy.wait_idle(grace_s):
             log.warning("grace_expired", inflight=len(self.inflight))
             for attempt in list(self.inflight.values()):
                 attempt.interrupt(Interrupt.SHUTDOWN)
-            await self._wait_idle(10)
+            await self._busy.wait_idle(10)
         await self.supervisor.stop(f"{self.spec.worker}-heartbeat")
         with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             await registry.mark_stopped(self.store.pool, self.registration)
-
-    async def _wait_idle(self, timeout_s: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    def _enter(self) -> None:
-        self._busy += 1
-        self._idle.clear()
-
-    def _leave(self) -> None:
-        self._busy -= 1
-        if not self._busy:
-            self._idle.set()
 
     # -- subscription ------------------------------------------------------------------------
 
@@ -281,16 +272,15 @@ class Consumer:
             if self._stopping or self._pauses:  # arrived after we stopped taking any
                 await self._settler.settle(message, Requeue(RequeueWhy.NOT_TAKING))
                 continue
-            self._enter()  # in flight from here: a stop waits for its claim too
-            try:
-                settlement = await self._process(message)
-                # Shielded: a shutdown must not lose the ack of an outcome just committed.
-                await asyncio.shield(self._settler.settle(message, settlement))
-            except Exception:  # a bug of ours in settling: keep the loop
-                log.exception("settle_failed")
-            finally:
-                self._leave()
-                structlog.contextvars.clear_contextvars()
+            with self._busy.one():  # in flight from here: a stop waits for its claim too
+                try:
+                    settlement = await self._process(message)
+                    # Shielded: a shutdown must not lose the ack of an outcome just committed.
+                    await asyncio.shield(self._settler.settle(message, settlement))
+                except Exception:  # a bug of ours in settling: keep the loop
+                    log.exception("settle_failed")
+                finally:
+                    structlog.contextvars.clear_contextvars()
 
     async def _process(self, message: AbstractIncomingMessage) -> Settlement:
         try:

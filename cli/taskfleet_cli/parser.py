@@ -1,0 +1,99 @@
+"""The arguments of every `taskfleet` command (taskfleet_cli.main runs them)."""
+
+import argparse
+
+from taskfleet.core.constants import Status
+from taskfleet.security.auth import SCOPES
+
+# Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
+# one of each.
+WORKERS: dict[str, str] = {
+    "chat": "chat_worker.main",
+    "camera": "camera_worker.main",
+    "doc": "doc_worker.main",
+    "tool": "tool_worker.main",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskfleet", description="taskfleet: a durable task fleet for AI-agent backends"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    migrate = sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    migrate.add_argument(
+        "--status",
+        action="store_true",
+        help="list migrations (applied, pending) and function files (current,"
+        " changed, new) without changing anything",
+    )
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+
+    worker = sub.add_parser("worker", help="run one worker")
+    worker.add_argument("name", choices=sorted(WORKERS))
+    worker.add_argument("--concurrency", type=int, default=8)
+
+    sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
+
+    token = sub.add_parser("token", help="print a signed bearer token")
+    token.add_argument("user")
+    token.add_argument("--scope", choices=SCOPES, default="user")
+    token.add_argument("--ttl", default="1h")
+
+    revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
+    revoke.add_argument("token")
+    revoke.add_argument("--reason", default="")
+
+    submit = sub.add_parser("submit", help="post a chat message through the API")
+    submit.add_argument("text")
+    submit.add_argument("--user", default="demo")
+    submit.add_argument("--chat", default="cli")
+    submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
+    submit.add_argument("--url", help="API base URL (default http://API_HOST:API_PORT)")
+    submit.add_argument("--timeout", type=float, default=120.0)
+
+    tasks = sub.add_parser("tasks", help="list tasks, newest first")
+    tasks.add_argument("--user")
+    tasks.add_argument("--status", choices=[s.value for s in Status])
+    tasks.add_argument("--limit", type=int, default=50)
+
+    task = sub.add_parser("task", help="show one task as JSON")
+    task.add_argument("id")
+
+    sub.add_parser("queues", help="queue depths, consumers, dead letters")
+    workers = sub.add_parser("workers", help="worker processes: live, lost (tasks at risk)")
+    workers.add_argument("--all", action="store_true", help="stopped workers too")
+
+    dlq = sub.add_parser("dlq", help="operate a dead-letter queue")
+    dlq.add_argument("action", choices=["list", "replay", "purge"])
+    dlq.add_argument(
+        "queue", help="chat_tasks, tool_executions, document_processing, camera_analysis"
+    )
+    dlq.add_argument("--limit", type=int, default=100)
+
+    bench = sub.add_parser("bench", help="workload W1 against a running fleet: one JSON line")
+    bench.add_argument("--n", type=int, default=3000)
+    bench.add_argument("--via", choices=["amqp", "api"], default="amqp")
+    bench.add_argument("--url", help="API base URL for --via api")
+    bench.add_argument("--timeout", type=float, default=600.0)
+    bench.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep an all-users WebSocket open on the API for the run and count"
+        " the events it receives (the cost of a live listener)",
+    )
+
+    cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
+    cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
+    cleanup.add_argument("--batch-size", type=int, default=500)
+
+    keygen = sub.add_parser("keygen", help="print a new kid:key entry for ENCRYPTION_KEYS")
+    keygen.add_argument("kid", nargs="?", default="k1", help="the key id (default k1)")
+
+    rotate = sub.add_parser("rotate-key", help="re-seal values of older keys under the first")
+    rotate.add_argument("--batch-size", type=int, default=500)
+    return parser
