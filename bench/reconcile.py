@@ -147,8 +147,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await delete_namespace(settings)
         await drop_database(dsn)
-    return {"rows": args.rows, "unfinished": args.unfinished, "steady": summary(steady),
-            "lost": args.lost, "repaired": repaired, "repair_ms": round(repair_ms, 1)}  # fmt: skip
+    return {
+        "rows": args.rows,
+        "unfinished": args.unfinished,
+        "steady": summary(steady),
+        "lost": args.lost,
+        "repaired": repaired,
+        "repair_ms": round(repair_ms, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -172,13 +172,13 @@ def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None
     env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
            "TASKFLEET_NAMESPACE": f"bench{tag}", "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2,
            "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip
-    subprocess.run([*cli(env), "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([*cli(env), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     port = 18000 + int(tag[:4], 16) % 1000
     commands = [["api", "--port", str(port)]]
     commands += [["worker", "chat", "--concurrency", str(concurrency)]] * workers
-    procs = [subprocess.Popen([*cli(env), *c], env=env,
-                              stdout=subprocess.DEVNULL) for c in commands]  # fmt: skip
+    procs = [
+        subprocess.Popen([*cli(env), *c], env=env, stdout=subprocess.DEVNULL) for c in commands
+    ]
     fleet = Fleet(env, f"http://127.0.0.1:{port}", procs)
     try:
         wait_ready(fleet.url)
@@ -219,11 +219,24 @@ def profiling(where: Path | None, via: str, procs: list[subprocess.Popen[bytes]]
     where.mkdir(parents=True, exist_ok=True)
     names = ["api"] + [f"worker{i}" for i in range(1, len(procs))]
     spies = [
-        subprocess.Popen(["py-spy", "record", "--format", "raw", "--rate", "200",
-                          "-p", str(p.pid), "-o", str(where / f"{via}-{name}.txt")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "-p",
+                str(p.pid),
+                "-o",
+                str(where / f"{via}-{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for name, p in zip(names, procs, strict=True)
-    ]  # fmt: skip
+    ]
     try:
         yield
     finally:
@@ -233,8 +246,14 @@ def profiling(where: Path | None, via: str, procs: list[subprocess.Popen[bytes]]
             spy.wait(timeout=60)
 
 
-def soak(env: dict[str, str], url: str, ours: dict[int, str], procs: list[subprocess.Popen[bytes]],
-         total: int, watch: bool = False) -> None:  # fmt: skip
+def soak(
+    env: dict[str, str],
+    url: str,
+    ours: dict[int, str],
+    procs: list[subprocess.Popen[bytes]],
+    total: int,
+    watch: bool = False,
+) -> None:
     """Memory across many tasks, submitted through the API so that every process works:
     RSS after the first 2,000, after half of `total` and after `total`. Caches that are
     capped (the hub's replay buffer, a socket's seqs) fill in the first half; flat is the

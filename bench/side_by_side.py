@@ -37,13 +37,19 @@ def cli_module(root: Path) -> str:
 @contextlib.contextmanager
 def worktree(commit: str) -> Iterator[Path]:
     where = Path(tempfile.mkdtemp(prefix="taskfleet-old-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), commit],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), commit],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield where
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
-                       check=False, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+            check=False,
+            capture_output=True,
+        )
 
 
 def main() -> None:
@@ -52,18 +58,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="pairs of rounds")
     parser.add_argument("--via", choices=["amqp", "api"], default="api")
     parser.add_argument("--n", type=int, default=3000)
-    parser.add_argument("--new-workers", type=int, nargs=2, default=[1, 32],
-                        metavar=("PROCESSES", "SLOTS"))  # fmt: skip
-    parser.add_argument("--old-workers", type=int, nargs=2, default=[1, 32],
-                        metavar=("PROCESSES", "SLOTS"))  # fmt: skip
+    parser.add_argument(
+        "--new-workers", type=int, nargs=2, default=[1, 32], metavar=("PROCESSES", "SLOTS")
+    )
+    parser.add_argument(
+        "--old-workers", type=int, nargs=2, default=[1, 32], metavar=("PROCESSES", "SLOTS")
+    )
     parser.add_argument("--watch", action="store_true", help="a WebSocket listens (api)")
     args = parser.parse_args()
 
     results: dict[str, list[tuple[float, float]]] = {"new": [], "old": []}
     with worktree(args.old) as old_root, contextlib.ExitStack() as stack:
         fleets: list[tuple[str, Fleet]] = []
-        for name, root, shape in (("new", ROOT, args.new_workers),
-                                  ("old", old_root, args.old_workers)):  # fmt: skip
+        for name, root, shape in (
+            ("new", ROOT, args.new_workers),
+            ("old", old_root, args.old_workers),
+        ):
             fleet = start_fleet(
                 *shape,
                 extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
@@ -72,19 +82,22 @@ def main() -> None:
             fleets.append((name, fleet))
         for i in range(args.rounds):
             for name, fleet in fleets if i % 2 == 0 else fleets[::-1]:
-                figures = run_bench(fleet.env, args.n, args.via, fleet.url, fleet.ours,
-                                    args.watch)  # fmt: skip
+                figures = run_bench(fleet.env, args.n, args.via, fleet.url, fleet.ours, args.watch)
                 spent = cast(dict[str, float], figures["cpu_s"])
                 cpu = {k: round(v * 1000 / args.n, 2) for k, v in spent.items()}
                 results[name].append((float(str(figures["throughput"])), sum(cpu.values())))
                 print(name, figures["throughput"], figures["p99_ms"], cpu, flush=True)
     ratios = [n[0] / o[0] for n, o in zip(results["new"], results["old"], strict=True)]
-    median = {k: (statistics.median(t for t, _ in v), statistics.median(c for _, c in v))
-              for k, v in results.items()}  # fmt: skip
-    print(f"task/s new {median['new'][0]:.0f} old {median['old'][0]:.0f};"
-          f" new/old by pair {[round(r, 3) for r in ratios]},"
-          f" median {statistics.median(ratios):.3f};"
-          f" CPU ms per task new {median['new'][1]:.2f} old {median['old'][1]:.2f}")  # fmt: skip
+    median = {
+        k: (statistics.median(t for t, _ in v), statistics.median(c for _, c in v))
+        for k, v in results.items()
+    }
+    print(
+        f"task/s new {median['new'][0]:.0f} old {median['old'][0]:.0f};"
+        f" new/old by pair {[round(r, 3) for r in ratios]},"
+        f" median {statistics.median(ratios):.3f};"
+        f" CPU ms per task new {median['new'][1]:.2f} old {median['old'][1]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -140,20 +140,23 @@ async def verdict(dsn: str, traffic: Traffic, wait_s: float) -> dict[str, Any]:
         while time.monotonic() < deadline:
             left = await conn.fetchval(
                 "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status <> ALL($2)",
-                ids, list(TERMINAL),
-            )  # fmt: skip
+                ids,
+                list(TERMINAL),
+            )
             if left == 0:
                 break
             await asyncio.sleep(2)
         rows = await conn.fetch(
             "SELECT t.id, t.status, count(m.id) AS replies, max(m.content) AS reply FROM tasks t"
             " LEFT JOIN messages m ON m.task_id = t.id AND m.role = 'assistant'"
-            " WHERE t.id = ANY($1::uuid[]) GROUP BY t.id", ids,
-        )  # fmt: skip
+            " WHERE t.id = ANY($1::uuid[]) GROUP BY t.id",
+            ids,
+        )
         failed = await conn.fetch(
             "SELECT type, error ->> 'code' AS code, count(*) AS n FROM tasks"
-            " WHERE id = ANY($1::uuid[]) AND status = 'failed' GROUP BY 1, 2", ids,
-        )  # fmt: skip
+            " WHERE id = ANY($1::uuid[]) AND status = 'failed' GROUP BY 1, 2",
+            ids,
+        )
     finally:
         await conn.close()
     found = {str(r["id"]): r for r in rows}

@@ -105,10 +105,18 @@ async def settings(infra: Infra) -> AsyncIterator[Settings]:
     tag = uuid.uuid4().hex[:10]
     dsn = with_database(infra.database_url, f"taskfleet_test_{tag}")
     s = Settings(
-        AMQP_URL=infra.amqp_url, DATABASE_URL=dsn, TASKFLEET_NAMESPACE=f"t{tag}",
-        TASKFLEET_JWT_SECRET=JWT_SECRET, RETRY_BASE_S=0.3, RETRY_MAX_S=5, OUTBOX_GRACE_S=0.5,
-        OUTBOX_POLL_S=0.2, THROTTLE_DELAY_S=0.2, SHUTDOWN_GRACE_S=5, AMQP_HEARTBEAT_S=5,
-    )  # fmt: skip
+        AMQP_URL=infra.amqp_url,
+        DATABASE_URL=dsn,
+        TASKFLEET_NAMESPACE=f"t{tag}",
+        TASKFLEET_JWT_SECRET=JWT_SECRET,
+        RETRY_BASE_S=0.3,
+        RETRY_MAX_S=5,
+        OUTBOX_GRACE_S=0.5,
+        OUTBOX_POLL_S=0.2,
+        THROTTLE_DELAY_S=0.2,
+        SHUTDOWN_GRACE_S=5,
+        AMQP_HEARTBEAT_S=5,
+    )
     await migrate(dsn)
     yield s
     await delete_namespace(s)
@@ -142,12 +150,19 @@ def process_env(settings: Settings, **extra: Any) -> dict[str, str]:
     """The environment of a `taskfleet` child process for this test session."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
     env.update(
-        AMQP_URL=settings.amqp_url, DATABASE_URL=settings.database_url,
-        TASKFLEET_NAMESPACE=settings.namespace, TASKFLEET_JWT_SECRET=JWT_SECRET,
-        RETRY_BASE_S=str(settings.retry_base_s), OUTBOX_GRACE_S=str(settings.outbox_grace_s),
-        OUTBOX_POLL_S=str(settings.outbox_poll_s), METRICS_PORT="0", API_METRICS_PORT="0",
-        LOG_FORMAT="json", AMQP_HEARTBEAT_S="5", PYTHONUNBUFFERED="1",
-    )  # fmt: skip
+        AMQP_URL=settings.amqp_url,
+        DATABASE_URL=settings.database_url,
+        TASKFLEET_NAMESPACE=settings.namespace,
+        TASKFLEET_JWT_SECRET=JWT_SECRET,
+        RETRY_BASE_S=str(settings.retry_base_s),
+        OUTBOX_GRACE_S=str(settings.outbox_grace_s),
+        OUTBOX_POLL_S=str(settings.outbox_poll_s),
+        METRICS_PORT="0",
+        API_METRICS_PORT="0",
+        LOG_FORMAT="json",
+        AMQP_HEARTBEAT_S="5",
+        PYTHONUNBUFFERED="1",
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -56,11 +56,16 @@ async def store_document(
     """Commit a document and its task; the outbox relay of any running process publishes it.
     Returns (document_id, task_id)."""
     doc = documents.NewDocument(
-        user_id=user_id, title=title, filename=None, media_type=media_type,
-        size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-    )  # fmt: skip
-    new = new_task(settings, type=TaskType.DOCUMENT, user_id=user_id,
-                   input={"document_id": str(doc.id)})  # fmt: skip
+        user_id=user_id,
+        title=title,
+        filename=None,
+        media_type=media_type,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    new = new_task(
+        settings, type=TaskType.DOCUMENT, user_id=user_id, input={"document_id": str(doc.id)}
+    )
     async with pool.acquire() as conn, conn.transaction():
         await TaskStore(pool).insert_task(conn, new, relay_grace_s=0)
         await documents.insert_document(conn, blob_store(pool), doc, data, new.task_id)

@@ -16,7 +16,8 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    # aiosmtpd calls its handler's hooks by these names.
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.content
         self.messages.append(content if isinstance(content, bytes) else str(content).encode())
         return "250 OK"

@@ -24,15 +24,22 @@ async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     pool = await create_pool(settings.database_url, size=1)
     try:
         db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
-        page = await operations.list_tasks(db, user_id=args.user, status=args.status,
-                                           limit=args.limit)  # fmt: skip
+        page = await operations.list_tasks(
+            db, user_id=args.user, status=args.status, limit=args.limit
+        )
     finally:
         await pool.close()
     table = Table("id", "type", "user", "status", "progress", "attempts", "created")
     for t in page.tasks:
-        table.add_row(str(t["id"]), t["type"], t["user_id"], t["status"],
-                      f"{t['progress']:.0%}", f"{t['attempts']}/{t['max_attempts']}",
-                      t["created_at"].strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+        table.add_row(
+            str(t["id"]),
+            t["type"],
+            t["user_id"],
+            t["status"],
+            f"{t['progress']:.0%}",
+            f"{t['attempts']}/{t['max_attempts']}",
+            t["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
     return 0
 
@@ -77,9 +84,15 @@ async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
     table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
     for w in found:
         table.add_row(
-            w["worker"], w["status"], w["host"], str(w["pid"]), f"{w['heartbeat_age_s']:.1f}s ago",
-            str(len(w["inflight"])), " ".join(str(t) for t in w["at_risk"]) or "-", str(w["id"]),
-        )  # fmt: skip
+            w["worker"],
+            w["status"],
+            w["host"],
+            str(w["pid"]),
+            f"{w['heartbeat_age_s']:.1f}s ago",
+            str(len(w["inflight"])),
+            " ".join(str(t) for t in w["at_risk"]) or "-",
+            str(w["id"]),
+        )
     console.print(table)
     return 0
 

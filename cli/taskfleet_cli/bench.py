@@ -65,9 +65,12 @@ async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 def _message(run: str, i: int) -> TaskMessage:
     return TaskMessage(
-        task_id=uuid4(), type=TaskType.CHAT, user_id=f"bench-{i % USERS}",
-        chat_id=f"bench-{run}-{i % USERS}", payload={"content": f"message {i} of run {run}"},
-    )  # fmt: skip
+        task_id=uuid4(),
+        type=TaskType.CHAT,
+        user_id=f"bench-{i % USERS}",
+        chat_id=f"bench-{run}-{i % USERS}",
+        payload={"content": f"message {i} of run {run}"},
+    )
 
 
 async def _via_amqp(settings: Settings, run: str, n: int) -> dict[UUID, float]:
@@ -80,11 +83,15 @@ async def _via_amqp(settings: Settings, run: str, n: int) -> dict[UUID, float]:
         async def one(i: int) -> None:
             msg = _message(run, i)
             await channel.default_exchange.publish(
-                aio_pika.Message(msg.dumps(), content_type="application/json",
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                 message_id=str(msg.task_id)),
-                routing_key=queue, mandatory=True,
-            )  # fmt: skip
+                aio_pika.Message(
+                    msg.dumps(),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=str(msg.task_id),
+                ),
+                routing_key=queue,
+                mandatory=True,
+            )
             submitted[msg.task_id] = time.time()
 
         for start in range(0, n, PUBLISH_WINDOW):
@@ -107,9 +114,13 @@ async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dic
             # orjson both ways and no TaskMessage: the client's CPU is counted in the figures.
             while not queue.empty():
                 i = queue.get_nowait()
-                body = orjson.dumps({"chat_id": f"bench-{run}-{i % USERS}",
-                                     "content": f"message {i} of run {run}",
-                                     "user_id": f"bench-{i % USERS}"})  # fmt: skip
+                body = orjson.dumps(
+                    {
+                        "chat_id": f"bench-{run}-{i % USERS}",
+                        "content": f"message {i} of run {run}",
+                        "user_id": f"bench-{i % USERS}",
+                    }
+                )
                 async with http.post("/api/chat/stream", data=body, headers=JSON) as resp:
                     accepted: dict[str, Any] = orjson.loads(await resp.read())
                     if resp.status != 202:
@@ -152,8 +163,9 @@ async def _wait_done(pool: asyncpg.Pool, ids: list[UUID], timeout_s: float) -> N
     while time.monotonic() < deadline:
         done = await pool.fetchval(
             "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = ANY($2::text[])",
-            ids, list(TERMINAL),
-        )  # fmt: skip
+            ids,
+            list(TERMINAL),
+        )
         if done == len(ids):
             return
         await asyncio.sleep(0.2)
@@ -177,8 +189,9 @@ async def _figures(pool: asyncpg.Pool, submitted: dict[UUID, float], via: str) -
         for p in (50, 95, 99):
             figures[f"{prefix}p{p}_ms"] = _pct(latencies, p)
     return figures | {
-        "completed": len(done), "multi_attempt": sum(1 for r in rows if r["attempts"] > 1)
-    }  # fmt: skip
+        "completed": len(done),
+        "multi_attempt": sum(1 for r in rows if r["attempts"] > 1),
+    }
 
 
 def _pct(values: list[float], p: float) -> float | None:

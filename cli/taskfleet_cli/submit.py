@@ -75,8 +75,9 @@ async def follow(
             task = event.get("task") or {}
             status = task.get("status", "")
             stage = task.get("stage") or ""
-            bar.update(row, completed=task.get("progress") or 0.0,
-                       description=f"{status} {stage}".strip())  # fmt: skip
+            bar.update(
+                row, completed=task.get("progress") or 0.0, description=f"{status} {stage}".strip()
+            )
             if status in TERMINAL:
                 reply = (task.get("output") or {}).get("reply") if status == "completed" else None
                 if isinstance(reply, str) and len(reply) > printed:

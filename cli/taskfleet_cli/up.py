@@ -78,9 +78,12 @@ async def _heal(
 
 
 async def _announce_when_ready(
-    settings: Settings, children: list[Child], env: dict[str, str], stop: asyncio.Event,
+    settings: Settings,
+    children: list[Child],
+    env: dict[str, str],
+    stop: asyncio.Event,
     banner: str,
-) -> None:  # fmt: skip
+) -> None:
     """Heal the children while they start; print the banner once all are ready."""
     give_up_at = time.monotonic() + READY_TIMEOUT_S
     pool = await _registry_pool(settings)
@@ -173,8 +176,9 @@ def api_base(settings: Settings) -> str:
 
 def welcome_text(settings: Settings, secret: str) -> str:
     """What to copy: the token, requests that use it, and where to look next."""
-    token = issue_token(secret, "demo", ttl_s=86400, issuer=settings.jwt_issuer,
-                        audience=settings.jwt_audience)  # fmt: skip
+    token = issue_token(
+        secret, "demo", ttl_s=86400, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
     base = api_base(settings)
     port = ApiSettings.of(settings).api_metrics_port  # 0: a free port the API logs; no link
     metrics = f"  http://127.0.0.1:{port}/metrics" if port else ""

@@ -40,25 +40,36 @@ async def run_worker(
     pool_size = max(settings.db_pool_size, concurrency + 4)
     async with open_kernel(settings, name=f"{spec.worker}-worker", pool_size=pool_size) as kernel:
         consumer = Consumer(
-            settings=settings, spec=spec, handler=make_handler(kernel), store=kernel.store,
-            broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
+            settings=settings,
+            spec=spec,
+            handler=make_handler(kernel),
+            store=kernel.store,
+            broker=kernel.broker,
+            supervisor=kernel.supervisor,
+            concurrency=concurrency,
             preload=preload,
-        )  # fmt: skip
+        )
         await consumer.start()
         for name, factory in background(kernel) if background else []:
             kernel.supervisor.spawn(name, factory)
         guard = MemoryGuard(
             soft_bytes=settings.memory_soft_limit_mb << 20,
             hard_bytes=settings.memory_hard_limit_mb << 20,
-            check_s=settings.memory_check_s, pause=consumer.pause, resume=consumer.resume,
-            stop=stop, queue=spec.name,
-        )  # fmt: skip
+            check_s=settings.memory_check_s,
+            pause=consumer.pause,
+            resume=consumer.resume,
+            stop=stop,
+            queue=spec.name,
+        )
         kernel.supervisor.spawn("memory-guard", guard.run)
         db_ok = database_check(kernel.pool)
 
         async def ready() -> dict[str, bool]:
-            return {"database": await db_ok(), "broker": kernel.broker.ready,
-                    "consuming": consumer.consuming}  # fmt: skip
+            return {
+                "database": await db_ok(),
+                "broker": kernel.broker.ready,
+                "consuming": consumer.consuming,
+            }
 
         app = web.Application()
         add_health_routes(app, ready, why=lambda: consumer.pause_reasons)

@@ -46,12 +46,17 @@ class Fleet:
         self.api = self.spawn(["api", "--port", str(self.port)], process_env(self.settings))
         self.chat = [self.start_worker(i) for i in range(self.workers)]
         env = process_env(self.settings, **self.worker_env)
-        self.tool = [self.spawn(["worker", "tool", "--concurrency", "8"], env, name=f"tool-{i}")
-                     for i in range(self.tools)]  # fmt: skip
+        self.tool = [
+            self.spawn(["worker", "tool", "--concurrency", "8"], env, name=f"tool-{i}")
+            for i in range(self.tools)
+        ]
         await wait_for(self._ready, what="the fleet's API", timeout_s=30)
         for proc in [*self.chat, *self.tool]:  # their consumers are up: nothing waits on them
-            await wait_for(lambda p=proc: _true('"worker_started"' in p.output()),
-                           what=f"{proc.name} to start", timeout_s=30)  # fmt: skip
+            await wait_for(
+                lambda p=proc: _true('"worker_started"' in p.output()),
+                what=f"{proc.name} to start",
+                timeout_s=30,
+            )
 
     def start_worker(self, i: int) -> Proc:
         env = process_env(self.settings, **self.worker_env)
@@ -89,9 +94,16 @@ class Submissions:
 
 
 async def submit(
-    fleet: Fleet, n: int, tag: str, *, concurrency: int = 16, pace_s: float = 0.0,
-    deadline_s: float = 120, words: str = "", content: Callable[[str, int], str] | None = None,
-) -> Submissions:  # fmt: skip
+    fleet: Fleet,
+    n: int,
+    tag: str,
+    *,
+    concurrency: int = 16,
+    pace_s: float = 0.0,
+    deadline_s: float = 120,
+    words: str = "",
+    content: Callable[[str, int], str] | None = None,
+) -> Submissions:
     """POST n chat messages (`<tag> message <i><words>`, or `content(tag, i)`); a 503 is
     retried after its Retry-After, as a client would."""
     out = Submissions()
@@ -122,8 +134,11 @@ async def submit(
                                 await asyncio.sleep(float(resp.headers.get("Retry-After", 1)))
                                 continue
                             assert fleet.api is not None
-                            errors = [line for line in fleet.api.output().splitlines()
-                                      if '"unhandled_error"' in line]  # fmt: skip
+                            errors = [
+                                line
+                                for line in fleet.api.output().splitlines()
+                                if '"unhandled_error"' in line
+                            ]
                             raise AssertionError(f"POST answered {resp.status}: {errors[-1:]}")
                     except aiohttp.ClientConnectionError:
                         await asyncio.sleep(0.5)
@@ -155,17 +170,20 @@ def echo(content: str) -> str:
 
 
 async def verify(
-    db: asyncpg.Pool, subs: Submissions, timeout_s: float = 120,
+    db: asyncpg.Pool,
+    subs: Submissions,
+    timeout_s: float = 120,
     expect: Callable[[str], str] = echo,
-) -> Verdict:  # fmt: skip
+) -> Verdict:
     """Wait until every accepted task is terminal, then count what the promise is about."""
     ids = list(subs.accepted)
 
     async def all_terminal() -> bool:
         done = await db.fetchval(
             "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
-            " AND status IN ('completed', 'failed', 'cancelled')", ids,
-        )  # fmt: skip
+            " AND status IN ('completed', 'failed', 'cancelled')",
+            ids,
+        )
         return bool(done == len(ids))
 
     with contextlib.suppress(AssertionError):  # the verdict below says what is missing
@@ -174,8 +192,9 @@ async def verify(
         "SELECT t.id, t.status, t.attempts, count(m.id) AS replies,"
         " max(m.content) AS reply FROM tasks t LEFT JOIN messages m"
         " ON m.task_id = t.id AND m.role = 'assistant'"
-        " WHERE t.id = ANY($1::uuid[]) GROUP BY t.id", ids,
-    )  # fmt: skip
+        " WHERE t.id = ANY($1::uuid[]) GROUP BY t.id",
+        ids,
+    )
     by_id = {r["id"]: r for r in rows}
     completed = [r for r in rows if r["status"] == "completed"]
     return Verdict(
@@ -229,10 +248,13 @@ async def publish_straight(settings: Settings, messages: list[TaskMessage]) -> N
         channel = await connection.channel(publisher_confirms=True)
         for msg in messages:
             await channel.default_exchange.publish(
-                aio_pika.Message(msg.dumps(), message_id=str(msg.task_id),
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                aio_pika.Message(
+                    msg.dumps(),
+                    message_id=str(msg.task_id),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
                 routing_key=settings.queue("chat_tasks"),
-            )  # fmt: skip
+            )
 
 
 async def dead_letters(settings: Settings, queue: str = "chat_tasks") -> int:

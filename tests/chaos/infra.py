@@ -9,8 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 def rabbitmqctl(*args: str, timeout_s: float = 60) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=timeout_s,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=timeout_s, capture_output=True)
 
 
 def port_of(url: str) -> int:
@@ -33,8 +32,9 @@ def cluster_of(database_url: str) -> tuple[str, str]:
     run on a cluster of its own (e.g. `pg_createcluster 15 chaos -p 5433`), so that stopping
     it disturbs nobody else's database."""
     port = str(urlsplit(database_url).port or 5432)
-    listed = subprocess.run(["pg_lsclusters", "--no-header"], check=True, capture_output=True,
-                            text=True).stdout  # fmt: skip
+    listed = subprocess.run(
+        ["pg_lsclusters", "--no-header"], check=True, capture_output=True, text=True
+    ).stdout
     for line in listed.splitlines():
         version, name, cluster_port, *_ = line.split()
         if cluster_port == port:
@@ -47,8 +47,10 @@ def postgres_restart(database_url: str, mode: str) -> None:
     version, name = cluster_of(database_url)
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", mode],
-        check=True, timeout=120, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
 
 
 def postgres(database_url: str, action: str) -> None:
@@ -57,8 +59,10 @@ def postgres(database_url: str, action: str) -> None:
     args = ["-m", "fast"] if action == "stop" else []
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action, *args],
-        check=True, timeout=120, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
 
 
 def can_operate_services() -> str | None:

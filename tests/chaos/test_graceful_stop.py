@@ -23,8 +23,9 @@ async def test_sigterm_lets_in_flight_tasks_finish_within_the_grace(
     settings: Settings, spawn: Callable[..., Proc], db: asyncpg.Pool
 ) -> None:
     # Given one worker busy with 6 replies of about 1.2 s each (12 words, 100 ms a word)
-    fleet = Fleet(settings, spawn, workers=1,
-                  worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 10})  # fmt: skip
+    fleet = Fleet(
+        settings, spawn, workers=1, worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 10}
+    )
     await fleet.start()
     subs = await submit(fleet, 6, "grace", words=" w1 w2 w3 w4 w5 w6 w7 w8 w9")
     await wait_for(lambda: _processing(db, "grace", 6), what="six tasks in flight")
@@ -46,8 +47,9 @@ async def test_past_the_grace_tasks_are_handed_back_and_finished_elsewhere(
     settings: Settings, spawn: Callable[..., Proc], db: asyncpg.Pool
 ) -> None:
     tag, words = "handback", "".join(f" w{i}" for i in range(30))  # about 3 s a reply
-    fleet = Fleet(settings, spawn, workers=1,
-                  worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 0.5})  # fmt: skip
+    fleet = Fleet(
+        settings, spawn, workers=1, worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 0.5}
+    )
     await fleet.start()
     subs = await submit(fleet, 4, tag, words=words)
     await wait_for(lambda: _processing(db, tag, 4), what="four tasks in flight")
@@ -78,15 +80,18 @@ async def test_sigterm_hands_back_what_was_prefetched_at_once_and_burns_no_attem
     # Given a worker with 2 slots busy with slow replies (about 2 s each) and 2 more
     # deliveries prefetched behind them, and a long grace
     tag, words = "prefetch", "".join(f" w{i}" for i in range(20))
-    fleet = Fleet(settings, spawn, workers=1,
-                  worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 30})  # fmt: skip
+    fleet = Fleet(
+        settings, spawn, workers=1, worker_env={"SCRIPTED_DELAY_MS": 100, "SHUTDOWN_GRACE_S": 30}
+    )
     await fleet.start()
     first = fleet.chat[0]
     first.popen.terminate()  # the fleet's own worker: replaced by one with 2 slots
     first.popen.wait(timeout=20)
-    stopping = fleet.spawn(["worker", "chat", "--concurrency", "2"],
-                           process_env(settings, SCRIPTED_DELAY_MS=100, SHUTDOWN_GRACE_S=30),
-                           name="stopping")  # fmt: skip
+    stopping = fleet.spawn(
+        ["worker", "chat", "--concurrency", "2"],
+        process_env(settings, SCRIPTED_DELAY_MS=100, SHUTDOWN_GRACE_S=30),
+        name="stopping",
+    )
     await wait_for(lambda: _true('"worker_started"' in stopping.output()), what="it to start")
     subs = await submit(fleet, 8, tag, words=words)
     await wait_for(lambda: _processing(db, tag, 2), what="two tasks in flight")

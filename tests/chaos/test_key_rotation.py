@@ -87,8 +87,9 @@ class RollingFleet:
         env = process_env(self.settings, ENCRYPTION_KEYS=keys)
         del env["RETRY_BASE_S"]  # the queues' own backoff (see the module's docstring)
         kind = name.split("-")[0]
-        proc = self.spawn(["worker", kind, "--concurrency", "4"], env,
-                          name=f"{name}-{len(self.every)}")  # fmt: skip
+        proc = self.spawn(
+            ["worker", kind, "--concurrency", "4"], env, name=f"{name}-{len(self.every)}"
+        )
         self.every.append(proc)
         self.keys[proc.name] = keys
 
@@ -141,11 +142,17 @@ class Traffic:
             while not self._stop.is_set():
                 i = len(self.sent)
                 msg = TaskMessage(
-                    task_id=uuid4(), type=TaskType.CHAT, user_id=f"rot-{i % 10}",
-                    chat_id=f"rot-{i}", payload={"content": f"calc: {i}*2"},
-                )  # fmt: skip
-                body = aio_pika.Message(msg.dumps(), message_id=str(msg.task_id),
-                                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT)  # fmt: skip
+                    task_id=uuid4(),
+                    type=TaskType.CHAT,
+                    user_id=f"rot-{i % 10}",
+                    chat_id=f"rot-{i}",
+                    payload={"content": f"calc: {i}*2"},
+                )
+                body = aio_pika.Message(
+                    msg.dumps(),
+                    message_id=str(msg.task_id),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
                 await channel.default_exchange.publish(
                     body, routing_key=self.settings.queue("chat_tasks")
                 )
@@ -175,8 +182,9 @@ async def verify(db: asyncpg.Pool, chats: Traffic) -> list[asyncpg.Record]:
     async def all_terminal() -> bool:
         done = await db.fetchval(
             "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
-            " AND status IN ('completed', 'failed', 'cancelled')", ids,
-        )  # fmt: skip
+            " AND status IN ('completed', 'failed', 'cancelled')",
+            ids,
+        )
         return bool(done == len(ids))
 
     await wait_for(all_terminal, timeout_s=120, what="every chat to end")
@@ -188,8 +196,9 @@ async def verify(db: asyncpg.Pool, chats: Traffic) -> list[asyncpg.Record]:
     assert answers == expected
     children = await db.fetch(
         "SELECT status, error, input -> 'arguments' ->> 'kid' AS kid FROM tasks"
-        " WHERE parent_id = ANY($1)", ids,
-    )  # fmt: skip
+        " WHERE parent_id = ANY($1)",
+        ids,
+    )
     assert len(children) == len(ids)
     assert [dict(c) for c in children if c["status"] != "completed"] == []
     return children

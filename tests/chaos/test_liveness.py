@@ -59,13 +59,17 @@ async def test_a_database_outage_loses_nothing_and_dead_letters_nothing(
     try:
         # While it is away, a backend keeps publishing straight to chat_tasks (40 messages
         # over the outage) and clients keep posting to the API (503 + Retry-After, retried)
-        posted = asyncio.ensure_future(submit(fleet, 30, f"api-{outage_s}", concurrency=4,
-                                              deadline_s=outage_s + 120))  # fmt: skip
+        posted = asyncio.ensure_future(
+            submit(fleet, 30, f"api-{outage_s}", concurrency=4, deadline_s=outage_s + 120)
+        )
         for i in range(40):
             msg = TaskMessage(
-                task_id=uuid4(), type=TaskType.CHAT, user_id=f"backend-{i % 7}",
-                chat_id=f"b-{i % 5}", payload={"content": f"straight {i}"},
-            )  # fmt: skip
+                task_id=uuid4(),
+                type=TaskType.CHAT,
+                user_id=f"backend-{i % 7}",
+                chat_id=f"b-{i % 5}",
+                payload={"content": f"straight {i}"},
+            )
             straight.append(msg)
             await publish_straight(settings, [msg])
             await asyncio.sleep(outage_s / 40)
@@ -86,8 +90,14 @@ async def test_a_database_outage_loses_nothing_and_dead_letters_nothing(
         letters = await dead_letters(settings)
     finally:
         await db.close()
-    print(verdict.line(f"database-outage-{outage_s}s", outage_s=round(outage),
-                       statuses=during.statuses, dead_letters=letters))  # fmt: skip
+    print(
+        verdict.line(
+            f"database-outage-{outage_s}s",
+            outage_s=round(outage),
+            statuses=during.statuses,
+            dead_letters=letters,
+        )
+    )
     assert verdict.accepted == 20 + 30 + 40
     assert (verdict.completed, verdict.lost, verdict.failed) == (90, 0, 0)
     assert (verdict.duplicate_replies, verdict.wrong_replies, letters) == (0, 0, 0)
@@ -124,8 +134,11 @@ async def test_postgres_stops_while_chats_wait_on_their_tool_calls(
         subs = await submit(fleet, n, "waits", concurrency=8, content=_calc)
         db = await fresh_pool(settings)
         try:
-            await wait_for(lambda: _all_waiting(db, list(subs.accepted)),
-                           what="every chat waiting on its tool call", timeout_s=60)  # fmt: skip
+            await wait_for(
+                lambda: _all_waiting(db, list(subs.accepted)),
+                what="every chat waiting on its tool call",
+                timeout_s=60,
+            )
         finally:
             await db.close()
         # When PostgreSQL stops, the tool worker wakes to find it away, and it comes back

@@ -71,8 +71,11 @@ async def test_broker_connections_closed_twice_and_the_broker_stopped(
         await fault_task
     verdict = await verify(db, subs, timeout_s=120)
     probe_verdict = await verify(db, probes, timeout_s=30)
-    print(verdict.line("broker-faults", recoveries_s=[round(r, 1) for r in recoveries],
-                       statuses=subs.statuses))  # fmt: skip
+    print(
+        verdict.line(
+            "broker-faults", recoveries_s=[round(r, 1) for r in recoveries], statuses=subs.statuses
+        )
+    )
     assert set(subs.statuses) == {202}  # the API kept accepting through the outage
     assert all(r < 15 for r in recoveries)
     assert (verdict.accepted, verdict.completed) == (n, n)
@@ -104,8 +107,9 @@ async def test_postgres_restarts_mid_run(
         verdict = await verify(db, subs, timeout_s=120)
     finally:
         await db.close()
-    print(verdict.line(f"postgres-{mode}", statuses=subs.statuses,
-                       retry_after=subs.retry_after_seen))  # fmt: skip
+    print(
+        verdict.line(f"postgres-{mode}", statuses=subs.statuses, retry_after=subs.retry_after_seen)
+    )
     assert not [s for s in subs.statuses if s >= 500 and s != 503]
     assert subs.statuses.get(503, 0) == subs.retry_after_seen
     assert (verdict.accepted, verdict.completed) == (n, n)

@@ -25,8 +25,9 @@ async def test_sigkill_a_random_worker_every_2s(
         # Submissions spread over 4 kill intervals at least: a fast fleet must not finish the
         # workload between two kills.
         posters = 16
-        subs = await submit(fleet, n, "kills", concurrency=posters,
-                            pace_s=4 * every_s * posters / n)  # fmt: skip
+        subs = await submit(
+            fleet, n, "kills", concurrency=posters, pace_s=4 * every_s * posters / n
+        )
         verdict = await verify(db, subs, timeout_s=180)
     finally:
         stop.set()

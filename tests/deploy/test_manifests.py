@@ -373,8 +373,11 @@ def test_the_image_installs_the_lock_before_the_sources() -> None:
     steps = [(i, args) for i, args in dockerfile_stages()[0] if i in ("COPY", "RUN")]
 
     def first(instruction: str, *words: str) -> int:
-        return next(n for n, (i, args) in enumerate(steps)
-                    if i == instruction and all(w in args.split() for w in words))  # fmt: skip
+        return next(
+            n
+            for n, (i, args) in enumerate(steps)
+            if i == instruction and all(w in args.split() for w in words)
+        )
 
     copy_lock = first("COPY", "requirements/runtime.txt")
     install_lock = first("RUN", "--require-hashes", "requirements/runtime.txt")
@@ -383,8 +386,11 @@ def test_the_image_installs_the_lock_before_the_sources() -> None:
     assert copy_lock < install_lock < copy_sources < install_project
     assert [s for s in steps[:install_lock] if s[0] == "COPY"] == [steps[copy_lock]]
     commands = [command.split() for i, args in steps if i == "RUN" for command in args.split("&&")]
-    pip_installs = [words for words in commands if [w.rsplit("/", 1)[-1] for w in words[:2]] == [
-        "pip", "install"]]  # fmt: skip
+    pip_installs = [
+        words
+        for words in commands
+        if [w.rsplit("/", 1)[-1] for w in words[:2]] == ["pip", "install"]
+    ]
     assert len(pip_installs) == 2
     assert all({"--require-hashes", "--no-deps"} & set(words) for words in pip_installs)
 
@@ -424,8 +430,9 @@ async def test_the_healthcheck_answers_for_a_live_service(tmp_path: Path) -> Non
     port = runner.addresses[0][1]
     cmdline = tmp_path / "cmdline"
     try:
-        cmdline.write_bytes(b"\0".join([b"tini", b"--", b"taskfleet", b"api", b"--port",
-                                        str(port).encode(), b""]))  # fmt: skip
+        cmdline.write_bytes(
+            b"\0".join([b"tini", b"--", b"taskfleet", b"api", b"--port", str(port).encode(), b""])
+        )
         assert await asyncio.to_thread(probe.main, cmdline) == 0
     finally:
         await runner.cleanup()

@@ -102,10 +102,13 @@ def metric_names(expr: str) -> set[str]:
     def visit(node: Any) -> None:
         if isinstance(node, promql_parser.VectorSelector):
             name = node.name or next(
-                (m.value for m in node.matchers.matchers
-                 if m.name == "__name__" and str(m.op) == "MatchOp.Equal"),
+                (
+                    m.value
+                    for m in node.matchers.matchers
+                    if m.name == "__name__" and str(m.op) == "MatchOp.Equal"
+                ),
                 None,
-            )  # fmt: skip
+            )
             assert name, f"a selector without a fixed metric name in {expr!r}"
             names.add(name)
 
@@ -133,9 +136,10 @@ def unknown_metrics(queries: list[tuple[str, str]], exported: set[str]) -> list[
         f"{where}: {name}"
         for where, expr in queries
         for name in metric_names(expr)
-        if name not in exported and name not in FOREIGN_NAMES
+        if name not in exported
+        and name not in FOREIGN_NAMES
         and not name.startswith(FOREIGN_PREFIXES)
-    )  # fmt: skip
+    )
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -192,8 +196,9 @@ async def test_every_metric_named_is_exported(
     settings: Settings, spawn: Callable[..., Proc]
 ) -> None:
     api_port, worker_port = free_port(), free_port()  # the ports their /metrics are on
-    spawn(["api"], process_env(settings, API_PORT=free_port(), API_METRICS_PORT=api_port),
-          name="api")  # fmt: skip
+    spawn(
+        ["api"], process_env(settings, API_PORT=free_port(), API_METRICS_PORT=api_port), name="api"
+    )
     spawn(["worker", "chat"], process_env(settings, METRICS_PORT=worker_port), name="chat")
 
     async def scrape(port: int) -> str | None:

@@ -34,8 +34,9 @@ async def test_sigterm_closes_every_websocket_with_1001_and_the_api_exits_prompt
     user = issue_token(JWT_SECRET, "listener")
     service = issue_token(JWT_SECRET, "backend", scope="service")
     async with aiohttp.ClientSession() as http:
-        sockets = [await http.ws_connect(f"{url}/ws/tasks?token={token}")
-                   for token in (user, service)]  # fmt: skip
+        sockets = [
+            await http.ws_connect(f"{url}/ws/tasks?token={token}") for token in (user, service)
+        ]
         for ws in sockets:
             assert (await ws.receive_json(timeout=10))["type"] == "snapshot"
         api.popen.send_signal(signal.SIGTERM)

@@ -79,8 +79,9 @@ class TestPeriodicCapture:
         user = f"e2e-cam-{uuid4().hex[:6]}"
         headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, user)}"}
         spawn(["api", "--port", str(port)], process_env(settings))
-        workers = [spawn(["worker", "camera"], process_env(settings), name=f"cam{i}")
-                   for i in range(2)]  # fmt: skip
+        workers = [
+            spawn(["worker", "camera"], process_env(settings), name=f"cam{i}") for i in range(2)
+        ]
         await wait_for(lambda: api_ready(base), what="the API")
 
         async def one_leader_one_standby() -> bool:
@@ -109,8 +110,9 @@ class TestPeriodicCapture:
                 return survivor in leaders(workers)
 
             await wait_for(taken_over, what="the survivor to take over", timeout_s=10)
-            await wait_for(completed_captures(db, user, len(before) + 3), what="3 more captures",
-                           timeout_s=20)  # fmt: skip
+            await wait_for(
+                completed_captures(db, user, len(before) + 3), what="3 more captures", timeout_s=20
+            )
         finally:
             await db.execute("UPDATE cameras SET enabled = false WHERE user_id = $1", user)
 
@@ -129,8 +131,7 @@ class TestPeriodicCapture:
         held = [r for r in rows if r["slot_at"] <= before[-1]["slot_at"]]
         assert {(b["slot_at"] - a["slot_at"]).total_seconds()
                 for a, b in itertools.pairwise(held)} == {INTERVAL_S}  # fmt: skip
-        assert all(0 <= (r["created_at"] - r["slot_at"]).total_seconds() < INTERVAL_S
-                   for r in held)  # fmt: skip
+        assert all(0 <= (r["created_at"] - r["slot_at"]).total_seconds() < INTERVAL_S for r in held)
         # The takeover cost at most a few slots, and the new holder kept the interval too
         assert max(gaps) <= 5 * INTERVAL_S, gaps
         after = [s for s in slots if s > before[-1]["slot_at"]]

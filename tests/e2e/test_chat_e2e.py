@@ -89,8 +89,13 @@ class TestWorkerKilled:
     ) -> None:
         # Given a slow worker (150 ms a word) that has claimed a long reply
         words = " ".join(f"w{i}" for i in range(30))
-        msg = TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="frank",
-                          chat_id="kill", payload={"content": words})  # fmt: skip
+        msg = TaskMessage(
+            task_id=uuid4(),
+            type=TaskType.CHAT,
+            user_id="frank",
+            chat_id="kill",
+            payload={"content": words},
+        )
         first = spawn(["worker", "chat"], process_env(settings, SCRIPTED_DELAY_MS=150), name="w1")
         await _publish(settings, msg)
         await wait_task(db, msg.task_id, "processing")
@@ -128,7 +133,10 @@ async def _publish(settings: Settings, msg: TaskMessage) -> None:
     async with conn:
         channel = await conn.channel(publisher_confirms=True)
         await channel.default_exchange.publish(
-            aio_pika.Message(msg.dumps(), message_id=str(msg.task_id),
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                msg.dumps(),
+                message_id=str(msg.task_id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=settings.queue("chat_tasks"),
-        )  # fmt: skip
+        )

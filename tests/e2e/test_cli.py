@@ -22,8 +22,12 @@ def taskfleet(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskfleet_cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 class TestUp:
@@ -149,8 +153,11 @@ class TestStartupErrors:
             port = taken.getsockname()[1]
             ports = {"METRICS_PORT": 0, "API_METRICS_PORT": free_port(), "API_PORT": free_port()}
             ports[setting] = port
-            args = (["worker", "chat"] if setting == "METRICS_PORT"
-                    else ["api", "--port", str(ports["API_PORT"])])  # fmt: skip
+            args = (
+                ["worker", "chat"]
+                if setting == "METRICS_PORT"
+                else ["api", "--port", str(ports["API_PORT"])]
+            )
             result = taskfleet(args, process_env(settings, **ports))
         assert result.returncode == 3
         line = result.stderr.strip()
@@ -173,8 +180,9 @@ class TestOperatorCommands:
 
         user = f"ops-{os.getpid()}"
         async with open_kernel(settings, name="cli-test", relay=False) as kernel:
-            new: NewTask = new_task(settings, type=TaskType.CHAT, user_id=user, chat_id="c",
-                                    input={"content": "listed"})  # fmt: skip
+            new: NewTask = new_task(
+                settings, type=TaskType.CHAT, user_id=user, chat_id="c", input={"content": "listed"}
+            )
             limits = Limits.from_settings(settings)
             await kernel.store.submit_chat(
                 kernel.pool, new, content="listed", relay_grace_s=3600, limits=limits

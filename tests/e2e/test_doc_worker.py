@@ -63,8 +63,7 @@ class TestWorkerKilledMidDocument:
         done = checkpoint["pages_done"]
         assert 2 * BATCH <= done < PAGES
 
-        second = spawn(["worker", "doc"], process_env(settings, DOC_BATCH_PAGES=BATCH),
-                       name="doc2")  # fmt: skip
+        second = spawn(["worker", "doc"], process_env(settings, DOC_BATCH_PAGES=BATCH), name="doc2")
         task = await wait_task(db, task_id, "completed", "failed", timeout_s=60)
         assert task["status"] == "completed", task["error"]
         assert task["attempts"] == 2

@@ -60,9 +60,14 @@ def api_url(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     procs = []
     for args in (["api", "--port", str(port)], ["worker", "chat"]):
         log = (logs / f"{args[0]}.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "taskfleet_cli", *args],
-                                      env=process_env(settings), stdout=log,
-                                      stderr=subprocess.STDOUT))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "taskfleet_cli", *args],
+                env=process_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
@@ -120,8 +125,9 @@ def _fuzz(operation: Any, token: str, mode: GenerationMode) -> str | None:
     auth = {"Authorization": f"Bearer {token}"}
 
     @given(case=operation.as_strategy(generation_mode=mode, headers=auth))
-    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))  # fmt: skip
+    @hypothesis_settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def check(case: schemathesis.Case) -> None:
         case.call_and_validate(checks=checks)
 

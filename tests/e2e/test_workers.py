@@ -102,8 +102,12 @@ def _cli(env: dict[str, str]) -> str:
     """`taskfleet workers`, wide enough that rich does not fold a row."""
     done = subprocess.run(
         [sys.executable, "-m", "taskfleet_cli", "workers"],
-        env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env={**env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

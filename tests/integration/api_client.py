@@ -31,8 +31,9 @@ async def api(kernel: Kernel) -> AsyncIterator[TestClient[Any, Any]]:
         yield client
 
 
-async def submit(client: TestClient[Any, Any], user: str, content: str = "hello",
-                 chat: str = "c1") -> dict[str, Any]:  # fmt: skip
+async def submit(
+    client: TestClient[Any, Any], user: str, content: str = "hello", chat: str = "c1"
+) -> dict[str, Any]:
     resp = await client.post(
         "/api/chat/stream", json={"chat_id": chat, "content": content}, headers=auth(user)
     )

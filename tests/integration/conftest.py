@@ -63,9 +63,14 @@ async def consume(kernel: Kernel) -> AsyncIterator[ConsumerFactory]:
     ) -> Consumer:
         settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
         consumer = Consumer(
-            settings=settings, spec=spec, handler=handler, store=kernel.store,
-            broker=kernel.broker, supervisor=kernel.supervisor, concurrency=concurrency,
-        )  # fmt: skip
+            settings=settings,
+            spec=spec,
+            handler=handler,
+            store=kernel.store,
+            broker=kernel.broker,
+            supervisor=kernel.supervisor,
+            concurrency=concurrency,
+        )
         await consumer.start()
         consumers.append(consumer)
         return consumer
@@ -77,9 +82,13 @@ async def consume(kernel: Kernel) -> AsyncIterator[ConsumerFactory]:
 
 def chat_message(user_id: str = "alice", content: str = "hello", **fields: Any) -> TaskMessage:
     return TaskMessage(
-        task_id=fields.pop("task_id", uuid4()), type=TaskType.CHAT, user_id=user_id,
-        chat_id=fields.pop("chat_id", "chat-1"), payload={"content": content}, **fields,
-    )  # fmt: skip
+        task_id=fields.pop("task_id", uuid4()),
+        type=TaskType.CHAT,
+        user_id=user_id,
+        chat_id=fields.pop("chat_id", "chat-1"),
+        payload={"content": content},
+        **fields,
+    )
 
 
 async def publish(kernel: Kernel, msg: TaskMessage | bytes, message_id: str | None = None) -> None:

@@ -82,8 +82,9 @@ class TestChatStreamInput:
         self, client: TestClient[Any, Any], kernel: Kernel
     ) -> None:
         long = "y" * (ApiSettings.of(kernel.settings).max_content_chars + 1)
-        resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": long},
-                                 headers=ALICE)  # fmt: skip
+        resp = await client.post(
+            "/api/chat/stream", json={"chat_id": "c", "content": long}, headers=ALICE
+        )
         assert (await error_of(resp, 422))["code"] == "content_too_long"
 
     async def test_user_token_cannot_act_for_another_user(
@@ -145,8 +146,9 @@ class TestAuth:
     async def test_bad_tokens_are_401(
         self, client: TestClient[Any, Any], headers: dict[str, str]
     ) -> None:
-        resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": "hi"},
-                                 headers=headers)  # fmt: skip
+        resp = await client.post(
+            "/api/chat/stream", json={"chat_id": "c", "content": "hi"}, headers=headers
+        )
         assert (await error_of(resp, 401))["code"] == "unauthorized"
 
     async def test_a_revoked_token_is_refused_within_the_refresh_interval(
@@ -182,8 +184,9 @@ class TestOwnership:
     async def test_another_users_task_and_chat_answer_404(
         self, client: TestClient[Any, Any]
     ) -> None:
-        resp = await client.post("/api/chat/stream", json={"chat_id": "secret", "content": "mine"},
-                                 headers=ALICE)  # fmt: skip
+        resp = await client.post(
+            "/api/chat/stream", json={"chat_id": "secret", "content": "mine"}, headers=ALICE
+        )
         task_id = (await resp.json())["task_id"]
         assert (await client.get(f"/api/tasks/{task_id}", headers=ALICE)).status == 200
         await error_of(await client.get(f"/api/tasks/{task_id}", headers=BOB), 404)
@@ -262,8 +265,7 @@ class TestCursors:
         self, client: TestClient[Any, Any]
     ) -> None:
         # 1,000 four-byte characters: 12 KB percent-encoded, over aiohttp's own 8190 bytes.
-        resp = await client.get("/api/tasks", params={"cursor": "\U0001f600" * 1000},
-                                headers=ALICE)  # fmt: skip
+        resp = await client.get("/api/tasks", params={"cursor": "\U0001f600" * 1000}, headers=ALICE)
         assert (await error_of(resp, 422))["code"] == "invalid_query"
 
     async def test_the_cursor_of_a_page_still_leads_to_the_next(
@@ -271,12 +273,18 @@ class TestCursors:
     ) -> None:
         user = f"pager-{uuid4().hex[:8]}"
         for i in range(3):
-            resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": f"{i}",
-                                     "user_id": user}, headers=SERVICE)  # fmt: skip
+            resp = await client.post(
+                "/api/chat/stream",
+                json={"chat_id": "c", "content": f"{i}", "user_id": user},
+                headers=SERVICE,
+            )
             assert resp.status == 202
         first = await (await client.get(f"/api/tasks/user/{user}?limit=2", headers=SERVICE)).json()
-        resp = await client.get(f"/api/tasks/user/{user}", headers=SERVICE,
-                                params={"limit": 2, "cursor": first["next_cursor"]})  # fmt: skip
+        resp = await client.get(
+            f"/api/tasks/user/{user}",
+            headers=SERVICE,
+            params={"limit": 2, "cursor": first["next_cursor"]},
+        )
         rest = await resp.json()
         assert resp.status == 200, rest
         assert len(first["tasks"]) + len(rest["tasks"]) == 3

@@ -116,8 +116,9 @@ async def test_a_link_cut_during_the_submission_is_outcome_unknown_and_a_retry_g
     user, key = new_user("cut"), f"key-{uuid4().hex}"
     body = {"chat_id": "c", "content": "are you there?", "idempotency_key": key}
     # Once first, so that the statement is prepared (its types read) before the lock.
-    warm = await client.post("/api/chat/stream", json=body | {"idempotency_key": "warm"},
-                             headers=auth(user))  # fmt: skip
+    warm = await client.post(
+        "/api/chat/stream", json=body | {"idempotency_key": "warm"}, headers=auth(user)
+    )
     assert warm.status == 202
     warm_id = (await warm.json())["task_id"]
 
@@ -131,8 +132,7 @@ async def test_a_link_cut_during_the_submission_is_outcome_unknown_and_a_retry_g
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("LOCK TABLE messages IN SHARE MODE")
-        post = asyncio.ensure_future(client.post("/api/chat/stream", json=body,
-                                                 headers=auth(user)))  # fmt: skip
+        post = asyncio.ensure_future(client.post("/api/chat/stream", json=body, headers=auth(user)))
         await wait_for(lambda: _submit_waiting_on(blocker), what="the submission to wait")
         proxy.cut()  # the API's link breaks with the statement in flight
         resp = await post
@@ -158,8 +158,9 @@ async def test_a_database_that_cannot_be_reached_is_plain_unavailable(
     client: TestClient[Any, Any], proxy: CuttingProxy
 ) -> None:
     await proxy.refuse()  # nothing was sent: the outcome is known, nothing was created
-    resp = await client.post("/api/chat/stream", json={"chat_id": "c", "content": "hi"},
-                             headers=auth(new_user("away")))  # fmt: skip
+    resp = await client.post(
+        "/api/chat/stream", json={"chat_id": "c", "content": "hi"}, headers=auth(new_user("away"))
+    )
     answer = await resp.json()
     assert resp.status == 503, answer
     assert answer["error"]["code"] == "unavailable"

@@ -128,8 +128,9 @@ class TestListings:
                     break
             assert len(seen) == len(set(seen))
             assert original <= set(seen)
-            first = await (await client.get(f"/api/tasks/user/{user}?limit=200",
-                                            headers=auth(user))).json()  # fmt: skip
+            first = await (
+                await client.get(f"/api/tasks/user/{user}?limit=200", headers=auth(user))
+            ).json()
             assert len(first["tasks"]) == 23 + added
 
     async def test_filters_and_bad_queries(self, kernel: Kernel) -> None:
@@ -138,11 +139,13 @@ class TestListings:
             accepted = await submit(client, user)
             await client.post(f"/api/tasks/{accepted['task_id']}/cancel", headers=auth(user))
             await submit(client, user)
-            cancelled = await (await client.get("/api/tasks?status=cancelled",
-                                                headers=auth(user))).json()  # fmt: skip
+            cancelled = await (
+                await client.get("/api/tasks?status=cancelled", headers=auth(user))
+            ).json()
             assert [t["id"] for t in cancelled["tasks"]] == [accepted["task_id"]]
-            chats = await (await client.get("/api/tasks?type=chat_message",
-                                            headers=auth(user))).json()  # fmt: skip
+            chats = await (
+                await client.get("/api/tasks?type=chat_message", headers=auth(user))
+            ).json()
             assert len(chats["tasks"]) == 2
             for bad in ("status=nope", "limit=0", "limit=x", "type=pdf", "extra=1"):
                 resp = await client.get(f"/api/tasks?{bad}", headers=auth(user))
@@ -174,12 +177,14 @@ class TestScopes:
                 assert resp.status == 404, (op.method, path, resp.status)
                 assert (await resp.json())["error"]["code"] == "not_found"
             # The chat route answers an empty history for a stranger, never the owner's
-            history = await (await client.get("/api/chats/private/messages",
-                                              headers=auth(stranger))).json()  # fmt: skip
+            history = await (
+                await client.get("/api/chats/private/messages", headers=auth(stranger))
+            ).json()
             assert history["messages"] == []
             # The service scope acts for any user; the admin routes want an admin
-            service = await client.get(f"/api/tasks/{accepted['task_id']}",
-                                       headers=auth("backend", "service"))  # fmt: skip
+            service = await client.get(
+                f"/api/tasks/{accepted['task_id']}", headers=auth("backend", "service")
+            )
             assert service.status == 200
             assert (await client.get("/api/admin/queues", headers=auth(owner))).status == 403
 
@@ -199,8 +204,13 @@ class TestOperatorRoutes:
         await consume(flaky, max_attempts=2)
         admin = auth("ops", "admin")
         # The API writes max_attempts into the row; the claim takes the row's.
-        two = Kernel(kernel.settings.model_copy(update={"max_attempts": 2}), kernel.pool,
-                     kernel.store, kernel.broker, kernel.supervisor)  # fmt: skip
+        two = Kernel(
+            kernel.settings.model_copy(update={"max_attempts": 2}),
+            kernel.pool,
+            kernel.store,
+            kernel.broker,
+            kernel.supervisor,
+        )
         async with api(two) as client:
             accepted = await submit(client, user)
             await wait_status(kernel, accepted["task_id"], "failed")
@@ -250,16 +260,21 @@ class TestReplayOfWhatNeverFinished:
             await conn.execute(
                 "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts)"
                 " VALUES ($1, 'chat_message', $2, $3, $4, 3)",
-                queued.task_id, user, queued.chat_id, queued.payload,
-            )  # fmt: skip
+                queued.task_id,
+                user,
+                queued.chat_id,
+                queued.payload,
+            )
         dlq = kernel.settings.queue(dlq_name(CHAT.name))
         for msg in (never, queued):
-            await kernel.broker.publish(dlq, msg.dumps(), message_id=str(msg.task_id),
-                                        headers={"x-death": "delivery_limit"})  # fmt: skip
+            await kernel.broker.publish(
+                dlq, msg.dumps(), message_id=str(msg.task_id), headers={"x-death": "delivery_limit"}
+            )
         await consume(lambda ctx: _said(ctx))
         async with api(kernel) as client:
-            resp = await client.post("/api/admin/dlq/chat_tasks/replay",
-                                     headers=auth("ops", "admin"))  # fmt: skip
+            resp = await client.post(
+                "/api/admin/dlq/chat_tasks/replay", headers=auth("ops", "admin")
+            )
             assert await resp.json() == {"queue": "chat_tasks", "replayed": 2, "skipped": 0}
         for msg in (never, queued):
             task = await wait_status(kernel, msg.task_id, "completed")

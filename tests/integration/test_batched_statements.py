@@ -56,8 +56,9 @@ async def test_claims_at_once_are_one_statement_with_each_its_own_verdict(
 async def test_a_batch_with_a_bad_payload_is_retried_call_by_call(kernel: Kernel) -> None:
     good = [chat_message(new_user()) for _ in range(3)]
     bad = chat_message(new_user(), content="nul \x00 inside")  # jsonb cannot hold U+0000
-    answers = await asyncio.gather(*(claim(kernel, m) for m in [*good, bad]),
-                                   return_exceptions=True)  # fmt: skip
+    answers = await asyncio.gather(
+        *(claim(kernel, m) for m in [*good, bad]), return_exceptions=True
+    )
     assert [a.verdict for a in answers[:3] if isinstance(a, Claim)] == ["claimed"] * 3
     assert isinstance(answers[3], asyncpg.DataError)
     assert await kernel.pool.fetchval("SELECT count(*) FROM tasks WHERE id = $1", bad.task_id) == 0
@@ -73,10 +74,12 @@ async def test_completions_at_once_are_one_statement_and_a_stale_fence_is_only_i
     before = batches("complete")
 
     answers = await asyncio.gather(
-        *(kernel.store.complete(m.task_id, f, {"i": i}, reply=f"r{i}")
-          for i, (m, f) in enumerate(zip(msgs, fences, strict=True))),
+        *(
+            kernel.store.complete(m.task_id, f, {"i": i}, reply=f"r{i}")
+            for i, (m, f) in enumerate(zip(msgs, fences, strict=True))
+        ),
         return_exceptions=True,
-    )  # fmt: skip
+    )
 
     assert isinstance(answers[2], StaleClaim)
     assert all(isinstance(a, int) for i, a in enumerate(answers) if i != 2)
@@ -121,8 +124,14 @@ async def test_a_refused_batch_of_two_policies_commits_nothing_before_its_retry(
 async def submit(
     kernel: Kernel, user: str, *, limits: quotas.Limits, **fields: object
 ) -> ChatSubmission:
-    new = NewTask(type=TaskType.CHAT, user_id=user, chat_id="c", input={"content": "hi"},
-                  max_attempts=3, **fields)  # type: ignore[arg-type]  # fmt: skip
+    new = NewTask(
+        type=TaskType.CHAT,
+        user_id=user,
+        chat_id="c",
+        input={"content": "hi"},
+        max_attempts=3,
+        **fields,
+    )  # type: ignore[arg-type]
     return await kernel.store.submit_chat(
         for_user(kernel.pool, user), new, content="hi", relay_grace_s=60, limits=limits
     )
@@ -136,9 +145,11 @@ async def test_submissions_of_several_users_are_one_statement_each_under_its_own
     before = batches("submit")
 
     answers = await asyncio.gather(
-        submit(kernel, alice, limits=one_a_minute), submit(kernel, bob, limits=one_a_minute),
-        submit(kernel, alice, limits=one_a_minute), return_exceptions=True,
-    )  # fmt: skip
+        submit(kernel, alice, limits=one_a_minute),
+        submit(kernel, bob, limits=one_a_minute),
+        submit(kernel, alice, limits=one_a_minute),
+        return_exceptions=True,
+    )
 
     first, bobs, second = answers
     assert isinstance(first, ChatSubmission)

@@ -146,8 +146,11 @@ class TestMotion:
         self, kernel: Kernel, client: Client, user: str, motion_events: AbstractQueue
     ) -> None:
         # Given a camera that only calls it motion when most of the frame changes
-        resp = await client.put("/api/cameras/yard", headers=auth(user),
-                                json={"enabled": False, "motion_threshold": 0.5})  # fmt: skip
+        resp = await client.put(
+            "/api/cameras/yard",
+            headers=auth(user),
+            json={"enabled": False, "motion_threshold": 0.5},
+        )
         assert resp.status == 200, await resp.json()
         await analysed(kernel, client, user, "yard", frame(40))
         moved = await analysed(kernel, client, user, "yard", frame(200))
@@ -182,8 +185,12 @@ class TestHostileFrames:
     ) -> None:
         # A message is untrusted: a task naming someone else's frame finds nothing to analyse.
         theirs = await analysed(kernel, client, f"{user}-other", "gate", frame(40))
-        new = NewTask(type=TaskType.CAMERA, user_id=user, max_attempts=1,
-                      input={"frame_id": theirs["output"]["frame_id"]})  # fmt: skip
+        new = NewTask(
+            type=TaskType.CAMERA,
+            user_id=user,
+            max_attempts=1,
+            input={"frame_id": theirs["output"]["frame_id"]},
+        )
         # (Only a chat message may create its task from a message: this one has its row.)
         async with kernel.pool.acquire() as conn:
             await kernel.store.insert_task(conn, new, relay_grace_s=0)
@@ -207,8 +214,11 @@ class TestCameraRoutes:
             resp = await client.post("/api/cameras/c/frames", data=body, headers=auth(user))
             assert (await error_of(resp, 415))["code"] == "unsupported_media_type"
         # A JPEG declared as text is still a JPEG: the bytes decide, not the header
-        resp = await client.post("/api/cameras/c/frames", data=frame(1),
-                                 headers={**auth(user), "Content-Type": "text/plain"})  # fmt: skip
+        resp = await client.post(
+            "/api/cameras/c/frames",
+            data=frame(1),
+            headers={**auth(user), "Content-Type": "text/plain"},
+        )
         assert resp.status == 202
 
     async def test_a_frame_over_the_limit_is_413_counted_or_streamed(
@@ -297,16 +307,19 @@ class TestCameraRoutes:
         assert await analyses(client, other, "mine") == []
         assert len(await analyses(client, user, "mine")) == 1
         # Acting for another user is forbidden for a user token
-        resp = await client.post(f"/api/cameras/mine/frames?user_id={user}", data=frame(1),
-                                 headers=auth(other))  # fmt: skip
+        resp = await client.post(
+            f"/api/cameras/mine/frames?user_id={user}", data=frame(1), headers=auth(other)
+        )
         assert (await error_of(resp, 403))["code"] == "forbidden"
-        resp = await client.put(f"/api/cameras/mine?user_id={user}", json={"enabled": False},
-                                headers=auth(other))  # fmt: skip
+        resp = await client.put(
+            f"/api/cameras/mine?user_id={user}", json={"enabled": False}, headers=auth(other)
+        )
         assert (await error_of(resp, 403))["code"] == "forbidden"
 
     @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=many", "surprise=1"])
-    async def test_bad_queries_are_422(self, kernel: Kernel, client: Client, user: str,
-                                       query: str) -> None:  # fmt: skip
+    async def test_bad_queries_are_422(
+        self, kernel: Kernel, client: Client, user: str, query: str
+    ) -> None:
         await client.put("/api/cameras/q", json={"enabled": False}, headers=auth(user))
         resp = await client.get(f"/api/cameras/q/analyses?{query}", headers=auth(user))
         await error_of(resp, 422)

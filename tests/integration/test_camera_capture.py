@@ -91,8 +91,9 @@ class TestPeriodicCapture:
         await kernel.pool.execute(
             "INSERT INTO cameras (user_id, camera_id, snapshot_url, interval_s, enabled,"
             " next_capture_at) VALUES ($1, 'door', $2, 1, true, now())",
-            user, camera.url,
-        )  # fmt: skip
+            user,
+            camera.url,
+        )
         try:
             # When the camera answers, then hangs, then answers again
             await until(kernel, user, "completed", 1)

@@ -22,9 +22,15 @@ async def claim(db: asyncpg.Pool, task_id: UUID, *, attempt: int = 1, **over: An
     args.update(over)
     return await db.fetchrow(
         "SELECT * FROM tf_claim($1, $2, $3, $4, $5, $6, false, $7, $8, 0, 0.1, NULL, NULL, 60)",
-        task_id, args["type"], args["user"], args["chat"], {"content": "hello"}, attempt, QUEUE,
+        task_id,
+        args["type"],
+        args["user"],
+        args["chat"],
+        {"content": "hello"},
+        attempt,
+        QUEUE,
         args["max_attempts"],
-    )  # fmt: skip
+    )
 
 
 async def rows(db: asyncpg.Pool, task_id: UUID) -> dict[str, tuple[str, str]]:

@@ -44,10 +44,14 @@ async def test_the_claim_preloads_the_chat_and_memories_of_the_claimed_rows_user
     assert preloaded.memories == ["Likes tea."]
     history = ChatWorkerSettings.of(kernel.settings).chat_history_messages
     read = await load_context(
-        for_user(kernel.pool, user), chat_id="c", user_id=user, task_id=second.task_id,
-        history_limit=history, memory_limit=MEMORY_CONTEXT,
+        for_user(kernel.pool, user),
+        chat_id="c",
+        user_id=user,
+        task_id=second.task_id,
+        history_limit=history,
+        memory_limit=MEMORY_CONTEXT,
         keyring=kernel.keyring,
-    )  # fmt: skip
+    )
     assert read == preloaded
 
 

@@ -43,25 +43,33 @@ async def live_holder(kernel: Kernel) -> Registration:
 
 
 def policy(holder: Registration | None, max_attempts: int = 5) -> ClaimPolicy:
-    return ClaimPolicy(max_attempts=max_attempts, user_limit=0, throttle_s=0.1,
-                       holder=holder.id if holder else None, deadline_s=60)  # fmt: skip
+    return ClaimPolicy(
+        max_attempts=max_attempts,
+        user_limit=0,
+        throttle_s=0.1,
+        holder=holder.id if holder else None,
+        deadline_s=60,
+    )
 
 
 class TestTakeover:
     async def test_only_the_holders_own_copy_redelivered_takes_over(self, kernel: Kernel) -> None:
         store, holder = kernel.store, await live_holder(kernel)
         msg = chat_message()
-        first = await store.claim(msg, redelivered=False, queue=CHAT.name,
-                                  policy=policy(holder), copy="copy-a")  # fmt: skip
+        first = await store.claim(
+            msg, redelivered=False, queue=CHAT.name, policy=policy(holder), copy="copy-a"
+        )
         assert first.verdict == "claimed"
         # Another copy (the relay's re-publish of a slow confirm), even redelivered (another
         # worker handed it back), is a duplicate while the holder lives
-        other = await store.claim(msg, redelivered=True, queue=CHAT.name,
-                                  policy=policy(holder), copy="copy-b")  # fmt: skip
+        other = await store.claim(
+            msg, redelivered=True, queue=CHAT.name, policy=policy(holder), copy="copy-b"
+        )
         assert other.verdict == "duplicate"
         # The holder's own copy redelivered means the holder lost it: a takeover
-        again = await store.claim(msg, redelivered=True, queue=CHAT.name,
-                                  policy=policy(holder), copy="copy-a")  # fmt: skip
+        again = await store.claim(
+            msg, redelivered=True, queue=CHAT.name, policy=policy(holder), copy="copy-a"
+        )
         assert (again.verdict, again.attempts) == ("claimed", 2)
         assert again.fence > first.fence
 
@@ -70,21 +78,33 @@ class TestTakeover:
     ) -> None:
         store, holder = kernel.store, await live_holder(kernel)
         msg = chat_message()
-        await store.claim(msg, redelivered=False, queue=CHAT.name, policy=policy(holder),
-                          copy="copy-a")  # fmt: skip
+        await store.claim(
+            msg, redelivered=False, queue=CHAT.name, policy=policy(holder), copy="copy-a"
+        )
         await registry.mark_stopped(kernel.pool, holder)
-        copy = await store.claim(msg, redelivered=False, queue=CHAT.name,
-                                 policy=policy(None), copy="copy-b")  # fmt: skip
+        copy = await store.claim(
+            msg, redelivered=False, queue=CHAT.name, policy=policy(None), copy="copy-b"
+        )
         assert (copy.verdict, copy.attempts) == ("claimed", 2)
 
     async def test_a_stray_copy_never_fails_a_healthy_last_attempt(self, kernel: Kernel) -> None:
         store, holder = kernel.store, await live_holder(kernel)
         msg = chat_message()
-        last = await store.claim(msg, redelivered=False, queue=CHAT.name,
-                                 policy=policy(holder, max_attempts=1), copy="copy-a")  # fmt: skip
+        last = await store.claim(
+            msg,
+            redelivered=False,
+            queue=CHAT.name,
+            policy=policy(holder, max_attempts=1),
+            copy="copy-a",
+        )
         assert (last.verdict, last.attempts, last.max_attempts) == ("claimed", 1, 1)
-        stray = await store.claim(msg, redelivered=True, queue=CHAT.name,
-                                  policy=policy(holder, max_attempts=1), copy="copy-b")  # fmt: skip
+        stray = await store.claim(
+            msg,
+            redelivered=True,
+            queue=CHAT.name,
+            policy=policy(holder, max_attempts=1),
+            copy="copy-b",
+        )
         assert stray.verdict == "duplicate"  # before: `exhausted`, the task failed worker_lost
         await store.complete(msg.task_id, last.fence, {"ok": True}, "fine")
         task = await store.get_task(msg.task_id)
@@ -112,12 +132,20 @@ class TestTakeover:
             await kernel.broker.publish(queue, body, message_id=message_id, headers=headers)
 
         publisher = Publisher(kernel, late)
-        new = new_task(kernel.settings, type=TaskType.CHAT, user_id=new_user(),
-                       chat_id="c1", input={"content": "hi"})  # fmt: skip
+        new = new_task(
+            kernel.settings,
+            type=TaskType.CHAT,
+            user_id=new_user(),
+            chat_id="c1",
+            input={"content": "hi"},
+        )
         submission = await kernel.store.submit_chat(
-            kernel.pool, new, content="hi", relay_grace_s=grace,
+            kernel.pool,
+            new,
+            content="hi",
+            relay_grace_s=grace,
             limits=quotas.Limits(per_minute=1000, max_waiting=1000),
-        )  # fmt: skip
+        )
         assert submission.outbox_id is not None
         sent = asyncio.ensure_future(publisher.send(Outgoing(new.message(), submission.outbox_id)))
         await wait_for(lambda: _true(bool(runs)), what="the first copy to run")
@@ -137,8 +165,13 @@ class TestOutboxForgetsByRow:
         self, kernel: Kernel
     ) -> None:
         # Given a task whose first message's row and a later row (a resume) are both there
-        new = NewTask(type=TaskType.CHAT, user_id="alice", input={"content": "x"},
-                      max_attempts=3, chat_id="c1")  # fmt: skip
+        new = NewTask(
+            type=TaskType.CHAT,
+            user_id="alice",
+            input={"content": "x"},
+            max_attempts=3,
+            chat_id="c1",
+        )
         async with kernel.pool.acquire() as conn, conn.transaction():
             first = await kernel.store.insert_task(conn, new, relay_grace_s=60)
             later = await conn.fetchval(
@@ -149,8 +182,9 @@ class TestOutboxForgetsByRow:
         assert first is not None
         # When the first publish is confirmed and its row forgotten (batched, as the API does)
         await kernel.store.forget_outbox(first.outbox_id)
-        ids = await wait_for(lambda: _rows(kernel, new.task_id, only=[later]),
-                             what="the first row to go")  # fmt: skip
+        ids = await wait_for(
+            lambda: _rows(kernel, new.task_id, only=[later]), what="the first row to go"
+        )
         # Then the later row, the resume's, is still there for the relay
         assert ids == [later]
 
@@ -164,16 +198,22 @@ class TestOutboxForgetsByRow:
         slow = settings.model_copy(update={"outbox_poll_s": 3.0})
         async with open_kernel(slow, name="slow-relay") as kernel:
             consumers = [
-                Consumer(settings=slow, spec=spec, handler=handler, store=kernel.store,
-                         broker=kernel.broker, supervisor=kernel.supervisor, concurrency=8)
+                Consumer(
+                    settings=slow,
+                    spec=spec,
+                    handler=handler,
+                    store=kernel.store,
+                    broker=kernel.broker,
+                    supervisor=kernel.supervisor,
+                    concurrency=8,
+                )
                 for spec, handler in ((CHAT, chat_handler(kernel)), (TOOL, tool_handler(kernel)))
-            ]  # fmt: skip
+            ]
             for consumer in consumers:
                 await consumer.start()
             try:
                 async with api(kernel) as client:
-                    accepted = [await submit(client, new_user(), f"calc: {i}*2")
-                                for i in range(5)]  # fmt: skip
+                    accepted = [await submit(client, new_user(), f"calc: {i}*2") for i in range(5)]
                 for i, body in enumerate(accepted):
                     task = await wait_status(kernel, UUID(body["task_id"]), "completed")
                     assert str(2 * i) in task["output"]["reply"]
@@ -183,15 +223,21 @@ class TestOutboxForgetsByRow:
 
 
 async def _rows(kernel: Kernel, task_id: UUID, only: list[int]) -> list[int] | None:
-    ids = [r["id"] for r in await kernel.pool.fetch(
-        "SELECT id FROM outbox WHERE task_id = $1 ORDER BY id", task_id)]  # fmt: skip
+    ids = [
+        r["id"]
+        for r in await kernel.pool.fetch(
+            "SELECT id FROM outbox WHERE task_id = $1 ORDER BY id", task_id
+        )
+    ]
     return ids if ids == only else None
 
 
 FORGED_TOOL_CALL = TaskMessage(
-    task_id=uuid4(), type=TaskType.TOOL, user_id="mallory",
+    task_id=uuid4(),
+    type=TaskType.TOOL,
+    user_id="mallory",
     payload={"call_id": "1", "name": "send_email", "arguments": {"to": "x@example.com"}},
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize(
@@ -210,8 +256,9 @@ async def test_a_message_that_does_not_fit_its_queue_is_dead_lettered_and_never_
 
     await drain_dlq(kernel, TOOL.name)
     await consume(tool, spec=TOOL)
-    await kernel.broker.publish(kernel.settings.queue(TOOL.name), message.dumps(),
-                                message_id=str(message.task_id))  # fmt: skip
+    await kernel.broker.publish(
+        kernel.settings.queue(TOOL.name), message.dumps(), message_id=str(message.task_id)
+    )
     [letter] = await wait_for(lambda: _letters(kernel, TOOL.name), what="the dead letter")
     assert reason in str(letter.headers["x-taskfleet-reason"])
     assert ran == []
@@ -242,8 +289,11 @@ async def test_workers_of_the_previous_version_still_claim_and_wait(kernel: Kern
     msg = chat_message()
     row = await kernel.pool.fetchrow(
         "SELECT * FROM tf_claim($1, 'chat_message', $2, $3, $4, 1, false, 'chat_tasks', 3, 0, 1)",
-        msg.task_id, msg.user_id, msg.chat_id, msg.payload,
-    )  # fmt: skip
+        msg.task_id,
+        msg.user_id,
+        msg.chat_id,
+        msg.payload,
+    )
     assert (row["verdict"], row["attempts"]) == ("claimed", 1)
     child = {"id": str(uuid4()), "type": "tool_execution", "input": {}, "max_attempts": 1}
     seq = await kernel.pool.fetchval(

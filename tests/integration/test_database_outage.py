@@ -40,9 +40,15 @@ async def cut_kernel(settings: Settings, proxy: SilentProxy) -> AsyncIterator[Ke
 
 
 async def start(kernel: Kernel, handler: Any, concurrency: int = 4) -> Consumer:
-    consumer = Consumer(settings=kernel.settings, spec=CHAT, handler=handler,
-                        store=kernel.store, broker=kernel.broker, supervisor=kernel.supervisor,
-                        concurrency=concurrency)  # fmt: skip
+    consumer = Consumer(
+        settings=kernel.settings,
+        spec=CHAT,
+        handler=handler,
+        store=kernel.store,
+        broker=kernel.broker,
+        supervisor=kernel.supervisor,
+        concurrency=concurrency,
+    )
     await consumer.start()
     return consumer
 
@@ -71,8 +77,10 @@ async def test_deliveries_wait_in_the_queue_through_an_outage_and_complete_after
         await wait_for(lambda: _true(consumer.paused), what="the consumer to pause")
         assert "database" in consumer.pause_reasons
         assert CONSUMER_PAUSED.labels(CHAT.name)._value.get() == 1
-        await wait_for(lambda: _equal(ready_in_queue(kernel), len(messages)),
-                       what="every message back in the queue")  # fmt: skip
+        await wait_for(
+            lambda: _equal(ready_in_queue(kernel), len(messages)),
+            what="every message back in the queue",
+        )
         await asyncio.sleep(1.0)  # an outage that lasts: still nothing taken, nothing lost
         assert await ready_in_queue(kernel) == len(messages)
         assert await drain_dlq(kernel) == []

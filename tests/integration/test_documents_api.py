@@ -110,14 +110,16 @@ class TestUpload:
         ]
         for data, name, claimed, expected in cases:
             accepted = await upload(client, user, data, filename=name, content_type=claimed)
-            resp = await client.get(f"/api/documents/{accepted['document_id']}",
-                                    headers=auth(user))  # fmt: skip
+            resp = await client.get(f"/api/documents/{accepted['document_id']}", headers=auth(user))
             assert (await resp.json())["media_type"] == expected, name
 
     async def test_binary_that_is_not_a_document_is_415(self, client: Client) -> None:
         png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-        resp = await client.post("/api/documents", headers=auth(new_user()),
-                                 data=form(png, "scan.pdf", "application/pdf"))  # fmt: skip
+        resp = await client.post(
+            "/api/documents",
+            headers=auth(new_user()),
+            data=form(png, "scan.pdf", "application/pdf"),
+        )
         err = await error_of(resp, 415)
         assert err["code"] == "unsupported_media_type"
         assert "application/pdf" in err["details"]["supported"]
@@ -178,9 +180,10 @@ class TestUpload:
 
     async def test_a_malformed_multipart_body_is_400(self, client: Client) -> None:
         resp = await client.post(
-            "/api/documents", data=b"--xyz\r\nno headers and no end",
+            "/api/documents",
+            data=b"--xyz\r\nno headers and no end",
             headers={**auth("a"), "Content-Type": "multipart/form-data; boundary=xyz"},
-        )  # fmt: skip
+        )
         assert (await error_of(resp, 400))["code"] == "bad_multipart"
 
     @pytest.mark.parametrize(
@@ -234,8 +237,9 @@ class TestStreamedUpload:
         assert resp.status == 202, accepted
         stored = await kernel.pool.fetchrow(
             "SELECT b.data, d.size_bytes, d.sha256 FROM document_blobs b JOIN documents d"
-            " ON d.blob_key = b.key WHERE d.id = $1", UUID(accepted["document_id"]),
-        )  # fmt: skip
+            " ON d.blob_key = b.key WHERE d.id = $1",
+            UUID(accepted["document_id"]),
+        )
         assert stored["data"] == data
         assert (stored["size_bytes"], stored["sha256"]) == (len(data), sha256(data).hexdigest())
         assert await large_objects(settings) == before  # the staging object went with its use
@@ -295,27 +299,34 @@ class TestOwnership:
         for method in ("GET", "DELETE"):
             resp = await client.request(method, f"/api/documents/{doc_id}", headers=auth(bob))
             assert (await error_of(resp, 404))["code"] == "not_found"
-            resp = await client.request(method, f"/api/documents/{doc_id}?user_id={alice}",
-                                        headers=auth(bob))  # fmt: skip
+            resp = await client.request(
+                method, f"/api/documents/{doc_id}?user_id={alice}", headers=auth(bob)
+            )
             await error_of(resp, 404)
         resp = await client.get("/api/documents", headers=auth(bob))
         assert (await resp.json())["documents"] == []
-        assert await kernel.pool.fetchval("SELECT count(*) FROM documents WHERE id = $1",
-                                          UUID(doc_id)) == 1  # fmt: skip
+        assert (
+            await kernel.pool.fetchval("SELECT count(*) FROM documents WHERE id = $1", UUID(doc_id))
+            == 1
+        )
         # The backend's service token may act for alice.
         service = auth("backend", scope="service")
         resp = await client.get(f"/api/documents/{doc_id}?user_id={alice}", headers=service)
         assert (await resp.json())["user_id"] == alice
 
     async def test_a_user_token_cannot_upload_for_another_user(self, client: Client) -> None:
-        resp = await client.post("/api/documents?user_id=someone", data=form(b"x", "a.txt"),
-                                 headers=auth("a"))  # fmt: skip
+        resp = await client.post(
+            "/api/documents?user_id=someone", data=form(b"x", "a.txt"), headers=auth("a")
+        )
         assert (await error_of(resp, 403))["code"] == "forbidden"
 
     async def test_a_service_token_uploads_for_a_user(self, client: Client) -> None:
         user = new_user()
-        resp = await client.post(f"/api/documents?user_id={user}", data=form(b"x", "a.txt"),
-                                 headers=auth("backend", scope="service"))  # fmt: skip
+        resp = await client.post(
+            f"/api/documents?user_id={user}",
+            data=form(b"x", "a.txt"),
+            headers=auth("backend", scope="service"),
+        )
         doc_id = (await resp.json())["document_id"]
         resp = await client.get(f"/api/documents/{doc_id}", headers=auth(user))
         assert resp.status == 200
@@ -328,13 +339,16 @@ class TestOwnership:
 class TestListAndDelete:
     async def test_list_is_newest_first_and_paginates(self, client: Client) -> None:
         user = new_user()
-        ids = [(await upload(client, user, f"doc {i}".encode(), filename=f"{i}.txt"))
-               ["document_id"] for i in range(3)]  # fmt: skip
+        ids = [
+            (await upload(client, user, f"doc {i}".encode(), filename=f"{i}.txt"))["document_id"]
+            for i in range(3)
+        ]
         resp = await client.get("/api/documents?limit=2", headers=auth(user))
         first = await resp.json()
         assert [d["id"] for d in first["documents"]] == ids[::-1][:2]
-        resp = await client.get(f"/api/documents?limit=2&cursor={first['next_cursor']}",
-                                headers=auth(user))  # fmt: skip
+        resp = await client.get(
+            f"/api/documents?limit=2&cursor={first['next_cursor']}", headers=auth(user)
+        )
         second = await resp.json()
         assert [d["id"] for d in second["documents"]] == [ids[0]]
         assert second["next_cursor"] is None
@@ -356,9 +370,12 @@ class TestListAndDelete:
         await error_of(resp, 404)
         resp = await client.delete(f"/api/documents/{doc_id}", headers=auth(user))
         await error_of(resp, 404)
-        assert await kernel.pool.fetchval(
-            "SELECT count(*) FROM document_blobs WHERE key = $1", f"documents/{user}/{doc_id}"
-        ) == 0  # fmt: skip
+        assert (
+            await kernel.pool.fetchval(
+                "SELECT count(*) FROM document_blobs WHERE key = $1", f"documents/{user}/{doc_id}"
+            )
+            == 0
+        )
         task = await kernel.store.get_task(UUID(task_id))
         assert task is not None
         assert task["status"] == "cancelled"
@@ -376,8 +393,9 @@ class TestSearchInput:
         self, client: Client
     ) -> None:
         for q in ("", "   ", "the", "!!! & | :*", '"unclosed', "nul\x00byte"):
-            resp = await client.get("/api/documents/search", params={"q": q},
-                                    headers=auth(new_user()))  # fmt: skip
+            resp = await client.get(
+                "/api/documents/search", params={"q": q}, headers=auth(new_user())
+            )
             body = await resp.json()
             assert resp.status == 200, body
             assert body["results"] == []

@@ -74,8 +74,7 @@ async def wait_document(client: Client, user: str, doc_id: str, *statuses: str) 
 
 
 async def search(client: Client, user: str, q: str, **params: Any) -> list[dict[str, Any]]:
-    resp = await client.get("/api/documents/search", params={"q": q, **params},
-                            headers=auth(user))  # fmt: skip
+    resp = await client.get("/api/documents/search", params={"q": q, **params}, headers=auth(user))
     body = await resp.json()
     assert resp.status == 200, body
     results: list[dict[str, Any]] = body["results"]
@@ -142,8 +141,9 @@ class TestBadDocuments:
         user = new_user()
         bomb = await upload(client, user, memory_bomb_pdf(pages=8), "bomb.pdf")
         # Bytes that only claim to be a PDF: the API refuses those, a backend might not.
-        _, junk_task = await store_document(kernel.settings, kernel.pool, user,
-                                            b"GIF89a" + bytes(4000))  # fmt: skip
+        _, junk_task = await store_document(
+            kernel.settings, kernel.pool, user, b"GIF89a" + bytes(4000)
+        )
         good = await upload(client, user, text_pdf(pages_with({2: "Quokkas everywhere."}, 3)))
 
         failed = await wait_status(kernel, UUID(bomb["task_id"]), "failed", timeout_s=30)
@@ -176,8 +176,9 @@ class TestBadDocuments:
         self, kernel: Kernel, consume: ConsumerFactory
     ) -> None:
         await consume(handler(kernel, timeout_s=0.5, page_delay_ms=3000), spec=DOCS)
-        _, task_id = await store_document(kernel.settings, kernel.pool, new_user(),
-                                          text_pdf(["slow page"]))  # fmt: skip
+        _, task_id = await store_document(
+            kernel.settings, kernel.pool, new_user(), text_pdf(["slow page"])
+        )
         failed = await wait_status(kernel, task_id, "failed", timeout_s=30)
         assert failed["error"]["code"] == "parser_timeout"
         assert "page 1" in failed["error"]["message"]
@@ -191,8 +192,9 @@ class TestBadDocuments:
         flood = [sys.executable, "-c", "import sys\nprint('{\"pages\": 2}', flush=True)\n"
                  "for _ in range(512): sys.stderr.buffer.write(b'!' * 1024 * 1024)\n"]  # fmt: skip
         consumer = await consume(handler(kernel, parser=flood), concurrency=1, spec=DOCS)
-        _, task_id = await store_document(kernel.settings, kernel.pool, new_user(),
-                                          text_pdf(["one", "two"]))  # fmt: skip
+        _, task_id = await store_document(
+            kernel.settings, kernel.pool, new_user(), text_pdf(["one", "two"])
+        )
         peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         failed = await wait_status(kernel, task_id, "failed", timeout_s=30)
         assert failed["error"] == {
@@ -226,8 +228,9 @@ class TestIsolation:
             theirs["document_id"]
         }
         assert await search(client, bob, "armadillo") == []
-        resp = await client.get("/api/documents/search", params={"q": "armadillo",
-                                "user_id": alice}, headers=auth(bob))  # fmt: skip
+        resp = await client.get(
+            "/api/documents/search", params={"q": "armadillo", "user_id": alice}, headers=auth(bob)
+        )
         assert resp.status == 403  # a user token searches its own documents only
         resp = await client.get(f"/api/documents/{mine['document_id']}", headers=auth(bob))
         assert resp.status == 404
@@ -248,17 +251,27 @@ class TestIsolation:
         # Published straight to the queue: only a chat message creates its task from a
         # message, so this one is dead-lettered and no task is made for it.
         await drain_dlq(kernel, DOCS.name)
-        forged = TaskMessage(task_id=uuid4(), type=TaskType.DOCUMENT, user_id=mallory,
-                             payload={"document_id": mine["document_id"]})  # fmt: skip
-        await kernel.broker.publish(kernel.settings.queue(DOCS.name), forged.dumps(),
-                                    message_id=str(forged.task_id))  # fmt: skip
-        [letter] = await wait_for(lambda: _some(drain_dlq(kernel, DOCS.name)),
-                                  what="the forged message's dead letter")  # fmt: skip
+        forged = TaskMessage(
+            task_id=uuid4(),
+            type=TaskType.DOCUMENT,
+            user_id=mallory,
+            payload={"document_id": mine["document_id"]},
+        )
+        await kernel.broker.publish(
+            kernel.settings.queue(DOCS.name), forged.dumps(), message_id=str(forged.task_id)
+        )
+        [letter] = await wait_for(
+            lambda: _some(drain_dlq(kernel, DOCS.name)), what="the forged message's dead letter"
+        )
         assert "no task" in str(letter.headers["x-taskfleet-reason"])
         assert await kernel.store.get_task(forged.task_id) is None
         # A task row of that user naming it (as if created by the kernel) finds nothing either
-        named = NewTask(type=TaskType.DOCUMENT, user_id=mallory, max_attempts=1,
-                        input={"document_id": mine["document_id"]})  # fmt: skip
+        named = NewTask(
+            type=TaskType.DOCUMENT,
+            user_id=mallory,
+            max_attempts=1,
+            input={"document_id": mine["document_id"]},
+        )
         async with kernel.pool.acquire() as conn:
             outgoing = await kernel.store.insert_task(conn, named, relay_grace_s=0)
         assert outgoing is not None
@@ -290,9 +303,12 @@ class TestDeleteWhileIndexing:
         task = await wait_status(kernel, task_id, "cancelled", "failed")
         assert task["status"] == "cancelled"
         for table, column in (("document_chunks", "document_id"), ("documents", "id")):
-            assert await kernel.pool.fetchval(
-                f"SELECT count(*) FROM {table} WHERE {column} = $1", doc_id
-            ) == 0  # fmt: skip
+            assert (
+                await kernel.pool.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE {column} = $1", doc_id
+                )
+                == 0
+            )
 
 
 async def _some(found: Awaitable[list[Any]]) -> list[Any] | None:

@@ -16,8 +16,14 @@ from tests.integration.test_ws import next_json
 
 def send(kernel: Kernel, user: str, seq: int = 1_000_000) -> str:
     task_id = str(uuid4())
-    key, body = events.task_updated(task_id=task_id, task_type="chat_message", user_id=user,
-                                    chat_id="c", status="processing", seq=seq)  # fmt: skip
+    key, body = events.task_updated(
+        task_id=task_id,
+        task_type="chat_message",
+        user_id=user,
+        chat_id="c",
+        status="processing",
+        seq=seq,
+    )
     kernel.broker.send_event(key, jsonx.dumps(body))
     return task_id
 

@@ -29,9 +29,14 @@ async def test_over_the_soft_limit_deliveries_wait_in_the_queue_and_resume_after
     consumer = await consume(handler, concurrency=4)
     stop = asyncio.Event()
     guard = MemoryGuard(
-        soft_bytes=resident_bytes() + BIG // 2, hard_bytes=0, check_s=0.05,
-        pause=consumer.pause, resume=consumer.resume, stop=stop, queue=CHAT.name,
-    )  # fmt: skip
+        soft_bytes=resident_bytes() + BIG // 2,
+        hard_bytes=0,
+        check_s=0.05,
+        pause=consumer.pause,
+        resume=consumer.resume,
+        stop=stop,
+        queue=CHAT.name,
+    )
     kernel.supervisor.spawn("test-memory-guard", guard.run)
     try:
         big = chat_message(content="big")
@@ -76,8 +81,15 @@ async def test_over_the_hard_limit_the_worker_is_told_to_stop() -> None:
     async def resume() -> None:
         raise AssertionError("no resume over the hard limit")
 
-    guard = MemoryGuard(soft_bytes=100 << 20, hard_bytes=200 << 20, check_s=1, pause=pause,
-                        resume=resume, stop=stop, queue="test")  # fmt: skip
+    guard = MemoryGuard(
+        soft_bytes=100 << 20,
+        hard_bytes=200 << 20,
+        check_s=1,
+        pause=pause,
+        resume=resume,
+        stop=stop,
+        queue="test",
+    )
     await guard.check(150 << 20)
     assert (paused, stop.is_set()) == (["resident memory 150 MiB over 100 MiB"], False)
     await guard.check(250 << 20)

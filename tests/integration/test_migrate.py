@@ -134,13 +134,14 @@ async def test_function_files_may_call_each_other_in_any_order(dsn: str) -> None
     """A new sql function whose file sorts before the one it calls is still created."""
     await migrate(dsn)
     caller = SqlFile.of(
-        "tf_a_caller", b"CREATE OR REPLACE FUNCTION tf_a_caller() RETURNS int"
-        b" LANGUAGE sql AS $$ SELECT tf_z_callee() + 1 $$;"
-    )  # fmt: skip
+        "tf_a_caller",
+        b"CREATE OR REPLACE FUNCTION tf_a_caller() RETURNS int"
+        b" LANGUAGE sql AS $$ SELECT tf_z_callee() + 1 $$;",
+    )
     callee = SqlFile.of(
-        "tf_z_callee", b"CREATE OR REPLACE FUNCTION tf_z_callee() RETURNS int"
-        b" LANGUAGE sql AS $$ SELECT 41 $$;"
-    )  # fmt: skip
+        "tf_z_callee",
+        b"CREATE OR REPLACE FUNCTION tf_z_callee() RETURNS int LANGUAGE sql AS $$ SELECT 41 $$;",
+    )
     schema = replace(PACKAGED, functions=[caller, *PACKAGED.functions, callee])
     assert (await migrate(dsn, schema)).functions == ["tf_a_caller", "tf_z_callee"]
     assert (await fetch(dsn, "SELECT tf_a_caller() AS n"))[0]["n"] == 42
@@ -204,8 +205,12 @@ def run_migrate(settings: Settings, dsn: str, *args: str) -> subprocess.Complete
     env = process_env(settings, DATABASE_URL=dsn, LOG_LEVEL="warning")
     return subprocess.run(
         [sys.executable, "-m", "taskfleet_cli", "migrate", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def taskfleet_migrate(settings: Settings, dsn: str, *args: str) -> list[str]:
@@ -220,8 +225,10 @@ async def test_the_command_refuses_an_edited_migration_in_one_line(
     await migrate(dsn)
     conn = await asyncpg.connect(dsn)
     try:  # as if 0002 had been edited since: the database applied other content
-        await conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64)"
-                           " WHERE version = '0002_task_functions'")  # fmt: skip
+        await conn.execute(
+            "UPDATE schema_migrations SET checksum = repeat('0', 64)"
+            " WHERE version = '0002_task_functions'"
+        )
     finally:
         await conn.close()
     done = await asyncio.to_thread(run_migrate, settings, dsn)

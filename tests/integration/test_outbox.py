@@ -75,8 +75,9 @@ async def test_a_cancel_while_the_relay_publishes_the_tasks_row_neither_waits_no
 
 
 async def _cancel_during_a_relay_batch(kernel: Kernel) -> None:
-    new = NewTask(type=TaskType.CHAT, user_id="alice", chat_id="c", input={"content": "x"},
-                  max_attempts=3)  # fmt: skip
+    new = NewTask(
+        type=TaskType.CHAT, user_id="alice", chat_id="c", input={"content": "x"}, max_attempts=3
+    )
     async with kernel.pool.acquire() as conn:
         await kernel.store.insert_task(conn, new, relay_grace_s=0)
         await conn.execute("UPDATE tasks SET status = 'retrying' WHERE id = $1", new.task_id)

@@ -51,8 +51,16 @@ def tuned(kernel: Kernel, **overrides: Any) -> Kernel:
 
 def message() -> Outgoing:
     """A committed task's message (its outbox row, 0, is none: nothing to forget)."""
-    return Outgoing(TaskMessage(task_id=uuid4(), type=TaskType.CHAT, user_id="alice",
-                                chat_id="p", payload={"content": "hi"}), 0)  # fmt: skip
+    return Outgoing(
+        TaskMessage(
+            task_id=uuid4(),
+            type=TaskType.CHAT,
+            user_id="alice",
+            chat_id="p",
+            payload={"content": "hi"},
+        ),
+        0,
+    )
 
 
 async def outbox_rows(kernel: Kernel, task_id: str) -> int:
@@ -84,8 +92,9 @@ async def test_the_api_answers_before_the_confirm_and_drops_the_row_once_publish
     # The relay must not publish the row on its own while the gate holds it.
     app = create_app(tuned(kernel, outbox_grace_s=600), publish=gate)
     async with TestClient(TestServer(app)) as client:
-        resp = await client.post("/api/chat/stream", json={"chat_id": "p", "content": "hi"},
-                                 headers=ALICE)  # fmt: skip
+        resp = await client.post(
+            "/api/chat/stream", json={"chat_id": "p", "content": "hi"}, headers=ALICE
+        )
         body = await resp.json()
         assert resp.status == 202, body
         task_id = body["task_id"]
@@ -159,8 +168,9 @@ async def test_stopping_publishes_what_waits_and_leaves_the_interrupted_to_the_r
     publisher = Publisher(kernel, gate)
     await start(kernel, publisher, running)
     await publisher.send(held)
-    await wait_for(lambda: _true(gate.attempted == [str(held.message.task_id)]),
-                   what="a batch in flight")  # fmt: skip
+    await wait_for(
+        lambda: _true(gate.attempted == [str(held.message.task_id)]), what="a batch in flight"
+    )
     await publisher.send(waiting)  # waits for the next batch
     await kernel.supervisor.stop(running.pop())
     assert gate.published == [str(waiting.message.task_id)]
@@ -180,8 +190,9 @@ async def test_the_brokers_publish_is_confirmed_persistent_and_refused_when_unro
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
-        await kernel.broker.publish(queue.name, b'{"a": 1}', message_id="m-1",
-                                    headers={"x-reason": "test"})  # fmt: skip
+        await kernel.broker.publish(
+            queue.name, b'{"a": 1}', message_id="m-1", headers={"x-reason": "test"}
+        )
         got = await queue.get(timeout=5)
         assert got is not None
         assert (got.body, got.message_id, got.content_type) == (b'{"a": 1}', "m-1",

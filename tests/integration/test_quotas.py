@@ -37,8 +37,9 @@ async def replicas(kernel: Kernel) -> AsyncIterator[Callable[..., Any]]:
 
 async def post(client: Replica, user: str) -> Any:
     headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, user)}"}
-    return await client.post("/api/chat/stream", json={"chat_id": "q", "content": "hi"},
-                             headers=headers)  # fmt: skip
+    return await client.post(
+        "/api/chat/stream", json={"chat_id": "q", "content": "hi"}, headers=headers
+    )
 
 
 async def inside_one_window(kernel: Kernel) -> None:

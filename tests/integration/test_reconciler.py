@@ -37,8 +37,13 @@ def reconciler(kernel: Kernel) -> Reconciler:
 
 async def queued_task(kernel: Kernel, *, age_s: float, with_outbox: bool = False) -> UUID:
     """A queued chat task last changed `age_s` ago; its message went nowhere."""
-    new = NewTask(type=TaskType.CHAT, user_id=f"r-{uuid4().hex[:6]}", chat_id="c",
-                  input={"content": "lost"}, max_attempts=3)  # fmt: skip
+    new = NewTask(
+        type=TaskType.CHAT,
+        user_id=f"r-{uuid4().hex[:6]}",
+        chat_id="c",
+        input={"content": "lost"},
+        max_attempts=3,
+    )
     async with kernel.pool.acquire() as conn, conn.transaction():
         await kernel.store.insert_task(conn, new, relay_grace_s=3600)
         if not with_outbox:
@@ -50,8 +55,9 @@ async def queued_task(kernel: Kernel, *, age_s: float, with_outbox: bool = False
 async def age(conn: Any, task_id: UUID, seconds: float) -> None:
     await conn.execute(
         "UPDATE tasks SET updated_at = now() - $2::interval WHERE id = $1",
-        task_id, timedelta(seconds=seconds),
-    )  # fmt: skip
+        task_id,
+        timedelta(seconds=seconds),
+    )
 
 
 def count(reason: str) -> float:
@@ -96,14 +102,17 @@ class TestLostMessages:
         await kernel.broker.publish(kernel.settings.queue(CHAT.name), chat_message().dumps())
         waiting = await queued_task(kernel, age_s=AFTER_S + 5)
         await reconciler.reconcile_once()
-        assert not await kernel.pool.fetchval("SELECT count(*) FROM outbox WHERE task_id = $1",
-                                              waiting)  # fmt: skip
+        assert not await kernel.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE task_id = $1", waiting
+        )
         # ... but not for ever
         async with kernel.pool.acquire() as conn:
             await age(conn, waiting, AFTER_S * 11)
         await reconciler.reconcile_once()
-        assert await kernel.pool.fetchval("SELECT count(*) FROM outbox WHERE task_id = $1",
-                                          waiting) == 1  # fmt: skip
+        assert (
+            await kernel.pool.fetchval("SELECT count(*) FROM outbox WHERE task_id = $1", waiting)
+            == 1
+        )
 
 
 class TestWaitingParents:
@@ -113,17 +122,18 @@ class TestWaitingParents:
         # Given a waiting parent whose only child completed, and whose resume was lost
         parent = chat_message(user_id=f"w-{uuid4().hex[:6]}")
         policy = ClaimPolicy(max_attempts=3, user_limit=0, throttle_s=0.1)
-        claim = await kernel.store.claim(parent, redelivered=False, queue=CHAT.name,
-                                         policy=policy)  # fmt: skip
+        claim = await kernel.store.claim(parent, redelivered=False, queue=CHAT.name, policy=policy)
         child_id = uuid4()
         child = {"id": str(child_id), "type": "tool_execution", "input": {}, "max_attempts": 1}
         await kernel.store.wait(parent.task_id, claim.fence, {"s": 1}, [child], 3600)
         async with kernel.pool.acquire() as conn, conn.transaction():
             await conn.execute("UPDATE tasks SET status = 'completed' WHERE id = $1", child_id)
-            await conn.execute("DELETE FROM outbox WHERE task_id = ANY($1::uuid[])",
-                               [parent.task_id, child_id])  # fmt: skip
-            await conn.execute("UPDATE tasks SET status = 'waiting' WHERE id = $1",
-                               parent.task_id)  # the trigger's resume, lost  # fmt: skip
+            await conn.execute(
+                "DELETE FROM outbox WHERE task_id = ANY($1::uuid[])", [parent.task_id, child_id]
+            )
+            await conn.execute(
+                "UPDATE tasks SET status = 'waiting' WHERE id = $1", parent.task_id
+            )  # the trigger's resume, lost
             await age(conn, parent.task_id, AFTER_S + 5)
         # When the reconciler passes
         repairs = await reconciler.reconcile_once()
@@ -143,15 +153,23 @@ class TestWaitingParents:
 
 class TestRunningTasks:
     async def claimed(
-        self, kernel: Kernel, holder: Registration | None, max_attempts: int = 3,
+        self,
+        kernel: Kernel,
+        holder: Registration | None,
+        max_attempts: int = 3,
         deadline_s: float = 300,
-    ) -> tuple[UUID, int]:  # fmt: skip
+    ) -> tuple[UUID, int]:
         msg = chat_message(user_id=f"h-{uuid4().hex[:6]}")
-        policy = ClaimPolicy(max_attempts=max_attempts, user_limit=0, throttle_s=0.1,
-                             holder=holder.id if holder else None,
-                             deadline_s=deadline_s)  # fmt: skip
-        claim = await kernel.store.claim(msg, redelivered=False, queue=CHAT.name, policy=policy,
-                                         copy="c1")  # fmt: skip
+        policy = ClaimPolicy(
+            max_attempts=max_attempts,
+            user_limit=0,
+            throttle_s=0.1,
+            holder=holder.id if holder else None,
+            deadline_s=deadline_s,
+        )
+        claim = await kernel.store.claim(
+            msg, redelivered=False, queue=CHAT.name, policy=policy, copy="c1"
+        )
         assert claim.verdict == "claimed"
         return msg.task_id, claim.fence
 

@@ -50,8 +50,12 @@ async def add_task(
         " VALUES ($1, 'chat_message', 'retention-user', 'retention-chat', $2, $3, 5,"
         "  now() - make_interval(days => $4),"
         "  now() - make_interval(days => $5))",
-        task_id, parent, status, created_days_ago, finished_days_ago,
-    )  # fmt: skip
+        task_id,
+        parent,
+        status,
+        created_days_ago,
+        finished_days_ago,
+    )
     if messages:
         await db.execute(
             "INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)"
@@ -110,10 +114,10 @@ async def test_removes_only_old_terminal_tasks_and_what_hangs_off_them(
     assert await existing(db, gone) == set()
     assert await existing(db, list(kept.values())) == set(kept.values())
     # Their messages went with them (ON DELETE CASCADE); the kept tasks' messages stayed.
-    assert await count(db, "SELECT count(*) FROM messages WHERE task_id = ANY($1::uuid[])",
-                       gone) == 0  # fmt: skip
-    assert await count(db, "SELECT count(*) FROM messages WHERE task_id = $1",
-                       kept["recent"]) == 2  # fmt: skip
+    assert (
+        await count(db, "SELECT count(*) FROM messages WHERE task_id = ANY($1::uuid[])", gone) == 0
+    )
+    assert await count(db, "SELECT count(*) FROM messages WHERE task_id = $1", kept["recent"]) == 2
     assert await count(db, "SELECT count(*) FROM outbox WHERE task_id = $1", unsent) == 1
 
     # Once its dead letter is relayed (the relay deletes the row), the task goes too.
@@ -184,8 +188,12 @@ async def test_the_periodic_job_runs_in_one_process_at_a_time(db: asyncpg.Pool) 
 def taskfleet(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskfleet_cli", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 async def test_cleanup_command(settings: Settings, db: asyncpg.Pool) -> None:

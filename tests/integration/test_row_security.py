@@ -39,13 +39,16 @@ async def seed(kernel: Kernel, user: str) -> UUID:
         await c.execute(
             "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts)"
             " VALUES ($1, 'chat_message', $2, 'c', '{}', 3)",
-            task, user,
-        )  # fmt: skip
+            task,
+            user,
+        )
         await c.execute(
             "INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)"
             " VALUES ($1, 'c', $2, 'user', 'hello', 'completed', $3)",
-            uuid4(), user, task,
-        )  # fmt: skip
+            uuid4(),
+            user,
+            task,
+        )
         # Not due for an hour: no relay publishes it during the test.
         await c.execute(
             "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
@@ -55,28 +58,35 @@ async def seed(kernel: Kernel, user: str) -> UUID:
         await c.execute(
             "INSERT INTO documents (id, user_id, title, media_type, size_bytes, sha256,"
             " blob_key) VALUES ($1, $2, 't', 'text/plain', 5, 'x', $3)",
-            doc, user, f"documents/{user}/{doc}",
-        )  # fmt: skip
+            doc,
+            user,
+            f"documents/{user}/{doc}",
+        )
         await c.execute(
             "INSERT INTO document_blobs (key, data) VALUES ($1, 'hello')", f"documents/{user}/{doc}"
         )
         await c.execute(
             "INSERT INTO document_chunks (document_id, page, chunk_index, user_id, content)"
             " VALUES ($1, 1, 0, $2, 'hello')",
-            doc, user,
-        )  # fmt: skip
+            doc,
+            user,
+        )
         await c.execute("INSERT INTO cameras (user_id, camera_id) VALUES ($1, 'cam')", user)
         await c.execute(
             "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source)"
             " VALUES ($1, $2, 'cam', $3, 'upload')",
-            frame, user, task,
-        )  # fmt: skip
+            frame,
+            user,
+            task,
+        )
         await c.execute(
             "INSERT INTO camera_analyses (frame_id, task_id, user_id, camera_id, frame_seq,"
             " width, height, format, brightness, sharpness, motion_detected, signature,"
             " thumbnail) VALUES ($1, $2, $3, 'cam', 1, 1, 1, 'JPEG', 0, 0, false, '', '')",
-            frame, task, user,
-        )  # fmt: skip
+            frame,
+            task,
+            user,
+        )
         await c.execute(
             "INSERT INTO tool_calls (task_id, call_id, tool, state)"
             " VALUES ($1, 'call', 'calculator', 'started')",
@@ -84,8 +94,9 @@ async def seed(kernel: Kernel, user: str) -> UUID:
         )
         await c.execute(
             "INSERT INTO memories (id, user_id, fact, fact_key) VALUES ($1, $2, 'f', 'f')",
-            uuid4(), user,
-        )  # fmt: skip
+            uuid4(),
+            user,
+        )
         await c.execute(
             "INSERT INTO submission_counts (user_id, window_start, submissions)"
             " VALUES ($1, now(), 1)",
@@ -127,8 +138,9 @@ async def test_a_user_cannot_change_or_create_another_users_rows(kernel: Kernel)
         await as_alice.execute(
             "INSERT INTO tasks (id, type, user_id, input, max_attempts)"
             " VALUES ($1, 'chat_message', $2, '{}', 3)",
-            uuid4(), bob,
-        )  # fmt: skip
+            uuid4(),
+            bob,
+        )
     task = await kernel.pool.fetchrow("SELECT stage FROM tasks WHERE id = $1", bobs_task)
     assert task["stage"] is None
 
@@ -215,8 +227,9 @@ async def test_a_chat_submission_scopes_itself_and_leaves_the_connection_as_it_w
     pool = await create_pool(kernel.settings.database_url, size=1)  # one connection to look at
     try:
         user = new_user()
-        new = new_task(kernel.settings, type=TaskType.CHAT, user_id=user, chat_id="c",
-                       input={"content": "hi"})  # fmt: skip
+        new = new_task(
+            kernel.settings, type=TaskType.CHAT, user_id=user, chat_id="c", input={"content": "hi"}
+        )
         limits = Limits.from_settings(kernel.settings)
         submitted = await TaskStore(pool).submit_chat(
             for_user(pool, user), new, content="hi", relay_grace_s=3600, limits=limits
@@ -242,5 +255,7 @@ async def test_a_users_transaction_cannot_submit_in_another_users_name(kernel: K
         await for_user(kernel.pool, new_user()).fetchrow(
             "SELECT * FROM tf_submit_chat($1, 'chat_message', $2, 'c', NULL, '{}', 3, NULL,"
             " 'chat_tasks', 60, 'hi', $3, 100, 100)",
-            uuid4(), new_user(), uuid4(),
-        )  # fmt: skip
+            uuid4(),
+            new_user(),
+            uuid4(),
+        )

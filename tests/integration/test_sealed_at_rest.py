@@ -112,8 +112,9 @@ async def test_a_sensitive_tool_argument_is_in_no_table_and_in_no_queued_message
     assert kernel.broker.connection is not None
     channel = await kernel.broker.connection.channel()
     queue = await channel.get_queue(kernel.settings.queue(TOOL.name), ensure=False)
-    queued = await wait_for(lambda: queue.get(no_ack=False, fail=False, timeout=5),
-                            what="the tool task's message")  # fmt: skip
+    queued = await wait_for(
+        lambda: queue.get(no_ack=False, fail=False, timeout=5), what="the tool task's message"
+    )
     body = queued.body
     await queued.nack(requeue=True)
     await channel.close()
@@ -124,8 +125,9 @@ async def test_a_sensitive_tool_argument_is_in_no_table_and_in_no_queued_message
 
     # When a tool worker (with the fake SMTP server) runs it and the chat task completes
     settings = ToolWorkerSettings.of(kernel.settings, smtp_url=smtp_url)
-    worker = ToolWorker(registry=default_registry(settings),
-                        settings=settings, faults=Faults.parse(""))  # fmt: skip
+    worker = ToolWorker(
+        registry=default_registry(settings), settings=settings, faults=Faults.parse("")
+    )
     await consume(partial(handle_tool, worker=worker), spec=TOOL)
     done = await wait_status(kernel, msg.task_id, "completed")
     assert done["output"]["reply"] == "Done: the email is on its way."
@@ -198,8 +200,7 @@ async def fresh_db(settings: Settings) -> AsyncIterator[str]:
 def rotate_key(settings: Settings, dsn: str, keys: str) -> subprocess.CompletedProcess[str]:
     env = process_env(settings, DATABASE_URL=dsn, ENCRYPTION_KEYS=keys)
     command = [sys.executable, "-m", "taskfleet_cli", "rotate-key", "--batch-size", "2"]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)  # fmt: skip
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 async def test_rotate_key_reseals_everything_under_the_current_key(
@@ -217,14 +218,16 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
             await pool.execute(
                 "INSERT INTO tasks (id, type, user_id, input, output, max_attempts, status)"
                 " VALUES ($1, 'tool_execution', 'u', $2, $3, 1, 'completed')",
-                task_id, {"call_id": "c", "name": "send_email", "arguments": arguments},
+                task_id,
+                {"call_id": "c", "name": "send_email", "arguments": arguments},
                 {"call_id": "c", "result": result},
-            )  # fmt: skip
+            )
             await pool.execute(
                 "INSERT INTO tool_calls (task_id, call_id, tool, state, result)"
                 " VALUES ($1, 'c', 'send_email', 'succeeded', $2)",
-                task_id, result,
-            )  # fmt: skip
+                task_id,
+                result,
+            )
         assert await save_memories(pool, old, "u", ["I am Ann.", "I like tea."], None) == 2
         # When k1 becomes current, k0 still opens, and a fact saved under k0 still dedupes
         assert await save_memories(pool, both, "u", ["i am ann"], None) == 0

@@ -43,8 +43,7 @@ async def submit(kernel: Kernel, task_type: TaskType, payload: dict[str, Any]) -
         )
         await publish(kernel, msg)
         return msg.task_id
-    new = NewTask(type=task_type, user_id=f"typed-{uuid4().hex[:8]}", input=payload,
-                  max_attempts=3)  # fmt: skip
+    new = NewTask(type=task_type, user_id=f"typed-{uuid4().hex[:8]}", input=payload, max_attempts=3)
     async with kernel.pool.acquire() as conn:
         await kernel.store.insert_task(conn, new, relay_grace_s=0)
     return new.task_id
@@ -66,8 +65,7 @@ async def test_a_bad_payload_is_dead_lettered_with_its_reason_and_never_handled(
     task = await wait_status(kernel, task_id, "failed")
     assert task["attempts"] == 1  # permanent: not tried again
     assert task["error"] == {"code": "invalid_payload", "message": reason, "retryable": False}
-    [letter] = await wait_for(lambda: _some(drain_dlq(kernel, spec.name)),
-                              what="the dead letter")  # fmt: skip
+    [letter] = await wait_for(lambda: _some(drain_dlq(kernel, spec.name)), what="the dead letter")
     assert letter.headers["x-taskfleet-error"] == "invalid_payload"
     assert letter.headers["x-taskfleet-reason"] == "permanent: invalid_payload"
     assert task_id not in ran

@@ -53,8 +53,10 @@ class TestLiveUpdates:
         alice, bob = new_user("alice"), new_user("bob")
         async with api(kernel) as client:
             queued_before = await submit(client, alice, "already waiting")  # in the snapshot
-            async with client.ws_connect(f"/ws/tasks?token={token(alice)}") as ws_a, \
-                    client.ws_connect(f"/ws/tasks?token={token(bob)}") as ws_b:  # fmt: skip
+            async with (
+                client.ws_connect(f"/ws/tasks?token={token(alice)}") as ws_a,
+                client.ws_connect(f"/ws/tasks?token={token(bob)}") as ws_b,
+            ):
                 snap_a, snap_b = await next_json(ws_a), await next_json(ws_b)
                 assert snap_a["type"] == "snapshot"
                 assert [t["id"] for t in snap_a["tasks"]] == [queued_before["task_id"]]

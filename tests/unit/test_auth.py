@@ -39,8 +39,9 @@ def test_issue_verify_round_trip(scope: Any) -> None:
 
 
 def test_issued_token_expires_after_its_ttl() -> None:
-    claims = jwt.decode(issue_token(SECRET, "alice", ttl_s=90), SECRET, algorithms=["HS256"],
-                        audience=AUDIENCE)  # fmt: skip
+    claims = jwt.decode(
+        issue_token(SECRET, "alice", ttl_s=90), SECRET, algorithms=["HS256"], audience=AUDIENCE
+    )
     assert claims["exp"] - claims["iat"] == 90
     assert (claims["sub"], claims["iss"], claims["aud"]) == ("alice", ISSUER, AUDIENCE)
     assert len(claims["jti"]) == 32

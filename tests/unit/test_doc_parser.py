@@ -42,8 +42,9 @@ def file(tmp_path: Path) -> Callable[[bytes], Path]:
     return write
 
 
-async def parse_all(path: Path, media_type: str, first: int = 1,
-                    limits: ParseLimits = LIMITS) -> tuple[int, list[ParsedPage]]:  # fmt: skip
+async def parse_all(
+    path: Path, media_type: str, first: int = 1, limits: ParseLimits = LIMITS
+) -> tuple[int, list[ParsedPage]]:
     async with run_parser(path, media_type, first, limits) as parser:
         return parser.pages, [page async for page in parser.texts()]
 
@@ -155,8 +156,9 @@ class TestParserChild:
     async def test_a_slow_page_fails_with_the_wall_clock_timeout(
         self, file: Callable[[bytes], Path]
     ) -> None:
-        limits = ParseLimits(memory_mb=512, cpu_s=10, timeout_s=0.5, reopen_every=10,
-                             page_delay_ms=5000)  # fmt: skip
+        limits = ParseLimits(
+            memory_mb=512, cpu_s=10, timeout_s=0.5, reopen_every=10, page_delay_ms=5000
+        )
         with pytest.raises(PermanentError, match="page 1: the parser took longer") as err:
             await parse_all(file(text_pdf(["slow"])), PDF, limits=limits)
         assert err.value.code == "parser_timeout"
@@ -194,8 +196,9 @@ class TestChildIsolation:
         monkeypatch.setenv("LANG", "C.UTF-8")
         monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
         # Slow pages keep it running while its environment is read from /proc
-        limits = ParseLimits(memory_mb=512, cpu_s=10, timeout_s=30, reopen_every=3,
-                             page_delay_ms=300)  # fmt: skip
+        limits = ParseLimits(
+            memory_mb=512, cpu_s=10, timeout_s=30, reopen_every=3, page_delay_ms=300
+        )
         async with run_parser(file(text_pdf(["one", "two"])), PDF, 1, limits) as parser:
             raw = await asyncio.to_thread(Path(f"/proc/{parser.process.pid}/environ").read_bytes)
             pages = [page.text.strip() async for page in parser.texts()]
@@ -253,8 +256,11 @@ class TestChildIsolation:
         # Each page names a font object that is not there: pypdf warns about each one, and a
         # long such file would pass the stderr cap if they went there.
         numbers = itertools.count(100_000)
-        sloppy = re.sub(rb"/F1 3 0 R", lambda _: b"/F1 %d 0 R" % next(numbers),
-                        text_pdf([f"page {i}" for i in range(12)]))  # fmt: skip
+        sloppy = re.sub(
+            rb"/F1 3 0 R",
+            lambda _: b"/F1 %d 0 R" % next(numbers),
+            text_pdf([f"page {i}" for i in range(12)]),
+        )
         async with run_parser(file(sloppy), PDF, 1, LIMITS) as parser:
             parsed = [page async for page in parser.texts()]
         assert len(parsed) == 12

@@ -71,8 +71,11 @@ def codes_in_python(source: str) -> set[str]:
         ):
             found.add(_literal(node.value))
         elif isinstance(node, ast.Dict):
-            found |= {_literal(v) for k, v in zip(node.keys, node.values, strict=True)
-                      if k is not None and _literal(k) == "code"}  # fmt: skip
+            found |= {
+                _literal(v)
+                for k, v in zip(node.keys, node.values, strict=True)
+                if k is not None and _literal(k) == "code"
+            }
     return {c for c in found if c is not None}
 
 
@@ -122,16 +125,27 @@ def test_the_message_schema_accepts_a_message_and_refuses_what_the_worker_refuse
 def test_the_extractor_finds_codes_of_every_kind() -> None:
     """If the extraction silently found nothing, the next test would prove nothing."""
     found = raised_codes()
-    for code in ("not_found", "rate_limited", "deadline_exceeded", "unexpected", "llm_timeout",
-                 "tool_unknown", "parser_crashed", "invalid_document", "worker_lost",
-                 "frame_not_found", "lost"):  # fmt: skip
+    for code in (
+        "not_found",
+        "rate_limited",
+        "deadline_exceeded",
+        "unexpected",
+        "llm_timeout",
+        "tool_unknown",
+        "parser_crashed",
+        "invalid_document",
+        "worker_lost",
+        "frame_not_found",
+        "lost",
+    ):
         assert code in found, code
 
 
 def test_every_error_code_in_the_code_is_in_the_contract() -> None:
     contract = (DOCS / "contract.md").read_text()
-    missing = {code: sorted(files) for code, files in raised_codes().items()
-               if f"`{code}`" not in contract}  # fmt: skip
+    missing = {
+        code: sorted(files) for code, files in raised_codes().items() if f"`{code}`" not in contract
+    }
     assert not missing, f"error codes missing from docs/contract.md: {missing}"
 
 

@@ -179,10 +179,14 @@ async def test_nul_is_dropped_from_text_and_tool_calls(serve: Any) -> None:
     # PostgreSQL text and jsonb cannot hold U+0000: whatever the model sends, none gets past
     # the provider, neither raw (a delta) nor escaped in a tool call's JSON arguments.
     arguments = r'{"expression": "2*21\u0000", "note": "a\\u0000b"}' + "\x00"
-    server = await serve(script(
-        Text("He\x00llo\x00 Ann", pieces=5), Text("\x00", pieces=1),
-        Calls([("calculator", arguments)]), JsonReply("one\x00 piece"),
-    ))  # fmt: skip
+    server = await serve(
+        script(
+            Text("He\x00llo\x00 Ann", pieces=5),
+            Text("\x00", pieces=1),
+            Calls([("calculator", arguments)]),
+            JsonReply("one\x00 piece"),
+        )
+    )
     text = await collect(model(server))
     assert "".join(str(i) for i in text) == "Hello Ann"
     assert await collect(model(server)) == []  # a reply of NUL alone yields no empty delta

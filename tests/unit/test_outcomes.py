@@ -65,14 +65,26 @@ class Store:
 
 def attempt(number: int = 1, max_attempts: int = 3) -> Attempt:
     claim = Claim(
-        verdict="claimed", fence=5, attempts=number, max_attempts=max_attempts, checkpoint=None,
-        input={}, user_id="alice", chat_id="c1", created_at=datetime.now(UTC), event_seq=2,
+        verdict="claimed",
+        fence=5,
+        attempts=number,
+        max_attempts=max_attempts,
+        checkpoint=None,
+        input={},
+        user_id="alice",
+        chat_id="c1",
+        created_at=datetime.now(UTC),
+        event_seq=2,
         message_id=None,
-    )  # fmt: skip
+    )
     return Attempt.of(
-        MSG, claim, deadline=0.0, store=cast(Any, Store()), publish=lambda key, body: None,
+        MSG,
+        claim,
+        deadline=0.0,
+        store=cast(Any, Store()),
+        publish=lambda key, body: None,
         sealer=Sealer.from_settings(Settings()),
-    )  # fmt: skip
+    )
 
 
 async def commit(

@@ -37,8 +37,9 @@ def test_other_checkpoints_stay_plain(task_type: TaskType) -> None:
 def test_a_tool_calls_arguments_are_sealed_to_the_child_and_open_only_there() -> None:
     child = uuid4()
     arguments = {"to": ["bob@example.com"], "body": "secret"}
-    written = SEALER.seal_input(TaskType.TOOL, child, {"call_id": "c", "name": "send_email",
-                                                       "arguments": arguments})  # fmt: skip
+    written = SEALER.seal_input(
+        TaskType.TOOL, child, {"call_id": "c", "name": "send_email", "arguments": arguments}
+    )
     assert (written["call_id"], written["name"]) == ("c", "send_email")
     assert KEYS.open(written["arguments"], row=child, field="arguments") == arguments
     payload = ToolPayload.parse(written)

@@ -129,8 +129,11 @@ def test_a_short_jwt_secret_is_refused_in_one_line_without_its_value(
 
 
 def own_names(cls: type[Settings]) -> set[str]:
-    return {str(f.validation_alias) for n, f in cls.model_fields.items()
-            if n not in Settings.model_fields}  # fmt: skip
+    return {
+        str(f.validation_alias)
+        for n, f in cls.model_fields.items()
+        if n not in Settings.model_fields
+    }
 
 
 def test_each_variable_belongs_to_one_class() -> None:

@@ -109,10 +109,18 @@ class Store:
         if self.claim_error is not None:
             raise self.claim_error
         return Claim(
-            verdict=self.verdict, fence=7, attempts=1, max_attempts=5, checkpoint=None, input={},
-            user_id=msg.user_id, chat_id=msg.chat_id, created_at=datetime.now(UTC), event_seq=3,
+            verdict=self.verdict,
+            fence=7,
+            attempts=1,
+            max_attempts=5,
+            checkpoint=None,
+            input={},
+            user_id=msg.user_id,
+            chat_id=msg.chat_id,
+            created_at=datetime.now(UTC),
+            event_seq=3,
             message_id=None,
-        )  # fmt: skip
+        )
 
     async def release(self, task_id: Any, fence: int) -> int:
         if self.release_error is not None:
@@ -149,10 +157,14 @@ async def process(
         away.append(exc)
 
     processor = Processor(
-        spec=CHAT, store=cast(Any, store), broker=cast(Any, broker or Broker()),
-        runner=cast(Any, None), policy=cast(Any, lambda: None), stopping=lambda: stopping,
+        spec=CHAT,
+        store=cast(Any, store),
+        broker=cast(Any, broker or Broker()),
+        runner=cast(Any, None),
+        policy=cast(Any, lambda: None),
+        stopping=lambda: stopping,
         database_away=database_away,
-    )  # fmt: skip
+    )
     return await processor.process(delivery(body)), away
 
 

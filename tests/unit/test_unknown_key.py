@@ -88,8 +88,9 @@ async def test_plain_tool_arguments_are_refused_in_production_and_run_elsewhere(
     task_id = uuid4()
     opened = Sealer.from_settings(SETTINGS).open_payload(TaskType.TOOL, task_id, plain)
     development = ToolWorker(default_registry(SETTINGS), SETTINGS, Faults.parse(""))
-    done = await handle_tool(context(payload=opened, task_id=task_id, user_id="u", db=None),
-                             worker=development)  # fmt: skip
+    done = await handle_tool(
+        context(payload=opened, task_id=task_id, user_id="u", db=None), worker=development
+    )
     assert done.output == {
         "call_id": "c1",
         "name": "calculator",

@@ -22,8 +22,9 @@ def settings(**overrides: object) -> ApiSettings:
 def test_the_banner_gives_a_token_of_this_fleet_and_requests_that_use_it() -> None:
     s = settings()
     text = welcome_text(s, SECRET)
-    token = next(line.split("export TOKEN=", 1)[1] for line in text.splitlines()
-                 if "export TOKEN=" in line)  # fmt: skip
+    token = next(
+        line.split("export TOKEN=", 1)[1] for line in text.splitlines() if "export TOKEN=" in line
+    )
     who = TokenVerifier(SECRET, issuer=s.jwt_issuer, audience=s.jwt_audience).verify(token)
     assert (who.user_id, who.scope) == ("demo", "user")
     assert "taskfleet is up: API on http://127.0.0.1:8080" in text

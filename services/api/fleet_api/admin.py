@@ -22,8 +22,11 @@ from taskfleet.runtime import registry
 
 # A work queue or its dead-letter queue, by name: the only values the `{queue}` path takes.
 QUEUE_NAMES = sorted([*QUEUE_BY_NAME, *map(dlq_name, QUEUE_BY_NAME)])
-QUEUE_PARAM = PathParam({"type": "string", "enum": QUEUE_NAMES},
-                        "^(?:" + "|".join(map(re.escape, QUEUE_NAMES)) + ")$", "queue")  # fmt: skip
+QUEUE_PARAM = PathParam(
+    {"type": "string", "enum": QUEUE_NAMES},
+    "^(?:" + "|".join(map(re.escape, QUEUE_NAMES)) + ")$",
+    "queue",
+)
 
 
 def require_admin(request: web.Request) -> None:
@@ -43,10 +46,14 @@ async def list_queues(request: web.Request) -> web.Response:
     require_admin(request)
     found = await queues.depths(request.app[KERNEL])
     listed = [
-        {"name": d.name, "messages": d.messages, "consumers": d.consumers,
-         "dead_letter": d.dead_letter}
+        {
+            "name": d.name,
+            "messages": d.messages,
+            "consumers": d.consumers,
+            "dead_letter": d.dead_letter,
+        }
         for d in found
-    ]  # fmt: skip
+    ]
     return json_response({"queues": listed})
 
 
@@ -81,14 +88,55 @@ async def list_workers(request: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application) -> None:
     api, tags, errors = app[OPENAPI], ("admin",), (401, 403, 404, 422, 503)
-    api.add(app, Operation("GET", "/api/admin/queues", list_queues, "Queue depths", QueueList,
-                           errors=errors, tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/admin/workers", list_workers, "Worker processes",
-                           WorkerList, query=WorkerQuery, errors=errors, tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/admin/dlq/{queue}", list_dead_letters,
-                           "A queue's dead letters", DeadLetterList, query=DeadLetterQuery,
-                           errors=errors, tags=tags,
-                           path_params={"queue": QUEUE_PARAM}))  # fmt: skip
-    api.add(app, Operation("POST", "/api/admin/dlq/{queue}/replay", replay_dead_letters,
-                           "Replay a queue's dead letters", ReplayResult, errors=errors,
-                           tags=tags, path_params={"queue": QUEUE_PARAM}))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/admin/queues",
+            list_queues,
+            "Queue depths",
+            QueueList,
+            errors=errors,
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/admin/workers",
+            list_workers,
+            "Worker processes",
+            WorkerList,
+            query=WorkerQuery,
+            errors=errors,
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/admin/dlq/{queue}",
+            list_dead_letters,
+            "A queue's dead letters",
+            DeadLetterList,
+            query=DeadLetterQuery,
+            errors=errors,
+            tags=tags,
+            path_params={"queue": QUEUE_PARAM},
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/admin/dlq/{queue}/replay",
+            replay_dead_letters,
+            "Replay a queue's dead letters",
+            ReplayResult,
+            errors=errors,
+            tags=tags,
+            path_params={"queue": QUEUE_PARAM},
+        ),
+    )

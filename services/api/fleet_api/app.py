@@ -36,17 +36,20 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     """`publish` defaults to the kernel broker's confirmed publish (tests inject a failing one)."""
 
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES,
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_REQUEST_LINE},
-    )  # fmt: skip
+    )
     app[KERNEL] = kernel
     app[SETTINGS] = ApiSettings.of(kernel.settings)
     app[PUBLISHER] = Publisher(kernel, publish)
     app[DENIED] = DenyList()
     app[TOKENS] = TokenVerifier(
-        kernel.settings.require_jwt_secret(), issuer=kernel.settings.jwt_issuer,
-        audience=kernel.settings.jwt_audience, revoked=app[DENIED].denied,
-    )  # fmt: skip
+        kernel.settings.require_jwt_secret(),
+        issuer=kernel.settings.jwt_issuer,
+        audience=kernel.settings.jwt_audience,
+        revoked=app[DENIED].denied,
+    )
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
     app[SOCKETS] = OpenSockets()

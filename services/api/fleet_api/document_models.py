@@ -19,8 +19,11 @@ class OwnerQuery(BaseModel):
 
 class ListQuery(OwnerQuery):
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, pattern=documents.CURSOR_PATTERN,
-                               description="The `next_cursor` of the previous page.")  # fmt: skip
+    cursor: str | None = Field(
+        None,
+        pattern=documents.CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page.",
+    )
 
 
 class SearchQuery(OwnerQuery):

@@ -76,8 +76,12 @@ async def upload_document(request: web.Request) -> web.Response:
     slots = request.app[UPLOAD_SLOTS]
     if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
         limit = request.app[SETTINGS].document_max_uploads
-        raise ApiError(503, "busy", f"this replica is receiving {limit} uploads already;"
-                       " retry shortly", headers=RETRY_AFTER)  # fmt: skip
+        raise ApiError(
+            503,
+            "busy",
+            f"this replica is receiving {limit} uploads already; retry shortly",
+            headers=RETRY_AFTER,
+        )
     async with slots:
         await enforce_quota(request, user_id)
         spool = Spool()
@@ -91,12 +95,16 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
     kernel = request.app[KERNEL]
     upload = await read_upload(request, request.app[SETTINGS].document_max_bytes, spool)
     doc = documents.NewDocument(
-        user_id=user_id, title=upload.title or upload.filename or "untitled",
-        filename=upload.filename, media_type=upload.media_type, size_bytes=upload.size,
+        user_id=user_id,
+        title=upload.title or upload.filename or "untitled",
+        filename=upload.filename,
+        media_type=upload.media_type,
+        size_bytes=upload.size,
         sha256=upload.sha256,
-    )  # fmt: skip
-    new = new_task(kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
-                   input={"document_id": str(doc.id)})  # fmt: skip
+    )
+    new = new_task(
+        kernel.settings, type=TaskType.DOCUMENT, user_id=user_id, input={"document_id": str(doc.id)}
+    )
 
     async def write(conn: asyncpg.Connection) -> Outgoing | None:
         outgoing = await kernel.store.insert_task(
@@ -159,10 +167,18 @@ async def search_documents(request: web.Request) -> web.Response:
     )
     results = SearchResults(
         query=query.q,
-        results=[SearchResult(document_id=h.document_id, title=h.title, page=h.page,
-                              chunk_index=h.chunk_index, snippet=h.snippet, score=h.score)
-                 for h in hits],
-    )  # fmt: skip
+        results=[
+            SearchResult(
+                document_id=h.document_id,
+                title=h.title,
+                page=h.page,
+                chunk_index=h.chunk_index,
+                snippet=h.snippet,
+                score=h.score,
+            )
+            for h in hits
+        ],
+    )
     return json_response(results.model_dump(mode="json"))
 
 
@@ -185,20 +201,71 @@ def add_document_routes(app: web.Application) -> None:
         },
     }  # fmt: skip
     # `search` before `{document_id}`: aiohttp matches routes in the order they were added.
-    api.add(app, Operation("GET", "/api/documents/search", search_documents,
-                           "Search the caller's indexed documents", SearchResults,
-                           query=SearchQuery, errors=(401, 403, 422, 503), tags=tags))  # fmt: skip
-    api.add(app, Operation("POST", "/api/documents", upload_document,
-                           "Upload a document (multipart `file`, optional `title`) to index",
-                           DocumentAccepted, 202, query=OwnerQuery,
-                           errors=(400, 401, 403, 413, 415, 422, 429, 503), tags=tags,
-                           raw_body={"multipart/form-data": form}))  # fmt: skip
-    api.add(app, Operation("GET", "/api/documents", list_documents, "The caller's documents",
-                           DocumentList, query=ListQuery, errors=(400, 401, 404, 422, 503),
-                           tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/documents/{document_id}", get_document,
-                           "A document: status, pages, chunks and its task", Document,
-                           query=OwnerQuery, errors=(401, 404, 422, 503), tags=tags))  # fmt: skip
-    api.add(app, Operation("DELETE", "/api/documents/{document_id}", delete_document,
-                           "Delete a document, its chunks and its bytes", None, 204,
-                           query=OwnerQuery, errors=(401, 404, 422, 503), tags=tags))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/documents/search",
+            search_documents,
+            "Search the caller's indexed documents",
+            SearchResults,
+            query=SearchQuery,
+            errors=(401, 403, 422, 503),
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/documents",
+            upload_document,
+            "Upload a document (multipart `file`, optional `title`) to index",
+            DocumentAccepted,
+            202,
+            query=OwnerQuery,
+            errors=(400, 401, 403, 413, 415, 422, 429, 503),
+            tags=tags,
+            raw_body={"multipart/form-data": form},
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/documents",
+            list_documents,
+            "The caller's documents",
+            DocumentList,
+            query=ListQuery,
+            errors=(400, 401, 404, 422, 503),
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/documents/{document_id}",
+            get_document,
+            "A document: status, pages, chunks and its task",
+            Document,
+            query=OwnerQuery,
+            errors=(401, 404, 422, 503),
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "DELETE",
+            "/api/documents/{document_id}",
+            delete_document,
+            "Delete a document, its chunks and its bytes",
+            None,
+            204,
+            query=OwnerQuery,
+            errors=(401, 404, 422, 503),
+            tags=tags,
+        ),
+    )

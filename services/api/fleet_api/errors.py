@@ -37,9 +37,13 @@ RETRY_AFTER = {"Retry-After": "2"}
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, details: Any = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
         headers: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
         self.headers = headers
@@ -68,9 +72,13 @@ def outcome_unknown(exc: BaseException, how_to_check: str) -> ApiError:
     """A creating request whose commit may or may not have happened: the client must not
     assume either. `how_to_check` tells it how to find out without creating twice."""
     log.warning("submission_outcome_unknown", error=repr(exc))
-    return ApiError(503, "outcome_unknown",
-                    f"the database link broke while this was being saved: it may or may not"
-                    f" have been accepted; {how_to_check}", headers=RETRY_AFTER)  # fmt: skip
+    return ApiError(
+        503,
+        "outcome_unknown",
+        f"the database link broke while this was being saved: it may or may not"
+        f" have been accepted; {how_to_check}",
+        headers=RETRY_AFTER,
+    )
 
 
 @web.middleware
@@ -91,8 +99,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # A value the request carried that PostgreSQL cannot hold or compare (the checks at
         # the door should have caught it first): the client's mistake, not ours.
         log.warning("request_data_error", path=request.path, error=repr(exc))
-        return error_response(422, "invalid_request", "a value in the request is out of range"
-                              " or cannot be stored", {"sqlstate": exc.sqlstate})  # fmt: skip
+        return error_response(
+            422,
+            "invalid_request",
+            "a value in the request is out of range or cannot be stored",
+            {"sqlstate": exc.sqlstate},
+        )
     except UNAVAILABLE as exc:
         log.warning("dependency_unavailable", path=request.path, error=repr(exc))
         return error_response(

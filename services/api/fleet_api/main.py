@@ -22,16 +22,26 @@ async def main(settings: ApiSettings, host: str, port: int) -> None:
             retention = RetentionJob.from_settings(kernel.pool, settings)
             kernel.supervisor.spawn("retention", retention.run)
         async with contextlib.AsyncExitStack() as servers:  # stopped in reverse order
-            metrics = await serve(metrics_app(), host, settings.api_metrics_port,
-                                  setting="API_METRICS_PORT")  # fmt: skip
+            metrics = await serve(
+                metrics_app(), host, settings.api_metrics_port, setting="API_METRICS_PORT"
+            )
             servers.push_async_callback(metrics.cleanup)
             # At SIGTERM: no new connections, every WebSocket closed with 1001 (the app's
             # on_shutdown), requests in progress given SHUTDOWN_GRACE_S to finish.
-            runner = await serve(create_app(kernel), host, port, setting="API_PORT (--port)",
-                                 shutdown_timeout_s=settings.shutdown_grace_s)  # fmt: skip
+            runner = await serve(
+                create_app(kernel),
+                host,
+                port,
+                setting="API_PORT (--port)",
+                shutdown_timeout_s=settings.shutdown_grace_s,
+            )
             servers.push_async_callback(runner.cleanup)
-            log.info("api_started", host=host, port=_bound(runner, port),
-                     metrics_port=_bound(metrics, settings.api_metrics_port))  # fmt: skip
+            log.info(
+                "api_started",
+                host=host,
+                port=_bound(runner, port),
+                metrics_port=_bound(metrics, settings.api_metrics_port),
+            )
             await stop.wait()
         log.info("api_stopped")
 

@@ -49,7 +49,16 @@ async def user_memories(request: web.Request) -> web.Response:
 
 
 def add_memory_routes(app: web.Application) -> None:
-    app[OPENAPI].add(app, Operation("GET", "/api/users/{user_id}/memories", user_memories,
-                                    "A user's memories", MemoryList, query=MemoryQuery,
-                                    errors=(400, 401, 404, 422, 503),
-                                    tags=("memories",)))  # fmt: skip
+    app[OPENAPI].add(
+        app,
+        Operation(
+            "GET",
+            "/api/users/{user_id}/memories",
+            user_memories,
+            "A user's memories",
+            MemoryList,
+            query=MemoryQuery,
+            errors=(400, 401, 404, 422, 503),
+            tags=("memories",),
+        ),
+    )

@@ -129,8 +129,10 @@ class OpenApi:
 
 def _checked(op: Operation) -> Handler:
     """The handler behind a check of every path parameter against its pattern."""
-    checks = [(name, op.path_param(name), re.compile(op.path_param(name).pattern))
-              for name in _path_names(op.path)]  # fmt: skip
+    checks = [
+        (name, op.path_param(name), re.compile(op.path_param(name).pattern))
+        for name in _path_names(op.path)
+    ]
     if not checks:
         return op.handler
 

@@ -80,8 +80,9 @@ async def enforce_quota(request: web.Request, user_id: str) -> None:
 
 
 def rate_limited(over: quotas.OverQuota) -> ApiError:
-    return ApiError(429, "rate_limited", over.reason,
-                    headers={"Retry-After": str(over.retry_after_s)})  # fmt: skip
+    return ApiError(
+        429, "rate_limited", over.reason, headers={"Retry-After": str(over.retry_after_s)}
+    )
 
 
 async def chat_stream(request: web.Request) -> web.Response:
@@ -94,19 +95,27 @@ async def chat_stream(request: web.Request) -> web.Response:
     max_chars = request.app[SETTINGS].max_content_chars
     if len(body.content) > max_chars:
         raise ApiError(
-            422, "content_too_long",
+            422,
+            "content_too_long",
             f"content is longer than {max_chars} characters",
-        )  # fmt: skip
+        )
     new = new_task(
-        kernel.settings, type=TaskType.CHAT, user_id=user_id, chat_id=body.chat_id,
-        input={"content": body.content}, idempotency_key=body.idempotency_key,
-    )  # fmt: skip
+        kernel.settings,
+        type=TaskType.CHAT,
+        user_id=user_id,
+        chat_id=body.chat_id,
+        input={"content": body.content},
+        idempotency_key=body.idempotency_key,
+    )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
         submission = await kernel.store.submit_chat(
-            db, new, content=body.content, relay_grace_s=kernel.settings.outbox_grace_s,
+            db,
+            new,
+            content=body.content,
+            relay_grace_s=kernel.settings.outbox_grace_s,
             limits=quotas.Limits.from_settings(kernel.settings),
-        )  # fmt: skip
+        )
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
@@ -126,8 +135,10 @@ async def chat_stream(request: web.Request) -> web.Response:
 def _how_to_check(body: ChatStreamRequest) -> str:
     if body.idempotency_key is not None:
         return "send it again with the same idempotency_key: that gives the same task, never two"
-    return (f"look for it in GET /api/chats/{body.chat_id}/messages before sending it again"
-            " (with an idempotency_key, sending it again is always safe)")  # fmt: skip
+    return (
+        f"look for it in GET /api/chats/{body.chat_id}/messages before sending it again"
+        " (with an idempotency_key, sending it again is always safe)"
+    )
 
 
 async def create_in(
@@ -195,9 +206,29 @@ async def visible_task(request: web.Request) -> dict[str, Any]:
 
 def add_routes(app: web.Application) -> None:
     api = app[OPENAPI]
-    api.add(app, Operation("POST", "/api/chat/stream", chat_stream, "Submit a chat message",
-                           ChatStreamAccepted, 202, body=ChatStreamRequest,
-                           errors=(400, 401, 403, 413, 422, 429, 503), tags=("chat",)))  # fmt: skip
-    api.add(app, Operation("GET", "/api/chats/{chat_id}/messages", chat_messages,
-                           "A chat's messages", ChatHistory, query=ChatHistoryQuery,
-                           tags=("chat",)))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/chat/stream",
+            chat_stream,
+            "Submit a chat message",
+            ChatStreamAccepted,
+            202,
+            body=ChatStreamRequest,
+            errors=(400, 401, 403, 413, 422, 429, 503),
+            tags=("chat",),
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/chats/{chat_id}/messages",
+            chat_messages,
+            "A chat's messages",
+            ChatHistory,
+            query=ChatHistoryQuery,
+            tags=("chat",),
+        ),
+    )

@@ -42,10 +42,13 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
     query = parse_query(request, TaskListQuery)
     try:
         page = await operations.list_tasks(
-            user_db(request, user_id), user_id=user_id, limit=query.limit, cursor=query.cursor,
+            user_db(request, user_id),
+            user_id=user_id,
+            limit=query.limit,
+            cursor=query.cursor,
             status=query.status.value if query.status else None,
             task_type=query.type.value if query.type else None,
-        )  # fmt: skip
+        )
     except operations.BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from None
     keyring = request.app[KERNEL].keyring
@@ -82,13 +85,54 @@ async def retry_task(request: web.Request) -> web.Response:
 
 def add_task_routes(app: web.Application) -> None:
     api, tags = app[OPENAPI], ("tasks",)
-    api.add(app, Operation("GET", "/api/tasks", list_my_tasks, "The caller's tasks", TaskPage,
-                           query=TaskListQuery, tags=tags))  # fmt: skip
-    api.add(app, Operation("GET", "/api/tasks/user/{user_id}", list_user_tasks,
-                           "A user's tasks", TaskPage, query=TaskListQuery, tags=tags))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/tasks",
+            list_my_tasks,
+            "The caller's tasks",
+            TaskPage,
+            query=TaskListQuery,
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/tasks/user/{user_id}",
+            list_user_tasks,
+            "A user's tasks",
+            TaskPage,
+            query=TaskListQuery,
+            tags=tags,
+        ),
+    )
     api.add(app, Operation("GET", "/api/tasks/{task_id}", get_task, "A task", Task, tags=tags))
-    api.add(app, Operation("POST", "/api/tasks/{task_id}/cancel", cancel_task, "Cancel a task",
-                           Task, 202, errors=(401, 404, 409, 503), tags=tags))  # fmt: skip
-    api.add(app, Operation("POST", "/api/tasks/{task_id}/retry", retry_task,
-                           "Run a failed or cancelled task again", Task, 202,
-                           errors=(401, 404, 409, 503), tags=tags))  # fmt: skip
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/tasks/{task_id}/cancel",
+            cancel_task,
+            "Cancel a task",
+            Task,
+            202,
+            errors=(401, 404, 409, 503),
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/tasks/{task_id}/retry",
+            retry_task,
+            "Run a failed or cancelled task again",
+            Task,
+            202,
+            errors=(401, 404, 409, 503),
+            tags=tags,
+        ),
+    )

@@ -139,8 +139,9 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     user_filter = who.user_id if who.scope == "user" else request.query.get("user_id")
     if user_filter is not None and not re.fullmatch(ID_PATTERN, user_filter):
         raise ApiError(422, "invalid_query", "user_id is not a user id")
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024,
-                               timeout=CLOSE_TIMEOUT_S)  # fmt: skip
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024, timeout=CLOSE_TIMEOUT_S
+    )
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     if sockets.closing:  # opened while the stop closed the others
@@ -154,10 +155,12 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
         sub = await hub.subscribe(user_filter)  # before the snapshot: nothing falls in between
         await _snapshot(kernel, feed, _snapshot_db(kernel, who.user_id, user_filter), user_filter)
         for task_id, seq in since:
-            await _resume(kernel, hub, feed, who.user_id if who.scope == "user" else None,
-                          task_id, seq)  # fmt: skip
-        kernel.supervisor.spawn(writer, partial(_forward, sub, feed), restart=False,
-                                kind="ws-writer")  # fmt: skip
+            await _resume(
+                kernel, hub, feed, who.user_id if who.scope == "user" else None, task_id, seq
+            )
+        kernel.supervisor.spawn(
+            writer, partial(_forward, sub, feed), restart=False, kind="ws-writer"
+        )
         await _read_until_closed(ws)
     except (ConnectionResetError, TimeoutError):
         pass  # the client went away or stopped reading: nothing to tell it
@@ -179,8 +182,10 @@ def _snapshot_db(kernel: Kernel, caller: str, user_id: str | None) -> Db:
 
 
 async def _snapshot(kernel: Kernel, feed: Feed, db: Db, user_id: str | None) -> None:
-    tasks = [operations.reveal_task(t, kernel.keyring)
-             for t in await operations.unfinished_tasks(db, user_id)]  # fmt: skip
+    tasks = [
+        operations.reveal_task(t, kernel.keyring)
+        for t in await operations.unfinished_tasks(db, user_id)
+    ]
     for task in tasks:
         feed.mark(str(task["id"]), int(task["seq"]))
     await feed.send_raw({"type": "snapshot", "tasks": tasks})
@@ -204,8 +209,9 @@ async def _resume(
         return
     if task["seq"] > seq:
         feed.mark(str(task_id), task["seq"])
-        await feed.send_raw({"type": "task.updated", "task_id": str(task_id), "seq": task["seq"],
-                             "task": task})  # fmt: skip
+        await feed.send_raw(
+            {"type": "task.updated", "task_id": str(task_id), "seq": task["seq"], "task": task}
+        )
         if "message" in task:
             message = task["message"]
             snapshot = {"type": "message.snapshot", "task_id": str(task_id),

@@ -53,8 +53,10 @@ class FrameStore:
             " f.image, c.snapshot_url, c.motion_threshold"
             " FROM camera_frames f JOIN cameras c USING (user_id, camera_id)"
             " WHERE f.id = $1 AND f.user_id = $2 AND f.task_id = $3",
-            frame_id, user_id, task_id,
-        )  # fmt: skip
+            frame_id,
+            user_id,
+            task_id,
+        )
         return Frame(**dict(row)) if row is not None else None
 
     async def summary(self, frame_id: UUID) -> dict[str, Any] | None:
@@ -75,14 +77,18 @@ class FrameStore:
             threshold = await conn.fetchval(
                 "SELECT coalesce(motion_threshold, $3) FROM cameras"
                 " WHERE user_id = $1 AND camera_id = $2 FOR UPDATE",
-                frame.user_id, frame.camera_id, default_threshold,
-            )  # fmt: skip
+                frame.user_id,
+                frame.camera_id,
+                default_threshold,
+            )
             previous = await conn.fetchrow(
                 "SELECT frame_id, signature FROM camera_analyses"
                 " WHERE user_id = $1 AND camera_id = $2 AND frame_seq < $3"
                 " ORDER BY frame_seq DESC LIMIT 1",
-                frame.user_id, frame.camera_id, frame.seq,
-            )  # fmt: skip
+                frame.user_id,
+                frame.camera_id,
+                frame.seq,
+            )
             motion = None
             if previous is not None:
                 motion = motion_score(previous["signature"], analysis.signature)
@@ -93,12 +99,22 @@ class FrameStore:
                 " previous_frame_id, signature, thumbnail)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 f" ON CONFLICT (frame_id) DO NOTHING RETURNING {SUMMARY_COLUMNS}",
-                frame.id, frame.task_id, frame.user_id, frame.camera_id, frame.seq,
-                analysis.width, analysis.height, analysis.format, analysis.brightness,
-                analysis.sharpness, motion, detected,
+                frame.id,
+                frame.task_id,
+                frame.user_id,
+                frame.camera_id,
+                frame.seq,
+                analysis.width,
+                analysis.height,
+                analysis.format,
+                analysis.brightness,
+                analysis.sharpness,
+                motion,
+                detected,
                 previous["frame_id"] if previous is not None else None,
-                analysis.signature, analysis.thumbnail,
-            )  # fmt: skip
+                analysis.signature,
+                analysis.thumbnail,
+            )
             inserted = row is not None
             if row is None:  # a stale attempt of this task got here first: keep its answer
                 row = await conn.fetchrow(

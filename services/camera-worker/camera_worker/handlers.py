@@ -32,9 +32,11 @@ async def handle_frame(ctx: TaskContext[CameraPayload], *, kernel: Kernel) -> Ta
     await ctx.progress(0.4, "analysing")
     # Decoding and numpy are CPU work: a thread keeps this loop (and its heartbeats) responsive.
     analysis = await asyncio.to_thread(
-        analyse, data, max_pixels=settings.camera_max_pixels,
+        analyse,
+        data,
+        max_pixels=settings.camera_max_pixels,
         thumbnail_px=settings.camera_thumbnail_px,
-    )  # fmt: skip
+    )
     await ctx.progress(0.8, "saving")
     saved = await frames.save(frame, analysis, default_threshold=settings.camera_motion_threshold)
     if saved.inserted and saved.motion_detected:

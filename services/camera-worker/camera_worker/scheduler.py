@@ -128,14 +128,23 @@ class CaptureScheduler:
         behind: int = camera["behind"]
         slot: datetime = camera["next_capture_at"] + behind * interval
         if behind:
-            log.warning("camera_slots_skipped", camera_id=camera_id, user_id=user_id,
-                        skipped=behind, slot_at=slot.isoformat())  # fmt: skip
+            log.warning(
+                "camera_slots_skipped",
+                camera_id=camera_id,
+                user_id=user_id,
+                skipped=behind,
+                slot_at=slot.isoformat(),
+            )
         frame_id = uuid4()
         new = replace(
-            new_task(settings, type=TaskType.CAMERA, user_id=user_id,
-                     input={"frame_id": str(frame_id), "camera_id": camera_id}),
+            new_task(
+                settings,
+                type=TaskType.CAMERA,
+                user_id=user_id,
+                input={"frame_id": str(frame_id), "camera_id": camera_id},
+            ),
             max_attempts=settings.camera_capture_max_attempts,
-        )  # fmt: skip
+        )
         outgoing: Outgoing | None = None
         try:
             async with conn.transaction():  # a savepoint: a clash undoes only this camera
@@ -145,14 +154,20 @@ class CaptureScheduler:
                 await conn.execute(
                     "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source, slot_at)"
                     " VALUES ($1, $2, $3, $4, 'capture', $5)",
-                    frame_id, user_id, camera_id, new.task_id, slot,
-                )  # fmt: skip
+                    frame_id,
+                    user_id,
+                    camera_id,
+                    new.task_id,
+                    slot,
+                )
         except asyncpg.UniqueViolationError:
             # Cannot happen while the lock holds; the unique slot index makes sure of it.
             log.error("camera_slot_exists", camera_id=camera_id, slot_at=slot.isoformat())
             outgoing = None
         await conn.execute(
             "UPDATE cameras SET next_capture_at = $3 WHERE user_id = $1 AND camera_id = $2",
-            user_id, camera_id, slot + interval,
-        )  # fmt: skip
+            user_id,
+            camera_id,
+            slot + interval,
+        )
         return outgoing

@@ -89,10 +89,14 @@ class Agent:
             chat = chat_context(ctx.preloaded, ctx.keyring)
         else:
             chat = await load_context(
-                ctx.db, chat_id=ctx.chat_id, user_id=ctx.user_id, task_id=ctx.task_id,
-                history_limit=self.settings.chat_history_messages, memory_limit=MEMORY_CONTEXT,
+                ctx.db,
+                chat_id=ctx.chat_id,
+                user_id=ctx.user_id,
+                task_id=ctx.task_id,
+                history_limit=self.settings.chat_history_messages,
+                memory_limit=MEMORY_CONTEXT,
                 keyring=ctx.keyring,
-            )  # fmt: skip
+            )
         final = state.step >= self.settings.max_agent_steps
         # One system message, first: many chat templates (llama.cpp, vLLM) refuse any other.
         system = [prompts.SYSTEM]
@@ -132,16 +136,24 @@ class Agent:
         planned = _normalised(calls[:MAX_CALLS_PER_ROUND], state.step)
         calls = [call for call, _ in planned]
         children = [self._child(ctx, c, arguments) for c, arguments in planned]
-        state.turns.append({"role": "assistant", "content": writer.round_text() or None,
-                            "tool_calls": [c.openai() for c in calls]})  # fmt: skip
+        state.turns.append(
+            {
+                "role": "assistant",
+                "content": writer.round_text() or None,
+                "tool_calls": [c.openai() for c in calls],
+            }
+        )
         state.pending = [
             PendingCall(call_id=c.id, name=c.name, task_id=child.task_id)
             for c, child in zip(calls, children, strict=True)
         ]
         state.reply = writer.text
         names = ", ".join(c.name for c in calls)
-        await ctx.progress(min(0.9, state.step / (self.settings.max_agent_steps + 1)),
-                           stage="tools", message=f"waiting for {names}")  # fmt: skip
+        await ctx.progress(
+            min(0.9, state.step / (self.settings.max_agent_steps + 1)),
+            stage="tools",
+            message=f"waiting for {names}",
+        )
         await writer.save(step=state.step, waiting_for=[c.name for c in calls])
         log.info("agent_tool_round", step=state.step, tools=names)
         return Waiting(children, state.model_dump(mode="json"))
@@ -150,9 +162,15 @@ class Agent:
         """A call's tool_execution task. The kernel seals its arguments (an email's body, a
         credential...) to the child's own id as it writes them."""
         tool_input = {"call_id": call.id, "name": call.name, "arguments": arguments}
-        return new_task(self.settings, type=TaskType.TOOL, user_id=ctx.user_id,
-                        chat_id=ctx.chat_id, parent_id=ctx.task_id, task_id=uuid4(),
-                        input=tool_input)  # fmt: skip
+        return new_task(
+            self.settings,
+            type=TaskType.TOOL,
+            user_id=ctx.user_id,
+            chat_id=ctx.chat_id,
+            parent_id=ctx.task_id,
+            task_id=uuid4(),
+            input=tool_input,
+        )
 
     async def _collect(self, ctx: TaskContext, state: AgentState) -> None:
         """Put the results of the calls it waited for into the conversation."""
@@ -162,11 +180,13 @@ class Agent:
             outcome = outcomes.get(call.task_id)
             if outcome is not None and outcome.status not in TERMINAL:
                 # Re-queued before its children ended: only a bug or a hand-made checkpoint.
-                raise RetryableError(f"tool call {call.call_id} is still {outcome.status}",
-                                     code="tools_running")  # fmt: skip
+                raise RetryableError(
+                    f"tool call {call.call_id} is still {outcome.status}", code="tools_running"
+                )
             result = tool_result(outcome)
-            state.turns.append({"role": "tool", "tool_call_id": call.call_id,
-                                "content": _content(result)})  # fmt: skip
+            state.turns.append(
+                {"role": "tool", "tool_call_id": call.call_id, "content": _content(result)}
+            )
             summary = {"call_id": call.call_id, "name": call.name, "task_id": str(call.task_id),
                        "ok": result["ok"]}  # fmt: skip
             if not result["ok"]:
@@ -182,10 +202,16 @@ class Agent:
             output |= {"steps": state.step, "tool_calls": state.calls}
         if self.settings.memory_extraction and reply.strip():
             memory = await remember(
-                self.model, ctx.db, user_id=ctx.user_id, task_id=ctx.task_id,
-                user_text=content, reply=reply, known=known,
-                timeout_s=self.settings.memory_timeout_s, keyring=ctx.keyring,
-            )  # fmt: skip
+                self.model,
+                ctx.db,
+                user_id=ctx.user_id,
+                task_id=ctx.task_id,
+                user_text=content,
+                reply=reply,
+                known=known,
+                timeout_s=self.settings.memory_timeout_s,
+                keyring=ctx.keyring,
+            )
             # Its facts are sealed by the kernel, as memories.fact holds them
             output["memories"] = memory.output()
             if memory.warning:
@@ -211,8 +237,9 @@ def _content(result: dict[str, Any]) -> str:
     text = orjson.dumps(result).decode()
     if len(text) <= MAX_RESULT_CHARS:
         return text
-    return orjson.dumps({"ok": result["ok"], "truncated": True,
-                        "result": text[:MAX_RESULT_CHARS]}).decode()  # fmt: skip
+    return orjson.dumps(
+        {"ok": result["ok"], "truncated": True, "result": text[:MAX_RESULT_CHARS]}
+    ).decode()
 
 
 def _normalised(calls: list[ToolCall], step: int) -> list[tuple[ToolCall, Any]]:

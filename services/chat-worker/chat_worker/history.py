@@ -23,13 +23,23 @@ class ChatContext:
 
 
 async def load_context(
-    pool: Db, *, chat_id: str | None, user_id: str, task_id: UUID,
-    history_limit: int, memory_limit: int, keyring: Keyring,
-) -> ChatContext:  # fmt: skip
+    pool: Db,
+    *,
+    chat_id: str | None,
+    user_id: str,
+    task_id: UUID,
+    history_limit: int,
+    memory_limit: int,
+    keyring: Keyring,
+) -> ChatContext:
     context = await pool.fetchval(
         f"SELECT {CONTEXT_FUNCTION}($1, $2, $3, $4, $5)",
-        user_id, chat_id, task_id, history_limit, memory_limit,
-    )  # fmt: skip
+        user_id,
+        chat_id,
+        task_id,
+        history_limit,
+        memory_limit,
+    )
     return chat_context(context, keyring)
 
 

@@ -29,8 +29,9 @@ MAX_FACTS = 20
 # Enough of a long exchange for the facts in it; a model's context is not unlimited.
 MAX_EXCHANGE_CHARS = 8000
 
-Fact = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                        max_length=MAX_FACT_CHARS)]  # fmt: skip
+Fact = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_FACT_CHARS)
+]
 _FACTS: TypeAdapter[list[Fact]] = TypeAdapter(Annotated[list[Fact], Field(max_length=MAX_FACTS)])
 
 
@@ -86,9 +87,17 @@ async def extract(
 
 
 async def remember(
-    model: ChatModel, pool: Db, *, user_id: str, task_id: UUID, user_text: str,
-    reply: str, known: list[str], timeout_s: float, keyring: Keyring,
-) -> MemoryOutcome:  # fmt: skip
+    model: ChatModel,
+    pool: Db,
+    *,
+    user_id: str,
+    task_id: UUID,
+    user_text: str,
+    reply: str,
+    known: list[str],
+    timeout_s: float,
+    keyring: Keyring,
+) -> MemoryOutcome:
     """Extract and save; every failure is a warning in the outcome, never an exception."""
     outcome = MemoryOutcome()
     try:

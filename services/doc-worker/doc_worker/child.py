@@ -60,9 +60,13 @@ class ParseLimits:
 
     @classmethod
     def from_settings(cls, settings: DocWorkerSettings) -> "ParseLimits":
-        return cls(settings.doc_parse_memory_mb, settings.doc_parse_cpu_s,
-                   settings.doc_parse_timeout_s, settings.doc_batch_pages,
-                   settings.doc_page_delay_ms)  # fmt: skip
+        return cls(
+            settings.doc_parse_memory_mb,
+            settings.doc_parse_cpu_s,
+            settings.doc_parse_timeout_s,
+            settings.doc_batch_pages,
+            settings.doc_page_delay_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +128,12 @@ class ParserChild:
     """A running parser. `pages` is the document's page count; iterate `texts()` once."""
 
     def __init__(
-        self, transport: asyncio.SubprocessTransport, pipes: CappedStderr, limits: ParseLimits,
+        self,
+        transport: asyncio.SubprocessTransport,
+        pipes: CappedStderr,
+        limits: ParseLimits,
         first: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.transport = transport
         self.process = asyncio.subprocess.Process(transport, pipes, asyncio.get_running_loop())
         self.pipes = pipes
@@ -247,9 +254,12 @@ class ParserChild:
 
 @contextlib.asynccontextmanager
 async def run_parser(
-    path: Path, media_type: str, first_page: int, limits: ParseLimits,
+    path: Path,
+    media_type: str,
+    first_page: int,
+    limits: ParseLimits,
     command: Sequence[str] = PARSER_COMMAND,
-) -> AsyncIterator[ParserChild]:  # fmt: skip
+) -> AsyncIterator[ParserChild]:
     """Start the child on `path` from page `first_page`; it is killed and reaped on exit.
 
     `command` runs the parser (tests start a stand-in that misbehaves on purpose)."""
@@ -264,9 +274,13 @@ async def run_parser(
     try:
         # create_subprocess_exec, with the protocol that caps stderr
         transport, pipes = await loop.subprocess_exec(
-            lambda: CappedStderr(LINE_LIMIT, loop), *argv, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env(),
-        )  # fmt: skip
+            lambda: CappedStderr(LINE_LIMIT, loop),
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env(),
+        )
     except OSError as exc:  # out of processes or memory: the machine, not the document
         raise RetryableError(f"cannot start the parser: {exc}", code="parser_unavailable") from exc
     child = ParserChild(transport, pipes, limits, first_page)

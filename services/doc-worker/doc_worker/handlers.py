@@ -76,8 +76,14 @@ async def handle_document(
         resume = await _parse_and_index(ctx, db, blobs, config, doc, resume)
     pages, chunks = await index.mark_indexed(db, doc.id)
     log.info("document_indexed", document_id=str(doc.id), pages=pages, chunks=chunks)
-    return TaskResult(output={"document_id": str(doc.id), "pages": pages, "chunks": chunks,
-                              "skipped_pages": list(resume.skipped)})  # fmt: skip
+    return TaskResult(
+        output={
+            "document_id": str(doc.id),
+            "pages": pages,
+            "chunks": chunks,
+            "skipped_pages": list(resume.skipped),
+        }
+    )
 
 
 async def _parse_and_index(
@@ -96,14 +102,21 @@ async def _parse_and_index(
         path = Path(tmp) / "document"
         await asyncio.to_thread(path.write_bytes, data)
         del data  # the child reads the file; do not hold 50 MB per task meanwhile
-        async with run_parser(path, doc.media_type, first, config.limits,
-                              config.parser) as parser:  # fmt: skip
+        async with run_parser(path, doc.media_type, first, config.limits, config.parser) as parser:
             total = parser.pages
             await index.set_page_count(db, doc.id, total)
-            log.info("document_parse_started", document_id=str(doc.id), pages=total,
-                     first_page=first, resumed=first > 1)  # fmt: skip
-            await ctx.progress(min(1.0, resume.pages_done / total) if total else 1.0, STAGE,
-                               f"page {resume.pages_done} of {total}")  # fmt: skip
+            log.info(
+                "document_parse_started",
+                document_id=str(doc.id),
+                pages=total,
+                first_page=first,
+                resumed=first > 1,
+            )
+            await ctx.progress(
+                min(1.0, resume.pages_done / total) if total else 1.0,
+                STAGE,
+                f"page {resume.pages_done} of {total}",
+            )
             batch: list[ParsedPage] = []
             async for page in parser.texts():
                 batch.append(page)
@@ -134,10 +147,19 @@ async def _commit_batch(
     skipped = [p.number for p in batch if p.warning is not None]
     for page in batch:
         if page.warning is not None:
-            log.warning("document_page_unreadable", document_id=str(doc.id), page=page.number,
-                        error=page.warning)  # fmt: skip
+            log.warning(
+                "document_page_unreadable",
+                document_id=str(doc.id),
+                page=page.number,
+                error=page.warning,
+            )
     resume = Resume(batch[-1].number, (*resume.skipped, *skipped))
     await ctx.checkpoint(resume.state(total))
-    log.info("document_pages_indexed", document_id=str(doc.id), first_page=batch[0].number,
-             last_page=batch[-1].number, chunks=len(chunks))  # fmt: skip
+    log.info(
+        "document_pages_indexed",
+        document_id=str(doc.id),
+        first_page=batch[0].number,
+        last_page=batch[-1].number,
+        chunks=len(chunks),
+    )
     return resume

@@ -42,8 +42,9 @@ async def load_document(pool: Db, document_id: UUID, user_id: str) -> StoredDocu
     row = await pool.fetchrow(
         "SELECT id, user_id, media_type, blob_key, indexed_at FROM documents"
         " WHERE id = $1 AND user_id = $2",
-        document_id, user_id,
-    )  # fmt: skip
+        document_id,
+        user_id,
+    )
     return StoredDocument(**dict(row)) if row is not None else None
 
 
@@ -63,9 +64,12 @@ async def save_chunks(pool: Db, document_id: UUID, user_id: str, chunks: Sequenc
             " SELECT $1, u.page, u.idx, $2, u.content"
             " FROM unnest($3::int[], $4::int[], $5::text[]) AS u(page, idx, content)"
             " ON CONFLICT (document_id, page, chunk_index) DO NOTHING",
-            document_id, user_id, [c.page for c in chunks], [c.index for c in chunks],
+            document_id,
+            user_id,
+            [c.page for c in chunks],
+            [c.index for c in chunks],
             [c.content for c in chunks],
-        )  # fmt: skip
+        )
     except asyncpg.ForeignKeyViolationError:
         raise deleted(document_id) from None
 

@@ -65,9 +65,12 @@ def _eval(node: ast.AST) -> Number:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         return _checked(_BINARY[type(node.op)](_eval(node.left), _eval(node.right)))
     if (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        and node.func.id in _FUNCTIONS and not node.keywords and 0 < len(node.args) <= 8
-    ):  # fmt: skip
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+        and 0 < len(node.args) <= 8
+    ):
         return _checked(_FUNCTIONS[node.func.id](*(_eval(a) for a in node.args)))
     raise ToolError(f"not allowed in a calculation: {ast.unparse(node)[:60]!r}")
 

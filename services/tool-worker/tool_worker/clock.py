@@ -14,5 +14,9 @@ async def current_time(args: CurrentTimeArgs, _: ToolContext) -> dict[str, Any]:
     except (ZoneInfoNotFoundError, ValueError):  # ValueError: a key that is a path
         raise ToolError(f"unknown time zone {args.timezone!r}; use an IANA name") from None
     now = datetime.now(UTC).astimezone(zone)
-    return {"timezone": args.timezone, "iso": now.isoformat(timespec="seconds"),
-            "weekday": now.strftime("%A"), "unix": int(now.timestamp())}  # fmt: skip
+    return {
+        "timezone": args.timezone,
+        "iso": now.isoformat(timespec="seconds"),
+        "weekday": now.strftime("%A"),
+        "unix": int(now.timestamp()),
+    }

@@ -30,9 +30,15 @@ POLL_S = 0.25
 
 
 async def run_once(
-    pool: Db, keyring: Keyring, *, task_id: UUID, call_id: str, tool: str,
-    run: Callable[[], Awaitable[Any]], settle_s: float,
-) -> tuple[Any, bool]:  # fmt: skip
+    pool: Db,
+    keyring: Keyring,
+    *,
+    task_id: UUID,
+    call_id: str,
+    tool: str,
+    run: Callable[[], Awaitable[Any]],
+    settle_s: float,
+) -> tuple[Any, bool]:
     """(result, ran_now). Raises the call's error, recorded or new. `keyring` seals the
     recorded result (taskfleet.data.toolcalls)."""
     if not await toolcalls.start(pool, task_id=task_id, call_id=call_id, tool=tool):
@@ -44,8 +50,9 @@ async def run_once(
         raise
     except TaskError as exc:
         if exc.retryable:  # only ToolUnavailable vouches that nothing happened
-            exc = PermanentError(f"{tool} failed and may have acted: {exc}",
-                                 code="tool_outcome_unknown")  # fmt: skip
+            exc = PermanentError(
+                f"{tool} failed and may have acted: {exc}", code="tool_outcome_unknown"
+            )
         await toolcalls.failed(pool, task_id, exc.as_dict())
         raise exc from None
     # Anything else (a cancel, a shutdown, a crash) leaves `started`: the outcome is unknown.
@@ -62,8 +69,10 @@ async def _recorded(pool: Db, keyring: Keyring, task_id: UUID, tool: str, settle
             return record.result
         if record.state == "failed":
             error = record.error or {}
-            raise PermanentError(str(error.get("message", f"{tool} failed")),
-                                 code=str(error.get("code", "tool_failed")))  # fmt: skip
+            raise PermanentError(
+                str(error.get("message", f"{tool} failed")),
+                code=str(error.get("code", "tool_failed")),
+            )
         age = record.age_s
         if age >= settle_s:
             raise PermanentError(

@@ -31,17 +31,27 @@ async def handle_tool(ctx: TaskContext[ToolPayload], *, worker: ToolWorker) -> T
     call = ctx.payload
     tool = worker.registry.get(call.name)  # unknown: permanent, and the model is told
     args = tool.parse(call.arguments)  # invalid: the same
-    tctx = ToolContext(task_id=ctx.task_id, call_id=call.call_id, user_id=ctx.user_id,
-                       settings=worker.settings, db=ctx.db)  # fmt: skip
+    tctx = ToolContext(
+        task_id=ctx.task_id,
+        call_id=call.call_id,
+        user_id=ctx.user_id,
+        settings=worker.settings,
+        db=ctx.db,
+    )
 
     async def run() -> Any:
         return await worker.registry.run(tool, args, tctx)
 
     if tool.side_effect:
         result, ran = await run_once(
-            ctx.db, ctx.keyring, task_id=ctx.task_id, call_id=call.call_id, tool=tool.name, run=run,
+            ctx.db,
+            ctx.keyring,
+            task_id=ctx.task_id,
+            call_id=call.call_id,
+            tool=tool.name,
+            run=run,
             settle_s=tool.timeout_s + SETTLE_GRACE_S,
-        )  # fmt: skip
+        )
         if ran:
             # Test-only (TASKFLEET_FAULTS=after_side_effect): die with the effect done and
             # recorded but the task not completed nor its message acknowledged.

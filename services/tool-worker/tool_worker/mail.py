@@ -27,17 +27,26 @@ async def send_email(args: SendEmailArgs, tctx: ToolContext) -> dict[str, Any]:
     message.set_content(args.body)
     try:
         refused, response = await aiosmtplib.send(
-            message, hostname=url.hostname or "localhost", port=url.port or (465 if tls else 25),
+            message,
+            hostname=url.hostname or "localhost",
+            port=url.port or (465 if tls else 25),
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
-            use_tls=tls, timeout=SMTP_TIMEOUT_S,
-        )  # fmt: skip
+            use_tls=tls,
+            timeout=SMTP_TIMEOUT_S,
+        )
     except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
         raise ToolUnavailable(f"SMTP server not reachable: {exc}") from None  # nothing was sent
     except (
-        aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPSenderRefused,
-        aiosmtplib.SMTPDataError, aiosmtplib.SMTPAuthenticationError,
-    ) as exc:  # fmt: skip
+        aiosmtplib.SMTPRecipientsRefused,
+        aiosmtplib.SMTPSenderRefused,
+        aiosmtplib.SMTPDataError,
+        aiosmtplib.SMTPAuthenticationError,
+    ) as exc:
         raise ToolError(f"the SMTP server refused the message: {exc}") from None
-    return {"message_id": message["Message-ID"], "to": args.to,
-            "refused": sorted(refused), "response": response}  # fmt: skip
+    return {
+        "message_id": message["Message-ID"],
+        "to": args.to,
+        "refused": sorted(refused),
+        "response": response,
+    }

@@ -17,8 +17,9 @@ def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
     settings = ToolWorkerSettings.of(kernel.settings)
     worker = ToolWorker(
         registry=registry or default_registry(settings),
-        settings=settings, faults=Faults.parse(settings.faults),
-    )  # fmt: skip
+        settings=settings,
+        faults=Faults.parse(settings.faults),
+    )
     return partial(handle_tool, worker=worker)
 
 

@@ -120,8 +120,9 @@ class Registry:
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools))
-            raise PermanentError(f"unknown tool {name[:100]!r}; tools: {known}",
-                                 code="tool_unknown")  # fmt: skip
+            raise PermanentError(
+                f"unknown tool {name[:100]!r}; tools: {known}", code="tool_unknown"
+            )
         return tool
 
     def names(self) -> Iterable[str]:
@@ -139,24 +140,39 @@ class Registry:
             if tool.side_effect:  # it may have acted before the timeout: never again
                 raise PermanentError(
                     f"{tool.name} did not finish within {tool.timeout_s:g}s; it may have run,"
-                    " so it is not run again", code="tool_outcome_unknown",
-                ) from None  # fmt: skip
-            raise RetryableError(f"{tool.name} timed out after {tool.timeout_s:g}s",
-                                 code="tool_timeout") from None  # fmt: skip
+                    " so it is not run again",
+                    code="tool_outcome_unknown",
+                ) from None
+            raise RetryableError(
+                f"{tool.name} timed out after {tool.timeout_s:g}s", code="tool_timeout"
+            ) from None
         except TRANSIENT as exc:
             if tool.side_effect:
-                raise PermanentError(f"{tool.name} failed midway: {exc!r}",
-                                     code="tool_outcome_unknown") from None  # fmt: skip
+                raise PermanentError(
+                    f"{tool.name} failed midway: {exc!r}", code="tool_outcome_unknown"
+                ) from None
             raise ToolUnavailable(f"{tool.name}: {exc!r}") from None
         except Exception as exc:  # the tool's own bug or refusal: the model is told
             raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from exc
 
 
 def tool(
-    name: str, fn: Callable[[A, ToolContext], Awaitable[Any]], *, args: type[A],
-    timeout_s: float, rate: RateLimit, side_effect: bool = False,
-) -> Tool[A]:  # fmt: skip
+    name: str,
+    fn: Callable[[A, ToolContext], Awaitable[Any]],
+    *,
+    args: type[A],
+    timeout_s: float,
+    rate: RateLimit,
+    side_effect: bool = False,
+) -> Tool[A]:
     """A built-in tool: its description comes from the shared catalogue the model sees."""
     info = BY_NAME.get(name)
-    return Tool(name=name, args=args, fn=fn, timeout_s=timeout_s, rate=rate,
-                side_effect=side_effect, description=info.description if info else "")  # fmt: skip
+    return Tool(
+        name=name,
+        args=args,
+        fn=fn,
+        timeout_s=timeout_s,
+        rate=rate,
+        side_effect=side_effect,
+        description=info.description if info else "",
+    )

@@ -19,16 +19,50 @@ from tool_worker.web import http_get
 def default_registry(settings: ToolWorkerSettings) -> Registry:
     """Rate limits are per process: a fleet of N tool workers allows N times as much."""
     registry = Registry()
-    registry.add(tool("calculator", calculator, args=CalculatorArgs, timeout_s=2,
-                      rate=RateLimit(per_s=50, burst=50)))  # fmt: skip
-    registry.add(tool("current_time", current_time, args=CurrentTimeArgs, timeout_s=2,
-                      rate=RateLimit(per_s=50, burst=50)))  # fmt: skip
-    registry.add(tool("http_get", http_get, args=HttpGetArgs,
-                      timeout_s=settings.http_get_timeout_s + 2,
-                      rate=RateLimit(per_s=5, burst=10)))  # fmt: skip
-    registry.add(tool("send_email", send_email, args=SendEmailArgs,
-                      timeout_s=SMTP_TIMEOUT_S + 5, rate=RateLimit(per_s=2, burst=5),
-                      side_effect=True))  # fmt: skip
-    registry.add(tool("search_documents", search_documents, args=SearchDocumentsArgs,
-                      timeout_s=15, rate=RateLimit(per_s=20, burst=20)))  # fmt: skip
+    registry.add(
+        tool(
+            "calculator",
+            calculator,
+            args=CalculatorArgs,
+            timeout_s=2,
+            rate=RateLimit(per_s=50, burst=50),
+        )
+    )
+    registry.add(
+        tool(
+            "current_time",
+            current_time,
+            args=CurrentTimeArgs,
+            timeout_s=2,
+            rate=RateLimit(per_s=50, burst=50),
+        )
+    )
+    registry.add(
+        tool(
+            "http_get",
+            http_get,
+            args=HttpGetArgs,
+            timeout_s=settings.http_get_timeout_s + 2,
+            rate=RateLimit(per_s=5, burst=10),
+        )
+    )
+    registry.add(
+        tool(
+            "send_email",
+            send_email,
+            args=SendEmailArgs,
+            timeout_s=SMTP_TIMEOUT_S + 5,
+            rate=RateLimit(per_s=2, burst=5),
+            side_effect=True,
+        )
+    )
+    registry.add(
+        tool(
+            "search_documents",
+            search_documents,
+            args=SearchDocumentsArgs,
+            timeout_s=15,
+            rate=RateLimit(per_s=20, burst=20),
+        )
+    )
     return registry

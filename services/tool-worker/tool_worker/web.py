@@ -26,8 +26,9 @@ def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
         return False
-    return any(host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a)))
-               for a in allowed)  # fmt: skip
+    return any(
+        host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a))) for a in allowed
+    )
 
 
 async def http_get(args: HttpGetArgs, tctx: ToolContext) -> dict[str, Any]:
@@ -38,8 +39,9 @@ async def http_get(args: HttpGetArgs, tctx: ToolContext) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             for _ in range(MAX_REDIRECTS + 1):
                 if not host_allowed(url, settings.http_get_allowed_hosts):
-                    raise ToolError(f"host of {url[:200]!r} is not allowed"
-                                    " (HTTP_GET_ALLOWED_HOSTS)")  # fmt: skip
+                    raise ToolError(
+                        f"host of {url[:200]!r} is not allowed (HTTP_GET_ALLOWED_HOSTS)"
+                    )
                 async with http.get(url, allow_redirects=False, headers=HEADERS) as response:
                     location = response.headers.get("Location")
                     if response.status in (301, 302, 303, 307, 308) and location:

@@ -203,9 +203,11 @@ class Broker:
         """
         timeout = timeout_s or self.settings.publish_timeout_s
         properties = aiormq.spec.Basic.Properties(
-            content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id,
+            content_type="application/json",
+            delivery_mode=PERSISTENT,
+            message_id=message_id,
             headers=headers or None,
-        )  # fmt: skip
+        )
         try:
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
@@ -215,9 +217,13 @@ class Broker:
                 # lock until the connection's writer has sent it, so concurrent publishes go
                 # out one per turn of the loop. The confirm awaited here says more anyway.
                 await channel.basic_publish(
-                    body, exchange="", routing_key=routing_key, properties=properties,
-                    mandatory=True, wait=False,
-                )  # fmt: skip
+                    body,
+                    exchange="",
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                    wait=False,
+                )
         except TimeoutError:
             raise PublishFailed(f"publish to {routing_key}: no confirm within {timeout}s") from None
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
@@ -263,8 +269,11 @@ class Broker:
             # and a transient event needs none of what it adds.
             channel = await self._events_channel.get_underlay_channel()
             await channel.basic_publish(
-                body, exchange=exchange.name, routing_key=routing_key, properties=_JSON,
+                body,
+                exchange=exchange.name,
+                routing_key=routing_key,
+                properties=_JSON,
                 mandatory=False,  # nobody listening is fine for a live update
-            )  # fmt: skip
+            )
         except Exception as exc:  # a live update is not worth failing a task for
             log.debug("event_publish_failed", routing_key=routing_key, error=repr(exc))

@@ -110,8 +110,11 @@ class Publisher:
                 await self._room.acquire()
         except TimeoutError:
             PUBLISHER_DEFERRED.inc()
-            log.warning("publish_deferred_to_relay", task_id=str(outgoing.message.task_id),
-                        error="publisher backlog full")  # fmt: skip
+            log.warning(
+                "publish_deferred_to_relay",
+                task_id=str(outgoing.message.task_id),
+                error="publisher backlog full",
+            )
             return
         self._pending.append(outgoing)
         PUBLISHER_WAITING.inc()
@@ -145,5 +148,8 @@ class Publisher:
             if result is not True:  # the row stays: the relay publishes it
                 PUBLISHER_DEFERRED.inc()
             if isinstance(result, BaseException):
-                log.warning("publish_deferred_to_relay", task_id=str(outgoing.message.task_id),
-                            error=repr(result))  # fmt: skip
+                log.warning(
+                    "publish_deferred_to_relay",
+                    task_id=str(outgoing.message.task_id),
+                    error=repr(result),
+                )

@@ -20,9 +20,15 @@ def event_seq(row_seq: int, delta_index: int = 0) -> int:
 
 
 def task_updated(
-    *, task_id: UUID | str, task_type: str, user_id: str, chat_id: str | None, status: str,
-    seq: int, **fields: Any,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    *,
+    task_id: UUID | str,
+    task_type: str,
+    user_id: str,
+    chat_id: str | None,
+    status: str,
+    seq: int,
+    **fields: Any,
+) -> tuple[str, dict[str, Any]]:
     """(routing key, body) of a `task.updated` event; `fields` are the task fields that changed."""
     task = {"id": str(task_id), "type": task_type, "user_id": user_id, "chat_id": chat_id,
             "status": status, "seq": seq, **fields}  # fmt: skip
@@ -32,9 +38,15 @@ def task_updated(
 
 
 def message_delta(
-    *, task_id: UUID | str, task_type: str, user_id: str, message_id: UUID | str | None,
-    seq: int, offset: int, delta: str,
-) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    *,
+    task_id: UUID | str,
+    task_type: str,
+    user_id: str,
+    message_id: UUID | str | None,
+    seq: int,
+    offset: int,
+    delta: str,
+) -> tuple[str, dict[str, Any]]:
     """(routing key, body) of a `message.delta`: `delta` is the reply text from `offset` on."""
     body = {"type": "message.delta", "user_id": user_id, "task_id": str(task_id),
             "message_id": str(message_id) if message_id else None, "seq": seq,

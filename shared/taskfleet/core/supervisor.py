@@ -131,8 +131,9 @@ class Supervisor:
         except Exception:
             backoff = child.backoff.ended(failed=True)
             BACKGROUND_FAILURES.labels(child.kind).inc()
-            log.exception("background_task_failed", task=child.name,
-                          failures=child.backoff.failures)  # fmt: skip
+            log.exception(
+                "background_task_failed", task=child.name, failures=child.backoff.failures
+            )
         else:
             if not child.restart:
                 return

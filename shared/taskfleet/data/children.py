@@ -27,10 +27,13 @@ async def child_outcomes(
     `unsealable` (permanent)."""
     rows = await db.fetch(
         "SELECT id, status, output, error FROM tasks WHERE parent_id = $1 AND id = ANY($2::uuid[])",
-        parent_id, task_ids,
-    )  # fmt: skip
-    return {r["id"]: ChildOutcome(r["status"], _opened(keyring, r["id"], r["output"]), r["error"])
-            for r in rows}  # fmt: skip
+        parent_id,
+        task_ids,
+    )
+    return {
+        r["id"]: ChildOutcome(r["status"], _opened(keyring, r["id"], r["output"]), r["error"])
+        for r in rows
+    }
 
 
 def _opened(keyring: Keyring, task_id: UUID, output: Any) -> Any:

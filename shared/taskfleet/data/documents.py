@@ -129,9 +129,16 @@ async def insert_document(
     await conn.execute(
         "INSERT INTO documents (id, user_id, title, filename, media_type, size_bytes, sha256,"
         " blob_key, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        doc.id, doc.user_id, doc.title, doc.filename, doc.media_type, doc.size_bytes,
-        doc.sha256, doc.blob_key, task_id,
-    )  # fmt: skip
+        doc.id,
+        doc.user_id,
+        doc.title,
+        doc.filename,
+        doc.media_type,
+        doc.size_bytes,
+        doc.sha256,
+        doc.blob_key,
+        task_id,
+    )
 
 
 async def get_document(pool: Db, document_id: UUID, user_id: str) -> dict[str, Any] | None:
@@ -164,8 +171,9 @@ async def delete_document(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "DELETE FROM documents WHERE id = $1 AND user_id = $2 RETURNING blob_key, task_id",
-            document_id, user_id,
-        )  # fmt: skip
+            document_id,
+            user_id,
+        )
         if row is None:
             return None
         await blobs.delete(conn, row["blob_key"])
@@ -202,8 +210,10 @@ async def search_documents(
         FROM hits h, q
         ORDER BY h.score DESC, h.created_at DESC, h.document_id, h.page, h.chunk_index
         """,
-        user_id, query, limit,
-    )  # fmt: skip
+        user_id,
+        query,
+        limit,
+    )
     return [
         SearchHit(
             document_id=r["document_id"],

@@ -32,9 +32,12 @@ def fact_key(fact: str) -> str:
 
 
 async def save_memories(
-    pool: Db, keyring: Keyring, user_id: str, facts: list[str],
+    pool: Db,
+    keyring: Keyring,
+    user_id: str,
+    facts: list[str],
     source_task_id: UUID | None,
-) -> int:  # fmt: skip
+) -> int:
     """Insert the facts the user does not have yet; returns how many were new."""
     unique: dict[str, str] = {}
     for fact in facts:
@@ -47,9 +50,14 @@ async def save_memories(
     for key, text in unique.items():
         memory_id = uuid4()
         sealed = keyring.seal_text(text, row=memory_id, field=FACT)
-        new.append({"id": str(memory_id), "fact": sealed,
-                    "key": keyring.blind_index(key, scope=user_id),
-                    "keys": keyring.blind_indexes(key, scope=user_id)})  # fmt: skip
+        new.append(
+            {
+                "id": str(memory_id),
+                "fact": sealed,
+                "key": keyring.blind_index(key, scope=user_id),
+                "keys": keyring.blind_indexes(key, scope=user_id),
+            }
+        )
     # The unique index catches a fact saved twice at once under the current key; NOT EXISTS
     # catches one saved before a key rotation, whose key is its blind index under an older key.
     rows = await pool.fetch(
@@ -59,8 +67,10 @@ async def save_memories(
         " WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.user_id = $1"
         "  AND m.fact_key IN (SELECT jsonb_array_elements_text(f.keys)))"
         " ON CONFLICT (user_id, fact_key) DO NOTHING RETURNING id",
-        user_id, new, source_task_id,
-    )  # fmt: skip
+        user_id,
+        new,
+        source_task_id,
+    )
     return len(rows)
 
 
@@ -71,8 +81,9 @@ async def list_memories(
     rows = await pool.fetch(
         "SELECT id, fact, source_task_id, created_at FROM memories WHERE user_id = $1"
         " ORDER BY created_at DESC, id DESC LIMIT $2",
-        user_id, limit,
-    )  # fmt: skip
+        user_id,
+        limit,
+    )
     opened = [dict(r) | {"fact": open_fact(keyring, r["id"], r["fact"])} for r in rows]
     return [m for m in opened if m["fact"] is not None]
 

@@ -124,8 +124,9 @@ async def unfinished_tasks(db: Db, user_id: str | None, limit: int = 200) -> lis
         f"{_WITH_MESSAGE} WHERE ($1::text IS NULL OR t.user_id = $1)"
         " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
         " ORDER BY t.created_at DESC LIMIT $2",
-        user_id, limit,
-    )  # fmt: skip
+        user_id,
+        limit,
+    )
     return [with_message(r) for r in rows]
 
 
@@ -202,8 +203,11 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
             "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
             " VALUES ($1, tf_queue_of($2), $3, 'task', now() + make_interval(secs => $4))"
             " RETURNING id",
-            task_id, task["type"], attempt, kernel.settings.outbox_grace_s,
-        )  # fmt: skip
+            task_id,
+            task["type"],
+            attempt,
+            kernel.settings.outbox_grace_s,
+        )
     await publish_after_commit(kernel, Outgoing(task_message(task, attempt), outbox_id))
     return True
 
@@ -213,7 +217,11 @@ async def _announce(kernel: Kernel, db: Db, task_id: UUID, status: str, row_seq:
     if task is None:
         return
     key, body = events.task_updated(
-        task_id=task_id, task_type=task["type"], user_id=task["user_id"],
-        chat_id=task["chat_id"], status=status, seq=events.event_seq(row_seq),
-    )  # fmt: skip
+        task_id=task_id,
+        task_type=task["type"],
+        user_id=task["user_id"],
+        chat_id=task["chat_id"],
+        status=status,
+        seq=events.event_seq(row_seq),
+    )
     await kernel.broker.publish_event(key, jsonx.dumps(body))

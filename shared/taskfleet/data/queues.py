@@ -179,9 +179,11 @@ async def _replay_one(kernel: Kernel, db: Db, queue: str, message: AbstractIncom
         if msg.type != TaskType.CHAT:
             return False  # only a chat message creates its task from a message
         await kernel.broker.publish(
-            kernel.settings.queue(queue), message.body, message_id=str(msg.task_id),
+            kernel.settings.queue(queue),
+            message.body,
+            message_id=str(msg.task_id),
             headers=copy_headers(),
-        )  # fmt: skip
+        )
         return True
     if task["user_id"] != msg.user_id:
         return False

@@ -81,8 +81,13 @@ async def cleanup(
         batches += 1
         log.debug("retention_batch", deleted=count, picked=len(ids))
     windows = await quotas.forget_old_windows(conn)
-    log.info("retention_done", deleted=deleted, batches=batches, cutoff=cutoff.isoformat(),
-             quota_windows=windows)  # fmt: skip
+    log.info(
+        "retention_done",
+        deleted=deleted,
+        batches=batches,
+        cutoff=cutoff.isoformat(),
+        quota_windows=windows,
+    )
     return CleanupResult(deleted, batches, cutoff)
 
 

@@ -73,9 +73,14 @@ async def rotate_keys(pool: asyncpg.Pool, keyring: Keyring, *, batch: int = 500)
 
 
 async def _rotate_json(
-    pool: asyncpg.Pool, keyring: Keyring, count: Rotated, table: str, key: str, column: str,
+    pool: asyncpg.Pool,
+    keyring: Keyring,
+    count: Rotated,
+    table: str,
+    key: str,
+    column: str,
     batch: int,
-) -> None:  # fmt: skip
+) -> None:
     select = (
         f"SELECT {key} AS id, {column} AS value FROM {table}"
         f" WHERE {key} > $3 AND {_stale(column)} ORDER BY {key} LIMIT $4"
@@ -150,8 +155,11 @@ async def _reseal_memory(
     try:
         status = await pool.execute(
             "UPDATE memories SET fact = $2, fact_key = $3 WHERE id = $1 AND fact = $4",
-            row["id"], sealed, index, row["fact"],
-        )  # fmt: skip
+            row["id"],
+            sealed,
+            index,
+            row["fact"],
+        )
     except asyncpg.UniqueViolationError:
         # The same fact was saved again under the current key meanwhile: this one goes.
         status = await pool.execute(

@@ -24,8 +24,10 @@ async def start(db: Db, *, task_id: UUID, call_id: str, tool: str) -> bool:
     claimed = await db.fetchval(
         "INSERT INTO tool_calls (task_id, call_id, tool, state) VALUES ($1, $2, $3, 'started')"
         " ON CONFLICT (task_id) DO NOTHING RETURNING true",
-        task_id, call_id, tool,
-    )  # fmt: skip
+        task_id,
+        call_id,
+        tool,
+    )
     return bool(claimed)
 
 
@@ -49,8 +51,11 @@ async def _finish(
     await db.execute(
         "UPDATE tool_calls SET state = $2, result = $3, error = $4, finished_at = now()"
         " WHERE task_id = $1 AND state = 'started'",
-        task_id, state, result, error,
-    )  # fmt: skip
+        task_id,
+        state,
+        result,
+        error,
+    )
 
 
 async def recorded(db: Db, keyring: Keyring, task_id: UUID) -> Recorded | None:

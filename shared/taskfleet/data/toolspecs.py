@@ -24,17 +24,20 @@ class ToolArgs(BaseModel):
 
 class CalculatorArgs(ToolArgs):
     expression: str = Field(
-        min_length=1, max_length=500,
+        min_length=1,
+        max_length=500,
         description="Arithmetic: + - * / // % ** and parentheses, numbers, pi, e, and"
         " sqrt, abs, round, min, max, floor, ceil, log, log10, exp, sin, cos, tan.",
-    )  # fmt: skip
+    )
 
 
 class HttpGetArgs(ToolArgs):
     url: str = Field(
-        min_length=8, max_length=2000, pattern=r"^https?://",
+        min_length=8,
+        max_length=2000,
+        pattern=r"^https?://",
         description="An http(s) URL on a host the operator allowed.",
-    )  # fmt: skip
+    )
 
 
 class CurrentTimeArgs(ToolArgs):

@@ -50,7 +50,10 @@ def build_model(settings: Settings) -> ChatModel:
         raise ConfigError("LLM_MODEL: required with LLM_BASE_URL (the model name to ask for)")
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     return OpenAIModel(
-        base_url=settings.llm_base_url, model=settings.llm_model, api_key=key or None,
-        timeout_s=settings.llm_timeout_s, max_attempts=settings.llm_max_attempts,
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=key or None,
+        timeout_s=settings.llm_timeout_s,
+        max_attempts=settings.llm_max_attempts,
         max_wait_s=settings.llm_retry_max_wait_s,
-    )  # fmt: skip
+    )

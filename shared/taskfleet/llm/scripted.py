@@ -125,8 +125,9 @@ def _command(text: str) -> tuple[str, str] | None:
 
 def tool_answer(messages: ChatHistory) -> str:
     """An answer made of the results of the last round of tool calls."""
-    asked = next((m for m in reversed(messages) if m.get("role") == "assistant"
-                  and m.get("tool_calls")), {})  # fmt: skip
+    asked = next(
+        (m for m in reversed(messages) if m.get("role") == "assistant" and m.get("tool_calls")), {}
+    )
     names = {c["id"]: c["function"]["name"] for c in asked.get("tool_calls", [])}
     lines = []
     for message in messages[len(messages) - _trailing_tools(messages) :]:

@@ -69,8 +69,9 @@ class ToolCallAssembler:
             if not isinstance(fragment, dict):
                 raise LlmBadResponse("a tool call fragment is not an object")
             index = fragment.get("index", position)
-            call = self._calls.setdefault(index if isinstance(index, int) else position,
-                                          _PartialCall())  # fmt: skip
+            call = self._calls.setdefault(
+                index if isinstance(index, int) else position, _PartialCall()
+            )
             call.id = call.id or str(fragment.get("id") or "")
             function = fragment.get("function") or {}
             if isinstance(function, dict):
@@ -88,6 +89,11 @@ class ToolCallAssembler:
             call = self._calls[index]
             if not call.name:
                 raise LlmBadResponse(f"tool call {index} has no function name")
-            out.append(ToolCall(id=call.id or f"call_{index}", name=call.name,
-                                arguments="".join(call.arguments) or "{}"))  # fmt: skip
+            out.append(
+                ToolCall(
+                    id=call.id or f"call_{index}",
+                    name=call.name,
+                    arguments="".join(call.arguments) or "{}",
+                )
+            )
         return out

@@ -35,14 +35,24 @@ class Attempt:
 
     @classmethod
     def of(
-        cls, message: TaskMessage, claim: Claim, *, deadline: float, store: TaskStore,
-        publish: EventSink, sealer: Sealer,
-    ) -> "Attempt":  # fmt: skip
+        cls,
+        message: TaskMessage,
+        claim: Claim,
+        *,
+        deadline: float,
+        store: TaskStore,
+        publish: EventSink,
+        sealer: Sealer,
+    ) -> "Attempt":
         events = AttemptEvents(
-            task_id=message.task_id, task_type=message.type, user_id=claim.user_id,
-            chat_id=claim.chat_id, message_id=claim.message_id, publish=publish,
+            task_id=message.task_id,
+            task_type=message.type,
+            user_id=claim.user_id,
+            chat_id=claim.chat_id,
+            message_id=claim.message_id,
+            publish=publish,
             row_seq=claim.event_seq,
-        )  # fmt: skip
+        )
         return cls(message, claim, deadline, store, events, sealer)
 
     @property

@@ -21,9 +21,11 @@ CANCEL_POLL_S = 1.0
 
 
 async def subscribe(
-    broker: Broker, connection: AbstractConnection, exchange_name: str,
+    broker: Broker,
+    connection: AbstractConnection,
+    exchange_name: str,
     inflight: Mapping[UUID, Attempt],
-) -> None:  # fmt: skip
+) -> None:
     """Listen on the control exchange (on every connect) for cancels of what runs here."""
     channel = await broker.channel(connection, publisher_confirms=False)
     exchange = await channel.get_exchange(exchange_name)

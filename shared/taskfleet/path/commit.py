@@ -82,8 +82,9 @@ class Committer:
             if isinstance(outcome, TaskError):
                 raise  # our own error record: a bug of ours, not the task's
             log.warning("outcome_unstorable", error=str(exc))
-            failure = PermanentError(f"the outcome cannot be stored: {exc}",
-                                     code="unstorable_output")  # fmt: skip
+            failure = PermanentError(
+                f"the outcome cannot be stored: {exc}", code="unstorable_output"
+            )
             return await self._commit(attempt, failure)
 
     async def _commit(self, attempt: Attempt, outcome: Outcome) -> Committed:
@@ -111,12 +112,17 @@ class Committer:
         """Retry it later or fail the task for good (retry.decide): its message is an outbox
         row of the same transaction either way."""
         task_id, fence, queue = attempt.task_id, attempt.fence, self.queue
-        decision = decide(error, attempt=attempt.number, max_attempts=attempt.max_attempts,
-                          backoff=self.backoff)  # fmt: skip
+        decision = decide(
+            error, attempt=attempt.number, max_attempts=attempt.max_attempts, backoff=self.backoff
+        )
         if decision.retry:
             seq = await self.store.retry(task_id, fence, error.as_dict(), queue, decision.delay_s)
-            self._count(Tally.RETRIED, "task_retry_scheduled", error=error.code,
-                        delay_s=round(decision.delay_s, 3))  # fmt: skip
+            self._count(
+                Tally.RETRIED,
+                "task_retry_scheduled",
+                error=error.code,
+                delay_s=round(decision.delay_s, 3),
+            )
             return Committed(Status.RETRYING, seq, error)
         seq = await self.store.fail(task_id, fence, error.as_dict(), queue, decision.reason)
         self._count(Tally.FAILED, "task_failed", error=error.code, message=str(error))

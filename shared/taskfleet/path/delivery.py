@@ -91,9 +91,12 @@ class Processor:
             return wrong_queue(msg, self.spec.name)
         try:
             claim = await self.store.claim(
-                msg, redelivered=bool(message.redelivered), queue=self.spec.name,
-                policy=self.policy(), copy=copy_of(message.headers),
-            )  # fmt: skip
+                msg,
+                redelivered=bool(message.redelivered),
+                queue=self.spec.name,
+                policy=self.policy(),
+                copy=copy_of(message.headers),
+            )
         except Exception as exc:
             settlement = for_claim_error(exc)
             if settlement is None:
@@ -116,10 +119,13 @@ class Processor:
             TASKS.labels(self.spec.name, VERDICT_TALLY[verdict]).inc()
         if verdict in VERDICT_STATUS:
             key, body = events.task_updated(
-                task_id=msg.task_id, task_type=msg.type.value, user_id=claim.user_id,
-                chat_id=claim.chat_id, status=VERDICT_STATUS[verdict],
+                task_id=msg.task_id,
+                task_type=msg.type.value,
+                user_id=claim.user_id,
+                chat_id=claim.chat_id,
+                status=VERDICT_STATUS[verdict],
                 seq=events.event_seq(claim.event_seq),
-            )  # fmt: skip
+            )
             await self.broker.publish_event(key, jsonx.dumps(body))
         log.info("message_settled", verdict=verdict)
         return settlement

@@ -50,9 +50,13 @@ class Runner:
 
     async def run(self, msg: TaskMessage, claim: Claim) -> Settlement:
         attempt = Attempt.of(
-            msg, claim, deadline=asyncio.get_running_loop().time() + self.deadline_s,
-            store=self.parts.store, publish=self._publish_event, sealer=self.sealer,
-        )  # fmt: skip
+            msg,
+            claim,
+            deadline=asyncio.get_running_loop().time() + self.deadline_s,
+            store=self.parts.store,
+            publish=self._publish_event,
+            sealer=self.sealer,
+        )
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
         TASK_WAIT.labels(self.queue).observe(max(0.0, time.time() - claim.created_at.timestamp()))
         started = time.monotonic()

@@ -38,19 +38,28 @@ class AttemptEvents:
     def status(self, status: str, **fields: Any) -> None:
         """`task.updated` for the state change that set `row_seq`."""
         key, body = events.task_updated(
-            task_id=self.task_id, task_type=self.task_type.value, user_id=self.user_id,
-            chat_id=self.chat_id, status=status, seq=events.event_seq(self.row_seq), **fields,
-        )  # fmt: skip
+            task_id=self.task_id,
+            task_type=self.task_type.value,
+            user_id=self.user_id,
+            chat_id=self.chat_id,
+            status=status,
+            seq=events.event_seq(self.row_seq),
+            **fields,
+        )
         self._send(key, body)
 
     def delta(self, text: str) -> None:
         """`message.delta`: reply text, numbered within the current state change."""
         self._delta_index += 1
         key, body = events.message_delta(
-            task_id=self.task_id, task_type=self.task_type.value, user_id=self.user_id,
-            message_id=self.message_id, seq=events.event_seq(self.row_seq, self._delta_index),
-            offset=self._reply_offset, delta=text,
-        )  # fmt: skip
+            task_id=self.task_id,
+            task_type=self.task_type.value,
+            user_id=self.user_id,
+            message_id=self.message_id,
+            seq=events.event_seq(self.row_seq, self._delta_index),
+            offset=self._reply_offset,
+            delta=text,
+        )
         self._reply_offset += len(text)
         self._send(key, body)
 

@@ -33,17 +33,22 @@ class Waiting:
 
     def sealed(self, sealer: Sealer, task_type: TaskType, task_id: UUID) -> "Waiting":
         """As it is written: the state and the children's inputs with their fields sealed."""
-        children = [replace(c, input=sealer.seal_input(c.type, c.task_id, c.input))
-                    for c in self.children]  # fmt: skip
+        children = [
+            replace(c, input=sealer.seal_input(c.type, c.task_id, c.input)) for c in self.children
+        ]
         return Waiting(children, sealer.seal_checkpoint(task_type, task_id, self.state))
 
     def rows(self) -> list[dict[str, Any]]:
         """The children as tf_wait_for takes them (user and chat come from the parent's row)."""
         return [
-            {"id": str(c.task_id), "type": c.type.value, "input": c.input,
-             "max_attempts": c.max_attempts}
+            {
+                "id": str(c.task_id),
+                "type": c.type.value,
+                "input": c.input,
+                "max_attempts": c.max_attempts,
+            }
             for c in self.children
-        ]  # fmt: skip
+        ]
 
 
 async def publish_children(kernel: Parts, waiting: Waiting, outbox_ids: list[int]) -> None:

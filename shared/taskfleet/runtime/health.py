@@ -59,9 +59,13 @@ def metrics_app() -> web.Application:
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, setting: str = "port",
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    setting: str = "port",
     shutdown_timeout_s: float = 60.0,
-) -> web.AppRunner:  # fmt: skip
+) -> web.AppRunner:
     """Start `app`; returns the runner (its bound port is in runner.addresses). Its cleanup
     waits up to `shutdown_timeout_s` for requests in progress, then cancels them. A port
     that cannot be had stops the process with one line naming `setting`."""

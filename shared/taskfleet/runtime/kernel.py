@@ -48,9 +48,11 @@ async def open_kernel(
     """Pool, broker connection loop, outbox relay; all closed (in reverse) on exit."""
     keyring = Keyring.from_settings(settings)  # a bad key stops the process here, one line
     if keyring.development:
-        log.warning("development_encryption_key",
-                    hint="ENCRYPTION_KEYS unset: sensitive fields are sealed with the public"
-                    " development key; set it (taskfleet keygen) outside development")  # fmt: skip
+        log.warning(
+            "development_encryption_key",
+            hint="ENCRYPTION_KEYS unset: sensitive fields are sealed with the public"
+            " development key; set it (taskfleet keygen) outside development",
+        )
     supervisor = Supervisor(name=name)
     try:
         pool = await create_pool(

@@ -80,12 +80,16 @@ class Reconciler:
                 return None
             lost = await conn.fetch(
                 "SELECT *, 'lost_message' AS reason FROM tf_reconcile_lost($1, $2, $3, $4)",
-                after_s, busy, after_s * BACKLOG_FACTOR, BATCH,
-            )  # fmt: skip
+                after_s,
+                busy,
+                after_s * BACKLOG_FACTOR,
+                BATCH,
+            )
             resumed = await conn.fetch(
                 "SELECT *, 'children_done' AS reason FROM tf_reconcile_waiting($1, $2)",
-                after_s, BATCH,
-            )  # fmt: skip
+                after_s,
+                BATCH,
+            )
             running = await conn.fetch(
                 "SELECT * FROM tf_reconcile_running($1, $2, $3)", trust_registry, grace_s, BATCH
             )
@@ -116,12 +120,21 @@ class Reconciler:
     async def _announce(self, row: asyncpg.Record) -> None:
         reason, status = row["reason"], row["status"]
         RECONCILED.labels(reason).inc()
-        log.warning("task_reconciled", task_id=str(row["id"]), user_id=row["user_id"],
-                    reason=reason, status=status)  # fmt: skip
+        log.warning(
+            "task_reconciled",
+            task_id=str(row["id"]),
+            user_id=row["user_id"],
+            reason=reason,
+            status=status,
+        )
         if reason == "lost_message":
             return  # a new copy of its message: nothing a client sees changed
         key, body = events.task_updated(
-            task_id=row["id"], task_type=row["type"], user_id=row["user_id"],
-            chat_id=row["chat_id"], status=status, seq=events.event_seq(row["event_seq"]),
-        )  # fmt: skip
+            task_id=row["id"],
+            task_type=row["type"],
+            user_id=row["user_id"],
+            chat_id=row["chat_id"],
+            status=status,
+            seq=events.event_seq(row["event_seq"]),
+        )
         await self.broker.publish_event(key, jsonx.dumps(body))

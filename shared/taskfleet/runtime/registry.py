@@ -47,9 +47,17 @@ async def beat(
         "INSERT INTO workers (id, worker, queue, host, pid, version, concurrency, heartbeat_s,"
         " inflight, background) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), inflight = $9, background = $10",
-        me.id, me.worker, me.queue, me.host, me.pid, me.version, me.concurrency, me.heartbeat_s,
-        list(inflight), background,
-    )  # fmt: skip
+        me.id,
+        me.worker,
+        me.queue,
+        me.host,
+        me.pid,
+        me.version,
+        me.concurrency,
+        me.heartbeat_s,
+        list(inflight),
+        background,
+    )
 
 
 async def heartbeat(
@@ -87,7 +95,7 @@ async def list_workers(pool: asyncpg.Pool, *, include_gone: bool = False) -> lis
         "      WHEN NOT tf_worker_live(stopped_at, heartbeat_at, heartbeat_s) THEN 'lost'"
         "      ELSE 'live' END AS status"
         " FROM workers ORDER BY heartbeat_at DESC",
-    )  # fmt: skip
+    )
     out = []
     for r in rows:
         if r["status"] == "stopped" and not include_gone:

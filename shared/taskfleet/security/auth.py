@@ -42,9 +42,14 @@ class Principal:
 
 
 def issue_token(
-    secret: str, user_id: str, *, scope: Scope = "user", ttl_s: int = 3600,
-    issuer: str = ISSUER, audience: str = AUDIENCE,
-) -> str:  # fmt: skip
+    secret: str,
+    user_id: str,
+    *,
+    scope: Scope = "user",
+    ttl_s: int = 3600,
+    issuer: str = ISSUER,
+    audience: str = AUDIENCE,
+) -> str:
     now = int(time.time())
     claims = {"sub": user_id, "scope": scope, "iat": now, "exp": now + ttl_s, "iss": issuer,
               "aud": audience, "jti": uuid.uuid4().hex}  # fmt: skip
@@ -53,8 +58,14 @@ def issue_token(
 
 def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s: int = 3600) -> str:
     """A token this deployment accepts: its secret, issuer and audience."""
-    return issue_token(settings.require_jwt_secret(), user_id, scope=scope, ttl_s=ttl_s,
-                       issuer=settings.jwt_issuer, audience=settings.jwt_audience)  # fmt: skip
+    return issue_token(
+        settings.require_jwt_secret(),
+        user_id,
+        scope=scope,
+        ttl_s=ttl_s,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
 
 
 def verify_token(
@@ -62,9 +73,13 @@ def verify_token(
 ) -> Principal:
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], issuer=issuer, audience=audience,
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
             options={"require": REQUIRED_CLAIMS},
-        )  # fmt: skip
+        )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from None
     scope = claims.get("scope", "user")
@@ -99,9 +114,14 @@ class TokenVerifier:
     """
 
     def __init__(
-        self, secret: str, *, issuer: str = ISSUER, audience: str = AUDIENCE,
-        revoked: Callable[[str], bool] = lambda jti: False, size: int = 10_000,
-    ) -> None:  # fmt: skip
+        self,
+        secret: str,
+        *,
+        issuer: str = ISSUER,
+        audience: str = AUDIENCE,
+        revoked: Callable[[str], bool] = lambda jti: False,
+        size: int = 10_000,
+    ) -> None:
         self._secret, self._issuer, self._audience = secret, issuer, audience
         self._revoked = revoked
         self._size = size

@@ -81,8 +81,9 @@ class Sealer:
         """A new task's input with its sealed fields sealed to the new task's own id: its
         row and its queue message carry only ciphertext."""
         labels = POLICIES.get(task_type, NONE).input
-        return {k: self._sealed(v, task_id, labels[k]) if k in labels else v
-                for k, v in value.items()}  # fmt: skip
+        return {
+            k: self._sealed(v, task_id, labels[k]) if k in labels else v for k, v in value.items()
+        }
 
     def seal_output(self, task_type: TaskType, task_id: UUID, output: Any) -> Any:
         for path, label in POLICIES.get(task_type, NONE).output.items():
@@ -110,8 +111,10 @@ class Sealer:
         """The payload with its sealed input fields in the clear. A field moved from another
         task, or altered, is the payload's fault: InvalidPayload."""
         labels = POLICIES.get(task_type, NONE).input
-        opened = {key: self._open_input(label, task_id, getattr(payload, key))
-                  for key, label in labels.items()}  # fmt: skip
+        opened = {
+            key: self._open_input(label, task_id, getattr(payload, key))
+            for key, label in labels.items()
+        }
         return payload.model_copy(update=opened) if opened else payload
 
     def _open_input(self, label: str, task_id: UUID, value: Any) -> Any:

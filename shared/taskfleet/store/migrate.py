@@ -92,8 +92,9 @@ async def _apply_migrations(conn: asyncpg.Connection, files: Sequence[SqlFile]) 
             await conn.execute(f.sql)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
-                f.name, f.checksum,
-            )  # fmt: skip
+                f.name,
+                f.checksum,
+            )
         applied.append(f.name)
         log.info("migration_applied", version=f.name)
     return applied

@@ -28,6 +28,7 @@ class Reads:
         rows = await db.fetch(
             "SELECT id, role, content, status, task_id, created_at FROM messages"
             " WHERE chat_id = $1 AND user_id = $2 ORDER BY seq",
-            chat_id, user_id,
-        )  # fmt: skip
+            chat_id,
+            user_id,
+        )
         return [dict(r) for r in rows]

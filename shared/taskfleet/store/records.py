@@ -84,8 +84,13 @@ class NewTask:
     task_id: UUID = field(default_factory=uuid4)
 
     def message(self) -> TaskMessage:
-        return TaskMessage(task_id=self.task_id, type=self.type, user_id=self.user_id,
-                           chat_id=self.chat_id, payload=self.input)  # fmt: skip
+        return TaskMessage(
+            task_id=self.task_id,
+            type=self.type,
+            user_id=self.user_id,
+            chat_id=self.chat_id,
+            payload=self.input,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,10 @@ async def revoke(pool: asyncpg.Pool, jti: str, expires_at: float, reason: str = 
     await pool.execute(
         "INSERT INTO revoked_tokens (jti, expires_at, reason) VALUES ($1, $2, $3)"
         " ON CONFLICT (jti) DO NOTHING",
-        jti, datetime.fromtimestamp(expires_at, UTC), reason,
-    )  # fmt: skip
+        jti,
+        datetime.fromtimestamp(expires_at, UTC),
+        reason,
+    )
 
 
 async def revoke_token(dsn: str, who: Principal, reason: str = "") -> None:

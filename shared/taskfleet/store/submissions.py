@@ -88,16 +88,24 @@ class Submissions:
             " idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
             " DO NOTHING RETURNING id",
-            new.task_id, new.type.value, new.user_id, new.chat_id, new.parent_id, new.input,
-            new.max_attempts, new.idempotency_key,
-        )  # fmt: skip
+            new.task_id,
+            new.type.value,
+            new.user_id,
+            new.chat_id,
+            new.parent_id,
+            new.input,
+            new.max_attempts,
+            new.idempotency_key,
+        )
         if inserted is None:
             return None
         outbox_id: int = await conn.fetchval(
             "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
             " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3)) RETURNING id",
-            new.task_id, QUEUES[new.type].name, relay_grace_s,
-        )  # fmt: skip
+            new.task_id,
+            QUEUES[new.type].name,
+            relay_grace_s,
+        )
         return Outgoing(new.message(), outbox_id)
 
     async def submit_chat(
@@ -131,8 +139,9 @@ class Submissions:
                 "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"
                 " ON m.task_id = t.id AND m.role = 'assistant'"
                 " WHERE t.user_id = $1 AND t.idempotency_key = $2",
-                new.user_id, new.idempotency_key,
-            )  # fmt: skip
+                new.user_id,
+                new.idempotency_key,
+            )
             return ChatSubmission(row["id"], row["message_id"], created=False)
         return ChatSubmission(task_id, call.message_id, created=True, outbox_id=row["outbox_id"])
 

@@ -90,9 +90,14 @@ class Transitions:
     # -- the message path ---------------------------------------------------------------
 
     async def claim(
-        self, msg: TaskMessage, *, redelivered: bool, queue: str, policy: ClaimPolicy,
+        self,
+        msg: TaskMessage,
+        *,
+        redelivered: bool,
+        queue: str,
+        policy: ClaimPolicy,
         copy: str | None = None,
-    ) -> Claim:  # fmt: skip
+    ) -> Claim:
         """Claim a delivery; `copy` is its COPY_HEADER (None: a backend's own publish)."""
         return await self._claims(_ClaimCall(msg, redelivered, queue, policy, copy))
 
@@ -109,9 +114,11 @@ class Transitions:
                 return await self._claim_groups(conn, groups, len(calls))
 
     async def _claim_groups(
-        self, conn: asyncpg.Connection,
-        groups: dict[tuple[str, ClaimPolicy], list[tuple[int, _ClaimCall]]], count: int,
-    ) -> list[Claim]:  # fmt: skip
+        self,
+        conn: asyncpg.Connection,
+        groups: dict[tuple[str, ClaimPolicy], list[tuple[int, _ClaimCall]]],
+        count: int,
+    ) -> list[Claim]:
         """One statement per queue and policy (a worker process has one of each)."""
         answers: dict[int, Claim] = {}
         for (queue, policy), group in groups.items():
@@ -123,13 +130,22 @@ class Transitions:
             msgs = [c.msg for _, c in group]
             rows = await conn.fetch(
                 _CLAIM_MANY.format(preload=preload),
-                [m.task_id for m in msgs], [m.type.value for m in msgs],
-                [m.user_id for m in msgs], [m.chat_id for m in msgs], [m.payload for m in msgs],
-                [m.attempt for m in msgs], [c.redelivered for _, c in group],
-                [c.copy for _, c in group], queue, policy.max_attempts, policy.user_limit,
-                policy.throttle_s, policy.holder, policy.deadline_s,
+                [m.task_id for m in msgs],
+                [m.type.value for m in msgs],
+                [m.user_id for m in msgs],
+                [m.chat_id for m in msgs],
+                [m.payload for m in msgs],
+                [m.attempt for m in msgs],
+                [c.redelivered for _, c in group],
+                [c.copy for _, c in group],
+                queue,
+                policy.max_attempts,
+                policy.user_limit,
+                policy.throttle_s,
+                policy.holder,
+                policy.deadline_s,
                 *(policy.preload.args if policy.preload else ()),
-            )  # fmt: skip
+            )
             for row in rows:
                 answer = dict(row)
                 index = group[answer.pop("n") - 1][0]
@@ -150,9 +166,12 @@ class Transitions:
     async def _complete_many(self, calls: Sequence[_CompleteCall]) -> list[int | None]:
         order = sorted(range(len(calls)), key=lambda i: calls[i].task_id)
         rows = await self.pool.fetch(
-            _COMPLETE_MANY, [calls[i].task_id for i in order], [calls[i].fence for i in order],
-            [calls[i].output for i in order], [calls[i].reply for i in order],
-        )  # fmt: skip
+            _COMPLETE_MANY,
+            [calls[i].task_id for i in order],
+            [calls[i].fence for i in order],
+            [calls[i].output for i in order],
+            [calls[i].reply for i in order],
+        )
         answers = {order[r["n"] - 1]: r["seq"] for r in rows}
         return [answers[i] for i in range(len(calls))]
 
@@ -178,16 +197,24 @@ class Transitions:
         return await self._fenced("SELECT tf_release($1, $2)", task_id, fence)
 
     async def wait(
-        self, task_id: UUID, fence: int, state: Any, children: list[dict[str, Any]],
+        self,
+        task_id: UUID,
+        fence: int,
+        state: Any,
+        children: list[dict[str, Any]],
         relay_grace_s: float,
-    ) -> tuple[int, list[int]]:  # fmt: skip
+    ) -> tuple[int, list[int]]:
         """processing -> waiting, `state` as checkpoint, with the children (taskfleet.path.waiting).
 
         Returns the event_seq and the children's outbox row ids, in the children's order."""
         row = await self.pool.fetchrow(
             "SELECT * FROM tf_wait_for($1, $2, $3, $4, $5)",
-            task_id, fence, state, children, relay_grace_s,
-        )  # fmt: skip
+            task_id,
+            fence,
+            state,
+            children,
+            relay_grace_s,
+        )
         if row is None:
             raise StaleClaim(f"task {task_id}: fence {fence} is no longer current")
         return int(row["event_seq"]), list(row["outbox_ids"])
@@ -201,8 +228,12 @@ class Transitions:
             " event_seq = event_seq + 1"
             " WHERE id = $1 AND fence = $2 AND status = 'processing'"
             " RETURNING event_seq, cancel_requested",
-            task_id, fence, fraction, stage, message,
-        )  # fmt: skip
+            task_id,
+            fence,
+            fraction,
+            stage,
+            message,
+        )
 
     async def checkpoint(self, task_id: UUID, fence: int, state: Any) -> Written:
         """Save resumable state. Not an event: event_seq is returned unchanged."""
@@ -210,8 +241,10 @@ class Transitions:
             "UPDATE tasks SET checkpoint = $3, updated_at = now()"
             " WHERE id = $1 AND fence = $2 AND status = 'processing'"
             " RETURNING event_seq, cancel_requested",
-            task_id, fence, state,
-        )  # fmt: skip
+            task_id,
+            fence,
+            state,
+        )
 
     async def partial(self, task_id: UUID, fence: int, output: Any, reply: str | None) -> Written:
         """Save partial output (and the partial reply text, status `streaming`). Not an event."""
@@ -224,8 +257,11 @@ class Transitions:
             "  WHERE $4::text IS NOT NULL AND task_id = $1 AND role = 'assistant'"
             "  AND EXISTS (SELECT 1 FROM t))"
             " SELECT event_seq, cancel_requested FROM t",
-            task_id, fence, output, reply,
-        )  # fmt: skip
+            task_id,
+            fence,
+            output,
+            reply,
+        )
 
     async def cancel_requested(self, task_ids: list[UUID]) -> list[UUID]:
         """Which of these tasks a user asked to cancel (the runner polls its in-flight ones)."""
