@@ -9,7 +9,7 @@ from enum import StrEnum
 
 
 class Verdict(StrEnum):
-    """tf_claim's answer for one delivery (migrations/0015_liveness.sql)."""
+    """tf_claim's answer for one delivery (store/sql/tf_claim.sql)."""
 
     CLAIMED = "claimed"  # ours: run the handler
     DUPLICATE = "duplicate"  # another copy has it, or had it: this copy is settled

@@ -20,7 +20,7 @@ FORGET_EVERY_S = 0.05
 
 # Chat submissions, one or many in one statement (taskfleet.store.coalesce): each counted against
 # its user's quotas and, within them, the chat task with its outbox row and its two messages.
-# tf_submit_chat scopes itself to its own user (migrations/0014), so the submissions of
+# tf_submit_chat scopes itself to its own user (store/sql/tf_submit_chat.sql), so the submissions of
 # several users share a statement and a commit, each still under its user's row security.
 _SUBMIT_MANY = (
     "SELECT x.n, s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"

@@ -1,7 +1,7 @@
 """The fenced transitions of a task on the one message path: claim, complete, fail, retry, ...
 
 Each is one round trip; the transitions themselves are SQL functions
-(migrations/0002_task_functions.sql) so that a claim or a completion is one transaction.
+(store/sql/tf_*.sql) so that a claim or a completion is one transaction.
 Claims and completions that come at once share a statement (taskfleet.store.coalesce).
 """
 
