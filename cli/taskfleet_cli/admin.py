@@ -21,6 +21,7 @@ console = Console()
 
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    """Print tasks, newest first, as a table; an operator's read across users, audited."""
     pool = await create_pool(settings.database_url, size=1)
     try:
         db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
@@ -45,6 +46,8 @@ async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def show_task(settings: Settings, args: argparse.Namespace) -> int:
+    """Print one task, with its chat message, as JSON opened as its owner reads it. Exit 2
+    for a malformed id, 1 when there is no such task."""
     try:
         task_id = UUID(args.id)
     except ValueError:
@@ -66,6 +69,7 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
+    """Print every queue's ready messages and consumers."""
     async with open_kernel(settings, name="cli", relay=False) as kernel:
         found = await queues.depths(kernel)
     table = Table("queue", "messages", "consumers")
@@ -76,6 +80,7 @@ async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the worker processes: live, lost (tasks at risk); stopped ones with --all."""
     pool = await create_pool(settings.database_url, size=1)
     try:
         found = await registry.list_workers(pool, include_gone=args.all)
@@ -98,6 +103,8 @@ async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """List (left in place), replay or purge a queue's dead letters; exit 2 for an
+    unknown queue. Only a replay runs the outbox relay: it is what publishes again."""
     try:
         queues.work_queue(args.queue)
     except queues.UnknownQueue as exc:

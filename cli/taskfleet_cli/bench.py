@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 
 async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Submit --n chat messages, wait up to --timeout seconds for them to end, and print the
+    figures as one JSON line. Exit 1 unless all of them completed."""
     run = uuid4().hex[:8]
     pool = await create_pool(settings.database_url, size=2)
     watched: dict[str, int] = {}

@@ -17,6 +17,7 @@ from taskfleet_cli.parser import WORKERS, build_parser
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` to its end on a fresh event loop (uvloop's) and give back its result."""
     try:
         import uvloop
 
@@ -26,6 +27,8 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the database if missing, apply pending migrations and changed SQL function
+    files; with --status, list them and change nothing."""
     from taskfleet.store.migrate import migrate, status
 
     if args.status:
@@ -39,6 +42,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the API until SIGTERM/SIGINT; --host and --port override API_HOST and API_PORT."""
     from fleet_api.main import main as api_main
     from fleet_api.settings import ApiSettings
 
@@ -48,6 +52,8 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one worker until it is stopped. Exit code EXIT_MEMORY (75) when its memory
+    guard stopped it, so that whatever supervises it starts a fresh one."""
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency: must be at least 1 (got {args.concurrency})")
     from taskfleet.runtime.memguard import EXIT_MEMORY
@@ -62,17 +68,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the development fleet (taskfleet_cli.up) until Ctrl-C or SIGTERM."""
     from taskfleet_cli.up import run_fleet
 
     return int(run_async(run_fleet(settings, workers=list(WORKERS))))
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a bearer token for the user, of --scope, valid for --ttl (e.g. 30m, 1h, 7d)."""
     print(token_for(settings, args.user, scope=args.scope, ttl_s=parse_ttl(args.ttl)))
     return 0
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Refuse a token from now until it expires (the deny-list every API replica reads).
+
+    A token that does not verify, an expired one included, is a ConfigError: nothing to revoke."""
     from taskfleet.store.revocation import revoke_token
 
     try:
@@ -90,42 +101,50 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    """Post a chat message through the API; exit 1 when --wait saw the task end otherwise
+    than completed."""
     from taskfleet_cli.submit import submit
 
     return int(run_async(submit(settings, args)))
 
 
 def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    """Print tasks, newest first, read from the database directly (no API needed)."""
     from taskfleet_cli.admin import show_tasks
 
     return int(run_async(show_tasks(settings, args)))
 
 
 def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
+    """Print one task as JSON, its sealed values opened with this machine's keys."""
     from taskfleet_cli.admin import show_task
 
     return int(run_async(show_task(settings, args)))
 
 
 def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
+    """Print every queue's ready messages and consumers, dead-letter queues included."""
     from taskfleet_cli.admin import show_queues
 
     return int(run_async(show_queues(settings, args)))
 
 
 def cmd_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the worker processes from their heartbeats; stopped ones too with --all."""
     from taskfleet_cli.admin import show_workers
 
     return int(run_async(show_workers(settings, args)))
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    """List, replay or purge a work queue's dead letters."""
     from taskfleet_cli.admin import dead_letters
 
     return int(run_async(dead_letters(settings, args)))
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Run workload W1 against a running fleet; exit 1 unless all --n tasks completed."""
     from taskfleet_cli.bench import run_bench
 
     if args.n < 1:
@@ -134,6 +153,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete terminal tasks finished before --older-than (default RETENTION_OLDER_THAN)
+    and what hangs off them, one transaction per --batch-size tasks."""
     from taskfleet.core.settings import parse_duration
     from taskfleet.data.retention import run_cleanup
 
@@ -151,6 +172,7 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(_: Settings, args: argparse.Namespace) -> int:
+    """Print a new random `kid:key` entry to add to ENCRYPTION_KEYS; nothing is stored."""
     from taskfleet.security.crypto import new_key
 
     print(new_key(args.kid))
@@ -158,6 +180,10 @@ def cmd_keygen(_: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-seal every value under an older key with the current (first) one.
+
+    Exit 1 while values are left under older keys: those keys must stay in ENCRYPTION_KEYS
+    until a run exits 0."""
     from taskfleet.data.rotation import rotate
     from taskfleet.security.crypto import Keyring
 
@@ -198,6 +224,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `taskfleet` console script: run the command, then exit with its code; 2 for a
+    configuration error, 3 when a dependency cannot be reached at start, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         settings = settings_class(args).load()

@@ -16,6 +16,7 @@ WORKERS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; its names are the keys of main.COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="taskfleet", description="taskfleet: a durable task fleet for AI-agent backends"
     )

@@ -28,6 +28,8 @@ read only by that service (`taskfleet api`, `taskfleet worker chat`, ...).
 
 
 def default_text(field: FieldInfo) -> str:
+    """A field's default as the page shows it: `unset` when it has none, `empty` for an
+    empty string or tuple, else the value in backticks (booleans as in the environment)."""
     value = field.default
     if value is None or value is PydanticUndefined:
         return "unset"
@@ -41,6 +43,8 @@ def default_text(field: FieldInfo) -> str:
 
 
 def row(field: FieldInfo, service: str) -> str:
+    """The field's table row, its description on one line and `|` escaped, which would
+    otherwise end the cell."""
     description = " ".join((field.description or "").split()).replace("|", "\\|")
     return f"| `{field.validation_alias}` | {default_text(field)} | {service} | {description} |"
 
@@ -55,6 +59,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write the page to the path given (docs/configuration.md by default)."""
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else DEFAULT_PATH
     path.write_text(render())

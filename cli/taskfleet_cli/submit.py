@@ -18,6 +18,10 @@ console = Console(stderr=True)
 
 
 async def submit(settings: Settings, args: argparse.Namespace) -> int:
+    """Post the message and print its task id; with --wait, follow it and print the reply.
+
+    Exit 1 when the task ends otherwise than completed; SystemExit when the API refuses the
+    message or the task is not finished after --timeout seconds."""
     base = args.url or f"http://{settings.api_host}:{settings.api_port}"
     token = token_for(settings, args.user, ttl_s=int(args.timeout) + 60)
     headers = {"Authorization": f"Bearer {token}"}

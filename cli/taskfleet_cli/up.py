@@ -43,6 +43,10 @@ class Child:
 
 
 async def run_fleet(settings: Settings, workers: list[str]) -> int:
+    """Migrate, run the API and `workers` as children, restarting any that dies, until
+    Ctrl-C or SIGTERM; then stop them all.
+
+    Without TASKFLEET_JWT_SECRET the children share a random secret made for this run."""
     await migrate(settings.database_url)
     env = dict(os.environ)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
@@ -169,6 +173,7 @@ async def _api_ready(settings: Settings) -> bool:
 
 
 def api_base(settings: Settings) -> str:
+    """The API's URL as a client on this machine reaches it."""
     # A wildcard address listens everywhere; a client reaches it on the loopback.
     host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
     return f"http://{host}:{settings.api_port}"
