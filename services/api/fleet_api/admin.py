@@ -30,11 +30,13 @@ QUEUE_PARAM = PathParam(
 
 
 def require_admin(request: web.Request) -> None:
+    """403 unless the caller's token has the admin scope."""
     if principal(request).scope != "admin":
         raise ApiError(403, "forbidden", "operator routes need an admin token")
 
 
 def queue_param(request: web.Request) -> str:
+    """The work queue the path names (a `.dlq` name gives its work queue); 404 for others."""
     try:
         return queues.work_queue(request.match_info["queue"])
     except queues.UnknownQueue as exc:
@@ -87,6 +89,7 @@ async def list_workers(request: web.Request) -> web.Response:
 
 
 def add_admin_routes(app: web.Application) -> None:
+    """Declare the operator routes; each answers 403 to a token without admin scope."""
     api, tags, errors = app[OPENAPI], ("admin",), (401, 403, 404, 422, 503)
     api.add(
         app,

@@ -13,6 +13,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
 
 def principal(request: web.Request) -> Principal:
+    """The caller, as auth_middleware verified it; never set on PUBLIC_PATHS, which need none."""
     return request[PRINCIPAL]
 
 
@@ -42,6 +43,7 @@ def _token(request: web.Request) -> str:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 for a request without a valid, unrevoked token, except on PUBLIC_PATHS."""
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     try:

@@ -48,6 +48,8 @@ def camera_id_param(request: web.Request) -> str:
 
 
 def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
+    """The user the request acts for (fleet_api.auth.acting_for): another user's camera
+    reads as absent (404); writing for another user is 403."""
     return acting_for(request, query.user_id, reading=reading, what="camera")
 
 
@@ -147,6 +149,7 @@ async def put_camera(request: web.Request) -> web.Response:
 
 
 async def get_camera(request: web.Request) -> web.Response:
+    """The camera's capture settings; 404 if it is absent or another user's."""
     camera_id = camera_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
     row = await user_db(request, user_id).fetchrow(
@@ -191,6 +194,7 @@ def _analysis(row: Any) -> Analysis:
 
 
 def add_camera_routes(app: web.Application) -> None:
+    """Declare the camera routes."""
     api, tags = app[OPENAPI], ("cameras",)
     image = {"type": "string", "format": "binary"}
     api.add(

@@ -58,6 +58,8 @@ class TextProbe:
         self.ok = True
 
     def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        """Check the next chunk. `final` on the last call: a sequence still incomplete then
+        makes the file not text."""
         if not self.ok:
             return
         if b"\x00" in chunk:
@@ -82,6 +84,7 @@ def sniff(head: bytes, is_text: bool, filename: str | None, declared: str | None
 
 
 def too_large(limit: int) -> ApiError:
+    """The 413 for a document over `limit` bytes; its details carry the limit."""
     return ApiError(
         413, "too_large", f"a document may be at most {limit} bytes", {"max_bytes": limit}
     )

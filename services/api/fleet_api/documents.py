@@ -51,10 +51,13 @@ UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
 
 
 def owner(request: web.Request, query: OwnerQuery, *, reading: bool) -> str:
+    """The user the request acts for (fleet_api.auth.acting_for): another user's document
+    reads as absent (404); writing for another user is 403."""
     return acting_for(request, query.user_id, reading=reading, what="document")
 
 
 def document_id_param(request: web.Request) -> UUID:
+    """The document id in the path; 404 for one that is no UUID, as if absent."""
     try:
         return UUID(request.match_info["document_id"])
     except ValueError:
@@ -122,6 +125,7 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
 
 
 async def get_document(request: web.Request) -> web.Response:
+    """A document: its status, pages, chunks and task; 404 if absent or another user's."""
     document_id = document_id_param(request)
     user_id = owner(request, parse_query(request, OwnerQuery), reading=True)
     row = await documents.get_document(user_db(request, user_id), document_id, user_id)
@@ -131,6 +135,7 @@ async def get_document(request: web.Request) -> web.Response:
 
 
 async def list_documents(request: web.Request) -> web.Response:
+    """The user's documents, newest first, a page at a time; 400 for a bad cursor."""
     query = parse_query(request, ListQuery)
     user_id = owner(request, query, reading=True)
     try:
@@ -159,6 +164,7 @@ async def delete_document(request: web.Request) -> web.Response:
 
 
 async def search_documents(request: web.Request) -> web.Response:
+    """The user's best-matching chunks of fully indexed documents, best first."""
     query = parse_query(request, SearchQuery)
     # Not an object to hide: naming another user is refused outright, as for an upload.
     user_id = owner(request, query, reading=False)
@@ -183,6 +189,7 @@ async def search_documents(request: web.Request) -> web.Response:
 
 
 def add_document_routes(app: web.Application) -> None:
+    """Declare the document routes, with the replica's DOCUMENT_MAX_UPLOADS upload slots."""
     api, tags = app[OPENAPI], ("documents",)
     app[UPLOAD_SLOTS] = asyncio.Semaphore(app[SETTINGS].document_max_uploads)
     # `file` is declared as text that any client can send and we accept; the full rule (a PDF,

@@ -52,6 +52,7 @@ class ApiError(Exception):
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """A JSON answer, serialised with orjson (asyncpg's UUIDs included)."""
     return web.Response(
         body=jsonx.dumps(data), status=status, content_type="application/json", headers=headers
     )
@@ -60,11 +61,13 @@ def json_response(
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """An answer in the error format every route shares."""
     body = {"error": {"code": code, "message": message, "details": details}}
     return json_response(body, status, headers)
 
 
 def not_found(what: str = "not found") -> ApiError:
+    """A 404; also what another user's object answers, so that it looks absent."""
     return ApiError(404, "not_found", what)
 
 
@@ -83,6 +86,9 @@ def outcome_unknown(exc: BaseException, how_to_check: str) -> ApiError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as the error format: ApiError as raised, aiohttp's own errors by
+    their status, a value PostgreSQL cannot take as 422, a dependency away as 503 with
+    Retry-After, anything else a logged 500."""
     try:
         return await handler(request)
     except ApiError as exc:

@@ -67,10 +67,12 @@ class History:
     bytes: int = 0
 
     def append(self, event: Event, size: int) -> None:
+        """Add the newest event, `size` bytes of JSON."""
         self.events.append((event, size))
         self.bytes += size
 
     def drop_oldest(self) -> int:
+        """Remove the oldest event and answer its size, for the hub to take off its total."""
         _, size = self.events.popleft()
         self.bytes -= size
         return size
@@ -92,10 +94,13 @@ class EventHub:
     connected: int = 0
 
     async def start(self) -> None:
+        """Consume through a queue of its own (declared anew on every reconnect) and start
+        the idle unbinder."""
         await self.broker.subscribe(self._consume)
         self.broker.supervisor.spawn(self._unbinder_name, self._unbind_when_idle)
 
     async def stop(self) -> None:
+        """Stop consuming and close the hub's channel: no socket gets events after this."""
         await self.broker.supervisor.stop(self._unbinder_name)
         self.broker.unsubscribe(self._consume)
         channel, self._channel, self._queue = self._channel, None, None
@@ -116,6 +121,7 @@ class EventHub:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """End a feed; after the last one, the queue is unbound in IDLE_UNBIND_S if none comes."""
         subs = self._subscribers.get(sub.user_id)
         if subs is not None:
             subs.discard(sub)
@@ -131,6 +137,7 @@ class EventHub:
 
     @property
     def listened(self) -> bool:
+        """Whether any socket on this replica is subscribed."""
         return bool(self._subscribers)
 
     @property

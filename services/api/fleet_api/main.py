@@ -15,6 +15,9 @@ log = structlog.get_logger("fleet_api")
 
 
 async def main(settings: ApiSettings, host: str, port: int) -> None:
+    """Serve the API and its /metrics, and the retention job if RETENTION_INTERVAL_S > 0,
+    until SIGTERM/SIGINT. ConfigError without a usable TASKFLEET_JWT_SECRET; StartupError
+    when a port cannot be bound."""
     settings.require_jwt_secret()
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:

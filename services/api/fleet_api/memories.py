@@ -49,6 +49,7 @@ async def user_memories(request: web.Request) -> web.Response:
 
 
 def add_memory_routes(app: web.Application) -> None:
+    """Declare the memories route."""
     app[OPENAPI].add(
         app,
         Operation(

@@ -42,6 +42,7 @@ class PathParam:
     status: int = 404
 
     def refusal(self, name: str) -> ApiError:
+        """The answer to a `name` value that does not match: 404 as if absent, else `status`."""
         if self.status == 404:
             return not_found(f"{self.what} not found")
         where = [{"loc": ["path", name], "msg": f"does not match {self.pattern}"}]
@@ -86,6 +87,8 @@ class Operation:
     path_params: dict[str, PathParam] = field(default_factory=dict)
 
     def path_param(self, name: str) -> PathParam:
+        """The route's own declaration of the parameter, else the shared one. ValueError for
+        neither: the app then refuses to start."""
         found = self.path_params.get(name) or PATH_PARAMETERS.get(name)
         if found is None:
             raise ValueError(f"{self.method} {self.path}: path parameter {name!r} is undeclared")
@@ -99,10 +102,12 @@ class OpenApi:
     operations: list[Operation] = field(default_factory=list)
 
     def add(self, app: web.Application, op: Operation) -> None:
+        """Route `op`, its path parameters checked first, and list it in /openapi.json."""
         app.router.add_route(op.method, op.path, _checked(op))
         self.operations.append(op)
 
     def document(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document (/openapi.json): every operation added, with its models."""
         models: set[type[BaseModel]] = {ErrorBody}
         for op in self.operations:
             models |= {m for m in (op.response, op.body, op.query) if m is not None}

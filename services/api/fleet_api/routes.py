@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body, validated strictly against `model`: 400 if it is not JSON, 422 if it
+    does not fit."""
     try:
         raw = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -55,6 +57,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string validated against `model`; 422 if it does not fit. Lax, unlike the
+    body: every query value arrives as text."""
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -65,6 +69,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 
 def task_id_param(request: web.Request) -> UUID:
+    """The task id in the path; 404 for one that is no UUID, as if absent."""
     try:
         return UUID(request.match_info["task_id"])
     except ValueError:
@@ -80,6 +85,7 @@ async def enforce_quota(request: web.Request, user_id: str) -> None:
 
 
 def rate_limited(over: quotas.OverQuota) -> ApiError:
+    """The 429 for a user over a quota, with Retry-After in whole seconds."""
     return ApiError(
         429, "rate_limited", over.reason, headers={"Retry-After": str(over.retry_after_s)}
     )
@@ -205,6 +211,7 @@ async def visible_task(request: web.Request) -> dict[str, Any]:
 
 
 def add_routes(app: web.Application) -> None:
+    """Declare the chat routes (each other route module declares its own)."""
     api = app[OPENAPI]
     api.add(
         app,

@@ -20,6 +20,7 @@ class Spool:
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
+        """Append a chunk; past the memory bound it goes to the file, off the event loop."""
         self.size += len(chunk)
         await self._io(self._file.write, chunk)
 
@@ -30,6 +31,7 @@ class Spool:
             yield chunk
 
     def close(self) -> None:
+        """Free the memory, or delete the temporary file; the bytes are gone after this."""
         self._file.close()
 
     async def _io(self, call: Callable[..., T], *args: object) -> T:

@@ -84,6 +84,7 @@ async def retry_task(request: web.Request) -> web.Response:
 
 
 def add_task_routes(app: web.Application) -> None:
+    """Declare the task routes."""
     api, tags = app[OPENAPI], ("tasks",)
     api.add(
         app,

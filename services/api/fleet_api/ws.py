@@ -50,9 +50,11 @@ class OpenSockets:
         self.closing = False
 
     def add(self, ws: web.WebSocketResponse) -> None:
+        """Track a socket that was opened, so that a stop closes it."""
         self._open.add(ws)
 
     def discard(self, ws: web.WebSocketResponse) -> None:
+        """Stop tracking a socket that ended (one never tracked is fine)."""
         self._open.discard(ws)
 
     async def close_all(self) -> None:
@@ -64,6 +66,7 @@ class OpenSockets:
 
 
 async def going_away(ws: web.WebSocketResponse) -> None:
+    """Close with 1001: the client should reconnect, to any replica, with `since`."""
     await ws.close(code=WSCloseCode.GOING_AWAY, message=GOING_AWAY)
 
 
@@ -77,6 +80,7 @@ SOCKETS = web.AppKey("sockets", OpenSockets)
 
 
 def parse_since(values: list[str]) -> list[tuple[UUID, int]]:
+    """The `since` values as (task id, seq) pairs; 400 for one not `<task_id>:<seq>`."""
     since = []
     for value in values:
         task, _, seq = value.partition(":")
@@ -102,12 +106,15 @@ class Feed:
         self.sent: OrderedDict[str, int] = OrderedDict()
 
     def mark(self, task_id: str, seq: int) -> None:
+        """Record `seq` as the task's last sent; past SENT_REMEMBERED the least recent goes."""
         self.sent[task_id] = seq
         self.sent.move_to_end(task_id)
         if len(self.sent) > SENT_REMEMBERED:
             self.sent.popitem(last=False)
 
     async def send(self, event: Event) -> None:
+        """Send an event, opened for its owner, unless this socket had it or a later one of
+        its task already."""
         task_id, seq = str(event.get("task_id")), int(event.get("seq", 0))
         if seq <= self.sent.get(task_id, -1):
             return
@@ -115,6 +122,7 @@ class Feed:
         await self._send(_client_view(event, self.keyring))
 
     async def send_raw(self, message: dict[str, Any]) -> None:
+        """Send a message as it is: no seq check, nothing opened (it must be already)."""
         await self._send(jsonx.dumps(message))
 
     async def _send(self, text: bytes) -> None:
@@ -132,6 +140,9 @@ def _client_view(event: Event, keyring: Keyring) -> bytes:
 
 
 async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
+    """Handle one socket: a snapshot, then resumed and live events, until the client leaves
+    or the API stops. A user token follows its own tasks; a service or admin token every
+    user's, or one user's with `?user_id=` (422 if that is no user id)."""
     who = principal(request)
     since = parse_since(request.query.getall("since", []))
     kernel, hub = request.app[KERNEL], request.app[HUB]
