@@ -104,6 +104,8 @@ def sharpness(gray: Image.Image) -> float:
 
 
 def thumbnail(image: Image.Image, side: int) -> bytes:
+    """The frame as a JPEG, its longest side at most `side` px (never enlarged): what is kept
+    of it once analysed."""
     small = image.convert("RGB")  # PNG may be palette, grey, 16-bit or have alpha
     small.thumbnail((side, side), Image.Resampling.LANCZOS)
     out = io.BytesIO()

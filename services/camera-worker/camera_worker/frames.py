@@ -33,6 +33,7 @@ class SavedAnalysis:
 
     @property
     def motion_detected(self) -> bool:
+        """Whether more of the frame changed than the threshold (never on a camera's first one)."""
         return bool(self.summary["motion_detected"])
 
 
@@ -60,6 +61,7 @@ class FrameStore:
         return Frame(**dict(row)) if row is not None else None
 
     async def summary(self, frame_id: UUID) -> dict[str, Any] | None:
+        """The analysis an earlier attempt stored for this frame, or None if none has yet."""
         row = await self.pool.fetchrow(
             f"SELECT {SUMMARY_COLUMNS} FROM camera_analyses WHERE frame_id = $1", frame_id
         )

@@ -15,6 +15,7 @@ SPEC = QUEUES[TaskType.CAMERA]
 
 
 def make_handler(kernel: Kernel) -> Handler:
+    """The frame handler; it first sets Pillow's process-wide pixel limit to CAMERA_MAX_PIXELS."""
     # Pillow's own guard agrees with ours, and its warning (between 1x and 2x the limit) is
     # an error too; analysis.decode checks the pixel count itself as well.
     Image.MAX_IMAGE_PIXELS = CameraWorkerSettings.of(kernel.settings).camera_max_pixels
@@ -23,9 +24,11 @@ def make_handler(kernel: Kernel) -> Handler:
 
 
 def background(kernel: Kernel) -> list[tuple[str, CoroFactory]]:
+    """The capture scheduler, run by the kernel's supervisor beside the handlers."""
     # Every replica runs the loop; the advisory lock lets exactly one of them schedule.
     return [("camera-scheduler", CaptureScheduler(kernel).run)]
 
 
 async def main(settings: CameraWorkerSettings, concurrency: int) -> None:
+    """Run camera-worker (`taskfleet worker camera`) until SIGTERM/SIGINT."""
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency, background=background)

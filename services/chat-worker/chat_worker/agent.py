@@ -66,6 +66,8 @@ class AgentState(BaseModel):
 
     @classmethod
     def resume(cls, checkpoint: Any) -> "AgentState":
+        """The state to go on from; a fresh one for a first attempt (None), and for a checkpoint
+        this version cannot read (the reply then starts over)."""
         if checkpoint is None:
             return cls()
         try:
@@ -82,6 +84,12 @@ class Agent:
     tools: list[ToolSpec]
 
     async def run(self, ctx: TaskContext, content: str) -> TaskResult | Waiting:
+        """One attempt of a chat task: one round of the model, which answers or asks for tools.
+
+        Tool calls become child tasks and the attempt returns `Waiting`, its round checkpointed;
+        the next attempt gives the model their results. A whole reply completes the task, and
+        its memories are extracted (MEMORY_EXTRACTION).
+        """
         state = AgentState.resume(ctx.last_checkpoint)
         if state.pending:
             await self._collect(ctx, state)

@@ -32,6 +32,11 @@ async def load_context(
     memory_limit: int,
     keyring: Keyring,
 ) -> ChatContext:
+    """The context the claim's preload brings, read on its own when the claim brought none.
+
+    At most `history_limit` earlier completed messages of the chat (none without a chat) and
+    the `memory_limit` newest memories of the user, their facts opened with `keyring`.
+    """
     context = await pool.fetchval(
         f"SELECT {CONTEXT_FUNCTION}($1, $2, $3, $4, $5)",
         user_id,

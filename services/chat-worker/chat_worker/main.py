@@ -20,11 +20,14 @@ def context_preload(settings: ChatWorkerSettings) -> Preload:
 
 
 def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
+    """The chat handler: one agent for every task of the process, on its one model, offering
+    the built-in tools' catalogue."""
     agent = Agent(model=model, settings=ChatWorkerSettings.of(kernel.settings), tools=tool_specs())
     return partial(handle_chat, agent=agent)
 
 
 async def main(settings: ChatWorkerSettings, concurrency: int) -> None:
+    """Run chat-worker (`taskfleet worker chat`) until SIGTERM/SIGINT, then close the model."""
     # Built before the worker, so a bad LLM setting stops the process at start; closed after
     # it, when no handler uses its connections any more.
     model = build_model(settings)

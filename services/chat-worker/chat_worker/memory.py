@@ -47,6 +47,7 @@ class MemoryOutcome:
     warning: str | None = None
 
     def output(self) -> dict[str, Any]:
+        """What the task's output shows under `memories` (a warning goes under `warnings`)."""
         return {"facts": self.facts, "saved": self.saved, "reasked": self.reasked}
 
 

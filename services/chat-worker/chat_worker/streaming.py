@@ -34,6 +34,7 @@ class ReplyWriter:
 
     @property
     def text(self) -> str:
+        """The whole reply so far: the earlier attempts' text (`prefix`) and every piece since."""
         return self.prefix + "".join(self._parts)
 
     def new_round(self) -> None:
@@ -41,6 +42,7 @@ class ReplyWriter:
         self._round_start = len(self._parts)
 
     def round_text(self) -> str:
+        """This round's text alone, no leading separator: a tool round's assistant content."""
         return "".join(self._parts[self._round_start :]).removeprefix(ROUND_SEPARATOR)
 
     async def resend_prefix(self) -> None:
@@ -50,6 +52,9 @@ class ReplyWriter:
             await self.ctx.delta(self.prefix)
 
     async def add(self, piece: str) -> None:
+        """Add a piece of the model's text: sent live at most every DELTA_EVERY_S, saved at most
+        every PARTIAL_EVERY_S. A round's first piece is set apart from the text before it by
+        ROUND_SEPARATOR, unless that text ends in whitespace."""
         if not piece:
             return
         if len(self._parts) == self._round_start and self.text and not self.text[-1].isspace():
@@ -63,6 +68,7 @@ class ReplyWriter:
             await self.save()
 
     async def flush(self) -> None:
+        """Send the pieces not sent yet as one delta now, whatever DELTA_EVERY_S says."""
         if self._unsent:
             await self.ctx.delta("".join(self._unsent))
             self._unsent.clear()

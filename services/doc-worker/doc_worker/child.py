@@ -60,6 +60,7 @@ class ParseLimits:
 
     @classmethod
     def from_settings(cls, settings: DocWorkerSettings) -> "ParseLimits":
+        """The DOC_PARSE_* limits; DOC_BATCH_PAGES is also how often a fresh PDF reader starts."""
         return cls(
             settings.doc_parse_memory_mb,
             settings.doc_parse_cpu_s,
@@ -77,6 +78,7 @@ class ParsedPage:
 
 
 def parser_failed(code: str, message: str) -> PermanentError:
+    """A parser failure as a permanent error (the same file fails the same way), message capped."""
     return PermanentError(message[:1000], code=code)
 
 
@@ -106,10 +108,12 @@ class CappedStderr(asyncio.subprocess.SubprocessStreamProtocol):
         self._child: asyncio.SubprocessTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the child's transport, so that a flood on stderr can kill the child."""
         super().connection_made(transport)
         self._child = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        """stdout goes to its stream; stderr is kept to STDERR_LIMIT, and more kills the child."""
         if fd != 2:
             super().pipe_data_received(fd, data)
             return
@@ -147,6 +151,7 @@ class ParserChild:
         return bytes(self.pipes.stderr_head)
 
     async def start(self) -> None:
+        """Read the child's first line, the page count; anything else is a PermanentError."""
         header = await self._next()
         pages = header.get("pages")
         if not isinstance(pages, int) or pages < 0:
@@ -154,6 +159,7 @@ class ParserChild:
         self.pages = pages
 
     async def texts(self) -> AsyncIterator[ParsedPage]:
+        """The pages in order from the first asked for; any failure is a PermanentError."""
         while True:
             line = await self._next()
             if line.get("done") is True:
@@ -165,6 +171,7 @@ class ParserChild:
             yield ParsedPage(number, text, warning if isinstance(warning, str) else None)
 
     async def stop(self) -> None:
+        """Kill the child unless it has ended, and reap it; safe to call again."""
         kill(self.transport)
         await self.process.wait()
 

@@ -16,6 +16,11 @@ def normalize(text: str) -> str:
 
 
 def chunk_text(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[str]:
+    """The chunks of one page's text, its whitespace normalized: at most `size` characters each.
+
+    A chunk ends between words unless one word fills it, and the next starts about `overlap`
+    characters back, at a word's start. Blank text has none; ValueError unless 0 <= overlap < size.
+    """
     if not 0 <= overlap < size:
         raise ValueError("overlap must be smaller than size")
     text = normalize(text)

@@ -38,6 +38,7 @@ class DocConfig:
 
     @classmethod
     def from_settings(cls, settings: DocWorkerSettings) -> "DocConfig":
+        """The batch size and parser limits of the DOC_* settings, with the real parser."""
         return cls(settings.doc_batch_pages, ParseLimits.from_settings(settings))
 
 
@@ -50,6 +51,7 @@ class Resume:
 
     @classmethod
     def of(cls, checkpoint: Any) -> "Resume":
+        """Where earlier attempts got to; from page 1 without a checkpoint, or one not of ours."""
         if not isinstance(checkpoint, dict):
             return cls()
         done, skipped = checkpoint.get("pages_done"), checkpoint.get("skipped_pages")
@@ -59,6 +61,7 @@ class Resume:
         return cls(done, pages)
 
     def state(self, pages: int) -> dict[str, Any]:
+        """The checkpoint to write, as `of` reads it back, with the document's page count beside."""
         return {"pages_done": self.pages_done, "pages": pages, "skipped_pages": list(self.skipped)}
 
 

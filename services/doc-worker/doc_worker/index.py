@@ -49,6 +49,8 @@ async def load_document(pool: Db, document_id: UUID, user_id: str) -> StoredDocu
 
 
 async def set_page_count(pool: Db, document_id: UUID, pages: int) -> None:
+    """Record the page count as soon as the parser knows it, so the document shows it while it
+    is indexed."""
     await pool.execute(
         "UPDATE documents SET pages = $2, updated_at = now() WHERE id = $1", document_id, pages
     )

@@ -12,9 +12,11 @@ SPEC = QUEUES[TaskType.DOCUMENT]
 
 
 def make_handler(kernel: Kernel) -> Handler:
+    """The document handler, with the blob store on the kernel's pool and the DOC_* limits."""
     config = DocConfig.from_settings(DocWorkerSettings.of(kernel.settings))
     return partial(handle_document, blobs=blob_store(kernel.pool), config=config)
 
 
 async def main(settings: DocWorkerSettings, concurrency: int) -> None:
+    """Run doc-worker (`taskfleet worker doc`) until SIGTERM/SIGINT."""
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency)

@@ -56,6 +56,8 @@ class DocumentError(Exception):
 
 
 def apply_memory_limit(memory_mb: int) -> None:
+    """Cap the whole child's address space at `memory_mb` MiB: past it, allocations raise
+    MemoryError (reported as parser_memory_limit). No core file is written either."""
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a limit hit must not write a core file
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -178,6 +180,7 @@ class PdfDocument:
 
 
 def emit(obj: dict[str, Any]) -> None:
+    """Write one JSON line and flush it: the worker reads each page as soon as it is parsed."""
     sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
     sys.stdout.buffer.flush()
 
@@ -208,6 +211,8 @@ def parse(args: argparse.Namespace, at: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The parser child's program: parse the file under its limits. Exit status: 0 done, 2 an
+    error it reported on stdout, 3 the worker is gone."""
     parser = argparse.ArgumentParser(prog="doc_worker.parser")
     parser.add_argument("file")
     parser.add_argument("--media-type", required=True)

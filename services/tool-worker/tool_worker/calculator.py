@@ -35,6 +35,7 @@ _FUNCTIONS: dict[str, Callable[..., Number]] = {
 
 
 async def calculator(args: CalculatorArgs, _: ToolContext) -> dict[str, Any]:
+    """The `calculator` tool: `{expression, result}`; ToolError when it is not plain arithmetic."""
     return {"expression": args.expression, "result": evaluate(args.expression)}
 
 

@@ -9,6 +9,8 @@ from tool_worker.registry import ToolContext, ToolError
 
 
 async def current_time(args: CurrentTimeArgs, _: ToolContext) -> dict[str, Any]:
+    """The `current_time` tool: now in an IANA zone (ISO 8601 to the second, the weekday, Unix
+    seconds); ToolError for a zone it does not know."""
     try:
         zone = ZoneInfo(args.timezone)
     except (ZoneInfoNotFoundError, ValueError):  # ValueError: a key that is a path

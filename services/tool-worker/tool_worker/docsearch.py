@@ -9,6 +9,8 @@ from tool_worker.registry import ToolContext
 
 
 async def search_documents(args: SearchDocumentsArgs, tctx: ToolContext) -> dict[str, Any]:
+    """The `search_documents` tool: the caller's best-matching chunks, best first, each with
+    its document, page, snippet and score."""
     # The user comes from the task row (the context), never from the model's arguments.
     hits = await search(tctx.db, tctx.user_id, args.query, limit=args.limit)
     return {

@@ -15,6 +15,12 @@ SMTP_TIMEOUT_S = 30.0
 
 
 async def send_email(args: SendEmailArgs, tctx: ToolContext) -> dict[str, Any]:
+    """The `send_email` tool: one message from SMTP_FROM; `refused` lists the recipients the
+    server turned down.
+
+    ToolUnavailable when the server cannot be reached (nothing was sent: it may run again),
+    ToolError when it refuses the message.
+    """
     url = urlsplit(tctx.settings.smtp_url)
     tls = url.scheme == "smtps"
     message = EmailMessage()

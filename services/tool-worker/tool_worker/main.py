@@ -24,4 +24,5 @@ def make_handler(kernel: Kernel, registry: Registry | None = None) -> Handler:
 
 
 async def main(settings: ToolWorkerSettings, concurrency: int) -> None:
+    """Run tool-worker (`taskfleet worker tool`) until SIGTERM/SIGINT."""
     await run_worker(settings, SPEC, make_handler, concurrency=concurrency)

@@ -62,6 +62,7 @@ class RateLimit:
     _at: float = field(default=0.0, repr=False)
 
     async def acquire(self) -> None:
+        """Wait for a token and take it; the bucket starts full, with `burst` tokens."""
         while True:
             now = self.clock()
             if self._tokens < 0:
@@ -86,6 +87,8 @@ class Tool(Generic[A]):
     description: str = ""
 
     def parse(self, arguments: Any) -> A:
+        """The call's arguments as the tool's model; PermanentError `tool_invalid_arguments`,
+        naming the first problems, when they do not fit (the model is told)."""
         if isinstance(arguments, str):  # the model's text could not be read as an object
             raise PermanentError(
                 f"arguments of {self.name} are not a JSON object: {arguments[:200]!r}",
@@ -112,11 +115,14 @@ class Registry:
     tools: dict[str, Tool[Any]] = field(default_factory=dict)
 
     def add(self, tool: Tool[Any]) -> None:
+        """Register a tool; ValueError if its name is taken (the model calls tools by name)."""
         if tool.name in self.tools:
             raise ValueError(f"tool {tool.name} is registered twice")
         self.tools[tool.name] = tool
 
     def get(self, name: str) -> Tool[Any]:
+        """The tool of that name; PermanentError `tool_unknown`, listing the tools there are, when
+        there is none (the model is told)."""
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools))
@@ -126,6 +132,7 @@ class Registry:
         return tool
 
     def names(self) -> Iterable[str]:
+        """The names of the registered tools (a live view)."""
         return self.tools.keys()
 
     async def run(self, tool: Tool[Any], args: ToolArgs, tctx: ToolContext) -> Any:

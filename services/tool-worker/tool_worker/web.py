@@ -32,6 +32,12 @@ def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
 
 
 async def http_get(args: HttpGetArgs, tctx: ToolContext) -> dict[str, Any]:
+    """The `http_get` tool: the page at the URL, whatever its status, following at most
+    MAX_REDIRECTS redirects, each to an allowed host; a text body comes back as `text`.
+
+    ToolError for a host not allowed or a bad response, ToolUnavailable when the host
+    cannot be reached (the call may run again).
+    """
     settings = tctx.settings
     timeout = aiohttp.ClientTimeout(total=settings.http_get_timeout_s)
     url = args.url
