@@ -61,6 +61,7 @@ class Broker:
 
     @property
     def ready(self) -> bool:
+        """Whether the connection is up, with its channels open and the topology declared."""
         return self._ready.is_set()
 
     async def start(self, *, wait_s: float | None = 30.0) -> None:
@@ -71,6 +72,7 @@ class Broker:
             await asyncio.wait_for(self._ready.wait(), wait_s)
 
     async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` seconds for the connection; False if it is still down by then."""
         try:
             await asyncio.wait_for(self._ready.wait(), timeout_s)
         except TimeoutError:
@@ -84,6 +86,7 @@ class Broker:
             await hook(self.connection)
 
     def unsubscribe(self, hook: OnConnect) -> None:
+        """Stop running `hook` on reconnects; a hook not subscribed is ignored."""
         if hook in self.on_connect:
             self.on_connect.remove(hook)
 
@@ -113,6 +116,7 @@ class Broker:
         return found
 
     async def close(self) -> None:
+        """Close the connection for good; stop the supervisor first, or its loop reconnects."""
         self._ready.clear()
         if self.connection is not None and not self.connection.is_closed:
             await self.connection.close()

@@ -30,11 +30,19 @@ class Parts(Protocol):
     """What publishing needs of a process: its settings, broker and store (a Kernel has them)."""
 
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> Settings:
+        """The process's settings: queue names (namespace) and the publish timeout."""
+        ...
+
     @property
-    def broker(self) -> Broker: ...
+    def broker(self) -> Broker:
+        """The process's broker, which publishes the messages."""
+        ...
+
     @property
-    def store(self) -> TaskStore: ...
+    def store(self) -> TaskStore:
+        """The process's store, which forgets the outbox rows of published messages."""
+        ...
 
 
 def new_task(settings: Settings, **fields: object) -> NewTask:
@@ -98,6 +106,7 @@ class Publisher:
 
     @property
     def running(self) -> bool:
+        """Whether the loop runs: if not, `send` publishes on the caller's path instead."""
         return self._running
 
     async def send(self, outgoing: Outgoing) -> None:
@@ -121,6 +130,7 @@ class Publisher:
         self._wake.set()
 
     async def run(self) -> None:
+        """The loop (run supervised): publish what is pending; when it stops, the rest at once."""
         self._running = True
         try:
             while True:

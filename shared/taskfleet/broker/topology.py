@@ -55,6 +55,7 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
 
 
 def all_queue_names(settings: Settings) -> list[str]:
+    """Every work queue and dead-letter queue of the namespace, by their broker names."""
     names = []
     for spec in QUEUES.values():
         names += [settings.queue(spec.name), settings.queue(dlq_name(spec.name))]
@@ -62,6 +63,7 @@ def all_queue_names(settings: Settings) -> list[str]:
 
 
 def all_exchange_names(settings: Settings) -> list[str]:
+    """The exchanges of the namespace (dead letters, events, control), by their broker names."""
     return [settings.queue(n) for n in (DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, CONTROL_EXCHANGE)]
 
 

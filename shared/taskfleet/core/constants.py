@@ -66,4 +66,5 @@ QUEUE_BY_NAME: dict[str, QueueSpec] = {spec.name: spec for spec in QUEUES.values
 
 
 def dlq_name(queue: str) -> str:
+    """The dead-letter queue of a work queue: where its rejected and exhausted messages go."""
     return f"{queue}.dlq"

@@ -31,6 +31,7 @@ class TaskError(TaskfleetError):
             self.code = code
 
     def as_dict(self) -> dict[str, Any]:
+        """The form stored in task.error and sent in events; a NUL in the message is escaped."""
         # NUL cannot be stored (jsonb): an error quoting a payload that holds one must still be.
         message = str(self).replace("\x00", "\\u0000")
         return {"code": self.code, "message": message, "retryable": self.retryable}

@@ -16,6 +16,7 @@ TASK_EVENTS_BINDING = "task.#"
 
 
 def event_seq(row_seq: int, delta_index: int = 0) -> int:
+    """The `seq` of an event: a state change's row seq scaled up, plus the reply delta's index."""
     return row_seq * SEQ_SCALE + delta_index
 
 

@@ -28,6 +28,10 @@ class Faults:
 
     @classmethod
     def parse(cls, spec: str) -> "Faults":
+        """Read a TASKFLEET_FAULTS spec (`point:rate,...`; a missing rate is 1.0).
+
+        Raises ValueError on an unknown point or a rate outside 0..1, so a typo fails at start.
+        """
         rates: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             point, _, rate = part.partition(":")
@@ -39,6 +43,7 @@ class Faults:
         return cls(rates)
 
     def hit(self, point: str) -> None:
+        """Exit the process at once (code 137, no cleanup) with the probability set for `point`."""
         rate = self.rates.get(point)
         if rate and random.random() < rate:
             _die(point)

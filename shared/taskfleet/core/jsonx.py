@@ -13,6 +13,7 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
+    """JSON bytes of `value`, asyncpg's UUIDs as strings; other unknown types raise TypeError."""
     return orjson.dumps(value, default=_default)
 
 

@@ -19,6 +19,7 @@ def resolve_format(log_format: str, stream: TextIO) -> str:
 
 
 def renderer_for(log_format: str, stream: TextIO) -> structlog.typing.Processor:
+    """The structlog processor that renders each line: console for a human, else JSON."""
     if resolve_format(log_format, stream) == "console":
         return structlog.dev.ConsoleRenderer()
     return structlog.processors.JSONRenderer()

@@ -33,6 +33,7 @@ class TaskMessage(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
 
     def dumps(self) -> bytes:
+        """The body to publish: the same JSON that parse_message reads back."""
         return orjson.dumps(self.model_dump(mode="json"))
 
 

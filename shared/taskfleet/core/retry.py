@@ -18,6 +18,7 @@ class Backoff:
     max_s: float
 
     def delay(self, attempt: int) -> float:
+        """Seconds to wait before retrying after failed attempt `attempt` (1 is the first)."""
         raw = min(self.max_s, self.base_s * 2.0 ** max(0, attempt - 1))
         return raw * random.uniform(0.75, 1.0)
 

@@ -40,6 +40,7 @@ class RestartBackoff:
     _started_at: float = 0.0
 
     def started(self) -> None:
+        """Note when a run starts, so `ended()` can tell a healthy run from a quick failure."""
         self._started_at = self.clock()
 
     def ended(self, *, failed: bool) -> float:
@@ -104,6 +105,10 @@ class Supervisor:
         return {n: c.task is not None and not c.task.done() for n, c in self._children.items()}
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
+        """Cancel every task, refuse new ones, and wait up to `timeout_s` seconds for them to end.
+
+        A task still running after that is logged as stuck, not waited for.
+        """
         self._closing = True
         tasks = [c.task for c in self._children.values() if c.task and not c.task.done()]
         for task in tasks:

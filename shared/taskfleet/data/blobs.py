@@ -41,6 +41,10 @@ class PostgresBlobStore:
         self.pool = pool
 
     async def put(self, conn: asyncpg.Connection, key: str, chunks: AsyncIterable[bytes]) -> None:
+        """Store the chunks under `key` in the caller's transaction, replacing what was there.
+
+        Several chunks go through a large object, so a big upload is never one bytea in memory.
+        """
         parts = aiter(chunks)
         first = await anext(parts, b"")
         second: bytes | None = await anext(parts, None)
@@ -62,12 +66,14 @@ class PostgresBlobStore:
         await conn.execute("SELECT lo_unlink($1)", oid)  # a rollback would also drop it
 
     async def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None if there are none; read outside any transaction."""
         data: bytes | None = await self.pool.fetchval(
             "SELECT data FROM document_blobs WHERE key = $1", key
         )
         return data
 
     async def delete(self, conn: asyncpg.Connection, key: str) -> None:
+        """Delete `key`'s bytes with the caller's transaction (no error if there are none)."""
         await conn.execute("DELETE FROM document_blobs WHERE key = $1", key)
 
 

@@ -64,11 +64,13 @@ class BadCursor(ValueError):
 
 
 def encode_cursor(created_at: datetime, document_id: UUID) -> str:
+    """The list cursor after this document: its exact microseconds since the epoch, and its id."""
     micros = (created_at - _EPOCH) // timedelta(microseconds=1)  # exact, unlike a float
     return f"{micros}_{document_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) a cursor names; BadCursor for one we did not hand out."""
     micros, _, raw_id = cursor.partition("_")
     try:
         if not micros.isdigit():
@@ -90,6 +92,7 @@ class NewDocument:
 
     @property
     def blob_key(self) -> str:
+        """Where the document's bytes are stored: `documents/<user_id>/<id>`."""
         # The owner in the key: row security lets a user's transaction reach its own blobs.
         return f"documents/{self.user_id}/{self.id}"
 
@@ -142,6 +145,7 @@ async def insert_document(
 
 
 async def get_document(pool: Db, document_id: UUID, user_id: str) -> dict[str, Any] | None:
+    """The document as listed (status, task, chunk count), or None if it is not `user_id`'s."""
     row = await pool.fetchrow(f"{_SELECT} WHERE d.id = $1 AND d.user_id = $2", document_id, user_id)
     return dict(row) if row is not None else None
 

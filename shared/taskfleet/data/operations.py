@@ -38,6 +38,7 @@ class Page:
 
 
 def encode_cursor(created_at: datetime, task_id: UUID) -> str:
+    """The opaque list cursor after this task (url-safe base64, no padding)."""
     raw = f"{created_at.isoformat()}|{task_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -114,6 +115,7 @@ def reveal_task(task: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
 
 
 async def get_task(db: Db, task_id: UUID) -> dict[str, Any] | None:
+    """The task as clients see it, or None when `db`'s scope shows no such task."""
     row = await db.fetchrow(f"SELECT {TASK_COLUMNS}, event_seq FROM tasks WHERE id = $1", task_id)
     return public_task(row) if row is not None else None
 
@@ -131,6 +133,7 @@ async def unfinished_tasks(db: Db, user_id: str | None, limit: int = 200) -> lis
 
 
 async def task_with_message(db: Db, task_id: UUID) -> dict[str, Any] | None:
+    """The task with its assistant message (a chat reply so far); None when `db` shows none."""
     row = await db.fetchrow(
         f"{_WITH_MESSAGE} WHERE t.id = $1",
         task_id,
@@ -139,6 +142,7 @@ async def task_with_message(db: Db, task_id: UUID) -> dict[str, Any] | None:
 
 
 def with_message(row: asyncpg.Record) -> dict[str, Any]:
+    """A task row joined with its assistant message, as clients see it (`message` if any)."""
     task = dict(row)
     message_id = task.pop("message_id")
     content, status = task.pop("message_content"), task.pop("message_status")

@@ -82,6 +82,10 @@ async def poll_depths(kernel: Kernel) -> None:
 
 
 def describe(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """A dead letter as operators see it: its task id, why it was dead-lettered, its body.
+
+    A body that is not JSON is shown as text, its first 1,000 bytes.
+    """
     headers = message.headers or {}
     try:
         body: Any = orjson.loads(message.body)
@@ -123,6 +127,7 @@ async def peek_dead_letters(kernel: Kernel, queue: str, limit: int = 100) -> lis
 
 
 async def purge_dead_letters(kernel: Kernel, queue: str) -> int:
+    """Delete every dead letter of a queue (`chat_tasks` or `chat_tasks.dlq`); how many."""
     channel = await _channel(kernel)
     try:
         dlq = await channel.get_queue(

@@ -123,6 +123,7 @@ class RetentionJob:
 
     @classmethod
     def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> "RetentionJob":
+        """The job as RETENTION_OLDER_THAN_S and RETENTION_INTERVAL_S set it."""
         return cls(
             pool,
             older_than_s=settings.retention_older_than_s,

@@ -38,6 +38,7 @@ class Rotated:
     left: int = 0
 
     def line(self) -> str:
+        """The count as one line of `taskfleet rotate-key`'s report."""
         failed = f", {self.failed} would not open" if self.failed else ""
         return f"{self.table}: {self.resealed} re-sealed{failed}, {self.left} left"
 

@@ -37,11 +37,13 @@ async def forget_started(db: Db, task_id: UUID) -> None:
 
 
 async def succeeded(db: Db, keyring: Keyring, task_id: UUID, result: Any) -> None:
+    """Record the call as succeeded, its result sealed to the task's id: it never runs again."""
     sealed = keyring.seal(result, row=task_id, field=RESULT)
     await _finish(db, task_id, "succeeded", sealed, None)
 
 
 async def failed(db: Db, task_id: UUID, error: dict[str, Any]) -> None:
+    """Record the call as failed with `error` (TaskError.as_dict): no retry runs it again."""
     await _finish(db, task_id, "failed", None, error)
 
 

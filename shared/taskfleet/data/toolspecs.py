@@ -66,6 +66,7 @@ class ToolInfo:
     args: type[ToolArgs]
 
     def spec(self) -> ToolSpec:
+        """The tool as the model is told of it; the arguments' JSON schema comes from `args`."""
         return ToolSpec(self.name, self.description, self.args.model_json_schema())
 
 
@@ -84,4 +85,5 @@ BY_NAME: dict[str, ToolInfo] = {t.name: t for t in CATALOGUE}
 
 
 def tool_specs() -> list[ToolSpec]:
+    """Every tool of the catalogue, as offered to the chat model."""
     return [t.spec() for t in CATALOGUE]

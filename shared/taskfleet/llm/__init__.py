@@ -16,7 +16,9 @@ __all__ = ["ChatHistory", "ChatModel", "StreamItem", "ToolCall", "ToolSpec", "bu
 
 class ChatModel(Protocol):
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The model's name, as recorded in a chat task's output."""
+        ...
 
     def stream(
         self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None

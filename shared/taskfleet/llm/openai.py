@@ -66,13 +66,16 @@ class OpenAIModel:
 
     @property
     def name(self) -> str:
+        """The model asked for (LLM_MODEL), as recorded in a chat task's output."""
         return self.model
 
     @property
     def url(self) -> str:
+        """The chat completions endpoint under LLM_BASE_URL, whether or not it ends in a slash."""
         return self.base_url.rstrip("/") + "/chat/completions"
 
     async def aclose(self) -> None:
+        """Close the HTTP session, if one was opened; a later stream() opens a new one."""
         if self._session is not None:
             await self._session.close()
             self._session = None

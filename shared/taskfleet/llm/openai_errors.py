@@ -17,6 +17,8 @@ from taskfleet.llm.types import (
 
 
 def status_error(status: int, headers: Any, detail: str) -> Exception:
+    """The LlmError for an HTTP error answer: 429, 408 and 5xx retry (after Retry-After if sent);
+    any other status is LlmRejected, which fails the task."""
     message = f"LLM answered HTTP {status}: {detail}".strip()
     if status == 429:
         return LlmRateLimited(message, delay_s=retry_after(headers.get("Retry-After")))
@@ -47,5 +49,6 @@ _OUTCOME_OF = {
 
 
 def counted(exc: Exception) -> Exception:
+    """Count `exc` in taskfleet_llm_requests_total by outcome; it is returned, to be raised."""
     LLM_REQUESTS.labels(_OUTCOME_OF.get(type(exc), "bad_response")).inc()
     return exc

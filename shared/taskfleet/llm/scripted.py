@@ -54,12 +54,14 @@ class ScriptedModel:
         """Nothing to release; the HTTP provider has a session to close."""
 
     def reply_for(self, messages: ChatHistory) -> str:
+        """The plain answer to the last user message: an echo, the same for the same history."""
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         return f"You said: {str(last).strip()}"
 
     async def stream(
         self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None
     ) -> AsyncIterator[StreamItem]:
+        """Yield the scripted reply word by word, or the tool calls the user's commands spell."""
         # It echoes the user's text, which may hold a NUL: the same boundary as a real model.
         async for item in self._items(messages, tools):
             if cleaned := without_nul(item):

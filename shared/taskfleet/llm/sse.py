@@ -23,6 +23,7 @@ class SseParser:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[str]:
+        """The events that `chunk` completes; a partial line waits for the next chunk."""
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         return [event for line in lines if (event := self._line(line)) is not None]
@@ -63,6 +64,7 @@ class ToolCallAssembler:
     _calls: dict[int, _PartialCall] = field(default_factory=dict)
 
     def add(self, fragments: Any) -> None:
+        """Join one delta's `tool_calls` fragments to their calls; LlmBadResponse if malformed."""
         if not isinstance(fragments, list):
             raise LlmBadResponse("delta.tool_calls is not a list")
         for position, fragment in enumerate(fragments):

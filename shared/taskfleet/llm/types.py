@@ -24,6 +24,7 @@ class ToolSpec:
     parameters: dict[str, Any]
 
     def openai(self) -> dict[str, Any]:
+        """The spec as an entry of a chat completions request's `tools`."""
         return {
             "type": "function",
             "function": {
@@ -44,6 +45,7 @@ class ToolCall:
     arguments: str
 
     def openai(self) -> dict[str, Any]:
+        """The call as an entry of an assistant message's `tool_calls` (sent back with results)."""
         return {
             "id": self.id,
             "type": "function",

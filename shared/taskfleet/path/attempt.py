@@ -44,6 +44,7 @@ class Attempt:
         publish: EventSink,
         sealer: Sealer,
     ) -> "Attempt":
+        """The attempt of a delivery just claimed; its events start at the claim's event_seq."""
         events = AttemptEvents(
             task_id=message.task_id,
             task_type=message.type,
@@ -57,10 +58,12 @@ class Attempt:
 
     @property
     def task_id(self) -> UUID:
+        """The task this attempt runs."""
         return self.message.task_id
 
     @property
     def fence(self) -> int:
+        """The claim's fence: a write with an older one raises StaleClaim."""
         return self.claim.fence
 
     @property
@@ -70,10 +73,12 @@ class Attempt:
 
     @property
     def max_attempts(self) -> int:
+        """How many attempts the task gets in all, as its claim fixed it."""
         return self.claim.max_attempts
 
     @property
     def remaining_s(self) -> float:
+        """Seconds left before the deadline (0 once passed)."""
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
     @contextlib.contextmanager

@@ -39,6 +39,7 @@ async def subscribe(
 
 
 def on_command(body: bytes, inflight: Mapping[UUID, Attempt]) -> None:
+    """Interrupt the attempt a control message cancels, if it runs here; a bad body is logged."""
     try:
         command = orjson.loads(body)
         task_id = UUID(str(command["task_id"]))

@@ -110,10 +110,12 @@ class Consumer:
 
     @property
     def queue(self) -> str:
+        """The work queue's broker name (with the namespace prefix)."""
         return self.settings.queue(self.spec.name)
 
     @property
     def consuming(self) -> bool:
+        """Whether a consumer is subscribed on an open channel now (readiness, the watchdog)."""
         return (
             self._consumer_tag is not None
             and self._channel is not None
@@ -122,6 +124,7 @@ class Consumer:
 
     @property
     def paused(self) -> bool:
+        """Whether deliveries are paused for any cause (memory, database); see pause_reasons."""
         return bool(self._pauses)
 
     @property
@@ -130,10 +133,12 @@ class Consumer:
         return {cause.value: reason for cause, reason in self._pauses.items()}
 
     def policy(self) -> ClaimPolicy:
+        """The rules a claim applies here; the holder is this worker's registration."""
         return claim_policy(self.settings, self.spec, self.preload, self.registration.id)
 
     @property
     def deadline_s(self) -> float:
+        """Seconds an attempt of this queue may run: TASK_DEADLINE_S, else the queue's own."""
         return queue_deadline_s(self.settings, self.spec)
 
     async def start(self) -> None:

@@ -44,10 +44,12 @@ class TaskContext(Generic[P]):
 
     @property
     def task_id(self) -> UUID:
+        """The task being run."""
         return self._attempt.task_id
 
     @property
     def input(self) -> Any:
+        """The task's input as stored, its sealed fields sealed; a handler reads `payload`."""
         return self._attempt.claim.input
 
     @property
@@ -63,10 +65,12 @@ class TaskContext(Generic[P]):
 
     @property
     def user_id(self) -> str:
+        """The task's owner: what the handler reads and writes must be that user's only."""
         return self._attempt.claim.user_id
 
     @property
     def chat_id(self) -> str | None:
+        """The chat of a chat task, None for a task outside any chat."""
         return self._attempt.claim.chat_id
 
     @property
@@ -76,6 +80,7 @@ class TaskContext(Generic[P]):
 
     @property
     def max_attempts(self) -> int:
+        """How many attempts the task gets in all: `attempt == max_attempts` is the last one."""
         return self._attempt.max_attempts
 
     @property

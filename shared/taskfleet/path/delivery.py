@@ -33,6 +33,7 @@ VERDICT_STATUS = {Verdict.CANCELLED: Status.CANCELLED, Verdict.EXHAUSTED: Status
 
 
 def wrong_queue(msg: TaskMessage, queue: str) -> DeadLetter:
+    """The dead letter of a message whose type belongs on another queue."""
     return DeadLetter(
         DeadLetterCause.WRONG_QUEUE,
         f"a {msg.type} message on {queue}: its queue is {QUEUES[msg.type].name}",
@@ -80,6 +81,10 @@ class Processor:
     database_away: DatabaseAway
 
     async def process(self, message: AbstractIncomingMessage) -> Settlement:
+        """Take one delivery to its settlement: parse, claim, then run it or settle it unclaimed.
+
+        An invalid body is dead-lettered; a claim error that no settlement fits is raised.
+        """
         try:
             msg = parse_message(message.body)
         except InvalidPayload as exc:

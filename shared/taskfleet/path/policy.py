@@ -12,10 +12,12 @@ from taskfleet.store.records import ClaimPolicy, Preload
 
 
 def deadline_s(settings: Settings, spec: QueueSpec) -> float:
+    """A queue's deadline in seconds: TASK_DEADLINE_S when set, else the queue's own."""
     return settings.task_deadline_s or spec.deadline_s
 
 
 def backoff(settings: Settings, spec: QueueSpec) -> Backoff:
+    """A queue's retry backoff: RETRY_BASE_S and RETRY_MAX_S when set, else the queue's own."""
     return Backoff(
         settings.retry_base_s or spec.retry_base_s, settings.retry_max_s or spec.retry_max_s
     )
@@ -24,6 +26,7 @@ def backoff(settings: Settings, spec: QueueSpec) -> Backoff:
 def claim_policy(
     settings: Settings, spec: QueueSpec, preload: Preload | None, holder: UUID
 ) -> ClaimPolicy:
+    """The claim rules of a queue under these settings, for claims held by worker `holder`."""
     return ClaimPolicy(
         max_attempts=settings.max_attempts or spec.max_attempts,
         user_limit=settings.user_concurrency,
@@ -44,6 +47,7 @@ class Busy:
 
     @contextlib.contextmanager
     def one(self) -> Iterator[None]:
+        """Count one delivery as busy while the block runs, so a stop waits for it."""
         self._count += 1
         self._idle.clear()
         try:

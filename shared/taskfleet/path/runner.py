@@ -49,6 +49,10 @@ class Runner:
     sealer: Sealer
 
     async def run(self, msg: TaskMessage, claim: Claim) -> Settlement:
+        """Run the handler on a claimed delivery, commit its outcome, and say how to settle it.
+
+        The commit is shielded: a shutdown cancels the handler, never a commit half done.
+        """
         attempt = Attempt.of(
             msg,
             claim,

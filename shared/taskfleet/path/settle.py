@@ -65,6 +65,7 @@ class Settler:
     faults: Faults
 
     async def settle(self, message: AbstractIncomingMessage, settlement: Settlement) -> None:
+        """Ack, requeue (after its delay) or dead-letter the delivery, as `settlement` says."""
         match settlement:
             case Ack(then=then):
                 await self._ack(message)

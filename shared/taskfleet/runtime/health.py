@@ -15,6 +15,8 @@ Reasons = Callable[[], dict[str, str]]
 
 
 def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
+    """A readiness check that the database answers `SELECT 1` within 2 s; it never raises."""
+
     async def check() -> bool:
         try:
             return bool(await pool.fetchval("SELECT 1", timeout=2))
@@ -53,6 +55,7 @@ def add_metrics_route(app: web.Application) -> None:
 
 
 def metrics_app() -> web.Application:
+    """An app that serves /metrics alone, for a port of its own (the API's API_METRICS_PORT)."""
     app = web.Application()
     add_metrics_route(app)
     return app

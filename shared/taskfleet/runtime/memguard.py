@@ -48,6 +48,8 @@ class MemoryGuard:
             await asyncio.sleep(self.check_s)
 
     async def check(self, rss: int) -> None:
+        """Act on one reading `rss` (bytes): stop over the hard limit, pause over the soft one,
+        and resume once back under RESUME_BELOW of it."""
         RESIDENT_BYTES.set(rss)
         if self.hard_bytes and rss > self.hard_bytes and not self.stopped_for_memory:
             self.stopped_for_memory = True

@@ -43,6 +43,7 @@ class Registration:
 async def beat(
     pool: asyncpg.Pool, me: Registration, inflight: Iterable[UUID], background: dict[str, bool]
 ) -> None:
+    """Upsert the worker's row: alive now, with its in-flight task ids and background tasks."""
     await pool.execute(
         "INSERT INTO workers (id, worker, queue, host, pid, version, concurrency, heartbeat_s,"
         " inflight, background) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -80,6 +81,7 @@ async def heartbeat(
 
 
 async def mark_stopped(pool: asyncpg.Pool, me: Registration) -> None:
+    """Record a clean stop, so the row reads `stopped`, not `lost`, and holds no tasks at risk."""
     await pool.execute(
         "UPDATE workers SET stopped_at = now(), heartbeat_at = now(), inflight = '{}'"
         " WHERE id = $1",

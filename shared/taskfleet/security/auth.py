@@ -38,6 +38,7 @@ class Principal:
     jti: str = field(default="", compare=False)
 
     def may_act_for(self, user_id: str) -> bool:
+        """Whether it may act on `user_id`'s tasks: its own, or any with service or admin scope."""
         return self.scope in ("service", "admin") or user_id == self.user_id
 
 
@@ -50,6 +51,7 @@ def issue_token(
     issuer: str = ISSUER,
     audience: str = AUDIENCE,
 ) -> str:
+    """A signed token for `user_id`, valid `ttl_s` seconds, with a fresh `jti` to revoke it by."""
     now = int(time.time())
     claims = {"sub": user_id, "scope": scope, "iat": now, "exp": now + ttl_s, "iss": issuer,
               "aud": audience, "jti": uuid.uuid4().hex}  # fmt: skip
@@ -71,6 +73,11 @@ def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s:
 def verify_token(
     secret: str, token: str, *, issuer: str = ISSUER, audience: str = AUDIENCE
 ) -> Principal:
+    """The principal a token speaks for, once its signature and every required claim check out.
+
+    Raises AuthError (answered 401) for a bad signature, an expired token, another issuer or
+    audience, an unknown scope or a malformed subject or jti. It does not consult the deny-list.
+    """
     try:
         claims = jwt.decode(
             token,
@@ -128,6 +135,10 @@ class TokenVerifier:
         self._verified: dict[str, Principal] = {}
 
     def verify(self, token: str) -> Principal:
+        """The principal of `token` (cached while unexpired); AuthError if it is not valid.
+
+        The deny-list is asked every time, cached or not, so a revoked token stops at once.
+        """
         who = self._verified.get(token)
         if who is None or who.expires_at <= time.time():
             self._verified.pop(token, None)

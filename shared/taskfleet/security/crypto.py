@@ -137,6 +137,7 @@ class Keyring:
 
     @classmethod
     def from_text(cls, text: str, *, development: bool = False) -> "Keyring":
+        """A keyring from ENCRYPTION_KEYS text, the first key sealing; ConfigError if malformed."""
         keys = parse_keys(text)
         return cls(
             kid=keys[0][0],
@@ -156,6 +157,7 @@ class Keyring:
 
     @property
     def kids(self) -> list[str]:
+        """The ids of every key held, the sealing one first: each one's blind index is searched."""
         return list(self.ciphers)
 
     # -- one value ---------------------------------------------------------------------------
@@ -206,6 +208,7 @@ class Keyring:
     # -- text columns ------------------------------------------------------------------------
 
     def seal_text(self, value: Any, *, row: Row, field: str) -> str:
+        """`value` sealed as JSON text, for a text column (open_text reads it back)."""
         return orjson.dumps(self.seal(value, row=row, field=field)).decode()
 
     def open_text(self, text: str, *, row: Row, field: str | None = None) -> Any:

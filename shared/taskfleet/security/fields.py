@@ -68,11 +68,13 @@ class Sealer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sealer":
+        """The process's sealer; in production it refuses plain input fields meant to be sealed."""
         return cls(Keyring.from_settings(settings), settings.environment == "production")
 
     # -- writing -----------------------------------------------------------------------------
 
     def seal_checkpoint(self, task_type: TaskType, task_id: UUID, state: Any) -> Any:
+        """The checkpoint to store: sealed whole if its type's policy says so, else unchanged."""
         if not POLICIES.get(task_type, NONE).checkpoint or state is None or is_sealed(state):
             return state
         return self.keyring.seal(state, row=task_id, field=CHECKPOINT)
@@ -86,6 +88,7 @@ class Sealer:
         }
 
     def seal_output(self, task_type: TaskType, task_id: UUID, output: Any) -> Any:
+        """The output to store, with the fields its type's policy names sealed to the task's id."""
         for path, label in POLICIES.get(task_type, NONE).output.items():
             output = _update(output, path, self._sealing(task_id, label))
         return output

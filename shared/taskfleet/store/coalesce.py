@@ -63,6 +63,7 @@ class Coalescer(Generic[Item, Answer]):
         self._running = False
 
     async def __call__(self, item: Item) -> Answer:
+        """Run `item` in the next batch (alone if the loop is not running): its answer or error."""
         if not self._running:
             return await self._one(item)
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()

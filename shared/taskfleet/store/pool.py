@@ -66,6 +66,7 @@ class DroppingConnection(asyncpg.Connection):  # type: ignore[misc]
     """
 
     async def execute(self, *args: Any, **kwargs: Any) -> str:
+        """asyncpg's execute, but a connection whose protocol state is corrupt is terminated."""
         try:
             return await super().execute(*args, **kwargs)  # type: ignore[no-any-return]
         except asyncpg.InternalClientError:
@@ -99,10 +100,12 @@ async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> a
 
 
 def database_name(dsn: str) -> str:
+    """The database a DSN names; `postgres` when it names none."""
     return urlsplit(dsn).path.lstrip("/") or "postgres"
 
 
 def with_database(dsn: str, name: str) -> str:
+    """The same DSN (host, user, options) naming database `name` instead."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -125,6 +128,7 @@ async def ensure_database(dsn: str) -> bool:
 
 
 async def drop_database(dsn: str) -> None:
+    """Drop the database named in `dsn` if it exists, ending its sessions (tests drop theirs)."""
     name = database_name(dsn)
     conn = await asyncpg.connect(with_database(dsn, "postgres"), timeout=10)
     try:
@@ -140,4 +144,5 @@ def _ident(name: str) -> str:
 
 
 def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A row as a plain dict; None stays None (no such row)."""
     return dict(row) if row is not None else None

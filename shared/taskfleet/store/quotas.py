@@ -34,6 +34,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
+        """The limits in force: SUBMIT_RATE_PER_MIN and MAX_QUEUED_PER_USER."""
         return cls(settings.submit_rate_per_min, settings.max_queued_per_user)
 
     def over(self, counted: Any) -> OverQuota | None:

@@ -21,10 +21,12 @@ class Reads:
         return owner
 
     async def get_task(self, task_id: UUID) -> dict[str, Any] | None:
+        """The task's row (TASK_COLUMNS), None if there is no such task; not scoped to a user."""
         row = await self.pool.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
         return dict(row) if row is not None else None
 
     async def chat_messages(self, db: Db, chat_id: str, user_id: str) -> list[dict[str, Any]]:
+        """A chat's messages, oldest first; `db` is the reader's scope, so row security applies."""
         rows = await db.fetch(
             "SELECT id, role, content, status, task_id, created_at FROM messages"
             " WHERE chat_id = $1 AND user_id = $2 ORDER BY seq",

@@ -84,6 +84,7 @@ class NewTask:
     task_id: UUID = field(default_factory=uuid4)
 
     def message(self) -> TaskMessage:
+        """The queue message of the task's first attempt, its input as the payload."""
         return TaskMessage(
             task_id=self.task_id,
             type=self.type,

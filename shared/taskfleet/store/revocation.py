@@ -20,6 +20,7 @@ REFRESH_S = 2.0
 
 
 async def revoke(pool: asyncpg.Pool, jti: str, expires_at: float, reason: str = "") -> None:
+    """Deny a token's `jti` until `expires_at` (epoch seconds); revoking it twice is a no-op."""
     await pool.execute(
         "INSERT INTO revoked_tokens (jti, expires_at, reason) VALUES ($1, $2, $3)"
         " ON CONFLICT (jti) DO NOTHING",
@@ -30,6 +31,10 @@ async def revoke(pool: asyncpg.Pool, jti: str, expires_at: float, reason: str = 
 
 
 async def revoke_token(dsn: str, who: Principal, reason: str = "") -> None:
+    """Revoke `who`'s token from a command line: one connection, then closed.
+
+    Every API replica refuses it within REFRESH_S seconds.
+    """
     pool = await create_pool(dsn, size=1)
     try:
         await revoke(pool, who.jti, who.expires_at, reason)
@@ -44,9 +49,11 @@ class DenyList:
         self._jtis: frozenset[str] = frozenset()
 
     def denied(self, jti: str) -> bool:
+        """Whether the token with this `jti` was revoked, as of the last refresh."""
         return jti in self._jtis
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
+        """Reload the list from the database, first deleting rows whose tokens expired anyway."""
         await pool.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")
         rows = await pool.fetch("SELECT jti FROM revoked_tokens")
         self._jtis = frozenset(r["jti"] for r in rows)

@@ -20,6 +20,7 @@ class SqlFile:
 
     @classmethod
     def of(cls, name: str, data: bytes) -> "SqlFile":
+        """A file's record, its checksum a SHA-256 of the bytes so that any change is seen."""
         return cls(name, data.decode(), hashlib.sha256(data).hexdigest())
 
 

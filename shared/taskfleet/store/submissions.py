@@ -67,6 +67,7 @@ class Submissions:
         self._submissions = Coalescer("submit", self._submit_many, self._submit_one)
 
     async def batched_submissions(self) -> None:
+        """The loop that sends chat submissions made at once as one statement (run supervised)."""
         await self._submissions.run()
 
     async def insert_task(

@@ -31,11 +31,25 @@ ADMIN_ROLE = "taskfleet_admin"
 class Db(Protocol):
     """The statements a data-access function may run: a pool, or a scope over one."""
 
-    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
-    async def fetchrow(self, query: str, *args: Any) -> Any: ...
-    async def fetchval(self, query: str, *args: Any) -> Any: ...
-    async def execute(self, query: str, *args: Any) -> str: ...
-    def acquire(self) -> AbstractAsyncContextManager[Any]: ...
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """Every row the query gives (asyncpg Records)."""
+        ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        """The first row the query gives, or None when it gives none."""
+        ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        ...
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run a statement; its status tag (e.g. `UPDATE 3`)."""
+        ...
+
+    def acquire(self) -> AbstractAsyncContextManager[Any]:
+        """A connection for several statements; a scope gives one inside its own transaction."""
+        ...
 
 
 class _Scope:
@@ -100,6 +114,10 @@ class UserDb(_Scope):
 
 
 def for_user(pool: asyncpg.Pool, user_id: str) -> UserDb:
+    """Statements scoped to `user_id`: row security shows them that user's rows only.
+
+    Raises ValueError for a string that is not a user id (it is written into the SQL).
+    """
     return UserDb(pool, user_id)
 
 
@@ -117,6 +135,10 @@ class AuditedDb(_Scope):
 
 
 def audited(pool: asyncpg.Pool, actor: str, action: str, **detail: Any) -> AuditedDb:
+    """Statements of an operator across users; each transaction first records who did what.
+
+    `actor` is who (cli_actor() for a command), `action` what, and `detail` any more of it.
+    """
     return AuditedDb(pool, actor, action, detail)
 
 

@@ -82,9 +82,11 @@ class Transitions:
         self._completions = Coalescer("complete", self._complete_many, self._complete_one)
 
     async def batched_claims(self) -> None:
+        """The loop that sends claims made at once as one statement (run it supervised)."""
         await self._claims.run()
 
     async def batched_completions(self) -> None:
+        """The loop that sends completions made at once as one statement (run it supervised)."""
         await self._completions.run()
 
     # -- the message path ---------------------------------------------------------------
@@ -155,6 +157,10 @@ class Transitions:
     async def complete(
         self, task_id: UUID, fence: int, output: Any, reply: str | None = None
     ) -> int:
+        """Mark the task completed with `output` (and `reply` into its chat); the new event_seq.
+
+        Raises StaleClaim when `fence` is no longer current: another holder owns the task.
+        """
         seq = await self._completions(_CompleteCall(task_id, fence, output, reply))
         if seq is None:
             raise StaleClaim(f"task {task_id}: fence {fence} is no longer current")
@@ -178,6 +184,11 @@ class Transitions:
     async def fail(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, reason: str
     ) -> int:
+        """Mark the task failed with `error`, its dead letter to `queue`.dlq in the same commit.
+
+        `reason` goes in the dead letter's headers. Returns the new event_seq; StaleClaim if the
+        fence is no longer current.
+        """
         return await self._fenced(
             "SELECT tf_fail($1, $2, $3, $4, $5)", task_id, fence, error, queue, reason
         )
@@ -185,11 +196,19 @@ class Transitions:
     async def retry(
         self, task_id: UUID, fence: int, error: dict[str, Any], queue: str, delay_s: float
     ) -> int:
+        """Mark the task retrying: its next attempt goes to `queue` (outbox) in `delay_s` seconds.
+
+        Returns the new event_seq; StaleClaim if the fence is no longer current.
+        """
         return await self._fenced(
             "SELECT tf_retry($1, $2, $3, $4, $5)", task_id, fence, error, queue, delay_s
         )
 
     async def cancelled(self, task_id: UUID, fence: int, partial: Any) -> int:
+        """Mark the task cancelled with `partial` (None keeps what was saved); the new event_seq.
+
+        Raises StaleClaim if the fence is no longer current.
+        """
         return await self._fenced("SELECT tf_cancelled($1, $2, $3)", task_id, fence, partial)
 
     async def release(self, task_id: UUID, fence: int) -> int:
