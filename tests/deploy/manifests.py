@@ -1,0 +1,68 @@
+"""What the checks of deploy/ share: where its files are, every taskfleet setting a container
+may set, the worker services, the settings a container runs with, and the compose file read
+with Compose's interpolation."""
+
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from taskfleet.core.constants import QUEUE_BY_WORKER
+from taskfleet.core.settings import Settings
+from taskfleet_cli.configs import SERVICE_SETTINGS
+
+HERE = Path(__file__).parent
+DEPLOY = HERE.parents[1] / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+
+# The kernel's and every service's: a container may set any of them.
+EVERY_CLASS = (Settings, *SERVICE_SETTINGS.values())
+SETTINGS = frozenset(
+    str(field.validation_alias)
+    for cls in EVERY_CLASS
+    for field in cls.model_fields.values()
+    if field.validation_alias is not None
+)
+WORKER_SERVICES = {f"{name}-worker": name for name in QUEUE_BY_WORKER}
+S = TypeVar("S", bound=Settings)
+
+
+def effective_settings(env: dict[str, str], cls: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """The settings (`cls`) a container with `env` runs with (only its own variables); every
+    value is checked by each class that reads it."""
+    unknown = set(env) - SETTINGS
+    assert not unknown, f"not taskfleet settings: {sorted(unknown)}"
+    for every in EVERY_CLASS:
+        every.load(**env)
+    return cls.load(**env)
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return data
+
+
+def interpolate(value: Any) -> str:
+    """Compose's `${VAR:-default}` with nothing set: the default. A bare `${VAR}` would start
+    the fleet with an empty value, so every variable must have one."""
+
+    def default(match: re.Match[str]) -> str:
+        assert match[2] is not None, f"{match[0]} has no default"
+        return match[2]
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", default, str(value))
+
+
+def compose_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment as a mapping, please"
+    return {key: interpolate(value) for key, value in env.items()}
+
+
+def taskfleet_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image", "").startswith("taskfleet:")
+    }

@@ -1,0 +1,71 @@
+"""deploy/prometheus and deploy/grafana agree with the services: Prometheus scrapes every replica
+of every service on the port it serves /metrics on, and Grafana is provisioned with the
+dashboard and its datasource, the dashboard's panels laid out on its grid."""
+
+import json
+
+import yaml
+
+from fleet_api.settings import ApiSettings
+from taskfleet.core.constants import QUEUE_BY_WORKER
+from tests.deploy.manifests import (
+    DEPLOY,
+    WORKER_SERVICES,
+    compose,
+    compose_env,
+    effective_settings,
+    taskfleet_services,
+)
+
+
+def test_prometheus_scrapes_every_service_on_its_port() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name, service in taskfleet_services().items():
+        if name == "migrate":
+            continue
+        if name == "api":
+            port = effective_settings(compose_env(service), ApiSettings).api_metrics_port
+            assert port != parse_port(service["command"])  # not on the clients' port
+        else:
+            settings = effective_settings(compose_env(service))
+            port = settings.metrics_port or QUEUE_BY_WORKER[WORKER_SERVICES[name]].metrics_port
+        # Every replica: the service's DNS name resolves to all of them.
+        assert jobs[name]["dns_sd_configs"] == [
+            {"names": [name], "type": "A", "port": port, "refresh_interval": "15s"}
+        ]
+    assert jobs["rabbitmq"]["static_configs"] == [{"targets": ["rabbitmq:15692"]}]
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def parse_port(argv: list[str]) -> int:
+    return int(argv[argv.index("--port") + 1])
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_its_datasource() -> None:
+    grafana = compose()["services"]["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    [source] = datasources["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((provisioning / "dashboards" / "taskfleet.yml").read_text())
+    [provider] = providers["providers"]
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "taskfleet.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert uids == {source["uid"]}
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/taskfleet.json"
+    # Panels: unique ids, inside the 24-column grid, none on top of another.
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells = [
+        (p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy)
+        for p in panels
+        for dx in range(p["gridPos"]["w"])
+        for dy in range(p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells))
+    assert all(0 <= x < 24 for x, _ in cells)
