@@ -1,0 +1,51 @@
+"""Task listings: pagination returns every task exactly once while tasks are added; filters, and
+bad queries refused."""
+
+from taskfleet.runtime.kernel import Kernel
+from tests.integration.api_client import api, auth, new_user, submit
+
+
+class TestListings:
+    async def test_pagination_returns_every_task_exactly_once_while_tasks_are_added(
+        self, kernel: Kernel
+    ) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            original = {(await submit(client, user, f"m{i}"))["task_id"] for i in range(23)}
+            seen: list[str] = []
+            cursor, added = None, 0
+            while True:
+                url = "/api/tasks?limit=5" + (f"&cursor={cursor}" if cursor else "")
+                page = await (await client.get(url, headers=auth(user))).json()
+                seen += [t["id"] for t in page["tasks"]]
+                await submit(client, user, f"new{added}")  # a task added between pages
+                added += 1
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert len(seen) == len(set(seen))
+            assert original <= set(seen)
+            first = await (
+                await client.get(f"/api/tasks/user/{user}?limit=200", headers=auth(user))
+            ).json()
+            assert len(first["tasks"]) == 23 + added
+
+    async def test_filters_and_bad_queries(self, kernel: Kernel) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            accepted = await submit(client, user)
+            await client.post(f"/api/tasks/{accepted['task_id']}/cancel", headers=auth(user))
+            await submit(client, user)
+            cancelled = await (
+                await client.get("/api/tasks?status=cancelled", headers=auth(user))
+            ).json()
+            assert [t["id"] for t in cancelled["tasks"]] == [accepted["task_id"]]
+            chats = await (
+                await client.get("/api/tasks?type=chat_message", headers=auth(user))
+            ).json()
+            assert len(chats["tasks"]) == 2
+            for bad in ("status=nope", "limit=0", "limit=x", "type=pdf", "extra=1"):
+                resp = await client.get(f"/api/tasks?{bad}", headers=auth(user))
+                assert resp.status == 422, bad
+            resp = await client.get("/api/tasks?cursor=not-ours", headers=auth(user))
+            assert resp.status == 400
