@@ -1,9 +1,7 @@
 """The fenced transitions of a task on the one message path: claim, complete, fail, retry, ...
 
-Each is one round trip; the transitions themselves are SQL functions
-(store/sql/tf_*.sql) so that a claim or a completion is one transaction.
-Claims and completions that come at once share a statement (taskfleet.store.coalesce).
-"""
+Each is one round trip to a SQL function (store/sql/tf_*.sql), so that a claim or a completion
+is one transaction; claims and completions that come at once share a statement (coalesce)."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,8 +15,7 @@ from taskfleet.core.messages import TaskMessage
 from taskfleet.store.coalesce import Coalescer
 from taskfleet.store.records import Claim, ClaimPolicy, Preload, Written
 
-# Claims (or completions) in one statement, one or many (taskfleet.store.coalesce). `n` maps the
-# answers back to the calls.
+# Claims (or completions) in one statement, one or many: `n` maps the answers to the calls.
 _CLAIM_MANY = (
     "SELECT m.n, c.*{preload} FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
     " $5::jsonb[], $6::integer[], $7::boolean[], $8::text[]) WITH ORDINALITY"
