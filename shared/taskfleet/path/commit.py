@@ -63,15 +63,23 @@ class Committer:
         unacknowledged meanwhile (it is still ours), and no new one is taken.
 
         Raises StaleClaim when another attempt holds the task now."""
+        # Tried once before tenacity: its loop costs ~10 µs a call, on the way of every commit.
+        try:
+            return await self._commit_storable(attempt, outcome)
+        except UNAVAILABLE as exc:
+            await self._waiting(exc)
         async for trying in outage.while_unavailable():
             with trying:
                 try:
                     return await self._commit_storable(attempt, outcome)
                 except UNAVAILABLE as exc:
-                    log.warning("outcome_commit_waiting", error=repr(exc))
-                    await self.database_away(exc)
+                    await self._waiting(exc)
                     raise
         raise AssertionError("unreachable")
+
+    async def _waiting(self, exc: BaseException) -> None:
+        log.warning("outcome_commit_waiting", error=repr(exc))
+        await self.database_away(exc)
 
     async def _commit_storable(self, attempt: Attempt, outcome: Outcome) -> Committed:
         """An outcome the database refuses as data (a NUL in the output) is the task's
