@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 RUNTIME_LOCK := requirements/runtime.txt
 DEV_LOCK := requirements/dev.txt
+# The build backend (pyproject.toml's [build-system]), locked too: installs build without isolation.
+BUILD_LOCK := requirements/build.txt
 # Both locks are for CPython 3.11 on Linux (the image's and CI's); regenerate them with `make lock`.
-LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform linux --custom-compile-command 'make lock'
+LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
 .PHONY: lint format mypy check all clean compose-up compose-down settings-doc
@@ -20,15 +23,17 @@ install: $(STAMP)  ## a .venv with the exact releases of the dev lock, and taskf
 
 # Exactly what the lock pins, every file checked against its hash; then the project itself,
 # whose dependencies the lock holds already (tests/deploy/test_build.py checks that it does).
-$(STAMP): pyproject.toml $(DEV_LOCK)
+$(STAMP): pyproject.toml $(DEV_LOCK) $(BUILD_LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --require-hashes -r $(BUILD_LOCK) -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 lock: install  ## pin every dependency, with hashes (requirements/*.txt), after changing pyproject.toml
 	$(LOCK) -o $(RUNTIME_LOCK)
 	$(LOCK) --group dev -o $(DEV_LOCK)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(COMPILE) - -o $(BUILD_LOCK)
 
 # The deploy tests check the alert rules with promtool; only `make test` needs it.
 $(BIN)/promtool: | $(STAMP)

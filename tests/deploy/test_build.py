@@ -67,6 +67,7 @@ def declared(requirements: list[str]) -> dict[str, Requirement]:
 
 RUNTIME = declared(PYPROJECT["project"]["dependencies"])
 DEV = RUNTIME | declared(group("dev"))
+BUILD = declared(PYPROJECT["build-system"]["requires"])
 
 
 def pins(lock: str) -> dict[str, str]:
@@ -94,7 +95,9 @@ def test_the_scan_reports_an_undeclared_import(tmp_path: Path) -> None:
     assert undeclared([tmp_path], {}) == {"pyjwt": ["x.py"], "pillow": ["x.py"], "pyyaml": ["x.py"]}
 
 
-@pytest.mark.parametrize(("lock", "requirements"), [("runtime.txt", RUNTIME), ("dev.txt", DEV)])
+@pytest.mark.parametrize(
+    ("lock", "requirements"), [("runtime.txt", RUNTIME), ("dev.txt", DEV), ("build.txt", BUILD)]
+)
 def test_the_lock_pins_every_declared_package_within_its_floor(
     lock: str, requirements: dict[str, Requirement]
 ) -> None:
@@ -116,7 +119,7 @@ def test_the_image_runs_the_releases_the_suite_tests() -> None:
 
 
 def test_the_locks_hash_every_pin() -> None:
-    for lock in ("runtime.txt", "dev.txt"):
+    for lock in ("runtime.txt", "dev.txt", "build.txt"):
         entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / "requirements" / lock).read_text())
         pinned = [entry for entry in entries if "==" in entry.split("\n", 1)[0]]
         assert len(pinned) == len(pins(lock))

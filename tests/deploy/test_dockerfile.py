@@ -81,9 +81,9 @@ def apt_packages(script: str) -> set[str]:
 
 def test_the_build_context_keeps_what_the_image_needs() -> None:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("**") :][:7] == [
-        "**", "!requirements/runtime.txt", "!pyproject.toml", "!README.md", "!shared/",
-        "!services/", "!cli/",
+    assert ignore[ignore.index("**") :][:8] == [
+        "**", "!requirements/runtime.txt", "!requirements/build.txt", "!pyproject.toml",
+        "!README.md", "!shared/", "!services/", "!cli/",
     ]  # fmt: skip
     copied = {
         source
@@ -92,7 +92,8 @@ def test_the_build_context_keeps_what_the_image_needs() -> None:
         for source in args.split()[:-1]
     }
     assert copied == {
-        "requirements/runtime.txt", "pyproject.toml", "README.md", "shared", "services", "cli",
+        "requirements/runtime.txt", "requirements/build.txt", "pyproject.toml", "README.md",
+        "shared", "services", "cli",
     }  # fmt: skip
 
 
@@ -122,3 +123,6 @@ def test_the_image_installs_the_lock_before_the_sources() -> None:
     ]
     assert len(pip_installs) == 2
     assert all({"--require-hashes", "--no-deps"} & set(words) for words in pip_installs)
+    # The project is built with the locked setuptools, not one fetched for an isolated build.
+    assert "requirements/build.txt" in pip_installs[0]
+    assert "--no-build-isolation" in pip_installs[1]
