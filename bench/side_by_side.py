@@ -14,12 +14,15 @@ import contextlib
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-from run import ROOT, Fleet, run_bench, start_fleet, stop_fleet  # bench/run.py
+# As bench.run, the name mypy knows it by from the checkout's root (run as a script or not).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.run import ROOT, Fleet, run_bench, start_fleet, stop_fleet
 
 
 def python_path(root: Path) -> str:
@@ -70,12 +73,13 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {"new": [], "old": []}
     with worktree(args.old) as old_root, contextlib.ExitStack() as stack:
         fleets: list[tuple[str, Fleet]] = []
-        for name, root, shape in (
+        for name, root, (processes, slots) in (
             ("new", ROOT, args.new_workers),
             ("old", old_root, args.old_workers),
         ):
             fleet = start_fleet(
-                *shape,
+                processes,
+                slots,
                 extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
             )
             stack.callback(stop_fleet, fleet)
