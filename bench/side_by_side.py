@@ -14,15 +14,12 @@ import contextlib
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-# As bench.run, the name mypy knows it by from the checkout's root (run as a script or not).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.run import ROOT, Fleet, run_bench, start_fleet, stop_fleet
+from run import ROOT, Fleet, run_bench, start_fleet, stop_fleet  # bench/run.py
 
 
 def python_path(root: Path) -> str:
