@@ -75,8 +75,8 @@ format: install  ## rewrite the code in ruff's format, and apply ruff's safe fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-mypy: install  ## mypy --strict on the kernel, the command line and the services
-	$(BIN)/mypy shared/taskfleet cli/taskfleet_cli services/*/*/
+mypy: install  ## mypy --strict on the kernel, the command line, the services, the tests and bench/
+	$(BIN)/mypy shared/taskfleet cli/taskfleet_cli services/*/*/ tests bench
 
 check: lint mypy  ## lint and mypy: what CI runs before the tests
 

@@ -69,7 +69,10 @@ def rss_mib(pid: int) -> dict[str, float]:
     """Current and peak (VmHWM) resident memory of a process, MiB."""
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    kib = lambda key: int(fields[key].split()[0])  # noqa: E731
+
+    def kib(key: str) -> int:
+        return int(fields[key].split()[0])
+
     return {"rss_mib": round(kib("VmRSS") / 1024, 1), "peak_rss_mib": round(kib("VmHWM") / 1024, 1)}
 
 

@@ -70,12 +70,13 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {"new": [], "old": []}
     with worktree(args.old) as old_root, contextlib.ExitStack() as stack:
         fleets: list[tuple[str, Fleet]] = []
-        for name, root, shape in (
+        for name, root, (processes, slots) in (
             ("new", ROOT, args.new_workers),
             ("old", old_root, args.old_workers),
         ):
             fleet = start_fleet(
-                *shape,
+                processes,
+                slots,
                 extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
             )
             stack.callback(stop_fleet, fleet)

@@ -3,6 +3,7 @@ database and namespace, driven over HTTP, and the check every scenario ends with
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -53,7 +54,7 @@ class Fleet:
         await wait_for(self._ready, what="the fleet's API", timeout_s=30)
         for proc in [*self.chat, *self.tool]:  # their consumers are up: nothing waits on them
             await wait_for(
-                lambda p=proc: _true('"worker_started"' in p.output()),
+                functools.partial(_started, proc),
                 what=f"{proc.name} to start",
                 timeout_s=30,
             )
@@ -266,5 +267,5 @@ async def dead_letters(settings: Settings, queue: str = "chat_tasks") -> int:
         return int(dlq.declaration_result.message_count or 0)
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def _started(proc: Proc) -> bool:
+    return '"worker_started"' in proc.output()

@@ -4,6 +4,7 @@ grace, what they saved stays and their messages go back to the queue for another
 import signal
 import time
 from collections.abc import Callable
+from uuid import UUID
 
 import asyncpg
 
@@ -115,7 +116,7 @@ async def test_sigterm_hands_back_what_was_prefetched_at_once_and_burns_no_attem
     assert '"handed_back": 2' in stopping.output() or '"handed_back":2' in stopping.output()
 
 
-async def _completed(db: asyncpg.Pool, ids: list[object]) -> bool:
+async def _completed(db: asyncpg.Pool, ids: list[UUID]) -> bool:
     done = await db.fetchval(
         "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'completed'", ids
     )

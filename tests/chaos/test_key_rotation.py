@@ -194,7 +194,7 @@ async def verify(db: asyncpg.Pool, chats: Traffic) -> list[asyncpg.Record]:
     answers = {r["id"]: (r["status"], r["reply"]) for r in rows}
     expected = {task_id: ("completed", f"{i}*2 = {2 * i}") for task_id, i in chats.sent.items()}
     assert answers == expected
-    children = await db.fetch(
+    children: list[asyncpg.Record] = await db.fetch(
         "SELECT status, error, input -> 'arguments' ->> 'kid' AS kid FROM tasks"
         " WHERE parent_id = ANY($1)",
         ids,

@@ -62,7 +62,7 @@ async def test_a_message_that_kills_its_worker_every_time_ends_failed_and_dead_l
         async def failed_while_we_restart_workers() -> bool:
             fleet.restart_dead_workers()
             status = await db.fetchval("SELECT status FROM tasks WHERE id = $1", task_id)
-            return status == "failed"
+            return bool(status == "failed")
 
         await wait_for(failed_while_we_restart_workers, timeout_s=120, what="the task failed")
         letters = await wait_for(lambda: drain_dlq(kernel), what="its dead letter")

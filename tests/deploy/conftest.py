@@ -7,6 +7,7 @@ import pytest
 
 from taskfleet.core.constants import QUEUE_BY_WORKER
 from taskfleet_cli import main as cli
+from taskfleet_cli import parser as cli_parser
 
 
 @pytest.fixture
@@ -14,8 +15,10 @@ def parse_command(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], argp
     """Parse `taskfleet ARGV` with the real parser. The workers of the contract (DESIGN.md §8)
     are accepted even while one of them is not registered in the CLI yet."""
     for name in QUEUE_BY_WORKER:
-        monkeypatch.setitem(cli.WORKERS, name, cli.WORKERS.get(name, f"{name}_worker.main"))
-    parser = cli.build_parser()
+        monkeypatch.setitem(
+            cli_parser.WORKERS, name, cli_parser.WORKERS.get(name, f"{name}_worker.main")
+        )
+    parser = cli_parser.build_parser()
 
     def parse(argv: list[str]) -> argparse.Namespace:
         assert argv, "an empty command"

@@ -4,7 +4,7 @@ with Compose's interpolation."""
 
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import yaml
 
@@ -17,7 +17,7 @@ DEPLOY = HERE.parents[1] / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 
 # The kernel's and every service's: a container may set any of them.
-EVERY_CLASS = (Settings, *SERVICE_SETTINGS.values())
+EVERY_CLASS: tuple[type[Settings], ...] = (Settings, *SERVICE_SETTINGS.values())
 SETTINGS = frozenset(
     str(field.validation_alias)
     for cls in EVERY_CLASS
@@ -28,7 +28,11 @@ WORKER_SERVICES = {f"{name}-worker": name for name in QUEUE_BY_WORKER}
 S = TypeVar("S", bound=Settings)
 
 
-def effective_settings(env: dict[str, str], cls: type[S] = Settings) -> S:  # type: ignore[assignment]
+@overload
+def effective_settings(env: dict[str, str]) -> Settings: ...
+@overload
+def effective_settings(env: dict[str, str], cls: type[S]) -> S: ...
+def effective_settings(env: dict[str, str], cls: type[Settings] = Settings) -> Settings:
     """The settings (`cls`) a container with `env` runs with (only its own variables); every
     value is checked by each class that reads it."""
     unknown = set(env) - SETTINGS

@@ -4,6 +4,7 @@ running `taskfleet api` and `taskfleet worker chat`; every worker exports the sa
 metrics). promtool checks the rule file, the Prometheus configuration and
 every dashboard expression too, and runs the alert rules' unit tests (alerts_test.yml)."""
 
+import functools
 import json
 import os
 import re
@@ -213,7 +214,9 @@ async def test_every_metric_named_is_exported(
 
     exported = set()
     for port in (api_port, worker_port):
-        text = await wait_for(lambda p=port: scrape(p), timeout_s=30, what=f"/metrics on {port}")
+        text = await wait_for(
+            functools.partial(scrape, port), timeout_s=30, what=f"/metrics on {port}"
+        )
         exported |= exported_series(text)
     # The contract's names (DESIGN.md §9) were read, so the check below means something.
     assert exported >= {

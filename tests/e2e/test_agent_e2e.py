@@ -2,6 +2,7 @@
 its ack still sends exactly one email; a background loop that raises in a worker is logged,
 counted and restarted."""
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ async def test_a_tool_worker_killed_between_send_email_and_its_ack_sends_exactly
         env=process_env(settings, SMTP_URL=smtp_url, TASKFLEET_FAULTS="after_side_effect"),
     )
     for proc in (chat, doomed):  # their queues exist once they consume
-        await wait_for(lambda p=proc: _metrics_port(p), what=f"{proc.name} to start")
+        await wait_for(functools.partial(_metrics_port, proc), what=f"{proc.name} to start")
     msg = TaskMessage(
         task_id=uuid4(),
         type=TaskType.CHAT,

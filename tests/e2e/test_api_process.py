@@ -44,7 +44,7 @@ async def test_sigterm_closes_every_websocket_with_1001_and_the_api_exits_prompt
         closes = await asyncio.gather(*(ws.receive(timeout=15) for ws in sockets))
         assert [m.type for m in closes] == [aiohttp.WSMsgType.CLOSE] * 2
         assert [ws.close_code for ws in sockets] == [1001, 1001]
-        assert all(b"going away" in m.extra.encode() for m in closes)
+        assert all(m.extra is not None and b"going away" in m.extra.encode() for m in closes)
 
     async def exited() -> bool:
         return api.popen.poll() is not None

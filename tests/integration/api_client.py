@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import uuid4
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
@@ -26,13 +27,16 @@ def new_user(prefix: str = "u") -> str:
 
 
 @asynccontextmanager
-async def api(kernel: Kernel) -> AsyncIterator[TestClient[Any, Any]]:
+async def api(kernel: Kernel) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     async with TestClient(TestServer(create_app(kernel))) as client:
         yield client
 
 
 async def submit(
-    client: TestClient[Any, Any], user: str, content: str = "hello", chat: str = "c1"
+    client: TestClient[web.Request, web.Application],
+    user: str,
+    content: str = "hello",
+    chat: str = "c1",
 ) -> dict[str, Any]:
     resp = await client.post(
         "/api/chat/stream", json={"chat_id": chat, "content": content}, headers=auth(user)

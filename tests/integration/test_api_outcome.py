@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
@@ -84,12 +85,14 @@ async def proxy(settings: Settings) -> AsyncIterator[CuttingProxy]:
 
 
 @pytest.fixture
-async def client(settings: Settings, proxy: CuttingProxy) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(
+    settings: Settings, proxy: CuttingProxy
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     """An API whose every database link goes through the proxy."""
     url = urlsplit(settings.database_url)
     through = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
 
-    async def no_publish(queue: str, body: bytes, message_id: str) -> None:
+    async def no_publish(queue: str, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         """Nothing consumes here."""
 
     # One connection: the test's warm-up submission prepares the statement on it.
@@ -111,7 +114,10 @@ async def _submit_waiting_on(db: asyncpg.Connection) -> bool:
 
 
 async def test_a_link_cut_during_the_submission_is_outcome_unknown_and_a_retry_gives_one_task(
-    kernel: Kernel, client: TestClient[Any, Any], proxy: CuttingProxy, settings: Settings
+    kernel: Kernel,
+    client: TestClient[web.Request, web.Application],
+    proxy: CuttingProxy,
+    settings: Settings,
 ) -> None:
     user, key = new_user("cut"), f"key-{uuid4().hex}"
     body = {"chat_id": "c", "content": "are you there?", "idempotency_key": key}
@@ -155,7 +161,7 @@ async def test_a_link_cut_during_the_submission_is_outcome_unknown_and_a_retry_g
 
 
 async def test_a_database_that_cannot_be_reached_is_plain_unavailable(
-    client: TestClient[Any, Any], proxy: CuttingProxy
+    client: TestClient[web.Request, web.Application], proxy: CuttingProxy
 ) -> None:
     await proxy.refuse()  # nothing was sent: the outcome is known, nothing was created
     resp = await client.post(

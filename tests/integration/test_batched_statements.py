@@ -2,7 +2,7 @@
 (taskfleet.store.coalesce), with the same answers, call by call, as one statement each."""
 
 import asyncio
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 from prometheus_client import REGISTRY
@@ -122,7 +122,7 @@ async def test_a_refused_batch_of_two_policies_commits_nothing_before_its_retry(
 
 
 async def submit(
-    kernel: Kernel, user: str, *, limits: quotas.Limits, **fields: object
+    kernel: Kernel, user: str, *, limits: quotas.Limits, parent_id: UUID | None = None
 ) -> ChatSubmission:
     new = NewTask(
         type=TaskType.CHAT,
@@ -130,8 +130,8 @@ async def submit(
         chat_id="c",
         input={"content": "hi"},
         max_attempts=3,
-        **fields,
-    )  # type: ignore[arg-type]
+        parent_id=parent_id,
+    )
     return await kernel.store.submit_chat(
         for_user(kernel.pool, user), new, content="hi", relay_grace_s=60, limits=limits
     )

@@ -34,7 +34,7 @@ async def test_events_reach_a_replica_only_while_a_socket_listens(
     monkeypatch.setattr(hub_module, "IDLE_UNBIND_S", 0.4)
     user = new_user("erin")
     async with api(kernel) as client:
-        hub = client.server.app[HUB]
+        hub = client.app[HUB]
 
         async def consuming() -> bool:
             return hub.connected > 0

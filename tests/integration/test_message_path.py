@@ -5,6 +5,7 @@ import time
 from uuid import uuid4
 
 import orjson
+from aio_pika.abc import AbstractIncomingMessage
 
 from taskfleet.core.constants import REASON_HEADER
 from taskfleet.core.errors import PermanentError, RetryableError
@@ -72,12 +73,12 @@ class TestRetries:
         assert task["attempts"] == 3
         assert task["error"] == {"code": "retryable", "message": "still down", "retryable": True}
 
-        async def dead_letter() -> list[object]:
+        async def dead_letter() -> list[AbstractIncomingMessage]:
             return [m for m in await drain_dlq(kernel) if m.message_id == str(msg.task_id)]
 
         [dead] = await wait_for(dead_letter, what="the dead letter")
-        assert str(dead.headers[REASON_HEADER]).startswith("max_attempts")  # type: ignore[attr-defined]
-        assert orjson.loads(dead.body)["task_id"] == str(msg.task_id)  # type: ignore[attr-defined]
+        assert str(dead.headers[REASON_HEADER]).startswith("max_attempts")
+        assert orjson.loads(dead.body)["task_id"] == str(msg.task_id)
 
     async def test_permanent_error_fails_at_once_without_retry(
         self, kernel: Kernel, consume: ConsumerFactory
@@ -141,11 +142,11 @@ class TestBadMessages:
         forged = chat_message(user_id="mallory", task_id=msg.task_id, attempt=2)
         await publish(kernel, forged)
 
-        async def dead() -> list[object]:
+        async def dead() -> list[AbstractIncomingMessage]:
             return [m for m in await drain_dlq(kernel) if m.message_id == str(msg.task_id)]
 
         [letter] = await wait_for(dead, what="the forged message in the DLQ")
-        assert "another user" in str(letter.headers[REASON_HEADER])  # type: ignore[attr-defined]
+        assert "another user" in str(letter.headers[REASON_HEADER])
         assert ran == ["alice"]
         task = await wait_status(kernel, msg.task_id, "completed")
         assert task["user_id"] == "alice"

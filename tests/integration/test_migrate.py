@@ -39,7 +39,8 @@ async def dsn(infra: Infra) -> AsyncIterator[str]:
 async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetch(sql)
+        rows: list[asyncpg.Record] = await conn.fetch(sql)
+        return rows
     finally:
         await conn.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
@@ -16,7 +17,7 @@ from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, wait_for
 
-Replica = TestClient[Any, Any]
+Replica = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from pydantic import BaseModel
 
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.payloads import CameraPayload, ChatPayload, DocumentPayload, ToolPayload
@@ -73,7 +74,11 @@ async def test_a_bad_payload_is_dead_lettered_with_its_reason_and_never_handled(
 
 @pytest.mark.parametrize(("task_type", "payload", "model"), GOOD, ids=[t for t, _, _ in GOOD])
 async def test_a_handler_gets_its_payload_as_its_types_model(
-    kernel: Kernel, consume: ConsumerFactory, task_type: TaskType, payload: Any, model: type
+    kernel: Kernel,
+    consume: ConsumerFactory,
+    task_type: TaskType,
+    payload: Any,
+    model: type[BaseModel],
 ) -> None:
     seen: dict[Any, Any] = {}
 

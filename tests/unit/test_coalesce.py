@@ -103,7 +103,7 @@ async def test_a_lost_link_is_every_callers_error_and_the_loop_goes_on() -> None
 async def test_without_the_loop_each_call_runs_alone() -> None:
     db = Db()
     calls = Coalescer("test", db.many, db.one)
-    assert await asyncio.gather(calls(1), calls(2)) == [10, 20]
+    assert list(await asyncio.gather(calls(1), calls(2))) == [10, 20]
     assert db.sent == [[1], [2]]
 
 
@@ -155,6 +155,6 @@ async def test_a_cancelled_caller_is_not_sent() -> None:
     await asyncio.sleep(0)
     gone.cancel()
     db.gate.set()
-    assert await asyncio.gather(first, kept) == [10, 30]
+    assert list(await asyncio.gather(first, kept)) == [10, 30]
     assert db.sent == [[1], [3]]
     await stop(loop)

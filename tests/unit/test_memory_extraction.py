@@ -3,6 +3,7 @@ exception out of `remember` (the reply must not fail because of it)."""
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import uuid4
 
@@ -81,9 +82,21 @@ async def test_an_invalid_answer_gets_one_corrective_reask() -> None:
 
 
 class FailingPool:
-    """remember() must not reach the database when there is nothing to save."""
+    """remember() must not reach the database when there is nothing to save (a taskfleet Db)."""
 
     async def fetch(self, *_: Any) -> list[Any]:
+        raise AssertionError("no facts: nothing to save")
+
+    async def fetchrow(self, *_: Any) -> Any:
+        raise AssertionError("no facts: nothing to save")
+
+    async def fetchval(self, *_: Any) -> Any:
+        raise AssertionError("no facts: nothing to save")
+
+    async def execute(self, *_: Any) -> str:
+        raise AssertionError("no facts: nothing to save")
+
+    def acquire(self) -> AbstractAsyncContextManager[Any]:
         raise AssertionError("no facts: nothing to save")
 
 
@@ -102,7 +115,7 @@ async def test_failures_are_warnings_never_exceptions(
         Answers(*answers),
         FailingPool(),
         user_id="u",
-        task_id=uuid4(),  # type: ignore[arg-type]
+        task_id=uuid4(),
         user_text="hi",
         reply="hello",
         known=[],

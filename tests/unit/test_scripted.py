@@ -3,11 +3,18 @@
 import pytest
 
 from taskfleet.llm.scripted import ScriptedModel
-from taskfleet.llm.types import ToolCall, ToolSpec
+from taskfleet.llm.types import StreamItem, ToolCall, ToolSpec
 
 
 async def collect(model: ScriptedModel, messages: list[dict[str, str]]) -> list[str]:
-    return [delta async for delta in model.stream(messages)]
+    return [text(delta) async for delta in model.stream(messages)]
+
+
+def text(delta: StreamItem) -> str:
+    """Without tools the model only streams text."""
+    if isinstance(delta, ToolCall):
+        raise TypeError(f"a tool call from a model given no tools: {delta}")
+    return delta
 
 
 @pytest.mark.parametrize(

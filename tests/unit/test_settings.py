@@ -10,10 +10,10 @@ from fleet_api.settings import ApiSettings
 from taskfleet.core.errors import ConfigError
 from taskfleet.core.settings import Settings, load_settings
 from taskfleet_cli.configs import SERVICE_SETTINGS, settings_class
-from taskfleet_cli.main import build_parser
+from taskfleet_cli.parser import build_parser
 from tool_worker.settings import ToolWorkerSettings
 
-EVERY_CLASS = (Settings, *SERVICE_SETTINGS.values())
+EVERY_CLASS: tuple[type[Settings], ...] = (Settings, *SERVICE_SETTINGS.values())
 ENV_NAMES = sorted(
     {
         str(f.validation_alias)

@@ -12,7 +12,7 @@ from taskfleet.core.supervisor import RestartBackoff, Supervisor
 
 
 def failures(name: str) -> float:
-    return BACKGROUND_FAILURES.labels(name)._value.get()
+    return float(BACKGROUND_FAILURES.labels(name)._value.get())
 
 
 def unique(prefix: str) -> str:
@@ -154,9 +154,9 @@ async def test_spawn_of_a_running_name_raises() -> None:
     sup = Supervisor(name="unit")
     name = unique("dup")
     try:
-        sup.spawn(name, asyncio.Event().wait)
+        sup.spawn(name, forever)
         with pytest.raises(RuntimeError, match="already running"):
-            sup.spawn(name, asyncio.Event().wait)
+            sup.spawn(name, forever)
     finally:
         await sup.aclose()
 
@@ -211,3 +211,7 @@ def test_the_backoff_is_capped_and_a_clean_return_waits_half_a_second() -> None:
     backoff.started()
     clock.now += 60
     assert (backoff.ended(failed=False), backoff.failures) == (0.5, 0)
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()

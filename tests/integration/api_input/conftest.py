@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleet_api.app import create_app
@@ -11,7 +12,7 @@ from taskfleet.runtime.kernel import Kernel
 
 
 @pytest.fixture
-async def client(kernel: Kernel) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(kernel: Kernel) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     async def no_publish(queue: str, body: bytes, message_id: str, headers: dict[str, Any]) -> None:
         """Nothing consumes in these tests; keep the queue empty for the others."""
 

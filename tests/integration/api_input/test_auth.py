@@ -6,6 +6,7 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from taskfleet.runtime.kernel import Kernel
@@ -20,7 +21,9 @@ def _signed(algorithm: str = "HS256", **claims: Any) -> str:
     full = {"sub": "alice", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE,
             "jti": "j-1", **claims}  # fmt: skip
     key = None if algorithm == "none" else JWT_SECRET
-    return jwt.encode({k: v for k, v in full.items() if v is not None}, key, algorithm=algorithm)
+    # PyJWT's annotation wants a key, but the "none" algorithm takes None (its docs' example).
+    payload = {k: v for k, v in full.items() if v is not None}
+    return jwt.encode(payload, key, algorithm=algorithm)  # type: ignore[arg-type]
 
 
 class TestAuth:
@@ -50,7 +53,7 @@ class TestAuth:
         ],
     )
     async def test_bad_tokens_are_401(
-        self, client: TestClient[Any, Any], headers: dict[str, str]
+        self, client: TestClient[web.Request, web.Application], headers: dict[str, str]
     ) -> None:
         resp = await client.post(
             "/api/chat/stream", json={"chat_id": "c", "content": "hi"}, headers=headers
@@ -58,7 +61,7 @@ class TestAuth:
         assert (await error_of(resp, 401))["code"] == "unauthorized"
 
     async def test_a_revoked_token_is_refused_within_the_refresh_interval(
-        self, kernel: Kernel, client: TestClient[Any, Any]
+        self, kernel: Kernel, client: TestClient[web.Request, web.Application]
     ) -> None:
         token = issue_token(JWT_SECRET, "dave")
         headers = {"Authorization": f"Bearer {token}"}
@@ -74,13 +77,17 @@ class TestAuth:
         other = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'dave')}"}
         assert (await client.get("/api/tasks", headers=other)).status == 200
 
-    async def test_health_routes_need_no_token(self, client: TestClient[Any, Any]) -> None:
+    async def test_health_routes_need_no_token(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         assert (await client.get("/healthz")).status == 200
         ready = await client.get("/readyz")
         assert ready.status == 200
         assert (await ready.json())["checks"] == {"database": True, "broker": True}
 
-    async def test_metrics_are_not_served_to_clients(self, client: TestClient[Any, Any]) -> None:
+    async def test_metrics_are_not_served_to_clients(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         """They are on API_METRICS_PORT (tests/e2e/test_api_process.py)."""
         await error_of(await client.get("/metrics"), 401)
         await error_of(await client.get("/metrics", headers=ALICE), 404)

@@ -5,6 +5,7 @@ content; a user token acts only for its user, a service token for any, idempoten
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from fleet_api.settings import ApiSettings
@@ -26,28 +27,32 @@ class TestChatStreamInput:
         ],
     )
     async def test_schema_errors_are_422_naming_the_field(
-        self, client: TestClient[Any, Any], payload: dict[str, Any], where: str
+        self, client: TestClient[web.Request, web.Application], payload: dict[str, Any], where: str
     ) -> None:
         resp = await client.post("/api/chat/stream", json=payload, headers=ALICE)
         err = await error_of(resp, 422)
         assert err["code"] == "invalid_request"
         assert any(where in d["loc"] for d in err["details"])
 
-    async def test_body_that_is_not_json_is_400(self, client: TestClient[Any, Any]) -> None:
+    async def test_body_that_is_not_json_is_400(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         resp = await client.post("/api/chat/stream", data=b"{nope", headers=ALICE)
         assert (await error_of(resp, 400))["code"] == "bad_json"
 
-    async def test_json_that_is_not_an_object_is_422(self, client: TestClient[Any, Any]) -> None:
+    async def test_json_that_is_not_an_object_is_422(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         resp = await client.post("/api/chat/stream", data=b"[1, 2]", headers=ALICE)
         await error_of(resp, 422)
 
-    async def test_huge_body_is_413(self, client: TestClient[Any, Any]) -> None:
+    async def test_huge_body_is_413(self, client: TestClient[web.Request, web.Application]) -> None:
         big = {"chat_id": "c", "content": "x" * (2 * 1024 * 1024)}
         resp = await client.post("/api/chat/stream", json=big, headers=ALICE)
         assert (await error_of(resp, 413))["code"] == "too_large"
 
     async def test_content_over_the_limit_is_422(
-        self, client: TestClient[Any, Any], kernel: Kernel
+        self, client: TestClient[web.Request, web.Application], kernel: Kernel
     ) -> None:
         long = "y" * (ApiSettings.of(kernel.settings).max_content_chars + 1)
         resp = await client.post(
@@ -56,14 +61,14 @@ class TestChatStreamInput:
         assert (await error_of(resp, 422))["code"] == "content_too_long"
 
     async def test_user_token_cannot_act_for_another_user(
-        self, client: TestClient[Any, Any]
+        self, client: TestClient[web.Request, web.Application]
     ) -> None:
         payload = {"chat_id": "c", "content": "hi", "user_id": "bob"}
         resp = await client.post("/api/chat/stream", json=payload, headers=ALICE)
         assert (await error_of(resp, 403))["code"] == "forbidden"
 
     async def test_service_token_acts_for_a_user_and_idempotency_key_gives_same_task(
-        self, client: TestClient[Any, Any], kernel: Kernel
+        self, client: TestClient[web.Request, web.Application], kernel: Kernel
     ) -> None:
         payload = {"chat_id": "c", "content": "hi", "user_id": "carol", "idempotency_key": "k-1"}
         first = await client.post("/api/chat/stream", json=payload, headers=SERVICE)

@@ -2,10 +2,10 @@
 query of non-ASCII text gets the JSON error body, and a page's cursor still leads to the next."""
 
 import base64
-from typing import Any
 from uuid import uuid4
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.integration.api_input.helpers import ALICE, SERVICE, error_of
@@ -23,21 +23,21 @@ class TestCursors:
          "99999-01-01T00:00:00+00:00", "not a time"],
     )  # fmt: skip
     async def test_a_cursor_out_of_range_is_400_bad_cursor(
-        self, client: TestClient[Any, Any], at: str
+        self, client: TestClient[web.Request, web.Application], at: str
     ) -> None:
         for path, headers in (("/api/tasks", ALICE), ("/api/tasks/user/alice", SERVICE)):
             resp = await client.get(path, params={"cursor": _cursor(at)}, headers=headers)
             assert (await error_of(resp, 400))["code"] == "bad_cursor"
 
     async def test_a_long_query_of_non_ascii_text_gets_the_json_error_body(
-        self, client: TestClient[Any, Any]
+        self, client: TestClient[web.Request, web.Application]
     ) -> None:
         # 1,000 four-byte characters: 12 KB percent-encoded, over aiohttp's own 8190 bytes.
         resp = await client.get("/api/tasks", params={"cursor": "\U0001f600" * 1000}, headers=ALICE)
         assert (await error_of(resp, 422))["code"] == "invalid_query"
 
     async def test_the_cursor_of_a_page_still_leads_to_the_next(
-        self, client: TestClient[Any, Any]
+        self, client: TestClient[web.Request, web.Application]
     ) -> None:
         user = f"pager-{uuid4().hex[:8]}"
         for i in range(3):

@@ -1,9 +1,8 @@
 """Another user's task and chat answer 404, unknown ids and routes 404, a wrong method 405, each
 with the error body (DESIGN.md §7)."""
 
-from typing import Any
-
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.integration.api_input.helpers import ALICE, BOB, error_of
@@ -11,7 +10,7 @@ from tests.integration.api_input.helpers import ALICE, BOB, error_of
 
 class TestOwnership:
     async def test_another_users_task_and_chat_answer_404(
-        self, client: TestClient[Any, Any]
+        self, client: TestClient[web.Request, web.Application]
     ) -> None:
         resp = await client.post(
             "/api/chat/stream", json={"chat_id": "secret", "content": "mine"}, headers=ALICE
@@ -28,9 +27,11 @@ class TestOwnership:
 
     @pytest.mark.parametrize("path", ["/api/tasks/not-a-uuid", "/api/tasks/", "/api/nothing"])
     async def test_unknown_ids_and_routes_are_404(
-        self, client: TestClient[Any, Any], path: str
+        self, client: TestClient[web.Request, web.Application], path: str
     ) -> None:
         await error_of(await client.get(path, headers=ALICE), 404)
 
-    async def test_wrong_method_is_405_with_error_body(self, client: TestClient[Any, Any]) -> None:
+    async def test_wrong_method_is_405_with_error_body(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         await error_of(await client.delete("/api/chat/stream", headers=ALICE), 405)

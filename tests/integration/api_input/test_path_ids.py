@@ -2,10 +2,10 @@
 service token naming a malformed user, a NUL in a chat id (DESIGN.md §7)."""
 
 import re
-from typing import Any
 from uuid import uuid4
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
@@ -27,10 +27,10 @@ class TestPathIds:
     )
     @pytest.mark.parametrize("headers", [ADMIN, SERVICE, ALICE], ids=["admin", "service", "user"])
     async def test_a_malformed_path_id_of_any_route_is_404_or_422_never_500(
-        self, client: TestClient[Any, Any], bad: str, headers: dict[str, str]
+        self, client: TestClient[web.Request, web.Application], bad: str, headers: dict[str, str]
     ) -> None:
         tried = 0
-        for op in client.server.app[OPENAPI].operations:
+        for op in client.app[OPENAPI].operations:
             for name in re.findall(r"{(\w+)}", op.path):
                 path = op.path.format(**{**GOOD, name: bad})
                 resp = await client.request(op.method, URL(path, encoded=True), headers=headers)
@@ -40,12 +40,14 @@ class TestPathIds:
         assert tried >= 13  # every route with an id in its path, each of its ids
 
     async def test_a_service_token_naming_a_malformed_user_gets_404(
-        self, client: TestClient[Any, Any]
+        self, client: TestClient[web.Request, web.Application]
     ) -> None:
         for path in ("/api/tasks/user/not%20a%20user", "/api/users/x%00y/memories"):
             resp = await client.get(URL(path, encoded=True), headers=SERVICE)
             assert (await error_of(resp, 404))["code"] == "not_found"
 
-    async def test_a_nul_in_a_chat_id_is_404(self, client: TestClient[Any, Any]) -> None:
+    async def test_a_nul_in_a_chat_id_is_404(
+        self, client: TestClient[web.Request, web.Application]
+    ) -> None:
         resp = await client.get(URL("/api/chats/a%00b/messages", encoded=True), headers=ALICE)
         assert (await error_of(resp, 404))["message"] == "chat not found"

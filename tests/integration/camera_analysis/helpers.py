@@ -6,6 +6,7 @@ from uuid import uuid4
 
 import orjson
 from aio_pika.abc import AbstractQueue
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from camera_worker.handlers import MOTION_EVENT
@@ -16,7 +17,7 @@ from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.conftest import wait_status
 
 CAMERA = QUEUES[TaskType.CAMERA]
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 
 
 def auth(user: str, scope: Scope = "user") -> dict[str, str]:

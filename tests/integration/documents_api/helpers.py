@@ -4,12 +4,13 @@ and an accepted upload."""
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.doc_fixtures import form
 from tests.integration.api_client import auth
 
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 
 
 async def error_of(resp: aiohttp.ClientResponse, status: int) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class TestStreamedUpload:
             part.set_content_disposition("form-data", name="file", filename="a.txt")
         user = new_user()
         first = asyncio.ensure_future(client.post("/api/documents", data=body, headers=auth(user)))
-        slots = client.server.app[UPLOAD_SLOTS]
+        slots = client.app[UPLOAD_SLOTS]
 
         async def receiving() -> bool:
             return slots.locked()

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from doc_worker.child import PARSER_COMMAND, ParseLimits
@@ -18,7 +19,7 @@ from tests.doc_fixtures import form
 from tests.integration.api_client import auth
 
 DOCS = QUEUES[TaskType.DOCUMENT]
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 
 
 def handler(kernel: Kernel, parser: Sequence[str] = PARSER_COMMAND, **limits: Any) -> Handler:
