@@ -78,6 +78,9 @@ class Consumer:
             concurrency=self.concurrency,
             heartbeat_s=self.settings.worker_heartbeat_s,
         )
+        self._claim_policy = claim_policy(
+            self.settings, self.spec, self.preload, self.registration.id
+        )
         self._settler = Settler(
             self.broker, self.spec.name, self.settings.queue(dlq_name(self.spec.name)), faults
         )
@@ -133,8 +136,8 @@ class Consumer:
         return {cause.value: reason for cause, reason in self._pauses.items()}
 
     def policy(self) -> ClaimPolicy:
-        """The rules a claim applies here; the holder is this worker's registration."""
-        return claim_policy(self.settings, self.spec, self.preload, self.registration.id)
+        """The rules a claim applies here: fixed for the consumer's life, so built once."""
+        return self._claim_policy
 
     @property
     def deadline_s(self) -> float:
