@@ -11,7 +11,7 @@ from playwright.async_api import Browser, async_playwright
 from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from tests.conftest import free_port, process_env, wait_for
-from tests.e2e.console_harness import CHROMIUM, WORD_MS, Console, Fleet, api_ready, start, stop
+from tests.e2e.console_harness import CHROMIUM, WORD_MS, Console, Fleet, api_ready
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -39,17 +39,13 @@ async def fleet(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Fleet]:
     """`taskfleet api` and a chat worker for the module's tests (each test its own user)."""
-    port, logs = free_port(), tmp_path_factory.mktemp("console")
     env = process_env(settings, SCRIPTED_DELAY_MS=WORD_MS)
-    paths = [logs / "api.log", logs / "chat.log"]
-    procs = [start(["api", "--port", str(port)], env, paths[0])]
-    procs.append(start(["worker", "chat"], env, paths[1]))
-    base = f"http://127.0.0.1:{port}"
+    fleet = Fleet(free_port(), env, tmp_path_factory.mktemp("console"))
     try:
-        await wait_for(lambda: api_ready(base), what="the API to be ready", timeout_s=30)
-        yield Fleet(base, paths)
+        await wait_for(lambda: api_ready(fleet.base), what="the API to be ready", timeout_s=30)
+        yield fleet
     finally:
-        stop(procs)
+        fleet.stop()
 
 
 @pytest.fixture(scope="module")

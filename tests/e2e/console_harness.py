@@ -27,20 +27,33 @@ async def api_ready(base: str) -> bool:
 
 
 class Fleet:
-    def __init__(self, base: str, logs: list[Path]) -> None:
-        self.base, self.logs = base, logs
+    """`taskfleet api` on `port` and a chat worker, their output in `logs`."""
+
+    def __init__(self, port: int, env: dict[str, str], logs: Path) -> None:
+        self.base, self.port, self.env = f"http://127.0.0.1:{port}", port, env
+        self.logs = [logs / "api.log", logs / "chat.log"]
+        self.api = _start(["api", "--port", str(port)], env, self.logs[0])
+        self.worker = _start(["worker", "chat"], env, self.logs[1])
 
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.logs)
 
+    def restart_api(self) -> None:
+        """SIGTERM the API (it closes every socket with 1001) and start it again."""
+        _stop([self.api])
+        self.api = _start(["api", "--port", str(self.port)], self.env, self.logs[0])
 
-def start(args: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
-    with log.open("wb") as out:
+    def stop(self) -> None:
+        _stop([self.api, self.worker])
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
+    with log.open("ab") as out:
         command = [sys.executable, "-m", "taskfleet_cli", *args]
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop(procs: list["subprocess.Popen[bytes]"]) -> None:
+def _stop(procs: list["subprocess.Popen[bytes]"]) -> None:
     for proc in procs:
         proc.terminate()
     for proc in procs:
@@ -48,6 +61,7 @@ def stop(procs: list["subprocess.Popen[bytes]"]) -> None:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=5)
 
 
 class Console:

@@ -4,6 +4,7 @@ tasks live, page through them, send a chat message and watch the reply stream, c
 running task and retry it, read the API reference offline. Each test writes its page's
 screenshot to docs/console/ (docs/console.md shows them); the fixtures are in conftest.py."""
 
+import asyncio
 from functools import partial
 from typing import Any
 from uuid import uuid4
@@ -15,7 +16,7 @@ from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from taskfleet_cli.up import signin_link
 from tests.conftest import JWT_SECRET, wait_for
-from tests.e2e.console_harness import Console, Fleet, submit, task_status, user
+from tests.e2e.console_harness import Console, Fleet, api_ready, submit, task_status, user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -144,6 +145,36 @@ class TestTaskDetail:
         assert await task_status(fleet.base, me, task_id) in ("queued", "processing")
         await page.get_by_role("button", name="Cancel").click()
         await expect(chip).to_have_text("cancelled")
+
+
+class TestReconnect:
+    async def test_when_the_api_restarts_the_reply_resumes_from_where_it_was(
+        self, fleet: Fleet, tabs: Any
+    ) -> None:
+        me, chat = user(), f"chat-{uuid4().hex[:6]}"
+        words = " ".join(f"r{i}" for i in range(90))  # about 5 s of streaming
+        tab: Console = await tabs()
+        page, sockets = tab.page, list[str]()
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await tab.sign_in(me)
+        await page.goto(f"/console/#/chat/{chat}")
+        await page.get_by_role("textbox", name="Message").fill(words)
+        await page.get_by_role("button", name="Send").click()
+        reply = page.locator(".msg.assistant .text")
+        await expect(reply).to_contain_text("You said: r0 r1")
+        task_id = await page.locator(".msg.assistant").get_attribute("data-task")
+        # When the API stops mid-reply (a deploy) and comes back
+        await asyncio.to_thread(fleet.restart_api)
+        await expect(page.locator("#live-state")).to_have_text("reconnecting")
+        await wait_for(partial(api_ready, fleet.base), what="the API again", timeout_s=30)
+        # Then the console reconnects with since= for the task and the reply completes
+        await expect(page.locator("#live-state")).to_have_text("live")
+        await expect(reply).to_have_text(f"You said: {words}")
+        assert len(sockets) >= 2
+        assert any(f"since={task_id}%3A" in url for url in sockets[1:]), sockets
+        assert "token" not in "".join(sockets)  # the token went as a subprotocol
+        # The browser's notes of the attempts made while the API was down are expected
+        tab.errors[:] = [e for e in tab.errors if "ERR_CONNECTION_REFUSED" not in e]
 
 
 class TestLayouts:
