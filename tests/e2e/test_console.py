@@ -16,7 +16,15 @@ from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from taskfleet_cli.up import signin_link
 from tests.conftest import JWT_SECRET, wait_for
-from tests.e2e.console_harness import Console, Fleet, api_ready, submit, task_status, user
+from tests.e2e.console_harness import (
+    Console,
+    Fleet,
+    api_ready,
+    cancel,
+    submit,
+    task_status,
+    user,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -82,6 +90,36 @@ class TestSignIn:
         await other.page.goto(link)
         await expect(other.page.get_by_role("alert")).to_contain_text("did not work")
         assert code not in fleet.output()
+
+
+class TestOperators:
+    async def test_an_admin_sees_one_users_history_or_every_users_unfinished_tasks(
+        self, fleet: Fleet, tabs: Any
+    ) -> None:
+        ann, bob = user(), user()
+        slow = " ".join(f"s{i}" for i in range(300))  # unfinished for the whole test
+        running = [await submit(fleet.base, who, slow) for who in (ann, bob)]
+        finished = await submit(fleet.base, ann, "short")
+        await wait_for(partial(_is, fleet.base, ann, finished, "completed"), what="done")
+        tab: Console = await tabs(viewport={"width": 1100, "height": 700})
+        page, rows = tab.page, tab.page.locator("table.tasks tbody tr")
+        await tab.sign_in("ops", scope="admin")
+        await expect(page.get_by_role("columnheader", name="User")).to_be_visible()
+        await expect(rows).to_have_count(0)  # the admin's own tasks: none
+        await page.get_by_label("User", exact=True).fill(ann)
+        await page.get_by_role("button", name="Apply").click()
+        await expect(rows).to_have_count(2)
+        assert {await r.get_attribute("data-task") for r in await rows.all()} == {
+            running[0],
+            finished,
+        }
+        await page.get_by_label("User", exact=True).fill("*")
+        await page.get_by_role("button", name="Apply").click()
+        for task_id in running:
+            await expect(page.locator(f'tr[data-task="{task_id}"]')).to_be_visible()
+        await expect(page.locator(f'tr[data-task="{finished}"]')).to_have_count(0)
+        for who, task_id in zip((ann, bob), running, strict=True):
+            await cancel(fleet.base, who, task_id)
 
 
 class TestChat:
