@@ -28,6 +28,18 @@ from tests.e2e.console_harness import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
+# Records each browser notification the page makes (a headless browser shows none).
+NOTIFICATION_SPY = """
+window.notified = [];
+const Real = window.Notification;
+window.Notification = class {
+    static get permission() { return Real.permission; }
+    static requestPermission() { return Real.requestPermission(); }
+    constructor(title) { window.notified.push(title); }
+    addEventListener() {}
+};
+"""
+
 
 class TestSignIn:
     async def test_a_pasted_token_signs_in_and_the_tasks_arrive_live(
@@ -51,6 +63,7 @@ class TestSignIn:
         await expect(page.get_by_role("alert")).to_contain_text("Not signed in")
         await tab.sign_in(me)
         await expect(page.locator("#live-state")).to_have_text("live")
+        await expect(page.get_by_role("button", name="Notify me")).to_be_visible()
         rows = page.locator("table.tasks tbody tr")
         await expect(rows).to_have_count(20)  # a page; the 21st and 22nd are older
         # When a new task is submitted elsewhere, it arrives on top and a toast says it completed
@@ -128,9 +141,13 @@ class TestChat:
     ) -> None:
         me, chat = user(), f"chat-{uuid4().hex[:6]}"
         words = " ".join(f"word{i}" for i in range(14))
-        tab: Console = await tabs(viewport={"width": 1000, "height": 700})
+        tab: Console = await tabs(
+            viewport={"width": 1000, "height": 700}, permissions=["notifications"]
+        )
         page = tab.page
+        await page.add_init_script(NOTIFICATION_SPY)  # the browser's notifications, recorded
         await tab.sign_in(me)
+        await expect(page.get_by_role("button", name="Notify me")).to_have_count(0)  # allowed
         await page.goto(f"/console/#/chat/{chat}")
         await page.get_by_role("textbox", name="Message").fill(words)
         await page.get_by_role("textbox", name="Message").press("Enter")
@@ -149,6 +166,9 @@ class TestChat:
         await expect(reply).to_have_text(f"You said: {words}")
         await expect(page.locator(".msg.assistant .meta")).to_have_text("assistant · completed")
         await expect(page.locator("#toasts")).to_contain_text("completed")
+        task_id = await page.locator(".msg.assistant").get_attribute("data-task")
+        notified = await page.evaluate("window.notified")
+        assert notified == [f"taskfleet: chat task {str(task_id)[:8]} completed"]
         await tab.shot("chat")
         # Leave and come back: the same conversation
         await page.get_by_role("link", name="Tasks").click()

@@ -89,7 +89,7 @@ export function tasksView(main) {
 
   function draw() {
     tbody.replaceChildren(...ids.map((id) => live.tasks.get(id)).filter(Boolean).map(row));
-    status.textContent = ids.length ? `${ids.length} tasks${f.status === "active" ? ", all unfinished" : `, page ${page + 1}`}` : "No tasks match.";
+    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.status === "active" ? ", all unfinished" : `, page ${page + 1}`}` : "No tasks match.";
     newer.disabled = page === 0;
     older.disabled = !next;
   }
