@@ -55,6 +55,8 @@ class TestSignIn:
         await page.goto("/")
         assert page.url == f"{fleet.base}/console/"
         await expect(page.get_by_label("Bearer token")).to_be_focused()
+        await expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        await expect(page.get_by_role("navigation", name="Console")).to_be_hidden()
         await page.keyboard.press("Tab")
         await expect(page.get_by_role("button", name="Sign in")).to_be_focused()
         await tab.shot("signin")
