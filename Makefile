@@ -14,6 +14,7 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
+.PHONY: bench-peers bench-peers-lock
 .PHONY: lint format mypy check all clean compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -59,6 +60,22 @@ test-chaos: install  ## the fault-injection suite at full size, with its one-lin
 
 bench: install  ## workload W1 via amqp and api on a private fleet, CPU split, peak RSS
 	$(BIN)/python bench/run.py
+
+# The peers of `make bench-peers`, each in a virtualenv of its own from a hashed lock.
+PEER_VENVS := .bench-venvs
+PEERS := loop dramatiq celery
+
+$(PEER_VENVS)/%/.installed-stamp: bench/peers/requirements-%.txt
+	@test -x $(PEER_VENVS)/$*/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/$*
+	$(PEER_VENVS)/$*/bin/python -m pip install -q --require-hashes -r $<
+	@touch $@
+
+bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskfleet, a hand-written loop, Dramatiq, Celery: alternating rounds, one table
+	$(BIN)/python bench/compare.py $(ARGS)
+
+bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
+	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
+		-o bench/peers/requirements-$$p.txt || exit 1; done
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py
