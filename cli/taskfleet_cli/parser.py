@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one worker")
     worker.add_argument("name", choices=sorted(WORKERS))
-    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="tasks at once (default WORKER_CONCURRENCY, else the queue's own: chat 32, tool 8,"
+        " doc 2, camera 4)",
+    )
 
     sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
 

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     outbox_poll_s: float = Field(1.0, gt=0, validation_alias="OUTBOX_POLL_S")
     """The outbox relay's longest sleep between two looks for due rows."""
 
+    worker_concurrency: int | None = Field(
+        None, ge=1, le=1024, validation_alias="WORKER_CONCURRENCY"
+    )
+    """A worker's slots (tasks at once) when `--concurrency` is not given; unset: its queue's own
+    (chat 32: it waits on the model; tool 8; doc 2 and camera 4: CPU-bound)."""
+
     max_attempts: int | None = Field(None, ge=1, le=100, validation_alias="MAX_ATTEMPTS")
     """Attempts of a task before it fails; unset: its queue's own (chat: 5)."""
 
