@@ -14,7 +14,7 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: bench-peers bench-peers-lock
+.PHONY: bench-peers bench-peers-lock bench-open
 .PHONY: lint format mypy check all clean compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -76,6 +76,9 @@ bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskf
 bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
 	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
 		-o bench/peers/requirements-$$p.txt || exit 1; done
+
+bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
+	$(BIN)/python bench/openloop.py $(ARGS)
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py
