@@ -71,3 +71,7 @@ CONSUMER_PAUSED = Gauge(
     "1 while a worker takes no deliveries because its database is unavailable.",
     ["queue"],
 )
+BROKER_CONNECTED = Gauge(
+    "taskfleet_broker_connected",
+    "1 while this process's RabbitMQ connection is up, its channels open and topology declared.",
+)
