@@ -3,6 +3,11 @@ of every service on the port it serves /metrics on, and Grafana is provisioned w
 dashboard and its datasource, the dashboard's panels laid out on its grid."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -36,6 +41,9 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         ]
     assert jobs["rabbitmq"]["static_configs"] == [{"targets": ["rabbitmq:15692"]}]
     assert config["rule_files"] == ["alerts.yml"]
+    # Alerts go to the compose stack's Alertmanager, on the port it listens on.
+    [manager] = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["alertmanager:9093"]}]
 
 
 def parse_port(argv: list[str]) -> int:
@@ -69,3 +77,27 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_datasource() -> None:
     ]
     assert len(cells) == len(set(cells))
     assert all(0 <= x < 24 for x, _ in cells)
+
+
+# `make test` puts amtool beside the virtualenv's python (deploy/tools/fetch-promtool).
+_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def test_alertmanager_runs_in_compose_with_a_configuration_amtool_accepts() -> None:
+    service = compose()["services"]["alertmanager"]
+    mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+    assert mounts["./alertmanager"] == "/etc/alertmanager"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+    assert service["ports"] == ["9093:9093"]
+    path = DEPLOY / "alertmanager" / "alertmanager.yml"
+    config = yaml.safe_load(path.read_text())
+    # The example receiver gets every alert, resolved ones too, each with its runbook_url.
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers[config["route"]["receiver"]]["webhook_configs"][0]["send_resolved"]
+    amtool = shutil.which("amtool", path=_PATH)
+    assert amtool is not None, "amtool is missing: deploy/tools/fetch-promtool .venv/bin"
+    done = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
