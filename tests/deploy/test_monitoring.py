@@ -4,6 +4,7 @@ dashboard and its datasource, the dashboard's panels laid out on its grid."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,19 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_datasource() -> None:
     [provider] = providers["providers"]
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "taskfleet.json").read_text())
+    # Importable into another Grafana: every query names the datasource variable, whose
+    # default here is the provisioned datasource; job and namespace narrow every panel.
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
-    assert uids == {source["uid"]}
+    assert uids == {"${datasource}"}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["current"]["value"] == source["uid"]
+    assert {"job", "namespace", "queue"} <= set(variables)
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"taskfleet_\w+\{[^}]*\}|taskfleet_\w+", target["expr"]):
+                assert 'job=~"$job"' in selector, (panel["title"], selector)
+                assert 'namespace=~"$namespace"' in selector, (panel["title"], selector)
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{provider['options']['path']}/taskfleet.json"
     # Panels: unique ids, inside the 24-column grid, none on top of another.
