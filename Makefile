@@ -36,14 +36,16 @@ lock: install  ## pin every dependency, with hashes (requirements/*.txt), after 
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 		| $(COMPILE) - -o $(BUILD_LOCK)
 
-# The deploy tests check the alert rules with promtool; only `make test` needs it.
-$(BIN)/promtool: | $(STAMP)
+# The deploy tests check the alert rules with promtool and Alertmanager's configuration with
+# amtool; only `make test` needs them.
+DEPLOY_TOOLS := $(BIN)/promtool $(BIN)/amtool
+$(DEPLOY_TOOLS): | $(STAMP)
 	deploy/tools/fetch-promtool $(BIN)
 
 run: install  ## migrate, start the development fleet, print a token and an example request
 	$(BIN)/taskfleet up
 
-test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
+test: install $(DEPLOY_TOOLS)  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
 	$(BIN)/pytest --cov --cov-report=term --durations=10
 
 test-unit: install  ## tests/unit only

@@ -32,6 +32,7 @@ FOREIGN_ENV = {
     },
     "rabbitmq": set(),
     "prom/prometheus": set(),
+    "prom/alertmanager": set(),
 }  # fmt: skip
 
 

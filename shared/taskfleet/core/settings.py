@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
-    """`debug`, `info`, `warning` or `error`."""
+    """`debug`, `info`, `warning` or `error`. The libraries' own lines (aiormq, aio_pika, aiohttp,
+    asyncpg, Python warnings) pass from WARNING up, and all of them at `debug`."""
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
     """At SIGTERM, in-flight tasks (and the API's requests) get this long, then are handed back."""
