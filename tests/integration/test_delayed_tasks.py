@@ -130,6 +130,34 @@ class TestCancelDelayed:
         assert task is not None
         assert task["status"] == "cancelled"
 
+    async def test_an_early_outbox_row_does_not_run_it_early(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, ran = new_user(), list[UUID]()
+        await consume(recorder(ran))
+        async with api(kernel) as client:
+            accepted = await delayed_chat(client, user, "not yet", delay_s=2)
+        # A row due now, that is not the task's own (a user's transaction may write one).
+        await kernel.pool.execute(
+            "INSERT INTO outbox (task_id, queue, attempt, kind) VALUES ($1, $2, 1, 'task')",
+            accepted["task_id"],
+            CHAT.name,
+        )
+
+        async def dropped() -> bool:
+            rows = await kernel.pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE task_id = $1", accepted["task_id"]
+            )
+            return bool(rows == 1)
+
+        await wait_for(dropped, what="the relay to drop the early row")
+        task = await kernel.store.get_task(UUID(accepted["task_id"]))
+        assert task is not None
+        assert task["status"] == "scheduled"
+        done = await wait_status(kernel, accepted["task_id"], "completed")
+        assert done["started_at"] >= done["run_at"]
+        assert ran == [UUID(accepted["task_id"])]
+
 
 class TestOtherRoutes:
     async def test_a_delayed_frame_is_scheduled_then_analysed(

@@ -35,10 +35,14 @@ FROM outbox o JOIN due USING (id) JOIN tasks t ON t.id = o.task_id
 # Delayed tasks that are due: queued before their message goes out, so that a claim (which
 # waits for this row lock) never sees one still `scheduled`. SKIP LOCKED, as for retries: a
 # cancel holds its task while it drops the task's rows (we hold one of them). A task it
-# skips keeps its row for the next pass; one that is no longer scheduled answers its status.
+# skips keeps its row for the next pass; one that is no longer scheduled answers its status,
+# and one whose time has not come (a row that is not its own: migrations/0012 lets a user's
+# transaction write outbox rows) answers `early`.
 _START = """
 WITH task AS (
-    SELECT id, status FROM tasks WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED
+    SELECT id, CASE WHEN status = 'scheduled' AND run_at > now() THEN 'early' ELSE status END
+           AS status
+    FROM tasks WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED
 ), queued AS (
     UPDATE tasks t SET status = 'queued', updated_at = now(), event_seq = t.event_seq + 1
     FROM task WHERE t.id = task.id AND task.status = 'scheduled'
@@ -48,7 +52,7 @@ SELECT task.id, task.status, queued.event_seq FROM task LEFT JOIN queued USING (
 """
 
 # A message for these would only be settled without running: the relay drops it instead.
-_DROP_FOR = frozenset({"cancelled"})
+_DROP_FOR = frozenset({"cancelled", "early"})
 
 
 def task_message(row: asyncpg.Record | dict[str, Any], attempt: int) -> TaskMessage:
