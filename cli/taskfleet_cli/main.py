@@ -122,6 +122,13 @@ def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
     return int(run_async(show_tasks(settings, args)))
 
 
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """Print task statistics over --window, read from the database directly (no API needed)."""
+    from taskfleet_cli.admin import show_stats
+
+    return int(run_async(show_stats(settings, args)))
+
+
 def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
     """Print one task as JSON, its sealed values opened with this machine's keys."""
     from taskfleet_cli.admin import show_task
@@ -221,6 +228,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "cleanup": cmd_cleanup,
     "tasks": cmd_tasks,
     "task": cmd_task,
+    "stats": cmd_stats,
     "queues": cmd_queues,
     "workers": cmd_workers,
     "dlq": cmd_dlq,

@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--status", choices=[s.value for s in Status])
     tasks.add_argument("--limit", type=int, default=50)
 
+    stats = sub.add_parser("stats", help="task counts, success rate, wait and run times")
+    stats.add_argument("--user", help="one user's tasks (default: every user's)")
+    stats.add_argument("--window", default="24h", help="tasks created since: 90m, 24h, 7d...")
+    stats.add_argument("--json", action="store_true", help="as GET /api/stats answers")
+
     task = sub.add_parser("task", help="show one task as JSON")
     task.add_argument("id")
 

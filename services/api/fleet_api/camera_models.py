@@ -5,6 +5,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fleet_api.delays import Delay
+from taskfleet.core.constants import Status
 from taskfleet.core.messages import ID_PATTERN
 
 CHUNK = 64 * 1024
@@ -60,6 +62,10 @@ class OwnerQuery(BaseModel):
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
 
 
+class FrameQuery(OwnerQuery, Delay):
+    """The frame upload's query string: for whom, and when to analyse it (docs/scheduling.md)."""
+
+
 class AnalysesQuery(OwnerQuery):
     limit: int = Field(20, ge=1, le=100)
 
@@ -67,6 +73,7 @@ class AnalysesQuery(OwnerQuery):
 class FrameAccepted(BaseModel):
     frame_id: UUID
     task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
+    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
 
 
 class Camera(BaseModel):

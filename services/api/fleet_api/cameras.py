@@ -23,14 +23,17 @@ from fleet_api.camera_models import (
     Camera,
     CameraSettings,
     FrameAccepted,
+    FrameQuery,
     OwnerQuery,
 )
+from fleet_api.delays import due_at
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    SETTINGS,
     create_in,
     enforce_quota,
     parse_body,
@@ -74,7 +77,9 @@ async def upload_frame(request: web.Request) -> web.Response:
     """Accept a frame: 202 with its id and task id; the analysis goes on in camera-worker."""
     kernel = request.app[KERNEL]
     camera_id = camera_id_param(request)
-    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    query = parse_query(request, FrameQuery)
+    user_id = owner(request, query, reading=False)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     await enforce_quota(request, user_id)
     image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
     frame_id = uuid4()
@@ -84,6 +89,7 @@ async def upload_frame(request: web.Request) -> web.Response:
         type=TaskType.CAMERA,
         user_id=user_id,
         input={"frame_id": str(frame_id), "camera_id": camera_id},
+        run_at=due,
     )
 
     async def write(conn: asyncpg.Connection) -> Outgoing | None:
@@ -113,9 +119,11 @@ async def upload_frame(request: web.Request) -> web.Response:
         write,
         f"look for it in GET /api/cameras/{camera_id}/analyses before sending it again",
     )
-    if outgoing is not None:  # None only for an idempotent repeat, which these never are
+    # None only for an idempotent repeat, which these never are; a delayed task's message
+    # goes out from the outbox when it is due.
+    if outgoing is not None and due is None:
         await request.app[PUBLISHER].send(outgoing)
-    accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
+    accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id, status=new.status)
     return json_response(accepted.model_dump(mode="json"), status=202)
 
 
@@ -206,8 +214,8 @@ def add_camera_routes(app: web.Application) -> None:
             "Upload a frame (JPEG or PNG body) for analysis",
             FrameAccepted,
             202,
-            query=OwnerQuery,
-            errors=(401, 403, 413, 415, 422, 429, 503),
+            query=FrameQuery,
+            errors=(400, 401, 403, 413, 415, 422, 429, 503),
             tags=tags,
             raw_body={"image/jpeg": image, "image/png": image},
         ),

@@ -10,6 +10,7 @@ DOCUMENT_MAX_UPLOADS at once, and answers 503 with Retry-After beyond.
 """
 
 import asyncio
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from fleet_api.auth import acting_for
+from fleet_api.delays import due_at
 from fleet_api.document_models import (
     Document,
     DocumentAccepted,
@@ -26,6 +28,7 @@ from fleet_api.document_models import (
     SearchQuery,
     SearchResult,
     SearchResults,
+    UploadQuery,
 )
 from fleet_api.document_upload import read_upload
 from fleet_api.errors import RETRY_AFTER, ApiError, json_response, not_found
@@ -75,7 +78,9 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
 async def upload_document(request: web.Request) -> web.Response:
     """Accept a document: 202 with its id and task id; parsing and indexing go on in
     doc-worker. The bytes are committed with the task; the message carries ids only."""
-    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    query = parse_query(request, UploadQuery)
+    user_id = owner(request, query, reading=False)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     slots = request.app[UPLOAD_SLOTS]
     if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
         limit = request.app[SETTINGS].document_max_uploads
@@ -89,12 +94,14 @@ async def upload_document(request: web.Request) -> web.Response:
         await enforce_quota(request, user_id)
         spool = Spool()
         try:
-            return await _accept_document(request, user_id, spool)
+            return await _accept_document(request, user_id, spool, due)
         finally:
             spool.close()
 
 
-async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> web.Response:
+async def _accept_document(
+    request: web.Request, user_id: str, spool: Spool, due: datetime | None
+) -> web.Response:
     kernel = request.app[KERNEL]
     upload = await read_upload(request, request.app[SETTINGS].document_max_bytes, spool)
     doc = documents.NewDocument(
@@ -106,7 +113,11 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
         sha256=upload.sha256,
     )
     new = new_task(
-        kernel.settings, type=TaskType.DOCUMENT, user_id=user_id, input={"document_id": str(doc.id)}
+        kernel.settings,
+        type=TaskType.DOCUMENT,
+        user_id=user_id,
+        input={"document_id": str(doc.id)},
+        run_at=due,
     )
 
     async def write(conn: asyncpg.Connection) -> Outgoing | None:
@@ -118,9 +129,11 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
 
     how_to_check = "look for it in GET /api/documents before uploading it again"
     outgoing = await create_in(user_db(request, user_id), write, how_to_check)
-    if outgoing is not None:  # None only for an idempotent repeat, which these never are
+    # None only for an idempotent repeat, which these never are; a delayed task's message
+    # goes out from the outbox when it is due.
+    if outgoing is not None and due is None:
         await request.app[PUBLISHER].send(outgoing)
-    accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
+    accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id, status=new.status)
     return json_response(accepted.model_dump(mode="json"), status=202)
 
 
@@ -230,7 +243,7 @@ def add_document_routes(app: web.Application) -> None:
             "Upload a document (multipart `file`, optional `title`) to index",
             DocumentAccepted,
             202,
-            query=OwnerQuery,
+            query=UploadQuery,
             errors=(400, 401, 403, 413, 415, 422, 429, 503),
             tags=tags,
             raw_body={"multipart/form-data": form},

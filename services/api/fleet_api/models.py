@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleet_api.delays import Delay
 from taskfleet.core.constants import Status, TaskType
 from taskfleet.core.messages import ID_PATTERN, StorableText
 
@@ -22,7 +23,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ChatStreamRequest(BaseModel):
+class ChatStreamRequest(Delay):
     model_config = ConfigDict(extra="forbid")
 
     chat_id: str = Field(
@@ -80,6 +81,7 @@ class Task(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    run_at: datetime | None = Field(description="A delayed task's time (`scheduled` until then).")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 

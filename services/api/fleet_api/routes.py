@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from fleet_api.auth import principal
+from fleet_api.delays import due_at
 from fleet_api.errors import LINK_LOST, ApiError, json_response, not_found, outcome_unknown
 from fleet_api.models import (
     ChatHistory,
@@ -112,6 +113,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         chat_id=body.chat_id,
         input={"content": body.content},
         idempotency_key=body.idempotency_key,
+        run_at=due_at(body, request.app[SETTINGS].max_delay_s),
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -126,9 +128,9 @@ async def chat_stream(request: web.Request) -> web.Response:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
         raise outcome_unknown(exc, _how_to_check(body)) from None
-    if submission.created and submission.outbox_id is not None:
+    if submission.created and submission.outbox_id is not None and new.run_at is None:
         await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
-    status = "queued"  # what was accepted; a worker may have taken it already
+    status = new.status.value  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status

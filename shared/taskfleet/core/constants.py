@@ -12,6 +12,7 @@ class TaskType(StrEnum):
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"  # a delayed task before it is due (docs/scheduling.md)
     QUEUED = "queued"
     PROCESSING = "processing"
     RETRYING = "retrying"
