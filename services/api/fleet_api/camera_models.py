@@ -64,11 +64,6 @@ class AnalysesQuery(OwnerQuery):
     limit: int = Field(20, ge=1, le=100)
 
 
-class FrameAccepted(BaseModel):
-    frame_id: UUID
-    task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
-
-
 class Camera(BaseModel):
     camera_id: str
     user_id: str
