@@ -24,7 +24,7 @@ UPLOAD_FORM = {
                  " only tells Markdown from plain text."},
         "title": {"type": "string", "maxLength": 300},
         "metadata": {"type": "string", "description": "The task's metadata: a JSON object"
-                     " of at most 16 string values, 4096 bytes in all."},
+                     " of at most 16 string values of up to 200 characters."},
     },
 }  # fmt: skip
 

@@ -26,7 +26,7 @@ SNIFF_BYTES = 1024
 # Boundaries and part headers around the file: the Content-Length precheck allows this much.
 MULTIPART_SLACK = 64 * 1024
 # The text fields and their bounds: a 300-character title of 4-byte characters, and a
-# metadata object of 4096 bytes of JSON (fleet_api.submitting), each with room to spare.
+# metadata object of 3,840 characters (fleet_api.submitting), each with room to spare.
 FIELD_MAX_BYTES = {"title": 2048, "metadata": 16384}
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 MARKDOWN_TYPES = ("text/markdown", "text/x-markdown")

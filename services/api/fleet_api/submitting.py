@@ -70,7 +70,7 @@ def how_to_check_after_loss(key: str | None, where: str) -> str:
 
 def metadata_of(text: str | None) -> dict[str, str]:
     """A `metadata` sent as JSON text (a form field, a query parameter); 422 if it is not
-    an object of at most 16 string values, 4 KiB in all."""
+    an object of at most 16 string values of up to 200 characters."""
     if text is None:
         return {}
     try:
@@ -80,7 +80,8 @@ def metadata_of(text: str | None) -> dict[str, str]:
         raise ApiError(
             422,
             "invalid_metadata",
-            "metadata must be a JSON object of at most 16 string values (4096 bytes in all)",
+            "metadata must be a JSON object of at most 16 string values (keys of up to 40"
+            " letters, digits, _ or -; values of up to 200 characters)",
             details,
         ) from None
 
