@@ -243,7 +243,8 @@ class TestReconciler:
 
         # Not before its time (and RECONCILE_AFTER_S): nothing to repair until then.
         counts = await wait_for(repaired, what="the reconciler to repair the delayed task")
-        assert counts["scheduled_due"] == 1  # (other tests' leftovers may be repaired too)
+        # Other tests' leftovers in the shared database may be repaired (and run) too.
+        assert counts["scheduled_due"] >= 1
         row = await wait_status(kernel, accepted["task_id"], "completed")
         assert row["started_at"] >= row["run_at"] + timedelta(seconds=0.2)
-        assert ran == [UUID(accepted["task_id"])]
+        assert ran.count(UUID(accepted["task_id"])) == 1

@@ -56,6 +56,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     app[HUB] = EventHub(kernel.settings, kernel.broker)
     app[SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
+    app.on_shutdown.append(_answer_long_polls)
     db_ok = database_check(kernel.pool)
 
     async def ready() -> dict[str, bool]:
@@ -82,6 +83,12 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     app.router.add_get("/openapi.json", openapi)
     app.cleanup_ctx.append(_background)
     return app
+
+
+async def _answer_long_polls(app: web.Application) -> None:
+    """A stop answers every long poll at once, with its task as it is, instead of holding
+    the stop for up to its `wait`."""
+    app[HUB].wake_all(stopping=True)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

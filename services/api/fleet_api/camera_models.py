@@ -5,8 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleet_api.delays import Delay
-from taskfleet.core.constants import Status
+from taskfleet.client.models import Delay
 from taskfleet.core.messages import ID_PATTERN
 
 CHUNK = 64 * 1024
@@ -68,12 +67,6 @@ class FrameQuery(OwnerQuery, Delay):
 
 class AnalysesQuery(OwnerQuery):
     limit: int = Field(20, ge=1, le=100)
-
-
-class FrameAccepted(BaseModel):
-    frame_id: UUID
-    task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
-    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
 
 
 class Camera(BaseModel):

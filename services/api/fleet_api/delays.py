@@ -5,24 +5,12 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field
-
 from fleet_api.errors import ApiError
+from taskfleet.client.models import Delay
 
 # RFC 3339 date-time, the zone required (`Z` or ±hh:mm). datetime.fromisoformat alone takes
 # more than that (a date only, no zone, the basic format), which the contract does not.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
-
-
-class Delay(BaseModel):
-    """The fields of a delayed submission, in a JSON body or a query string."""
-
-    run_at: str | None = Field(
-        None,
-        max_length=40,
-        description="Run at this time (RFC 3339, with its zone); a past time runs it now.",
-    )
-    delay_s: float | None = Field(None, description="Run this many seconds from now.")
 
 
 def due_at(delay: Delay, max_delay_s: float, now: datetime | None = None) -> datetime | None:

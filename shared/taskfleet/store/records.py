@@ -12,7 +12,7 @@ from taskfleet.store import quotas
 TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
     " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
-    " cancel_requested, created_at, started_at, completed_at, updated_at, run_at"
+    " cancel_requested, created_at, started_at, completed_at, updated_at, run_at, metadata"
 )
 
 
@@ -60,6 +60,18 @@ class ChatSubmission:
     message_id: UUID
     created: bool
     outbox_id: int | None = None
+    # An idempotent repeat: the digest of the request that made the task (None if unknown).
+    request_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The task an idempotency key named already: its id, input, request digest and status."""
+
+    task_id: UUID
+    input: dict[str, Any]
+    request_digest: str | None
+    status: Status
 
 
 class OverQuota(Exception):
@@ -87,6 +99,10 @@ class NewTask:
     idempotency_key: str | None = None
     task_id: UUID = field(default_factory=uuid4)
     run_at: datetime | None = None
+    # The backend's own strings about the task (migrations/0016), and the digest of the
+    # request an idempotency key came with: a repeat with another request is refused.
+    metadata: dict[str, str] = field(default_factory=dict)
+    request_digest: str | None = None
 
     @property
     def status(self) -> Status:
