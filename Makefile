@@ -15,7 +15,7 @@ LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
 .PHONY: bench-peers bench-peers-lock bench-open
-.PHONY: lint format mypy check all clean compose-up compose-down settings-doc
+.PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -104,6 +104,13 @@ check: lint mypy  ## lint and mypy: what CI runs before the tests
 
 settings-doc: install  ## docs/configuration.md from the settings' field descriptions
 	$(BIN)/python -m taskfleet_cli.settings_doc
+
+deps:  ## PostgreSQL and RabbitMQ alone in Docker (127.0.0.1), for `make run`; prints their URLs
+	@# compose reads the whole file: the JWT secret it requires is for the fleet, not for these two.
+	TASKFLEET_JWT_SECRET=$${TASKFLEET_JWT_SECRET:-not-used-by-postgres-or-rabbitmq} \
+		docker compose -f deploy/docker-compose.yml up -d --wait postgres rabbitmq
+	@echo "export DATABASE_URL=postgresql://taskfleet:taskfleet@127.0.0.1:$${POSTGRES_HOST_PORT:-5432}/taskfleet"
+	@echo "export AMQP_URL=amqp://taskfleet:taskfleet@127.0.0.1:$${AMQP_HOST_PORT:-5672}/"
 
 compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operations.md)
 	docker compose -f deploy/docker-compose.yml up -d --build

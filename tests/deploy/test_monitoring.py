@@ -100,7 +100,7 @@ def test_alertmanager_runs_in_compose_with_a_configuration_amtool_accepts() -> N
     mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
     assert mounts["./alertmanager"] == "/etc/alertmanager"
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
-    assert service["ports"] == ["9093:9093"]
+    assert service["ports"] == ["127.0.0.1:9093:9093"]
     path = DEPLOY / "alertmanager" / "alertmanager.yml"
     config = yaml.safe_load(path.read_text())
     # The example receiver gets every alert, resolved ones too, each with its runbook_url.
