@@ -87,6 +87,13 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_link(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a console link that signs a browser in once, within a minute, as --user."""
+    from taskfleet_cli.up import print_console_link
+
+    return int(run_async(print_console_link(settings, args.user, args.scope, parse_ttl(args.ttl))))
+
+
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Refuse a token from now until it expires (the deny-list every API replica reads).
 
@@ -225,6 +232,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": cmd_token,
     "submit": cmd_submit,
     "revoke": cmd_revoke,
+    "console-link": cmd_console_link,
     "cleanup": cmd_cleanup,
     "tasks": cmd_tasks,
     "task": cmd_task,

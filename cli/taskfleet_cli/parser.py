@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", choices=SCOPES, default="user")
     token.add_argument("--ttl", default="1h")
 
+    link = sub.add_parser(
+        "console-link", help="print a console link that signs a browser in once (60 s)"
+    )
+    link.add_argument("--user", default="demo")
+    link.add_argument("--scope", choices=SCOPES, default="user")
+    link.add_argument("--ttl", default="12h", help="how long the browser's token lasts")
+
     revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
     revoke.add_argument("token")
     revoke.add_argument("--reason", default="")

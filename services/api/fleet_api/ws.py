@@ -19,7 +19,7 @@ from uuid import UUID
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fleet_api.auth import principal
+from fleet_api.auth import WS_PROTOCOL, principal
 from fleet_api.errors import ApiError
 from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
@@ -156,7 +156,10 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     if user_filter is not None and not re.fullmatch(ID_PATTERN, user_filter):
         raise ApiError(422, "invalid_query", "user_id is not a user id")
     ws = web.WebSocketResponse(
-        heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024, timeout=CLOSE_TIMEOUT_S
+        protocols=(WS_PROTOCOL,),  # a browser that offered its token so must get one back
+        heartbeat=HEARTBEAT_S,
+        max_msg_size=64 * 1024,
+        timeout=CLOSE_TIMEOUT_S,
     )
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
