@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one worker")
     worker.add_argument("name", choices=sorted(WORKERS))
-    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="tasks at once (default WORKER_CONCURRENCY, else the queue's own: chat 32, tool 8,"
+        " doc 2, camera 4)",
+    )
 
     sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
 
@@ -68,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--user")
     tasks.add_argument("--status", choices=[s.value for s in Status])
     tasks.add_argument("--limit", type=int, default=50)
+
+    stats = sub.add_parser("stats", help="task counts, success rate, wait and run times")
+    stats.add_argument("--user", help="one user's tasks (default: every user's)")
+    stats.add_argument("--window", default="24h", help="tasks created since: 90m, 24h, 7d...")
+    stats.add_argument("--json", action="store_true", help="as GET /api/stats answers")
 
     task = sub.add_parser("task", help="show one task as JSON")
     task.add_argument("id")

@@ -27,6 +27,8 @@ PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_SOURCES = ("shared", "cli", "services")
 DEV_SOURCES = ("tests", "bench")
 FIRST_PARTY = {*PYPROJECT["tool"]["importlinter"]["root_packages"], "tests"}
+# The peers of `make bench-peers`, each with its own requirements-NAME.in and virtualenv.
+PEERS = ROOT / "bench" / "peers"
 
 
 def imported_modules(path: Path) -> Iterator[str]:
@@ -45,10 +47,14 @@ def undeclared(roots: list[Path], requirements: dict[str, Requirement]) -> dict[
     found: dict[str, set[str]] = {}
     for root in roots:
         for path in sorted(root.rglob("*.py")):
+            if PEERS in path.parents:  # in virtualenvs of their own: see the test below
+                continue
             for module in set(imported_modules(path)):
                 if module in sys.stdlib_module_names or module in FIRST_PARTY:
                     continue
                 if (path.parent / f"{module}.py").exists():  # a script's sibling (bench/)
+                    continue
+                if (ROOT / "bench" / f"{module}.py").exists():  # a test of a bench/ script
                     continue
                 [dist, *_] = distributions.get(module) or [f"<no distribution: {module}>"]
                 found.setdefault(canonicalize_name(dist), set()).add(path.name)
@@ -86,6 +92,18 @@ def test_every_package_the_image_imports_is_a_dependency() -> None:
 
 def test_every_package_the_suite_and_tools_import_is_declared() -> None:
     assert undeclared([ROOT / root for root in DEV_SOURCES], DEV) == {}
+
+
+def test_every_package_a_peer_of_the_benchmark_imports_is_in_its_own_requirements() -> None:
+    found = {}
+    for worker in sorted(PEERS.glob("*_worker.py")):
+        name = worker.name.removesuffix("_worker.py")
+        text = (PEERS / f"requirements-{name}.in").read_text()
+        lines = (line.split("#")[0] for line in text.splitlines())
+        pinned = {Requirement(line).name for line in lines if line.strip()}
+        modules = set(imported_modules(worker)) - set(sys.stdlib_module_names)
+        found[name] = {canonicalize_name(m) for m in modules} - {*map(canonicalize_name, pinned)}
+    assert found == {"loop": set(), "dramatiq": set(), "celery": set()}
 
 
 def test_the_scan_reports_an_undeclared_import(tmp_path: Path) -> None:

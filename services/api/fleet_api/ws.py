@@ -25,6 +25,7 @@ from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
 from taskfleet.core import jsonx
 from taskfleet.core.messages import ID_PATTERN
+from taskfleet.core.metrics import WEBSOCKETS_OPEN
 from taskfleet.data import operations
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.crypto import Keyring
@@ -51,11 +52,15 @@ class OpenSockets:
 
     def add(self, ws: web.WebSocketResponse) -> None:
         """Track a socket that was opened, so that a stop closes it."""
-        self._open.add(ws)
+        if ws not in self._open:
+            self._open.add(ws)
+            WEBSOCKETS_OPEN.inc()
 
     def discard(self, ws: web.WebSocketResponse) -> None:
         """Stop tracking a socket that ended (one never tracked is fine)."""
-        self._open.discard(ws)
+        if ws in self._open:
+            self._open.discard(ws)
+            WEBSOCKETS_OPEN.dec()
 
     async def close_all(self) -> None:
         """1001 to every client, all at once; each close waits CLOSE_TIMEOUT_S at most."""
