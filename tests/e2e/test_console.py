@@ -133,6 +133,12 @@ class TestOperators:
         for task_id in running:
             await expect(page.locator(f'tr[data-task="{task_id}"]')).to_be_visible()
         await expect(page.locator(f'tr[data-task="{finished}"]')).to_have_count(0)
+        # One user's active tasks: the API's status=active, paged like any listing
+        await page.get_by_label("User", exact=True).fill(ann)
+        await page.get_by_label("Status").select_option("active")
+        await page.get_by_role("button", name="Apply").click()
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-task", running[0])
         for who, task_id in zip((ann, bob), running, strict=True):
             await cancel(fleet.base, who, task_id)
 

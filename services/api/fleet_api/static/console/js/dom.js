@@ -18,7 +18,7 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-export const STATUSES = ["queued", "processing", "retrying", "waiting", "completed", "failed", "cancelled"];
+export const STATUSES = ["scheduled", "queued", "processing", "retrying", "waiting", "completed", "failed", "cancelled"];
 export const TYPES = ["chat_message", "tool_execution", "document_processing", "camera_analysis"];
 
 export function chip(status) {

@@ -1,5 +1,5 @@
-// The tasks page: history pages from GET /api/tasks (its cursors), kept live by the feed;
-// "active" is the feed's own list of unfinished tasks. Filters live in the address
+// The tasks page: pages from GET /api/tasks (its cursors and filters, `active` included),
+// kept live by the feed; every user's (`user=*`) is the feed's own list of unfinished tasks. Filters live in the address
 // (#/tasks?status=&type=&chat=&user=), so that coming back shows the same list. An admin
 // or service token may name another user (their history) or `*` (every user's unfinished
 // tasks: the feed of such a token carries every user's).
@@ -89,7 +89,7 @@ export function tasksView(main) {
 
   function draw() {
     tbody.replaceChildren(...ids.map((id) => live.tasks.get(id)).filter(Boolean).map(row));
-    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.status === "active" ? ", all unfinished" : `, page ${page + 1}`}` : "No tasks match.";
+    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.user === "*" ? ", every user's unfinished" : `, page ${page + 1}`}` : "No tasks match.";
     newer.disabled = page === 0;
     older.disabled = !next;
   }
@@ -104,7 +104,7 @@ export function tasksView(main) {
   }
 
   async function load() {
-    if (f.status === "active") {
+    if (f.user === "*") {
       ids = [...live.tasks.values()].filter((t) => matches(t, f))
         .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))).map((t) => t.id);
       next = null;
@@ -142,7 +142,7 @@ export function tasksView(main) {
   }
 
   const unsubscribe = live.subscribe((event) => {
-    if (event.type === "snapshot" && f.status === "active") return load();
+    if (event.type === "snapshot" && f.user === "*") return load();
     if (event.type !== "task.updated") return;
     const task = live.tasks.get(event.task_id);
     if (ids.includes(event.task_id)) redrawRow(event.task_id);
