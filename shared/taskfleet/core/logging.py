@@ -25,19 +25,23 @@ def renderer_for(log_format: str, stream: TextIO) -> structlog.typing.Processor:
     return structlog.processors.JSONRenderer()
 
 
-def configure_logging(log_format: str = "auto", level: str = "info") -> None:
-    """Configure structlog once per process. Context is merged from contextvars per message."""
+def configure_logging(
+    log_format: str = "auto", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Configure structlog once per process. Context is merged from contextvars per message.
+    `stream` (default stdout): stderr for a command whose stdout is its answer (`--json`)."""
+    stream = stream or sys.stdout
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer_for(log_format, sys.stdout),
+            renderer_for(log_format, stream),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     # Libraries (aiormq, aiohttp.access) log through stdlib; keep their warnings, drop chatter.
-    logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(name)s %(message)s")
+    logging.basicConfig(stream=stream, level=logging.WARNING, format="%(name)s %(message)s")
