@@ -122,7 +122,9 @@ class Task(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
-    metadata: dict[str, str] = Field(description="What the submission's `metadata` said.")
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="What the submission's `metadata` said."
+    )
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
