@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import argcomplete
+
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
 from taskfleet.core.settings import Settings
@@ -245,7 +247,11 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> None:
     """The `taskfleet` console script: run the command, then exit with its code; 2 for a
     configuration error, 3 when a dependency cannot be reached at start, 130 on Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Shell completion (`eval "$(register-python-argcomplete taskfleet)"`): when the shell
+    # asks, this prints the completions and exits before anything is loaded.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         settings = settings_class(args).load()
         # A --json answer is the whole of stdout: the logs go to stderr then.
