@@ -135,8 +135,12 @@ class Task(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
-    run_at: datetime | None = Field(description="A delayed task's time (`scheduled` until then).")
-    metadata: dict[str, str] = Field(description="What the submission's `metadata` said.")
+    run_at: datetime | None = Field(
+        None, description="A delayed task's time (`scheduled` until then)."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="What the submission's `metadata` said."
+    )
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
