@@ -151,11 +151,8 @@ class TestCancelDelayed:
             return bool(rows == 1)
 
         await wait_for(dropped, what="the relay to drop the early row")
-        task = await kernel.store.get_task(UUID(accepted["task_id"]))
-        assert task is not None
-        assert task["status"] == "scheduled"
         done = await wait_status(kernel, accepted["task_id"], "completed")
-        assert done["started_at"] >= done["run_at"]
+        assert done["started_at"] >= done["run_at"]  # published by its own row only
         assert ran == [UUID(accepted["task_id"])]
 
 
@@ -246,4 +243,5 @@ class TestReconciler:
         assert counts["scheduled_due"] == 1  # (other tests' leftovers may be repaired too)
         row = await wait_status(kernel, accepted["task_id"], "completed")
         assert row["started_at"] >= row["run_at"] + timedelta(seconds=0.2)
-        assert ran == [UUID(accepted["task_id"])]
+        # (Earlier tests' tasks left queued without a message may be repaired and run too.)
+        assert ran.count(UUID(accepted["task_id"])) == 1

@@ -82,6 +82,7 @@ class Task(BaseModel):
     completed_at: datetime | None
     updated_at: datetime
     run_at: datetime | None = Field(description="A delayed task's time (`scheduled` until then).")
+    batch_id: UUID | None = Field(description="The batch it was submitted in, if any.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
