@@ -2,7 +2,7 @@
 
 import argparse
 
-from taskfleet.core.constants import Status
+from taskfleet.core.constants import Status, statuses
 from taskfleet.security.auth import SCOPES
 
 # Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
@@ -13,6 +13,13 @@ WORKERS: dict[str, str] = {
     "doc": "doc_worker.main",
     "tool": "tool_worker.main",
 }
+
+
+def _statuses(text: str) -> list[str]:
+    try:
+        return statuses(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a status: {text}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = sub.add_parser("tasks", help="list tasks, newest first")
     tasks.add_argument("--user")
-    tasks.add_argument("--status", choices=[s.value for s in Status])
+    tasks.add_argument(
+        "--status",
+        type=_statuses,
+        help="a status, several separated by commas, or active: "
+        + ", ".join(s.value for s in Status),
+    )
     tasks.add_argument("--limit", type=int, default=50)
 
     stats = sub.add_parser("stats", help="task counts, success rate, wait and run times")

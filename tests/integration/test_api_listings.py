@@ -49,3 +49,30 @@ class TestListings:
                 assert resp.status == 422, bad
             resp = await client.get("/api/tasks?cursor=not-ours", headers=auth(user))
             assert resp.status == 400
+
+    async def test_several_statuses_and_active(self, kernel: Kernel) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            cancelled = await submit(client, user)
+            await client.post(f"/api/tasks/{cancelled['task_id']}/cancel", headers=auth(user))
+            queued = await submit(client, user)
+            resp = await client.post(
+                "/api/chat/stream",
+                json={"chat_id": "c1", "content": "later", "delay_s": 600},
+                headers=auth(user),
+            )
+            scheduled = await resp.json()
+
+            async def ids(query: str) -> set[str]:
+                resp = await client.get(f"/api/tasks?{query}", headers=auth(user))
+                page = await resp.json()
+                assert resp.status == 200, page
+                return {t["id"] for t in page["tasks"]}
+
+            assert await ids("status=active") == {queued["task_id"], scheduled["task_id"]}
+            assert await ids("status=scheduled,cancelled") == {
+                scheduled["task_id"], cancelled["task_id"],
+            }  # fmt: skip
+            for bad in ("status=queued,nope", "status=", "status=,"):
+                resp = await client.get(f"/api/tasks?{bad}", headers=auth(user))
+                assert resp.status == 422, bad

@@ -4,10 +4,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fleet_api.delays import Delay
-from taskfleet.core.constants import Status, TaskType
+from taskfleet.core.constants import Status, TaskType, statuses
 from taskfleet.core.messages import ID_PATTERN, StorableText
 
 
@@ -97,10 +97,22 @@ class TaskPage(BaseModel):
 class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Status | None = None
+    status: str | None = Field(
+        None,
+        max_length=200,
+        description="A status, several separated by commas, or `active` (every unfinished"
+        " status: scheduled, queued, processing, retrying, waiting).",
+    )
     type: TaskType | None = None
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, status: str | None) -> str | None:
+        if status is not None:
+            statuses(status)  # a ValueError is the 422
+        return status
 
 
 class ChatMessage(BaseModel):

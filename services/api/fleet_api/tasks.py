@@ -15,7 +15,7 @@ from fleet_api.routes import (
     user_db,
     visible_task,
 )
-from taskfleet.core.constants import TaskType
+from taskfleet.core.constants import TaskType, statuses
 from taskfleet.data import operations
 
 
@@ -46,7 +46,7 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
             user_id=user_id,
             limit=query.limit,
             cursor=query.cursor,
-            status=query.status.value if query.status else None,
+            status=statuses(query.status) if query.status else None,
             task_type=query.type.value if query.type else None,
         )
     except operations.BadCursor as exc:

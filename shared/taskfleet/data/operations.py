@@ -5,6 +5,7 @@ Shared by the API and the command line, so both answer the same way.
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,19 +63,23 @@ async def list_tasks(
     db: Db,
     *,
     user_id: str | None,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     task_type: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page:
-    """Newest first. The cursor is the (created_at, id) of the last task of the previous
-    page, so pages stay stable while tasks are added: new ones sort before the first page."""
+    """Newest first, of one status or any of several. The cursor is the (created_at, id) of
+    the last task of the previous page, so pages stay stable while tasks are added: new ones
+    sort before the first page."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
-    for column, value in (("user_id", user_id), ("status", status), ("type", task_type)):
+    for column, value in (("user_id", user_id), ("type", task_type)):
         if value is not None:
             args.append(value)
             where.append(f"{column} = ${len(args)}")
+    if status is not None:
+        args.append([status] if isinstance(status, str) else list(status))
+        where.append(f"status = ANY(${len(args)}::text[])")
     if cursor is not None:
         at, tid = decode_cursor(cursor)
         args += [at, tid]
