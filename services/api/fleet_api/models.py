@@ -34,8 +34,8 @@ __all__ = [
     "TaskPage",
 ]
 
-# What `status=` takes in a listing: a status, or `active`, every status not yet terminal.
-ACTIVE = "active"
+# What `status=` takes in a listing: a status, or `active`, every status not yet terminal
+# (taskfleet.core.constants.statuses reads it).
 StatusFilter = Literal[
     "scheduled",
     "queued",
@@ -74,6 +74,13 @@ class TaskListQuery(BaseModel):
     type: TaskType | None = None
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, status: str | None) -> str | None:
+        if status is not None:
+            statuses(status)  # a ValueError is the 422
+        return status
 
 
 class TaskQuery(BaseModel):
