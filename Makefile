@@ -14,7 +14,7 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: bench-peers bench-peers-lock bench-open
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -81,6 +81,9 @@ bench-peers-lock: install  ## pin the peers' versions, with hashes, after changi
 
 bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
 	$(BIN)/python bench/openloop.py $(ARGS)
+
+bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
+	$(BIN)/python bench/replication.py
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py
