@@ -14,7 +14,8 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: lint format mypy check all clean compose-up compose-down settings-doc
+.PHONY: bench-peers bench-peers-lock bench-open
+.PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,14 +36,16 @@ lock: install  ## pin every dependency, with hashes (requirements/*.txt), after 
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 		| $(COMPILE) - -o $(BUILD_LOCK)
 
-# The deploy tests check the alert rules with promtool; only `make test` needs it.
-$(BIN)/promtool: | $(STAMP)
+# The deploy tests check the alert rules with promtool and Alertmanager's configuration with
+# amtool; only `make test` needs them.
+DEPLOY_TOOLS := $(BIN)/promtool $(BIN)/amtool
+$(DEPLOY_TOOLS): | $(STAMP)
 	deploy/tools/fetch-promtool $(BIN)
 
 run: install  ## migrate, start the development fleet, print a token and an example request
 	$(BIN)/taskfleet up
 
-test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
+test: install $(DEPLOY_TOOLS)  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
 	$(BIN)/pytest --cov --cov-report=term --durations=10
 
 test-unit: install  ## tests/unit only
@@ -59,6 +62,25 @@ test-chaos: install  ## the fault-injection suite at full size, with its one-lin
 
 bench: install  ## workload W1 via amqp and api on a private fleet, CPU split, peak RSS
 	$(BIN)/python bench/run.py
+
+# The peers of `make bench-peers`, each in a virtualenv of its own from a hashed lock.
+PEER_VENVS := .bench-venvs
+PEERS := loop dramatiq celery
+
+$(PEER_VENVS)/%/.installed-stamp: bench/peers/requirements-%.txt
+	@test -x $(PEER_VENVS)/$*/bin/python || $(PYTHON) -m venv $(PEER_VENVS)/$*
+	$(PEER_VENVS)/$*/bin/python -m pip install -q --require-hashes -r $<
+	@touch $@
+
+bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskfleet, a hand-written loop, Dramatiq, Celery: alternating rounds, one table
+	$(BIN)/python bench/compare.py $(ARGS)
+
+bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
+	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
+		-o bench/peers/requirements-$$p.txt || exit 1; done
+
+bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
+	$(BIN)/python bench/openloop.py $(ARGS)
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py
@@ -82,6 +104,13 @@ check: lint mypy  ## lint and mypy: what CI runs before the tests
 
 settings-doc: install  ## docs/configuration.md from the settings' field descriptions
 	$(BIN)/python -m taskfleet_cli.settings_doc
+
+deps:  ## PostgreSQL and RabbitMQ alone in Docker (127.0.0.1), for `make run`; prints their URLs
+	@# compose reads the whole file: the JWT secret it requires is for the fleet, not for these two.
+	TASKFLEET_JWT_SECRET=$${TASKFLEET_JWT_SECRET:-not-used-by-postgres-or-rabbitmq} \
+		docker compose -f deploy/docker-compose.yml up -d --wait postgres rabbitmq
+	@echo "export DATABASE_URL=postgresql://taskfleet:taskfleet@127.0.0.1:$${POSTGRES_HOST_PORT:-5432}/taskfleet"
+	@echo "export AMQP_URL=amqp://taskfleet:taskfleet@127.0.0.1:$${AMQP_HOST_PORT:-5672}/"
 
 compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operations.md)
 	docker compose -f deploy/docker-compose.yml up -d --build

@@ -123,7 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 3000)))
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="slots a worker (default: the worker's own)"
+    )
     parser.add_argument("--soak", type=int, default=int(os.environ.get("BENCH_SOAK", 20000)))
     parser.add_argument(
         "--profile",
@@ -166,8 +168,11 @@ class Fleet:
         return {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(self.procs)}
 
 
-def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None = None) -> Fleet:
+def start_fleet(
+    workers: int, concurrency: int | None, extra_env: dict[str, str] | None = None
+) -> Fleet:
     """The API and chat workers on a database and namespace of their own, migrated, ready.
+    `concurrency` None: as `taskfleet worker chat` starts with no flag.
 
     `extra_env` reaches every process (bench/side_by_side.py runs another commit's code)."""
     tag = uuid.uuid4().hex[:8]
@@ -178,7 +183,8 @@ def start_fleet(workers: int, concurrency: int, extra_env: dict[str, str] | None
     subprocess.run([*cli(env), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     port = 18000 + int(tag[:4], 16) % 1000
     commands = [["api", "--port", str(port)]]
-    commands += [["worker", "chat", "--concurrency", str(concurrency)]] * workers
+    slots = [] if concurrency is None else ["--concurrency", str(concurrency)]
+    commands += [["worker", "chat", *slots]] * workers
     procs = [
         subprocess.Popen([*cli(env), *c], env=env, stdout=subprocess.DEVNULL) for c in commands
     ]

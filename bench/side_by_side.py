@@ -7,6 +7,8 @@ alternate, A B B A A B ...; the ratio of each pair is what the change did.
 
     python bench/side_by_side.py --old 306222a [--rounds 4] [--via api] [--n 3000]
         [--new-workers 1 32] [--old-workers 2 16] [--watch]
+
+SLOTS 0 starts the worker with no --concurrency: the defaults of that commit.
 """
 
 import argparse
@@ -76,7 +78,7 @@ def main() -> None:
         ):
             fleet = start_fleet(
                 processes,
-                slots,
+                slots or None,
                 extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
             )
             stack.callback(stop_fleet, fleet)

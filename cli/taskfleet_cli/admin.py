@@ -1,8 +1,9 @@
-"""Operator commands: `taskfleet tasks`, `task ID`, `queues`, `workers`,
+"""Operator commands: `taskfleet tasks`, `task ID`, `stats`, `queues`, `workers`,
 `dlq list|replay|purge QUEUE`."""
 
 import argparse
 import dataclasses
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -11,8 +12,8 @@ from rich.table import Table
 
 from taskfleet.core import jsonx
 from taskfleet.core.constants import TERMINAL, Status
-from taskfleet.core.settings import Settings
-from taskfleet.data import operations, queues
+from taskfleet.core.settings import Settings, parse_duration
+from taskfleet.data import operations, queues, stats
 from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import open_kernel
 from taskfleet.security.crypto import Keyring
@@ -55,6 +56,46 @@ def _expanded(statuses: list[str] | None) -> list[str] | None:
         return None
     unfinished = [s.value for s in Status if s not in TERMINAL]
     return sorted({u for s in statuses for u in (unfinished if s == "active" else [s])})
+
+
+async def show_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a window's task statistics, every user's or --user's (an audited operator read),
+    as a table or, with --json, as GET /api/stats answers them. Exit 2 for a bad --window."""
+    try:
+        window_s = parse_duration(args.window)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        db = audited(pool, cli_actor(), "cli_stats", user_id=args.user, window=args.window)
+        found = await stats.task_stats(db, user_id=args.user, window_s=window_s)
+    finally:
+        await pool.close()
+    if args.json:
+        print(jsonx.dumps(found).decode())
+        return 0
+    console.print(f"tasks created since {found['since']:%Y-%m-%d %H:%M:%S %Z}"
+                  f" ({args.user or 'every user'})")  # fmt: skip
+    table = Table("type", "tasks", "by status", "success", "wait p50/p95 s", "run p50/p95 s")
+    for name, summary in [*found["by_type"].items(), ("all", found)]:
+        table.add_row(name, *_stats_cells(summary))
+    console.print(table)
+    return 0
+
+
+def _stats_cells(summary: dict[str, Any]) -> list[str]:
+    def pair(q: dict[str, float | None]) -> str:
+        return " / ".join("-" if v is None else f"{v:.3g}" for v in (q["p50"], q["p95"]))
+
+    rate = summary["success_rate"]
+    return [
+        str(summary["total"]),
+        ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()),
+        "-" if rate is None else f"{rate:.1%}",
+        pair(summary["wait_s"]),
+        pair(summary["duration_s"]),
+    ]
 
 
 async def show_task(settings: Settings, args: argparse.Namespace) -> int:

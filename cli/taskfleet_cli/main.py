@@ -10,6 +10,7 @@ from typing import Any
 
 import argcomplete
 
+from taskfleet.core.constants import QUEUE_BY_WORKER
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
 from taskfleet.core.settings import Settings
@@ -56,17 +57,23 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run one worker until it is stopped. Exit code EXIT_MEMORY (75) when its memory
     guard stopped it, so that whatever supervises it starts a fresh one."""
-    if args.concurrency < 1:
-        raise ConfigError(f"--concurrency: must be at least 1 (got {args.concurrency})")
+    concurrency = worker_concurrency(settings, args.name, args.concurrency)
     from taskfleet.runtime.memguard import EXIT_MEMORY
 
     service = importlib.import_module(WORKERS[args.name])
     try:
-        run_async(service.main(settings, args.concurrency))
+        run_async(service.main(settings, concurrency))
     except MemoryExhausted as exc:
         print(f"taskfleet: worker stopped: {exc}; start it again", file=sys.stderr)
         return EXIT_MEMORY
     return 0
+
+
+def worker_concurrency(settings: Settings, worker: str, flag: int | None) -> int:
+    """A worker's slots: --concurrency, else WORKER_CONCURRENCY, else its queue's own."""
+    if flag is not None and flag < 1:
+        raise ConfigError(f"--concurrency: must be at least 1 (got {flag})")
+    return flag or settings.worker_concurrency or QUEUE_BY_WORKER[worker].concurrency
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -80,6 +87,13 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     """Print a bearer token for the user, of --scope, valid for --ttl (e.g. 30m, 1h, 7d)."""
     print(token_for(settings, args.user, scope=args.scope, ttl_s=parse_ttl(args.ttl)))
     return 0
+
+
+def cmd_console_link(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a console link that signs a browser in once, within a minute, as --user."""
+    from taskfleet_cli.up import print_console_link
+
+    return int(run_async(print_console_link(settings, args.user, args.scope, parse_ttl(args.ttl))))
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
@@ -119,6 +133,13 @@ def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
     if remote.is_remote(args):
         return int(run_async(remote.run_tasks(settings, args)))
     return int(run_async(show_tasks(settings, args)))
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """Print task statistics over --window, read from the database directly (no API needed)."""
+    from taskfleet_cli.admin import show_stats
+
+    return int(run_async(show_stats(settings, args)))
 
 
 def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
@@ -229,12 +250,14 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": cmd_token,
     "submit": cmd_submit,
     "revoke": cmd_revoke,
+    "console-link": cmd_console_link,
     "cleanup": cmd_cleanup,
     "tasks": cmd_tasks,
     "task": cmd_task,
     "cancel": cmd_remote,
     "retry": cmd_remote,
     "wait": cmd_remote,
+    "stats": cmd_stats,
     "queues": cmd_queues,
     "workers": cmd_workers,
     "dlq": cmd_dlq,

@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one worker")
     worker.add_argument("name", choices=sorted(WORKERS))
-    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="tasks at once (default WORKER_CONCURRENCY, else the queue's own: chat 32, tool 8,"
+        " doc 2, camera 4)",
+    )
 
     sub.add_parser("up", help="development fleet: migrate, API and workers, restart on crash")
 
@@ -70,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("user")
     token.add_argument("--scope", choices=SCOPES, default="user")
     token.add_argument("--ttl", default="1h")
+
+    link = sub.add_parser(
+        "console-link", help="print a console link that signs a browser in once (60 s)"
+    )
+    link.add_argument("--user", default="demo")
+    link.add_argument("--scope", choices=SCOPES, default="user")
+    link.add_argument("--ttl", default="12h", help="how long the browser's token lasts")
 
     revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
     revoke.add_argument("token")
@@ -91,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--limit", type=int, default=50)
     tasks.add_argument("--json", action="store_true", help="a JSON array, not a table")
     remote(tasks)
+
+    stats = sub.add_parser("stats", help="task counts, success rate, wait and run times")
+    stats.add_argument("--user", help="one user's tasks (default: every user's)")
+    stats.add_argument("--window", default="24h", help="tasks created since: 90m, 24h, 7d...")
+    stats.add_argument("--json", action="store_true", help="as GET /api/stats answers")
 
     task = sub.add_parser(
         "task", help="show one task as JSON (through the API with --url or --token)"

@@ -5,8 +5,11 @@ the image's the same releases as the suite's."""
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
@@ -24,6 +27,8 @@ PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_SOURCES = ("shared", "cli", "services")
 DEV_SOURCES = ("tests", "bench")
 FIRST_PARTY = {*PYPROJECT["tool"]["importlinter"]["root_packages"], "tests"}
+# The peers of `make bench-peers`, each with its own requirements-NAME.in and virtualenv.
+PEERS = ROOT / "bench" / "peers"
 
 
 def imported_modules(path: Path) -> Iterator[str]:
@@ -42,10 +47,14 @@ def undeclared(roots: list[Path], requirements: dict[str, Requirement]) -> dict[
     found: dict[str, set[str]] = {}
     for root in roots:
         for path in sorted(root.rglob("*.py")):
+            if PEERS in path.parents:  # in virtualenvs of their own: see the test below
+                continue
             for module in set(imported_modules(path)):
                 if module in sys.stdlib_module_names or module in FIRST_PARTY:
                     continue
                 if (path.parent / f"{module}.py").exists():  # a script's sibling (bench/)
+                    continue
+                if (ROOT / "bench" / f"{module}.py").exists():  # a test of a bench/ script
                     continue
                 [dist, *_] = distributions.get(module) or [f"<no distribution: {module}>"]
                 found.setdefault(canonicalize_name(dist), set()).add(path.name)
@@ -83,6 +92,18 @@ def test_every_package_the_image_imports_is_a_dependency() -> None:
 
 def test_every_package_the_suite_and_tools_import_is_declared() -> None:
     assert undeclared([ROOT / root for root in DEV_SOURCES], DEV) == {}
+
+
+def test_every_package_a_peer_of_the_benchmark_imports_is_in_its_own_requirements() -> None:
+    found = {}
+    for worker in sorted(PEERS.glob("*_worker.py")):
+        name = worker.name.removesuffix("_worker.py")
+        text = (PEERS / f"requirements-{name}.in").read_text()
+        lines = (line.split("#")[0] for line in text.splitlines())
+        pinned = {Requirement(line).name for line in lines if line.strip()}
+        modules = set(imported_modules(worker)) - set(sys.stdlib_module_names)
+        found[name] = {canonicalize_name(m) for m in modules} - {*map(canonicalize_name, pinned)}
+    assert found == {"loop": set(), "dramatiq": set(), "celery": set()}
 
 
 def test_the_scan_reports_an_undeclared_import(tmp_path: Path) -> None:
@@ -128,3 +149,22 @@ def test_the_locks_hash_every_pin() -> None:
 
 def test_the_version_is_the_distributions() -> None:
     assert taskfleet.__version__ == PYPROJECT["project"]["version"] == version("taskfleet")
+
+
+def test_the_built_package_carries_the_console_files(tmp_path: Path) -> None:
+    """Built as the image builds it (deploy/Dockerfile: these sources, `pip install .`), the
+    package holds every file of the console and /docs (pyproject's package-data)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("shared", "services", "cli"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*build, "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("taskfleet-*.whl")
+    static = ROOT / "services/api/fleet_api/static"
+    files = {f"fleet_api/static/{p.relative_to(static)}" for p in static.rglob("*") if p.is_file()}
+    assert "fleet_api/static/console/index.html" in files
+    assert "fleet_api/static/vendor/swagger-ui/LICENSE" in files
+    assert files <= set(zipfile.ZipFile(wheel).namelist())

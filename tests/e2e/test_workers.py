@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp
 
+from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.core.settings import Settings
 from taskfleet.runtime.memguard import EXIT_MEMORY
 from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
 
 HEARTBEAT_S = 1.0
+CHAT = QUEUES[TaskType.CHAT]
 ADMIN = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'ops', scope='admin')}"}
 SERVICE = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'backend', scope='service')}"}
 
@@ -49,6 +51,8 @@ async def test_a_killed_worker_is_lost_within_three_heartbeats_and_its_task_stil
             )
 
         await wait_for(both_live, what="both workers live in the registry", timeout_s=30)
+        # Started with no flag, a chat worker takes its queue's own slots (the fast setup).
+        assert (await workers())[doomed.popen.pid]["concurrency"] == CHAT.concurrency == 32
 
         # A SIGTERM'd worker stops cleanly and says so
         stopping.popen.send_signal(signal.SIGTERM)

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskfleet.client.models import Delay
 from taskfleet.core.messages import ID_PATTERN
 
 CHUNK = 64 * 1024
@@ -58,6 +59,10 @@ class OwnerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
+
+
+class FrameQuery(OwnerQuery, Delay):
+    """The frame upload's query string: for whom, and when to analyse it (docs/scheduling.md)."""
 
 
 class AnalysesQuery(OwnerQuery):

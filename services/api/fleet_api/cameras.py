@@ -23,14 +23,17 @@ from fleet_api.camera_models import (
     AnalysisPage,
     Camera,
     CameraSettings,
+    FrameQuery,
     OwnerQuery,
 )
+from fleet_api.delays import due_at
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    SETTINGS,
     create_in,
     enforce_quota,
     parse_body,
@@ -83,19 +86,21 @@ async def upload_frame(request: web.Request) -> web.Response:
     """Accept a frame: 202 with its id and task id; the analysis goes on in camera-worker."""
     kernel, key = request.app[KERNEL], idempotency_key(request)
     camera_id = camera_id_param(request)
-    query = parse_query(request, OwnerQuery, metadata=True)
+    query = parse_query(request, FrameQuery, metadata=True)
     user_id, metadata = owner(request, query, reading=False), query_metadata(request)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     await enforce_quota(request, user_id)
     image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
     frame_id = uuid4()
     digest = request_digest(
-        "frame", camera_id=camera_id, sha256=hashlib.sha256(image).hexdigest(), metadata=metadata
-    )
+        "frame", camera_id=camera_id, sha256=hashlib.sha256(image).hexdigest(), metadata=metadata,
+        run_at=query.run_at, delay_s=query.delay_s,
+    )  # fmt: skip
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(
         kernel.settings, type=TaskType.CAMERA, user_id=user_id,
         input={"frame_id": str(frame_id), "camera_id": camera_id}, idempotency_key=key,
-        metadata=metadata, request_digest=digest if key is not None else None,
+        metadata=metadata, request_digest=digest if key is not None else None, run_at=due,
     )  # fmt: skip
 
     async def write(conn: asyncpg.Connection) -> Outgoing | Existing:
@@ -130,10 +135,14 @@ async def upload_frame(request: web.Request) -> web.Response:
     )
     if isinstance(written, Existing):
         check_repeat(written.request_digest, digest)
-        answer = FrameAccepted(frame_id=written.input["frame_id"], task_id=written.task_id)
+        answer = FrameAccepted(
+            frame_id=written.input["frame_id"], task_id=written.task_id, status=written.status
+        )
         return accepted(answer.model_dump(mode="json"), written.task_id)
-    await request.app[PUBLISHER].send(written)
-    answer = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
+    # A delayed task's message goes out from the outbox when it is due.
+    if due is None:
+        await request.app[PUBLISHER].send(written)
+    answer = FrameAccepted(frame_id=frame_id, task_id=new.task_id, status=new.status)
     return accepted(answer.model_dump(mode="json"), new.task_id)
 
 
@@ -224,8 +233,8 @@ def add_camera_routes(app: web.Application) -> None:
             "Upload a frame (JPEG or PNG body) for analysis",
             FrameAccepted,
             202,
-            query=OwnerQuery,
-            errors=(401, 403, 409, 413, 415, 422, 429, 503),
+            query=FrameQuery,
+            errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
             tags=tags,
             raw_body={"image/jpeg": image, "image/png": image},
             idempotent=True,

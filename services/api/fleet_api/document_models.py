@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from taskfleet.client.models import Delay
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.data import documents
 
@@ -33,6 +34,10 @@ class OwnerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
+
+
+class UploadQuery(OwnerQuery, Delay):
+    """The upload's query string: for whom, and when to process it (docs/scheduling.md)."""
 
 
 class ListQuery(OwnerQuery):
@@ -80,7 +85,7 @@ class Document(BaseModel):
     media_type: Literal["application/pdf", "text/plain", "text/markdown"]
     size_bytes: int
     sha256: str
-    status: Literal["queued", "processing", "indexed", "failed", "cancelled"] = Field(
+    status: Literal["scheduled", "queued", "processing", "indexed", "failed", "cancelled"] = Field(
         description="Searchable once `indexed`."
     )
     pages: int | None = Field(description="Known once parsing started.")

@@ -10,6 +10,7 @@ DOCUMENT_MAX_UPLOADS at once, and answers 503 with Retry-After beyond.
 """
 
 import asyncio
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from fleet_api.auth import acting_for
+from fleet_api.delays import due_at
 from fleet_api.document_models import (
     UPLOAD_FORM,
     Document,
@@ -26,6 +28,7 @@ from fleet_api.document_models import (
     SearchQuery,
     SearchResult,
     SearchResults,
+    UploadQuery,
 )
 from fleet_api.document_upload import read_upload
 from fleet_api.errors import RETRY_AFTER, ApiError, json_response, not_found
@@ -84,7 +87,9 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
 async def upload_document(request: web.Request) -> web.Response:
     """Accept a document: 202 with its id and task id; parsing and indexing go on in
     doc-worker. The bytes are committed with the task; the message carries ids only."""
-    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    query = parse_query(request, UploadQuery)
+    user_id = owner(request, query, reading=False)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     slots = request.app[UPLOAD_SLOTS]
     if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
         limit = request.app[SETTINGS].document_max_uploads
@@ -98,18 +103,20 @@ async def upload_document(request: web.Request) -> web.Response:
         await enforce_quota(request, user_id)
         spool = Spool()
         try:
-            return await _accept_document(request, user_id, spool)
+            return await _accept_document(request, user_id, spool, query, due)
         finally:
             spool.close()
 
 
-async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> web.Response:
+async def _accept_document(
+    request: web.Request, user_id: str, spool: Spool, query: UploadQuery, due: datetime | None
+) -> web.Response:
     kernel, key = request.app[KERNEL], idempotency_key(request)
     upload = await read_upload(request, request.app[SETTINGS].document_max_bytes, spool)
     metadata = metadata_of(upload.metadata)
     digest = request_digest(
         "document", sha256=upload.sha256, title=upload.title, filename=upload.filename,
-        metadata=metadata,
+        metadata=metadata, run_at=query.run_at, delay_s=query.delay_s,
     )  # fmt: skip
     doc = documents.NewDocument(
         user_id=user_id,
@@ -122,7 +129,7 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
     new = new_task(
         kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
         input={"document_id": str(doc.id)}, idempotency_key=key, metadata=metadata,
-        request_digest=digest if key is not None else None,
+        request_digest=digest if key is not None else None, run_at=due,
     )  # fmt: skip
 
     async def write(conn: asyncpg.Connection) -> Outgoing | Existing:
@@ -140,10 +147,14 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
     if isinstance(written, Existing):
         check_repeat(written.request_digest, digest)
         document_id = UUID(written.input["document_id"])
-        answer = DocumentAccepted(document_id=document_id, task_id=written.task_id)
+        answer = DocumentAccepted(
+            document_id=document_id, task_id=written.task_id, status=written.status
+        )
         return accepted(answer.model_dump(mode="json"), written.task_id)
-    await request.app[PUBLISHER].send(written)
-    answer = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
+    # A delayed task's message goes out from the outbox when it is due.
+    if due is None:
+        await request.app[PUBLISHER].send(written)
+    answer = DocumentAccepted(document_id=doc.id, task_id=new.task_id, status=new.status)
     return accepted(answer.model_dump(mode="json"), new.task_id)
 
 
@@ -238,7 +249,7 @@ def add_document_routes(app: web.Application) -> None:
             "Upload a document (multipart `file`, optional `title`) to index",
             DocumentAccepted,
             202,
-            query=OwnerQuery,
+            query=UploadQuery,
             errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
             tags=tags,
             raw_body={"multipart/form-data": UPLOAD_FORM},

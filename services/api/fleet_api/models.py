@@ -37,7 +37,15 @@ __all__ = [
 # What `status=` takes in a listing: a status, or `active`, every status not yet terminal.
 ACTIVE = "active"
 StatusFilter = Literal[
-    "queued", "processing", "retrying", "waiting", "completed", "failed", "cancelled", "active"
+    "scheduled",
+    "queued",
+    "processing",
+    "retrying",
+    "waiting",
+    "completed",
+    "failed",
+    "cancelled",
+    "active",
 ]
 
 

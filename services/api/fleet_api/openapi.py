@@ -203,9 +203,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(op.response)}}
     responses: dict[str, Any] = {str(op.status): ok}
-    for status in op.errors:
-        if op.public and status == 401:
-            continue
+    for status in op.errors:  # a public route lists its own (a refused sign-in code is 401)
         responses[str(status)] = {
             "description": ERROR_TEXT[status],
             "content": {"application/json": {"schema": _ref(ErrorBody)}},

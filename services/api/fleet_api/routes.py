@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from fleet_api.auth import principal
+from fleet_api.delays import due_at
 from fleet_api.errors import LINK_LOST, ApiError, json_response, not_found, outcome_unknown
 from fleet_api.models import (
     ChatHistory,
@@ -122,7 +123,10 @@ async def chat_stream(request: web.Request) -> web.Response:
         )
     key = idempotency_key(request, body.idempotency_key)
     metadata = body.metadata or {}
-    digest = request_digest("chat", chat_id=body.chat_id, content=body.content, metadata=metadata)
+    digest = request_digest(
+        "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
+        run_at=body.run_at, delay_s=body.delay_s,
+    )  # fmt: skip
     new = new_task(
         kernel.settings,
         type=TaskType.CHAT,
@@ -132,6 +136,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         idempotency_key=key,
         metadata=metadata,
         request_digest=digest if key is not None else None,
+        run_at=due_at(body, request.app[SETTINGS].max_delay_s),
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -148,9 +153,9 @@ async def chat_stream(request: web.Request) -> web.Response:
         raise outcome_unknown(
             exc, how_to_check_after_loss(key, f"GET /api/chats/{body.chat_id}/messages")
         ) from None
-    if submission.created and submission.outbox_id is not None:
+    if submission.created and submission.outbox_id is not None and new.run_at is None:
         await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
-    status = "queued"  # what was accepted; a worker may have taken it already
+    status = new.status.value  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)

@@ -21,7 +21,7 @@ from yarl import URL
 from taskfleet.broker.topology import declare_topology
 from taskfleet.core.constants import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from taskfleet.core.errors import PublishFailed
-from taskfleet.core.metrics import EVENTS_DROPPED
+from taskfleet.core.metrics import BROKER_CONNECTED, EVENTS_DROPPED
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 
@@ -118,6 +118,7 @@ class Broker:
     async def close(self) -> None:
         """Close the connection for good; stop the supervisor first, or its loop reconnects."""
         self._ready.clear()
+        BROKER_CONNECTED.set(0)
         if self.connection is not None and not self.connection.is_closed:
             await self.connection.close()
 
@@ -129,11 +130,13 @@ class Broker:
             try:
                 await self._open(connection, lost)
                 self._ready.set()
+                BROKER_CONNECTED.set(1)
                 self.connects += 1
                 log.info("amqp_connected", connects=self.connects)
                 await lost.wait()
             finally:
                 self._ready.clear()
+                BROKER_CONNECTED.set(0)
                 self._publish = self._events = self._control = self._events_channel = None
                 if not connection.is_closed:
                     await asyncio.shield(self._close_quietly(connection))

@@ -50,7 +50,18 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ChatStreamRequest(BaseModel):
+class Delay(BaseModel):
+    """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query."""
+
+    run_at: str | None = Field(
+        None,
+        max_length=40,
+        description="Run at this time (RFC 3339, with its zone); a past time runs it now.",
+    )
+    delay_s: float | None = Field(None, description="Run this many seconds from now.")
+
+
+class ChatStreamRequest(Delay):
     model_config = ConfigDict(extra="forbid")
 
     chat_id: str = Field(
@@ -78,11 +89,13 @@ class ChatStreamAccepted(BaseModel):
 class DocumentAccepted(BaseModel):
     document_id: UUID
     task_id: UUID = Field(description="The document_processing task that indexes it.")
+    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
 
 
 class FrameAccepted(BaseModel):
     frame_id: UUID
     task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
+    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
 
 
 class TaskErrorInfo(BaseModel):
@@ -122,6 +135,7 @@ class Task(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    run_at: datetime | None = Field(description="A delayed task's time (`scheduled` until then).")
     metadata: dict[str, str] = Field(
         default_factory=dict, description="What the submission's `metadata` said."
     )

@@ -12,6 +12,7 @@ class TaskType(StrEnum):
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"  # a delayed task before it is due (docs/scheduling.md)
     QUEUED = "queued"
     PROCESSING = "processing"
     RETRYING = "retrying"
@@ -50,15 +51,23 @@ class QueueSpec:
     max_attempts: int
     retry_base_s: float
     retry_max_s: float
+    # A worker's slots (handler loops) when neither --concurrency nor WORKER_CONCURRENCY says.
+    concurrency: int
 
 
+# Slots by the work's kind. A chat task waits on the model (and the scripted one on nothing):
+# 32 slots keep one process's event loop and the database's batches full, 1.3x the throughput
+# of 8 (docs/benchmarks.md). Tools mostly wait on the network too. A document parse or a
+# camera analysis is CPU-bound in a thread: more slots than the cores only add memory.
 QUEUES: dict[TaskType, QueueSpec] = {
-    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60),
-    TaskType.TOOL: QueueSpec("tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300),
+    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60, 32),
+    TaskType.TOOL: QueueSpec("tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300, 8),
     TaskType.DOCUMENT: QueueSpec(
-        "document_processing", TaskType.DOCUMENT, "doc", 9103, 900, 3, 5.0, 300
+        "document_processing", TaskType.DOCUMENT, "doc", 9103, 900, 3, 5.0, 300, 2
     ),
-    TaskType.CAMERA: QueueSpec("camera_analysis", TaskType.CAMERA, "camera", 9104, 60, 3, 1.0, 30),
+    TaskType.CAMERA: QueueSpec(
+        "camera_analysis", TaskType.CAMERA, "camera", 9104, 60, 3, 1.0, 30, 4
+    ),
 }
 
 QUEUE_BY_WORKER: dict[str, QueueSpec] = {spec.worker: spec for spec in QUEUES.values()}

@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
-    """`debug`, `info`, `warning` or `error`."""
+    """`debug`, `info`, `warning` or `error`. The libraries' own lines (aiormq, aio_pika, aiohttp,
+    asyncpg, Python warnings) pass from WARNING up, and all of them at `debug`."""
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
     """At SIGTERM, in-flight tasks (and the API's requests) get this long, then are handed back."""
@@ -147,6 +148,12 @@ class Settings(BaseSettings):
 
     outbox_poll_s: float = Field(1.0, gt=0, validation_alias="OUTBOX_POLL_S")
     """The outbox relay's longest sleep between two looks for due rows."""
+
+    worker_concurrency: int | None = Field(
+        None, ge=1, le=1024, validation_alias="WORKER_CONCURRENCY"
+    )
+    """A worker's slots (tasks at once) when `--concurrency` is not given; unset: its queue's own
+    (chat 32: it waits on the model; tool 8; doc 2 and camera 4: CPU-bound)."""
 
     max_attempts: int | None = Field(None, ge=1, le=100, validation_alias="MAX_ATTEMPTS")
     """Attempts of a task before it fails; unset: its queue's own (chat: 5)."""

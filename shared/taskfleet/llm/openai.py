@@ -9,14 +9,17 @@
   and the task is retried later through the outbox without holding a worker.
 - Once text has been handed on, a failure is not retried here (the text would be repeated);
   it fails the call and the task's own retry starts the reply again.
-- Every HTTP attempt counts one `taskfleet_llm_requests_total{outcome}`.
+- Every HTTP attempt counts one `taskfleet_llm_requests_total{outcome}`; every call is measured
+  by model (`measure.py`): its duration by outcome, its time to first token, and the tokens in
+  and out that the server reports (`stream_options.include_usage`).
 - NUL (U+0000) is dropped from what the model sends (text, tool calls): PostgreSQL cannot
   store it, and a reply that cannot be stored would fail its task at the commit.
 """
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +36,8 @@ from tenacity import (
     wait_random,
 )
 
-from taskfleet.llm.openai_errors import counted, status_error
+from taskfleet.llm.measure import ABANDONED, CallMeter
+from taskfleet.llm.openai_errors import counted, outcome_of, status_error
 from taskfleet.llm.openai_reply import read_reply
 from taskfleet.llm.types import (
     ChatHistory,
@@ -83,8 +87,31 @@ class OpenAIModel:
     async def stream(
         self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None
     ) -> AsyncIterator[StreamItem]:
-        """Yield the reply's text deltas as they arrive, then the tool calls it asked for."""
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
+        """Yield the reply's text deltas as they arrive, then the tool calls it asked for.
+        The call is measured: duration by outcome, time to first token, tokens."""
+        meter, outcome = CallMeter(self.model), ABANDONED
+        try:
+            async with contextlib.aclosing(self._stream(messages, tools, meter)) as items:
+                async for item in items:
+                    meter.item()
+                    yield item
+            outcome = "ok"
+        except Exception as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            meter.done(outcome)
+
+    async def _stream(
+        self, messages: ChatHistory, tools: Sequence[ToolSpec] | None, meter: CallMeter
+    ) -> AsyncGenerator[StreamItem]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            # The token counts, in a last chunk (OpenAI, vLLM, Ollama and llama.cpp send it).
+            "stream_options": {"include_usage": True},
+        }
         if tools and self._tools_supported:
             body["tools"] = [t.openai() for t in tools]
             body["tool_choice"] = "auto"
@@ -102,7 +129,7 @@ class OpenAIModel:
             del body["tools"], body["tool_choice"]
             response = await self._open(orjson.dumps(body), deadline)
         try:
-            async for item in read_reply(response, deadline, self.timeout_s):
+            async for item in read_reply(response, deadline, self.timeout_s, meter.usage):
                 yield item
         finally:
             response.release()

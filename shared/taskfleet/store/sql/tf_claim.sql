@@ -1,7 +1,8 @@
 -- Claim a delivery. Verdicts:
 --   claimed    run it; `fence` is the token for every later write
---   duplicate  terminal or waiting; a stale copy of an earlier attempt; or a copy of a task
---              that a live holder runs
+--   duplicate  terminal, waiting or scheduled (not due: the relay queues it before it
+--              publishes its message); a stale copy of an earlier attempt; or a copy of a
+--              task that a live holder runs
 --   unknown    no such task, and its type may not create one from a message: only a chat
 --              message does (DESIGN.md §5); anything else is forged or outlived its task
 --   mismatch   the message names a task of another user or type (untrusted input)
@@ -83,7 +84,7 @@ BEGIN
         RETURN;
     END IF;
 
-    IF t.status IN ('completed', 'failed', 'cancelled', 'waiting')
+    IF t.status IN ('completed', 'failed', 'cancelled', 'waiting', 'scheduled')
        OR (t.status IN ('queued', 'retrying') AND p_attempt <= t.attempts)
        OR (t.status = 'processing'
            AND NOT (p_redelivered AND (t.held_copy IS NULL OR t.held_copy = p_copy))
