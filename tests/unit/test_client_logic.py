@@ -6,8 +6,7 @@ from uuid import uuid4
 
 from tenacity import RetryCallState, wait_fixed
 
-from taskfleet.client.api import _retry_after_or
-from taskfleet.client.errors import RetryableError, TaskfleetError, error_of
+from taskfleet.client.errors import RetryableError, TaskfleetError, error_of, retry_after_or
 from taskfleet.client.events import Resume
 
 
@@ -31,7 +30,7 @@ def _state_after(error: BaseException) -> RetryCallState:
 
 
 def test_the_wait_is_the_servers_retry_after_else_the_backoff() -> None:
-    wait = _retry_after_or(wait_fixed(0.5))
+    wait = retry_after_or(wait_fixed(0.5))
     assert wait(_state_after(RetryableError(503, "busy", "", None, 2.0))) == 2.0
     assert wait(_state_after(RetryableError(429, "rate_limited", "", None, 3600.0))) == 60.0
     assert wait(_state_after(RetryableError(503, "busy", "", None, None))) == 0.5

@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -17,14 +18,13 @@ import aiohttp
 from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
 from taskfleet.client import events
-from taskfleet.client.errors import RetryableError, error_of
+from taskfleet.client.errors import RetryableError, error_of, retry_after_or
 from taskfleet.client.models import (
     ChatStreamAccepted,
     DocumentAccepted,
@@ -39,7 +39,6 @@ M = TypeVar("M", bound=BaseModel)
 # or a read is sent again.
 LINK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 LONG_POLL_MAX_S = 60.0
-RETRY_AFTER_MAX_S = 60.0
 
 
 class Taskfleet:
@@ -90,9 +89,12 @@ class Taskfleet:
         user_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> ChatStreamAccepted:
-        """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`)."""
-        body: dict[str, Any] = {"chat_id": chat_id, "content": content}
+        """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
+        `run_at` or `delay_s` delay it (docs/scheduling.md)."""
+        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **_when(run_at, delay_s)}
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
@@ -112,6 +114,8 @@ class Taskfleet:
         metadata: Mapping[str, str] | None = None,
         user_id: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> DocumentAccepted:
         """Upload a PDF, text or Markdown document to be indexed (a Path is read whole)."""
         data = await asyncio.to_thread(file.read_bytes) if isinstance(file, Path) else file
@@ -128,7 +132,7 @@ class Taskfleet:
 
         return await self._call(
             DocumentAccepted, "POST", "/api/documents", key=_key(idempotency_key), body=form,
-            params=_owner(user_id),
+            params=_owner(user_id) | _query(_when(run_at, delay_s)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -140,9 +144,12 @@ class Taskfleet:
         metadata: Mapping[str, str] | None = None,
         user_id: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
         params = _owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+        params |= _query(_when(run_at, delay_s))
         return await self._call(
             FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=_key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
@@ -244,7 +251,7 @@ class Taskfleet:
                     isinstance(e, RetryableError) or (resend_on_link and isinstance(e, LINK_ERRORS))
                 )
             ),
-            wait=_retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
+            wait=retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
         )
@@ -263,20 +270,6 @@ class Taskfleet:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
 
-def _retry_after_or(
-    backoff: Callable[[RetryCallState], float],
-) -> Callable[[RetryCallState], float]:
-    """Wait what the server's Retry-After says (capped), else the backoff."""
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, RETRY_AFTER_MAX_S)
-        return backoff(state)
-
-    return wait
-
-
 def _key(given: str | None) -> str:
     """The caller's idempotency key, else a new one for this submission (and its resends)."""
     return given if given is not None else uuid.uuid4().hex
@@ -284,3 +277,17 @@ def _key(given: str | None) -> str:
 
 def _owner(user_id: str | None) -> dict[str, str]:
     return {} if user_id is None else {"user_id": user_id}
+
+
+def _when(run_at: datetime | str | None, delay_s: float | None) -> dict[str, str | float]:
+    """A delayed submission's fields; a datetime as RFC 3339 (it must carry its zone)."""
+    when: dict[str, str | float] = {}
+    if run_at is not None:
+        when["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+    if delay_s is not None:
+        when["delay_s"] = delay_s
+    return when
+
+
+def _query(fields: Mapping[str, str | float]) -> dict[str, str]:
+    return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in fields.items()}
