@@ -135,10 +135,13 @@ class Task(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
-    run_at: datetime | None = Field(description="A delayed task's time (`scheduled` until then).")
+    run_at: datetime | None = Field(
+        None, description="A delayed task's time (`scheduled` until then)."
+    )
     metadata: dict[str, str] = Field(
         default_factory=dict, description="What the submission's `metadata` said."
     )
+    batch_id: UUID | None = Field(None, description="The batch it was submitted in, if any.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
