@@ -7,8 +7,7 @@ retried too; cancel and retry only on 429 and 503, where the server did nothing.
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,8 +23,10 @@ from tenacity import (
 )
 
 from taskfleet.client import events
-from taskfleet.client.errors import RetryableError, error_of, retry_after_or
+from taskfleet.client.errors import error_of, retry_after_or
 from taskfleet.client.models import (
+    Batch,
+    BatchAccepted,
     ChatStreamAccepted,
     DocumentAccepted,
     Event,
@@ -33,11 +34,9 @@ from taskfleet.client.models import (
     Task,
     TaskPage,
 )
+from taskfleet.client.params import key, owner, query, resend, when
 
 M = TypeVar("M", bound=BaseModel)
-# The link broke or timed out: whether the server acted is unknown; only a keyed submission
-# or a read is sent again.
-LINK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 LONG_POLL_MAX_S = 60.0
 
 
@@ -94,13 +93,13 @@ class Taskfleet:
     ) -> ChatStreamAccepted:
         """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
         `run_at` or `delay_s` delay it (docs/scheduling.md)."""
-        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **_when(run_at, delay_s)}
+        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **when(run_at, delay_s)}
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
             body["metadata"] = dict(metadata)
         return await self._call(
-            ChatStreamAccepted, "POST", "/api/chat/stream", key=_key(idempotency_key),
+            ChatStreamAccepted, "POST", "/api/chat/stream", key=key(idempotency_key),
             body=lambda: {"json": body},
         )  # fmt: skip
 
@@ -131,8 +130,8 @@ class Taskfleet:
             return {"data": fields}
 
         return await self._call(
-            DocumentAccepted, "POST", "/api/documents", key=_key(idempotency_key), body=form,
-            params=_owner(user_id) | _query(_when(run_at, delay_s)),
+            DocumentAccepted, "POST", "/api/documents", key=key(idempotency_key), body=form,
+            params=owner(user_id) | query(when(run_at, delay_s)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -148,13 +147,38 @@ class Taskfleet:
         delay_s: float | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
-        params = _owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
-        params |= _query(_when(run_at, delay_s))
+        params = owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+        params |= query(when(run_at, delay_s))
         return await self._call(
-            FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=_key(idempotency_key),
+            FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
             params=params,
         )  # fmt: skip
+
+    async def submit_batch(
+        self,
+        messages: Sequence[tuple[str, str]],
+        *,
+        user_id: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
+    ) -> BatchAccepted:
+        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none.
+        The API takes no Idempotency-Key for batches yet: sent again only when nothing can
+        have been stored (429, 503 but `outcome_unknown`)."""
+        body: dict[str, Any] = {
+            "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
+            **when(run_at, delay_s), **owner(user_id),
+        }  # fmt: skip
+        return await self._call(BatchAccepted, "POST", "/api/batches", body=lambda: {"json": body})
+
+    async def batch(self, batch_id: UUID | str) -> Batch:
+        """The batch: its members' counts per status and its progress."""
+        return await self._call(Batch, "GET", f"/api/batches/{batch_id}", safe=True)
+
+    async def cancel_batch(self, batch_id: UUID | str) -> Batch:
+        """Cancel every unfinished member of the batch."""
+        return await self._call(Batch, "POST", f"/api/batches/{batch_id}/cancel")
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -246,11 +270,7 @@ class Taskfleet:
         resend_on_link = safe or key is not None
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
         retrying = AsyncRetrying(
-            retry=retry_if_exception(
-                lambda e: (
-                    isinstance(e, RetryableError) or (resend_on_link and isinstance(e, LINK_ERRORS))
-                )
-            ),
+            retry=retry_if_exception(lambda e: resend(e, safe=resend_on_link)),
             wait=retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
@@ -268,26 +288,3 @@ class Taskfleet:
                         raise error_of(resp.status, raw, resp.headers.get("Retry-After"))
                     return model.model_validate_json(raw)
         raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-def _key(given: str | None) -> str:
-    """The caller's idempotency key, else a new one for this submission (and its resends)."""
-    return given if given is not None else uuid.uuid4().hex
-
-
-def _owner(user_id: str | None) -> dict[str, str]:
-    return {} if user_id is None else {"user_id": user_id}
-
-
-def _when(run_at: datetime | str | None, delay_s: float | None) -> dict[str, str | float]:
-    """A delayed submission's fields; a datetime as RFC 3339 (it must carry its zone)."""
-    when: dict[str, str | float] = {}
-    if run_at is not None:
-        when["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
-    if delay_s is not None:
-        when["delay_s"] = delay_s
-    return when
-
-
-def _query(fields: Mapping[str, str | float]) -> dict[str, str]:
-    return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in fields.items()}
