@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleet_api.auth import acting_for, principal
-from fleet_api.delays import Delay, due_at
+from fleet_api.delays import due_at
 from fleet_api.errors import LINK_LOST, ApiError, json_response, not_found, outcome_unknown
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
@@ -21,6 +21,7 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
+from taskfleet.client.models import Delay
 from taskfleet.core.constants import QUEUES, Status, TaskType
 from taskfleet.core.messages import ID_PATTERN, StorableText
 from taskfleet.data import batches

@@ -75,13 +75,6 @@ class TaskListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
-    @field_validator("status")
-    @classmethod
-    def _statuses(cls, status: str | None) -> str | None:
-        if status is not None:
-            statuses(status)  # a ValueError is the 422
-        return status
-
 
 class TaskQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
