@@ -25,6 +25,7 @@ class StatsQuery(BaseModel):
     window: str = Field(
         "24h",
         max_length=20,
+        pattern=r"^\s*\d+(\.\d+)?\s*[smhd]?\s*$",
         description="The tasks created this long ago or later: `90m`, `24h`, `7d`, or seconds;"
         " at most 90 days.",
     )
