@@ -1,12 +1,9 @@
 """Batch routes (docs/scheduling.md#batches): submit many chat messages as one group, read
 its counts and progress, cancel it (taskfleet.data.batches)."""
 
-from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
 from fleet_api.auth import acting_for, principal
 from fleet_api.delays import due_at
@@ -21,52 +18,12 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
-from taskfleet.client.models import Delay
+from taskfleet.client.models import Batch, BatchAccepted, BatchRequest
 from taskfleet.core.constants import QUEUES, Status, TaskType
-from taskfleet.core.messages import ID_PATTERN, StorableText
 from taskfleet.data import batches
 from taskfleet.store import quotas
 from taskfleet.store.records import OverQuota
 from taskfleet.store.tenancy import Db
-
-MAX_MEMBERS = 500
-
-
-class BatchMember(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["chat_message"] = Field(
-        "chat_message", description="Chat messages only, for now."
-    )
-    chat_id: str = Field(pattern=ID_PATTERN)
-    content: StorableText = Field(min_length=1)
-
-
-class BatchRequest(Delay):
-    model_config = ConfigDict(extra="forbid")
-
-    tasks: list[BatchMember] = Field(min_length=1, max_length=MAX_MEMBERS)
-    user_id: str | None = Field(
-        None, pattern=ID_PATTERN, description="Service scope only: the user to act for."
-    )
-
-
-class BatchAccepted(BaseModel):
-    batch_id: UUID
-    task_ids: list[UUID] = Field(description="In the order of `tasks`.")
-    message_ids: list[UUID] = Field(description="Each member's assistant message.")
-    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
-
-
-class Batch(BaseModel):
-    id: UUID
-    user_id: str
-    status: Literal["active", "completed"] = Field(description="completed: every member ended.")
-    progress: float = Field(description="The members' mean progress; an ended one counts 1.")
-    total: int
-    counts: dict[Status, int] = Field(description="Members per status.")
-    created_at: datetime
-    completed_at: datetime | None
 
 
 async def submit_batch(request: web.Request) -> web.Response:
@@ -105,7 +62,8 @@ async def submit_batch(request: web.Request) -> web.Response:
         message_ids=submitted.message_ids,
         status=Status.QUEUED if run_at is None else Status.SCHEDULED,
     )
-    return json_response(accepted.model_dump(mode="json"), status=202)
+    location = {"Location": f"/api/batches/{submitted.batch_id}"}
+    return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
 
 
 async def _batch_db(request: web.Request) -> tuple[Db, UUID]:
@@ -122,7 +80,9 @@ async def _answer(db: Db, batch_id: UUID, status: int = 200) -> web.Response:
     batch = await batches.get_batch(db, batch_id)
     if batch is None:
         raise not_found("batch not found")
-    return json_response(Batch.model_validate(batch).model_dump(mode="json"), status=status)
+    headers = {"Location": f"/api/batches/{batch_id}"} if status == 202 else None
+    body = Batch.model_validate(batch).model_dump(mode="json")
+    return json_response(body, status=status, headers=headers)
 
 
 async def get_batch(request: web.Request) -> web.Response:
