@@ -76,7 +76,8 @@ bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskf
 	$(BIN)/python bench/compare.py $(ARGS)
 
 bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
-	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
+	for p in $(PEERS); do $(subst make lock,make bench-peers-lock,$(COMPILE)) \
+		bench/peers/requirements-$$p.in \
 		-o bench/peers/requirements-$$p.txt || exit 1; done
 
 bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
