@@ -37,6 +37,11 @@ NOT_POSITIVE: dict[str, str] = {
     "GET /api/tasks/user/{user_id}": "the same opaque cursor",
     "POST /api/documents": "the body must be a real PDF or text file; a schema cannot say so",
     "PUT /api/cameras/{camera_id}": "cross-field rules (an interval needs a source URL)",
+    # A delay (docs/scheduling.md): `run_at` names a real time at most MAX_DELAY_S from now,
+    # and not with `delay_s`; a schema cannot say "from now".
+    "POST /api/chat/stream": "run_at/delay_s: a real time, at most MAX_DELAY_S ahead, not both",
+    "POST /api/cameras/{camera_id}/frames": "the same delay rules (and a real image)",
+    "POST /api/batches": "the same delay rules",
 }
 
 
