@@ -37,7 +37,6 @@ NOT_POSITIVE: dict[str, str] = {
     "GET /api/tasks/user/{user_id}": "the same opaque cursor",
     "POST /api/documents": "the body must be a real PDF or text file; a schema cannot say so",
     "PUT /api/cameras/{camera_id}": "cross-field rules (an interval needs a source URL)",
-    "GET /api/stats": "a window above 0 and at most 90 days, in any of four units",
 }
 
 

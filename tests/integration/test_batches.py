@@ -188,6 +188,8 @@ class TestRefusals:
             ):
                 resp = await client.post("/api/batches", json=body, headers=auth(other))
                 assert resp.status == status, await resp.text()
+            # Nothing left queued for later tests' workers (their queue is purged, not the rows)
+            await client.post(f"/api/batches/{accepted['batch_id']}/cancel", headers=auth(owner))
 
     async def test_a_batch_over_the_waiting_quota_stores_nothing(self, kernel: Kernel) -> None:
         user = new_user()
@@ -201,6 +203,7 @@ class TestRefusals:
                 headers=auth(user),
             )
             body = await resp.json()
+            stored = await kernel.pool.fetch("SELECT id FROM tasks WHERE user_id = $1", user)
+            await client.post(f"/api/batches/{fits['batch_id']}/cancel", headers=auth(user))
         assert (resp.status, body["error"]["code"]) == (429, "rate_limited")
-        stored = await kernel.pool.fetch("SELECT id FROM tasks WHERE user_id = $1", user)
         assert {str(r["id"]) for r in stored} == set(fits["task_ids"])
