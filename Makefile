@@ -14,7 +14,7 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: bench-peers bench-peers-lock bench-open
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -76,11 +76,15 @@ bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskf
 	$(BIN)/python bench/compare.py $(ARGS)
 
 bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
-	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
+	for p in $(PEERS); do $(subst make lock,make bench-peers-lock,$(COMPILE)) \
+		bench/peers/requirements-$$p.in \
 		-o bench/peers/requirements-$$p.txt || exit 1; done
 
 bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
 	$(BIN)/python bench/openloop.py $(ARGS)
+
+bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
+	$(BIN)/python bench/replication.py
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py

@@ -2,6 +2,7 @@
 `dlq list|replay|purge QUEUE`."""
 
 import argparse
+import dataclasses
 from typing import Any
 from uuid import UUID
 
@@ -23,14 +24,16 @@ console = Console()
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     """Print tasks, newest first, as a table; an operator's read across users, audited."""
+    wanted = args.status  # `active` expanded already (parser._statuses)
     pool = await create_pool(settings.database_url, size=1)
     try:
-        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
-        page = await operations.list_tasks(
-            db, user_id=args.user, status=args.status, limit=args.limit
-        )
+        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=wanted)
+        page = await operations.list_tasks(db, user_id=args.user, status=wanted, limit=args.limit)
     finally:
         await pool.close()
+    if args.json:
+        print(jsonx.dumps(page.tasks).decode())
+        return 0
     table = Table("id", "type", "user", "status", "progress", "attempts", "created")
     for t in page.tasks:
         table.add_row(
@@ -109,10 +112,13 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
+async def show_queues(settings: Settings, args: argparse.Namespace) -> int:
     """Print every queue's ready messages and consumers."""
     async with open_kernel(settings, name="cli", relay=False) as kernel:
         found = await queues.depths(kernel)
+    if args.json:
+        print(jsonx.dumps([dataclasses.asdict(d) for d in found]).decode())
+        return 0
     table = Table("queue", "messages", "consumers")
     for d in found:
         table.add_row(d.name, str(d.messages), str(d.consumers))
@@ -127,6 +133,9 @@ async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
         found = await registry.list_workers(pool, include_gone=args.all)
     finally:
         await pool.close()
+    if args.json:
+        print(jsonx.dumps(found).decode())
+        return 0
     table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
     for w in found:
         table.add_row(

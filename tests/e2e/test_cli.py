@@ -207,6 +207,11 @@ class TestOperatorCommands:
         assert listed.returncode == 0, listed.stderr
         assert str(new.task_id) in listed.stdout
         assert "queued" in listed.stdout
+        as_json = taskfleet(["tasks", "--user", user, "--status", "active", "--json"], env)
+        assert [t["id"] for t in json.loads(as_json.stdout)] == [str(new.task_id)]
+        done = taskfleet(["tasks", "--user", user, "--status", "completed,failed", "--json"], env)
+        assert json.loads(done.stdout) == []
+        assert taskfleet(["tasks", "--status", "nope"], env).returncode == 2
         shown = taskfleet(["task", str(new.task_id)], env)
         task = json.loads(shown.stdout)
         assert (task["id"], task["status"], task["input"]) == (
@@ -218,6 +223,9 @@ class TestOperatorCommands:
         assert queues.returncode == 0, queues.stderr
         for name in ("chat_tasks", "chat_tasks.dlq", "camera_analysis.dlq"):
             assert name in queues.stdout
+        depths = json.loads(taskfleet(["queues", "--json"], env).stdout)
+        assert {"chat_tasks", "chat_tasks.dlq"} <= {q["name"] for q in depths}
+        assert isinstance(json.loads(taskfleet(["workers", "--json"], env).stdout), list)
         dead = taskfleet(["dlq", "list", "chat_tasks"], env)
         assert dead.returncode == 0, dead.stderr
         assert taskfleet(["dlq", "list", "nope"], env).returncode == 2

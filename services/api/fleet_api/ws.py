@@ -231,12 +231,14 @@ async def _resume(
         await feed.send_raw(
             {"type": "task.updated", "task_id": str(task_id), "seq": task["seq"], "task": task}
         )
-        if "message" in task:
-            message = task["message"]
-            snapshot = {"type": "message.snapshot", "task_id": str(task_id),
-                        "message_id": message["id"], "seq": task["seq"],
-                        "content": message["content"], "status": message["status"]}  # fmt: skip
-            await feed.send_raw(snapshot)
+    if "message" in task:
+        # Also when the client is within the task's current state (it had some of its reply
+        # deltas): the ones it missed are not here, the reply as last saved is.
+        message = task["message"]
+        snapshot = {"type": "message.snapshot", "task_id": str(task_id),
+                    "message_id": message["id"], "seq": max(task["seq"], seq),
+                    "content": message["content"], "status": message["status"]}  # fmt: skip
+        await feed.send_raw(snapshot)
 
 
 async def _forward(sub: Subscription, feed: Feed) -> None:

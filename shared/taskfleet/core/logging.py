@@ -56,22 +56,26 @@ def library_handler(log_format: str, stream: TextIO) -> logging.Handler:
     return handler
 
 
-def configure_logging(log_format: str = "auto", level: str = "info") -> None:
-    """Configure structlog once per process. Context is merged from contextvars per message."""
+def configure_logging(
+    log_format: str = "auto", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Configure structlog once per process. Context is merged from contextvars per message.
+    `stream` (default stdout): stderr for a command whose stdout is its answer (`--json`)."""
+    stream = stream or sys.stdout
     structlog.configure(
         processors=[
             *_SHARED,
             structlog.processors.format_exc_info,
-            renderer_for(log_format, sys.stdout),
+            renderer_for(log_format, stream),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     # Libraries: their warnings and errors always, their debug lines with LOG_LEVEL=debug.
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
-    root.addHandler(library_handler(log_format, sys.stdout))
+    root.addHandler(library_handler(log_format, stream))
     root.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     logging.captureWarnings(True)  # warnings.warn(...) becomes a `py.warnings` record
