@@ -14,6 +14,7 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
+.PHONY: screenshots
 .PHONY: bench-peers bench-peers-lock bench-open bench-replication
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
@@ -56,6 +57,9 @@ test-integration: install  ## tests/integration only (RabbitMQ and PostgreSQL)
 
 test-e2e: install  ## tests/e2e only: the fleet's processes end to end
 	$(BIN)/pytest tests/e2e
+
+screenshots: install  ## the console's browser tests, keeping their screenshots in docs/console/
+	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py
 
 test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
 	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s

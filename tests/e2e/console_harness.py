@@ -1,9 +1,11 @@
 """What the console's browser tests share (tests/e2e/test_console.py): the fleet they drive,
 a browser tab on it that collects every error its pages log, and requests to the API."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from tempfile import mkdtemp
 from uuid import uuid4
 
 import aiohttp
@@ -13,7 +15,11 @@ from taskfleet.security.auth import Scope, issue_token
 from tests.conftest import JWT_SECRET
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# Every run takes the screenshots (a page that cannot be drawn fails); `make screenshots`
+# (CONSOLE_SHOTS=docs) keeps them in docs/console/ for docs/console.md, any other run in a
+# temporary folder, so that `make test` leaves the checkout as it found it.
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+SHOTS = DOCS_SHOTS if os.environ.get("CONSOLE_SHOTS") == "docs" else Path(mkdtemp(prefix="shots-"))
 WORD_MS = 60  # the scripted model's pace: a reply of a dozen words streams for most of a second
 expect.set_options(timeout=20_000)
 
