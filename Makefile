@@ -14,8 +14,8 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: bench-peers bench-peers-lock bench-open
-.PHONY: lint format mypy check all clean compose-up compose-down settings-doc
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication
+.PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,14 +36,16 @@ lock: install  ## pin every dependency, with hashes (requirements/*.txt), after 
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 		| $(COMPILE) - -o $(BUILD_LOCK)
 
-# The deploy tests check the alert rules with promtool; only `make test` needs it.
-$(BIN)/promtool: | $(STAMP)
+# The deploy tests check the alert rules with promtool and Alertmanager's configuration with
+# amtool; only `make test` needs them.
+DEPLOY_TOOLS := $(BIN)/promtool $(BIN)/amtool
+$(DEPLOY_TOOLS): | $(STAMP)
 	deploy/tools/fetch-promtool $(BIN)
 
 run: install  ## migrate, start the development fleet, print a token and an example request
 	$(BIN)/taskfleet up
 
-test: install $(BIN)/promtool  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
+test: install $(DEPLOY_TOOLS)  ## the whole suite against the real RabbitMQ and PostgreSQL, with line coverage
 	$(BIN)/pytest --cov --cov-report=term --durations=10
 
 test-unit: install  ## tests/unit only
@@ -81,6 +83,9 @@ bench-peers-lock: install  ## pin the peers' versions, with hashes, after changi
 bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
 	$(BIN)/python bench/openloop.py $(ARGS)
 
+bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
+	$(BIN)/python bench/replication.py
+
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py
 
@@ -103,6 +108,13 @@ check: lint mypy  ## lint and mypy: what CI runs before the tests
 
 settings-doc: install  ## docs/configuration.md from the settings' field descriptions
 	$(BIN)/python -m taskfleet_cli.settings_doc
+
+deps:  ## PostgreSQL and RabbitMQ alone in Docker (127.0.0.1), for `make run`; prints their URLs
+	@# compose reads the whole file: the JWT secret it requires is for the fleet, not for these two.
+	TASKFLEET_JWT_SECRET=$${TASKFLEET_JWT_SECRET:-not-used-by-postgres-or-rabbitmq} \
+		docker compose -f deploy/docker-compose.yml up -d --wait postgres rabbitmq
+	@echo "export DATABASE_URL=postgresql://taskfleet:taskfleet@127.0.0.1:$${POSTGRES_HOST_PORT:-5432}/taskfleet"
+	@echo "export AMQP_URL=amqp://taskfleet:taskfleet@127.0.0.1:$${AMQP_HOST_PORT:-5672}/"
 
 compose-up:  ## the whole fleet, Prometheus and Grafana in Docker (docs/operations.md)
 	docker compose -f deploy/docker-compose.yml up -d --build

@@ -141,7 +141,10 @@ class FakeLLM:
                     for i, (name, arguments) in enumerate(behaviour.calls)
                 ]
             return web.json_response(
-                {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+                {
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": usage(body, 1),
+                }
             )
         stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await stream.prepare(request)
@@ -149,26 +152,45 @@ class FakeLLM:
             await stream.write(_event({"content": behaviour.before}))
             await self._release.wait()
             return stream
-        if isinstance(behaviour, Text):
-            for piece in _pieces(behaviour.text, behaviour.pieces):
-                await stream.write(_event({"content": piece}))
-            await stream.write(_event({}, finish="stop"))
-        else:
-            for index, (name, arguments) in enumerate(behaviour.calls):
-                head = {
-                    "index": index,
-                    "id": f"call_{index}",
-                    "type": "function",
-                    "function": {"name": name, "arguments": ""},
-                }
-                await stream.write(_event({"tool_calls": [head]}))
-                for piece in _pieces(arguments, 3):
-                    fragment = {"index": index, "function": {"arguments": piece}}
-                    await stream.write(_event({"tool_calls": [fragment]}))
-            await stream.write(_event({}, finish="tool_calls"))
+        sent = await _stream_reply(stream, behaviour)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # As OpenAI sends it: a last chunk with no choices and the call's token counts.
+            chunk = {"object": "chat.completion.chunk", "choices": [], "usage": usage(body, sent)}
+            await stream.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         await stream.write(b"data: [DONE]\n\n")
         await stream.write_eof()
         return stream
+
+
+async def _stream_reply(stream: web.StreamResponse, behaviour: Text | Calls) -> int:
+    """Streams the text or the tool calls; returns how many chunks carried them."""
+    sent = 0
+    if isinstance(behaviour, Text):
+        for piece in _pieces(behaviour.text, behaviour.pieces):
+            await stream.write(_event({"content": piece}))
+            sent += 1
+        await stream.write(_event({}, finish="stop"))
+        return sent
+    for index, (name, arguments) in enumerate(behaviour.calls):
+        head = {
+            "index": index,
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        await stream.write(_event({"tool_calls": [head]}))
+        for piece in _pieces(arguments, 3):
+            fragment = {"index": index, "function": {"arguments": piece}}
+            await stream.write(_event({"tool_calls": [fragment]}))
+            sent += 1
+    await stream.write(_event({}, finish="tool_calls"))
+    return sent
+
+
+def usage(body: dict[str, Any], sent: int) -> dict[str, int]:
+    """The fake's token counts: a word of the request is a token in, a chunk sent a token out."""
+    words = sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
+    return {"prompt_tokens": words, "completion_tokens": sent, "total_tokens": words + sent}
 
 
 def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:

@@ -1,7 +1,9 @@
-"""Operator commands: `taskfleet tasks`, `task ID`, `queues`, `workers`,
+"""Operator commands: `taskfleet tasks`, `task ID`, `stats`, `queues`, `workers`,
 `dlq list|replay|purge QUEUE`."""
 
 import argparse
+import dataclasses
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -9,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from taskfleet.core import jsonx
-from taskfleet.core.settings import Settings
-from taskfleet.data import operations, queues
+from taskfleet.core.settings import Settings, parse_duration
+from taskfleet.data import operations, queues, stats
 from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import open_kernel
 from taskfleet.security.crypto import Keyring
@@ -22,14 +24,16 @@ console = Console()
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     """Print tasks, newest first, as a table; an operator's read across users, audited."""
+    wanted = args.status  # `active` expanded already (parser._statuses)
     pool = await create_pool(settings.database_url, size=1)
     try:
-        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=args.status)
-        page = await operations.list_tasks(
-            db, user_id=args.user, status=args.status, limit=args.limit
-        )
+        db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=wanted)
+        page = await operations.list_tasks(db, user_id=args.user, status=wanted, limit=args.limit)
     finally:
         await pool.close()
+    if args.json:
+        print(jsonx.dumps(page.tasks).decode())
+        return 0
     table = Table("id", "type", "user", "status", "progress", "attempts", "created")
     for t in page.tasks:
         table.add_row(
@@ -43,6 +47,46 @@ async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
         )
     console.print(table)
     return 0
+
+
+async def show_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a window's task statistics, every user's or --user's (an audited operator read),
+    as a table or, with --json, as GET /api/stats answers them. Exit 2 for a bad --window."""
+    try:
+        window_s = parse_duration(args.window)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    pool = await create_pool(settings.database_url, size=1)
+    try:
+        db = audited(pool, cli_actor(), "cli_stats", user_id=args.user, window=args.window)
+        found = await stats.task_stats(db, user_id=args.user, window_s=window_s)
+    finally:
+        await pool.close()
+    if args.json:
+        print(jsonx.dumps(found).decode())
+        return 0
+    console.print(f"tasks created since {found['since']:%Y-%m-%d %H:%M:%S %Z}"
+                  f" ({args.user or 'every user'})")  # fmt: skip
+    table = Table("type", "tasks", "by status", "success", "wait p50/p95 s", "run p50/p95 s")
+    for name, summary in [*found["by_type"].items(), ("all", found)]:
+        table.add_row(name, *_stats_cells(summary))
+    console.print(table)
+    return 0
+
+
+def _stats_cells(summary: dict[str, Any]) -> list[str]:
+    def pair(q: dict[str, float | None]) -> str:
+        return " / ".join("-" if v is None else f"{v:.3g}" for v in (q["p50"], q["p95"]))
+
+    rate = summary["success_rate"]
+    return [
+        str(summary["total"]),
+        ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()),
+        "-" if rate is None else f"{rate:.1%}",
+        pair(summary["wait_s"]),
+        pair(summary["duration_s"]),
+    ]
 
 
 async def show_task(settings: Settings, args: argparse.Namespace) -> int:
@@ -68,10 +112,13 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def show_queues(settings: Settings, _: argparse.Namespace) -> int:
+async def show_queues(settings: Settings, args: argparse.Namespace) -> int:
     """Print every queue's ready messages and consumers."""
     async with open_kernel(settings, name="cli", relay=False) as kernel:
         found = await queues.depths(kernel)
+    if args.json:
+        print(jsonx.dumps([dataclasses.asdict(d) for d in found]).decode())
+        return 0
     table = Table("queue", "messages", "consumers")
     for d in found:
         table.add_row(d.name, str(d.messages), str(d.consumers))
@@ -86,6 +133,9 @@ async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
         found = await registry.list_workers(pool, include_gone=args.all)
     finally:
         await pool.close()
+    if args.json:
+        print(jsonx.dumps(found).decode())
+        return 0
     table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
     for w in found:
         table.add_row(

@@ -25,6 +25,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from taskfleet.broker import nodes
 from taskfleet.core.constants import TERMINAL, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
@@ -77,7 +78,7 @@ def _message(run: str, i: int) -> TaskMessage:
 
 async def _via_amqp(settings: Settings, run: str, n: int) -> dict[UUID, float]:
     submitted: dict[UUID, float] = {}
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await nodes.connect(settings)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         queue = settings.queue("chat_tasks")

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import argcomplete
+
 from taskfleet.core.constants import QUEUE_BY_WORKER
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
@@ -87,6 +89,13 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_link(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a console link that signs a browser in once, within a minute, as --user."""
+    from taskfleet_cli.up import print_console_link
+
+    return int(run_async(print_console_link(settings, args.user, args.scope, parse_ttl(args.ttl))))
+
+
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Refuse a token from now until it expires (the deny-list every API replica reads).
 
@@ -116,17 +125,40 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
-    """Print tasks, newest first, read from the database directly (no API needed)."""
+    """Print tasks, newest first: through the API given --url or --token (as whoever the
+    token names), else read from the database directly (an operator's, audited)."""
+    from taskfleet_cli import remote
     from taskfleet_cli.admin import show_tasks
 
+    if remote.is_remote(args):
+        return int(run_async(remote.run_tasks(settings, args)))
     return int(run_async(show_tasks(settings, args)))
 
 
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    """Print task statistics over --window, read from the database directly (no API needed)."""
+    from taskfleet_cli.admin import show_stats
+
+    return int(run_async(show_stats(settings, args)))
+
+
 def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
-    """Print one task as JSON, its sealed values opened with this machine's keys."""
+    """Print one task as JSON: through the API given --url or --token, else from the
+    database, its sealed values opened with this machine's keys."""
+    from taskfleet_cli import remote
     from taskfleet_cli.admin import show_task
 
+    if remote.is_remote(args):
+        return int(run_async(remote.run_task(settings, args)))
     return int(run_async(show_task(settings, args)))
+
+
+def cmd_remote(settings: Settings, args: argparse.Namespace) -> int:
+    """`cancel`, `retry` and `wait`: always through the API (taskfleet_cli.remote)."""
+    from taskfleet_cli import remote
+
+    run = {"cancel": remote.run_cancel, "retry": remote.run_retry, "wait": remote.run_wait}
+    return int(run_async(run[args.command](settings, args)))
 
 
 def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
@@ -218,9 +250,14 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": cmd_token,
     "submit": cmd_submit,
     "revoke": cmd_revoke,
+    "console-link": cmd_console_link,
     "cleanup": cmd_cleanup,
     "tasks": cmd_tasks,
     "task": cmd_task,
+    "stats": cmd_stats,
+    "cancel": cmd_remote,
+    "retry": cmd_remote,
+    "wait": cmd_remote,
     "queues": cmd_queues,
     "workers": cmd_workers,
     "dlq": cmd_dlq,
@@ -233,10 +270,16 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> None:
     """The `taskfleet` console script: run the command, then exit with its code; 2 for a
     configuration error, 3 when a dependency cannot be reached at start, 130 on Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Shell completion (`eval "$(register-python-argcomplete taskfleet)"`): when the shell
+    # asks, this prints the completions and exits before anything is loaded.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         settings = settings_class(args).load()
-        configure_logging(settings.log_format, settings.log_level)
+        # A --json answer is the whole of stdout: the logs go to stderr then.
+        quiet = sys.stderr if getattr(args, "json", False) else None
+        configure_logging(settings.log_format, settings.log_level, quiet)
         code = COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"taskfleet: configuration error: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The arguments of every `taskfleet` command (taskfleet_cli.main runs them)."""
 
 import argparse
+import os
 
-from taskfleet.core.constants import Status
+from taskfleet.core.constants import Status, statuses
 from taskfleet.security.auth import SCOPES
 
 # Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
@@ -13,6 +14,28 @@ WORKERS: dict[str, str] = {
     "doc": "doc_worker.main",
     "tool": "tool_worker.main",
 }
+
+
+def _statuses(text: str) -> list[str]:
+    try:
+        return statuses(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a status: {text}") from None
+
+
+def remote(command: argparse.ArgumentParser) -> None:
+    """`--url` and `--token`: the command goes through the API, as whoever the token names."""
+    command.add_argument(
+        "--url",
+        default=os.environ.get("TASKFLEET_URL"),
+        help="API base URL (TASKFLEET_URL; default http://API_HOST:API_PORT)",
+    )
+    command.add_argument(
+        "--token",
+        default=os.environ.get("TASKFLEET_TOKEN"),
+        help="bearer token (TASKFLEET_TOKEN; default: an admin token made with this"
+        " machine's TASKFLEET_JWT_SECRET)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", choices=SCOPES, default="user")
     token.add_argument("--ttl", default="1h")
 
+    link = sub.add_parser(
+        "console-link", help="print a console link that signs a browser in once (60 s)"
+    )
+    link.add_argument("--user", default="demo")
+    link.add_argument("--scope", choices=SCOPES, default="user")
+    link.add_argument("--ttl", default="12h", help="how long the browser's token lasts")
+
     revoke = sub.add_parser("revoke", help="refuse a token from now until it expires")
     revoke.add_argument("token")
     revoke.add_argument("--reason", default="")
@@ -59,20 +89,51 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--user", default="demo")
     submit.add_argument("--chat", default="cli")
     submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
-    submit.add_argument("--url", help="API base URL (default http://API_HOST:API_PORT)")
     submit.add_argument("--timeout", type=float, default=120.0)
+    remote(submit)
 
-    tasks = sub.add_parser("tasks", help="list tasks, newest first")
+    tasks = sub.add_parser(
+        "tasks", help="list tasks, newest first (through the API with --url or --token)"
+    )
     tasks.add_argument("--user")
-    tasks.add_argument("--status", choices=[s.value for s in Status])
+    tasks.add_argument(
+        "--status",
+        type=_statuses,
+        help="a status, several separated by commas, or active: "
+        + ", ".join(s.value for s in Status),
+    )
     tasks.add_argument("--limit", type=int, default=50)
+    tasks.add_argument("--json", action="store_true", help="a JSON array, not a table")
+    remote(tasks)
 
-    task = sub.add_parser("task", help="show one task as JSON")
+    stats = sub.add_parser("stats", help="task counts, success rate, wait and run times")
+    stats.add_argument("--user", help="one user's tasks (default: every user's)")
+    stats.add_argument("--window", default="24h", help="tasks created since: 90m, 24h, 7d...")
+    stats.add_argument("--json", action="store_true", help="as GET /api/stats answers")
+
+    task = sub.add_parser(
+        "task", help="show one task as JSON (through the API with --url or --token)"
+    )
     task.add_argument("id")
+    remote(task)
 
-    sub.add_parser("queues", help="queue depths, consumers, dead letters")
+    for name, what in (
+        ("cancel", "cancel a task"),
+        ("retry", "run a failed or cancelled task again"),
+    ):
+        action = sub.add_parser(name, help=f"{what}, through the API")
+        action.add_argument("id")
+        remote(action)
+    wait = sub.add_parser("wait", help="wait for a task to end and print it, through the API")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, help="seconds (default: until it ends)")
+    remote(wait)
+
+    queues = sub.add_parser("queues", help="queue depths, consumers, dead letters")
+    queues.add_argument("--json", action="store_true", help="a JSON array, not a table")
     workers = sub.add_parser("workers", help="worker processes: live, lost (tasks at risk)")
     workers.add_argument("--all", action="store_true", help="stopped workers too")
+    workers.add_argument("--json", action="store_true", help="a JSON array, not a table")
 
     dlq = sub.add_parser("dlq", help="operate a dead-letter queue")
     dlq.add_argument("action", choices=["list", "replay", "purge"])

@@ -23,7 +23,7 @@ async def submit(settings: Settings, args: argparse.Namespace) -> int:
     Exit 1 when the task ends otherwise than completed; SystemExit when the API refuses the
     message or the task is not finished after --timeout seconds."""
     base = args.url or f"http://{settings.api_host}:{settings.api_port}"
-    token = token_for(settings, args.user, ttl_s=int(args.timeout) + 60)
+    token = args.token or token_for(settings, args.user, ttl_s=int(args.timeout) + 60)
     headers = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(base, headers=headers, timeout=timeout) as http:

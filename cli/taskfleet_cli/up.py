@@ -22,15 +22,17 @@ from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import RestartBackoff
 from taskfleet.runtime import registry
 from taskfleet.runtime.kernel import stop_event_on_signals
-from taskfleet.security.auth import issue_token
+from taskfleet.security.auth import Scope, issue_token
 from taskfleet.store.migrate import migrate
 from taskfleet.store.pool import create_pool
+from taskfleet.store.signin import CODE_TTL_S, put_code
 
 log = structlog.get_logger("taskfleet.fleet")
 
 # Past this, the banner is printed anyway, naming what is not ready yet.
 READY_TIMEOUT_S = 60.0
 RULE = "═" * 72
+CONSOLE_TOKEN_TTL_S = 12 * 3600  # what a sign-in link's browser session is good for
 
 
 @dataclass
@@ -62,7 +64,8 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
     for child in children:
         await _start(child, env)
     try:
-        await _announce_when_ready(settings, children, env, stop, welcome_text(settings, secret))
+        banner = welcome_text(settings, secret)
+        await _announce_when_ready(settings, children, env, stop, banner, secret)
         await _heal(children, env, stop)
     finally:
         await _stop_all(children, settings.shutdown_grace_s + 5)
@@ -87,15 +90,18 @@ async def _announce_when_ready(
     env: dict[str, str],
     stop: asyncio.Event,
     banner: str,
+    secret: str,
 ) -> None:
-    """Heal the children while they start; print the banner once all are ready."""
+    """Heal the children while they start; print the banner once all are ready, with a
+    console link whose one-time code starts its minute then."""
     give_up_at = time.monotonic() + READY_TIMEOUT_S
     pool = await _registry_pool(settings)
     try:
         while not stop.is_set():
             waiting = await not_ready(settings, children, pool)
             if not waiting or time.monotonic() > give_up_at:
-                print(framed(banner, waiting), flush=True)
+                link = await console_link(settings, secret, pool)
+                print(framed(f"{banner}\n{link}\nCtrl-C stops the fleet.", waiting), flush=True)
                 return
             await _heal(children, env, stop, seconds=0.5)
     finally:
@@ -179,6 +185,54 @@ def api_base(settings: Settings) -> str:
     return f"http://{host}:{settings.api_port}"
 
 
+async def console_link(settings: Settings, secret: str, pool: asyncpg.Pool | None) -> str:
+    """The console's address, and a link that signs a browser in once as 'demo' within
+    CODE_TTL_S (docs/security.md, "Console sign-in links"); the address alone without a
+    database."""
+    console = f"{api_base(settings)}/console/"
+    paste = f"console: {console} (paste the token to sign in)"
+    if pool is None:
+        return paste
+    try:
+        link = await signin_link(settings, secret, pool)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        log.warning("console_link_not_made", error=repr(exc))
+        return paste
+    return (
+        f"console: {console}\n"
+        f"  signs in once within {CODE_TTL_S:g} s: {link}\n"
+        f"  a new link later: TASKFLEET_JWT_SECRET={secret} {_command()} console-link"
+    )
+
+
+async def signin_link(
+    settings: Settings,
+    secret: str,
+    pool: asyncpg.Pool,
+    *,
+    user: str = "demo",
+    scope: Scope = "user",
+    ttl_s: int = CONSOLE_TOKEN_TTL_S,
+) -> str:
+    """A console link with a one-time code for a fresh token of `user`."""
+    token = issue_token(
+        secret, user, scope=scope, ttl_s=ttl_s, issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )  # fmt: skip
+    return f"{api_base(settings)}/console/#code={await put_code(pool, token)}"
+
+
+async def print_console_link(settings: Settings, user: str, scope: Scope, ttl_s: int) -> int:
+    """`taskfleet console-link`: print a link that signs a browser in once, within a minute."""
+    secret = settings.require_jwt_secret()
+    pool = await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+    try:
+        print(await signin_link(settings, secret, pool, user=user, scope=scope, ttl_s=ttl_s))
+    finally:
+        await pool.close()
+    return 0
+
+
 def welcome_text(settings: Settings, secret: str) -> str:
     """What to copy: the token, requests that use it, and where to look next."""
     token = issue_token(
@@ -197,9 +251,8 @@ def welcome_text(settings: Settings, secret: str) -> str:
         """       -d '{"chat_id": "c1", "content": "calc: 2*21"}'\n"""
         f'  curl -s {base}/api/tasks/<task_id> -H "Authorization: Bearer $TOKEN"\n'
         f"  TASKFLEET_JWT_SECRET={secret} {_command()} submit 'hello' --wait\n"
-        f"links: {base}/openapi.json  {base}/readyz{metrics}\n"
-        "docs: README.md, docs/contract.md, docs/architecture.md\n"
-        "Ctrl-C stops the fleet."
+        f"links: {base}/docs  {base}/openapi.json  {base}/readyz{metrics}\n"
+        "docs: README.md, docs/contract.md, docs/architecture.md, docs/console.md"
     )
 
 

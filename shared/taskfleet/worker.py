@@ -8,6 +8,7 @@ from aiohttp import web
 
 from taskfleet.core.constants import QueueSpec
 from taskfleet.core.errors import MemoryExhausted
+from taskfleet.core.metrics import WORKER_SLOTS
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import CoroFactory
 from taskfleet.path.consumer import Consumer, Handler
@@ -77,6 +78,7 @@ async def run_worker(
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port, setting="METRICS_PORT")
         bound = runner.addresses[0][1] if runner.addresses else port
+        WORKER_SLOTS.labels(spec.name).set(concurrency)  # utilisation = inflight / slots
         log.info(
             "worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound
         )

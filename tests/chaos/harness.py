@@ -18,6 +18,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 
+from taskfleet.broker import nodes
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
 from taskfleet.security.auth import issue_token
@@ -244,7 +245,7 @@ async def readiness(proc: Proc) -> dict[str, Any]:
 
 async def publish_straight(settings: Settings, messages: list[TaskMessage]) -> None:
     """As a chat backend may (DESIGN.md §5): v1 messages straight to chat_tasks, confirmed."""
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await nodes.connect(settings)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         for msg in messages:
@@ -260,7 +261,7 @@ async def publish_straight(settings: Settings, messages: list[TaskMessage]) -> N
 
 async def dead_letters(settings: Settings, queue: str = "chat_tasks") -> int:
     """Messages now in `<queue>.dlq`."""
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await nodes.connect(settings)
     async with connection:
         channel = await connection.channel()
         dlq = await channel.declare_queue(settings.queue(f"{queue}.dlq"), passive=True)

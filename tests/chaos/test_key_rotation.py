@@ -31,6 +31,7 @@ import aio_pika
 import asyncpg
 import pytest
 
+from taskfleet.broker import nodes
 from taskfleet.broker.topology import delete_namespace
 from taskfleet.core.constants import TaskType
 from taskfleet.core.messages import TaskMessage
@@ -137,7 +138,7 @@ class Traffic:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        async with await aio_pika.connect(self.settings.amqp_url) as conn:
+        async with await nodes.connect(self.settings) as conn:
             channel = await conn.channel(publisher_confirms=True)
             while not self._stop.is_set():
                 i = len(self.sent)

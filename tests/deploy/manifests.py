@@ -47,15 +47,26 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def interpolate(value: Any) -> str:
-    """Compose's `${VAR:-default}` with nothing set: the default. A bare `${VAR}` would start
-    the fleet with an empty value, so every variable must have one."""
+# What an operator must set (compose's `${VAR:?message}` refuses to start without it), as
+# deploy/.env would give it.
+REQUIRED = {"TASKFLEET_JWT_SECRET": "a-secret-an-operator-made-of-48-random-characters"}
+
+
+def interpolate(value: Any, given: dict[str, str] = REQUIRED) -> str:
+    """Compose's `${VAR:-default}` with nothing set: the default; `${VAR:?message}`: the
+    value `given`, else an error naming it, as compose stops. A bare `${VAR}` would start the
+    fleet with an empty value, so every variable must have a default or be required."""
 
     def default(match: re.Match[str]) -> str:
-        assert match[2] is not None, f"{match[0]} has no default"
-        return match[2]
+        name, kind, rest = match[1], match[2], match[3]
+        if kind == ":?":
+            if not given.get(name):
+                raise LookupError(f"{name}: {rest}")
+            return given[name]
+        assert kind == ":-", f"{match[0]} has no default"
+        return rest
 
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", default, str(value))
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", default, str(value))
 
 
 def compose_env(service: dict[str, Any]) -> dict[str, str]:

@@ -5,8 +5,11 @@ the image's the same releases as the suite's."""
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
@@ -146,3 +149,22 @@ def test_the_locks_hash_every_pin() -> None:
 
 def test_the_version_is_the_distributions() -> None:
     assert taskfleet.__version__ == PYPROJECT["project"]["version"] == version("taskfleet")
+
+
+def test_the_built_package_carries_the_console_files(tmp_path: Path) -> None:
+    """Built as the image builds it (deploy/Dockerfile: these sources, `pip install .`), the
+    package holds every file of the console and /docs (pyproject's package-data)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("shared", "services", "cli"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*build, "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("taskfleet-*.whl")
+    static = ROOT / "services/api/fleet_api/static"
+    files = {f"fleet_api/static/{p.relative_to(static)}" for p in static.rglob("*") if p.is_file()}
+    assert "fleet_api/static/console/index.html" in files
+    assert "fleet_api/static/vendor/swagger-ui/LICENSE" in files
+    assert files <= set(zipfile.ZipFile(wheel).namelist())

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 import jsonschema
+import pytest
 
 from tests.deploy.manifests import (
     DEPLOY,
@@ -20,6 +21,7 @@ from tests.deploy.manifests import (
     compose,
     compose_env,
     effective_settings,
+    interpolate,
     taskfleet_services,
 )
 
@@ -32,6 +34,7 @@ FOREIGN_ENV = {
     },
     "rabbitmq": set(),
     "prom/prometheus": set(),
+    "prom/alertmanager": set(),
 }  # fmt: skip
 
 
@@ -105,3 +108,35 @@ def test_compose_mounts_files_that_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_compose_publishes_ports_on_localhost_only() -> None:
+    published = 0
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert interpolate(port).startswith("127.0.0.1:"), f"{name}: {port}"
+            published += 1
+    assert published >= 6  # api, grafana, prometheus, alertmanager, postgres, rabbitmq
+
+
+def test_compose_refuses_to_start_without_a_jwt_secret() -> None:
+    value = compose()["x-taskfleet-env"]["TASKFLEET_JWT_SECRET"]
+    with pytest.raises(LookupError, match="TASKFLEET_JWT_SECRET"):
+        interpolate(value, given={})
+    # .env.example names it (empty: the operator fills it in), and deploy/.env stays private.
+    example = (DEPLOY / ".env.example").read_text()
+    assert re.search(r"^TASKFLEET_JWT_SECRET=$", example, re.MULTILINE)
+    gitignore = (DEPLOY.parent / ".gitignore").read_text().splitlines()
+    assert "deploy/.env" in gitignore
+    # Every variable compose reads is in .env.example.
+    named = set(re.findall(r"\$\{(\w+)", (DEPLOY / "docker-compose.yml").read_text()))
+    assert named <= set(re.findall(r"^(\w+)=", example, re.MULTILINE))
+
+
+def test_make_deps_starts_only_the_database_and_the_broker() -> None:
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    recipe = re.search(r"^deps:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe, "a deps target"
+    [up] = [line for line in recipe[1].splitlines() if " up " in line]
+    assert up.split()[-2:] == ["postgres", "rabbitmq"]
+    assert {"postgres", "rabbitmq"} <= set(compose()["services"])

@@ -1,7 +1,8 @@
 """deploy/k8s, without a cluster: the manifests are valid (kubernetes-validate; KEDA's resources
 against the part of KEDA's CRD schema they use), the kustomization lists them all, containers
 run real `taskfleet` commands with good settings, Deployments probe the right port and stop
-gracefully, KEDA scales each worker on its queue, and the migrate Job runs once."""
+gracefully, and KEDA scales each worker on its queue (test_kubernetes_rollout.py: what a
+rollout needs)."""
 
 import argparse
 import json
@@ -70,6 +71,12 @@ KEDA_SCHEMAS: dict[str, dict[str, Any]] = {
                     "pollingInterval": _INT,
                     "cooldownPeriod": _INT,
                     "advanced": {"type": "object"},
+                    "fallback": {
+                        "type": "object",
+                        "required": ["failureThreshold", "replicas"],
+                        "additionalProperties": False,
+                        "properties": {"failureThreshold": _INT, "replicas": _INT},
+                    },
                     "triggers": {
                         "type": "array",
                         "minItems": 1,
@@ -133,8 +140,9 @@ def test_k8s_manifests_are_valid() -> None:
             jsonschema.validate(doc, KEDA_SCHEMAS[doc["kind"]])
         else:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    expected = {"Namespace", "ConfigMap", "Secret", "Job", "Deployment", "Service"}
+    expected = {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "NetworkPolicy"}
     assert kinds >= expected | {"PodDisruptionBudget", "ScaledObject", "TriggerAuthentication"}
+    assert "HorizontalPodAutoscaler" in kinds
     # And they would catch a mistake.
     deployment = next(iter(k8s("Deployment").values()))
     broken = json.loads(json.dumps(deployment))
@@ -147,19 +155,23 @@ def test_k8s_manifests_are_valid() -> None:
         jsonschema.validate(scaled, KEDA_SCHEMAS["ScaledObject"])
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest_but_the_secrets_example() -> None:
     [kustomization] = k8s("Kustomization").values()
     listed = set(kustomization["resources"])
-    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    examples = {p.name for p in K8S.glob("*.example.yaml")}
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"} - examples
+    # The Secret is created once by the operator: no `apply -k` overwrites it.
+    for name in listed:
+        assert all(doc["kind"] != "Secret" for doc in yaml.safe_load_all((K8S / name).read_text()))
+    assert examples == {"secret.example.yaml"}
 
 
 def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(owner, pod spec, container) of every Deployment and Job."""
-    for kind in ("Deployment", "Job"):
-        for name, doc in k8s(kind).items():
-            pod = doc["spec"]["template"]["spec"]
-            for container in pod["containers"]:
-                yield f"{kind}/{name}", pod, container
+    """(owner, pod spec, container) of every Deployment's containers and init containers."""
+    for name, doc in k8s("Deployment").items():
+        pod = doc["spec"]["template"]["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            yield f"Deployment/{name}", pod, container
 
 
 def container_env(container: dict[str, Any]) -> dict[str, str]:
@@ -250,11 +262,3 @@ def test_keda_scales_each_worker_on_its_queue() -> None:
         [ref] = auths[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
         assert ref["parameter"] == "host"
         assert secrets[ref["name"]]["stringData"][ref["key"]] == settings.amqp_url
-
-
-def test_the_migrate_job_runs_once_to_completion() -> None:
-    [job] = k8s("Job").values()
-    pod = job["spec"]["template"]["spec"]
-    assert pod["restartPolicy"] in {"OnFailure", "Never"}
-    assert pod["containers"][0]["args"] == ["migrate"]
-    assert job["spec"]["ttlSecondsAfterFinished"] > 0

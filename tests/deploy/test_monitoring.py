@@ -3,6 +3,12 @@ of every service on the port it serves /metrics on, and Grafana is provisioned w
 dashboard and its datasource, the dashboard's panels laid out on its grid."""
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -36,6 +42,9 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         ]
     assert jobs["rabbitmq"]["static_configs"] == [{"targets": ["rabbitmq:15692"]}]
     assert config["rule_files"] == ["alerts.yml"]
+    # Alerts go to the compose stack's Alertmanager, on the port it listens on.
+    [manager] = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["alertmanager:9093"]}]
 
 
 def parse_port(argv: list[str]) -> int:
@@ -54,8 +63,19 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_datasource() -> None:
     [provider] = providers["providers"]
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "taskfleet.json").read_text())
+    # Importable into another Grafana: every query names the datasource variable, whose
+    # default here is the provisioned datasource; job and namespace narrow every panel.
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
-    assert uids == {source["uid"]}
+    assert uids == {"${datasource}"}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["current"]["value"] == source["uid"]
+    assert {"job", "namespace", "queue"} <= set(variables)
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"taskfleet_\w+\{[^}]*\}|taskfleet_\w+", target["expr"]):
+                assert 'job=~"$job"' in selector, (panel["title"], selector)
+                assert 'namespace=~"$namespace"' in selector, (panel["title"], selector)
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{provider['options']['path']}/taskfleet.json"
     # Panels: unique ids, inside the 24-column grid, none on top of another.
@@ -69,3 +89,27 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_datasource() -> None:
     ]
     assert len(cells) == len(set(cells))
     assert all(0 <= x < 24 for x, _ in cells)
+
+
+# `make test` puts amtool beside the virtualenv's python (deploy/tools/fetch-promtool).
+_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def test_alertmanager_runs_in_compose_with_a_configuration_amtool_accepts() -> None:
+    service = compose()["services"]["alertmanager"]
+    mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+    assert mounts["./alertmanager"] == "/etc/alertmanager"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+    assert service["ports"] == ["127.0.0.1:9093:9093"]
+    path = DEPLOY / "alertmanager" / "alertmanager.yml"
+    config = yaml.safe_load(path.read_text())
+    # The example receiver gets every alert, resolved ones too, each with its runbook_url.
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers[config["route"]["receiver"]]["webhook_configs"][0]["send_resolved"]
+    amtool = shutil.which("amtool", path=_PATH)
+    assert amtool is not None, "amtool is missing: deploy/tools/fetch-promtool .venv/bin"
+    done = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr

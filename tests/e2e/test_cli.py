@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -28,6 +29,19 @@ def taskfleet(
         timeout=timeout_s,
         check=False,
     )
+
+
+async def _console_link_signs_in_once(banner: str, url: str) -> None:
+    """The banner's console link: its code gives a working token once, then nothing."""
+    found = re.search(r"signs in once within 60 s: (\S+)/console/#code=(\S+)", banner)
+    assert found, banner
+    assert found.group(1) == url
+    async with aiohttp.ClientSession(url) as http:
+        first = await http.post("/api/console/session", json={"code": found.group(2)})
+        token = (await first.json())["token"]
+        again = await http.post("/api/console/session", json={"code": found.group(2)})
+        mine = await http.get("/api/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert (first.status, again.status, mine.status) == (200, 401, 200)
 
 
 class TestUp:
@@ -61,6 +75,7 @@ class TestUp:
                 return False
 
         await wait_for(api_ready, what="the API of the fleet")
+        await _console_link_signs_in_once(output, url)
         done = taskfleet(["submit", "first", "--wait", "--url", url, "--timeout", "30"], client_env)
         assert (done.returncode, done.stdout.strip()) == (0, "You said: first"), done.stderr
 
@@ -192,6 +207,11 @@ class TestOperatorCommands:
         assert listed.returncode == 0, listed.stderr
         assert str(new.task_id) in listed.stdout
         assert "queued" in listed.stdout
+        as_json = taskfleet(["tasks", "--user", user, "--status", "active", "--json"], env)
+        assert [t["id"] for t in json.loads(as_json.stdout)] == [str(new.task_id)]
+        done = taskfleet(["tasks", "--user", user, "--status", "completed,failed", "--json"], env)
+        assert json.loads(done.stdout) == []
+        assert taskfleet(["tasks", "--status", "nope"], env).returncode == 2
         shown = taskfleet(["task", str(new.task_id)], env)
         task = json.loads(shown.stdout)
         assert (task["id"], task["status"], task["input"]) == (
@@ -203,6 +223,9 @@ class TestOperatorCommands:
         assert queues.returncode == 0, queues.stderr
         for name in ("chat_tasks", "chat_tasks.dlq", "camera_analysis.dlq"):
             assert name in queues.stdout
+        depths = json.loads(taskfleet(["queues", "--json"], env).stdout)
+        assert {"chat_tasks", "chat_tasks.dlq"} <= {q["name"] for q in depths}
+        assert isinstance(json.loads(taskfleet(["workers", "--json"], env).stdout), list)
         dead = taskfleet(["dlq", "list", "chat_tasks"], env)
         assert dead.returncode == 0, dead.stderr
         assert taskfleet(["dlq", "list", "nope"], env).returncode == 2
@@ -235,3 +258,27 @@ class TestOperatorCommands:
         assert bad.returncode == 2
         assert bad.stderr.count("\n") == 1
         assert "configuration error: token: invalid token" in bad.stderr
+
+    async def test_console_link_prints_a_link_whose_code_redeems_once(
+        self, settings: Settings
+    ) -> None:
+        from taskfleet.security.auth import verify_token
+        from taskfleet.store.pool import create_pool
+        from taskfleet.store.signin import redeem_code
+
+        env = process_env(settings, API_PORT=8123)
+        printed = taskfleet(["console-link", "--user", "zed", "--scope", "admin"], env)
+        assert printed.returncode == 0, printed.stderr
+        link = printed.stdout.strip()
+        assert link.startswith("http://127.0.0.1:8123/console/#code=")
+        pool = await create_pool(settings.database_url, size=1)
+        try:
+            token = await redeem_code(pool, link.split("#code=", 1)[1])
+            again = await redeem_code(pool, link.split("#code=", 1)[1])
+        finally:
+            await pool.close()
+        assert token is not None
+        assert again is None
+        who = verify_token(env["TASKFLEET_JWT_SECRET"], token)
+        assert (who.user_id, who.scope) == ("zed", "admin")
+        assert 11.9 * 3600 < who.expires_at - time.time() <= 12 * 3600  # --ttl's default

@@ -49,3 +49,64 @@ class TestListings:
                 assert resp.status == 422, bad
             resp = await client.get("/api/tasks?cursor=not-ours", headers=auth(user))
             assert resp.status == 400
+
+    async def test_status_takes_several_values_and_active(self, kernel: Kernel) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            cancelled = (await submit(client, user, "a"))["task_id"]
+            await client.post(f"/api/tasks/{cancelled}/cancel", headers=auth(user))
+            queued = (await submit(client, user, "b"))["task_id"]
+            resp = await client.post(
+                "/api/chat/stream",
+                json={"chat_id": "c1", "content": "later", "delay_s": 600},
+                headers=auth(user),
+            )
+            scheduled = (await resp.json())["task_id"]
+
+            async def ids(query: str) -> set[str]:
+                resp = await client.get(f"/api/tasks?{query}", headers=auth(user))
+                page = await resp.json()
+                assert resp.status == 200, page
+                return {t["id"] for t in page["tasks"]}
+
+            both = {cancelled, queued}
+            assert await ids("status=cancelled&status=queued") == both
+            assert await ids("status=cancelled,queued") == both
+            assert await ids("status=active") == {queued, scheduled}
+            assert await ids("status=active,cancelled") == {*both, scheduled}
+            assert await ids("status=scheduled,cancelled") == {scheduled, cancelled}
+            assert await ids("status=completed,failed") == set()
+            for bad in ("status=active,nope", "status=", "status=,", "status=queued&status=x"):
+                resp = await client.get(f"/api/tasks?{bad}", headers=auth(user))
+                assert resp.status == 422, bad
+            for left in (queued, scheduled):  # nothing left for later tests' workers
+                await client.post(f"/api/tasks/{left}/cancel", headers=auth(user))
+
+    async def test_metadata_filters_the_listing(self, kernel: Kernel) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+
+            async def submitted(metadata: dict[str, str]) -> str:
+                body = {"chat_id": "c", "content": "x", "metadata": metadata}
+                resp = await client.post("/api/chat/stream", json=body, headers=auth(user))
+                assert resp.status == 202
+                return str((await resp.json())["task_id"])
+
+            a = await submitted({"order": "o-1", "shop": "s1"})
+            b = await submitted({"order": "o-2", "shop": "s1"})
+            await submitted({})
+
+            async def ids(query: str) -> list[str]:
+                resp = await client.get(f"/api/tasks?{query}", headers=auth(user))
+                page = await resp.json()
+                assert resp.status == 200, page
+                return [t["id"] for t in page["tasks"]]
+
+            assert await ids("metadata.order=o-1") == [a]
+            assert await ids("metadata.shop=s1") == [b, a]
+            assert await ids("metadata.shop=s1&metadata.order=o-2") == [b]
+            assert await ids("metadata.shop=s2") == []
+            assert await ids("metadata.shop=s1&status=queued&limit=1") == [b]
+            resp = await client.get("/api/tasks?metadata.bad%20key=1", headers=auth(user))
+            assert resp.status == 422
+            assert (await resp.json())["error"]["code"] == "invalid_metadata"

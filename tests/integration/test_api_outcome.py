@@ -145,7 +145,7 @@ async def test_a_link_cut_during_the_submission_is_outcome_unknown_and_a_retry_g
         answer = await resp.json()
         assert resp.status == 503, answer
         assert answer["error"]["code"] == "outcome_unknown"
-        assert "same idempotency_key" in answer["error"]["message"]
+        assert "same Idempotency-Key" in answer["error"]["message"]
         assert resp.headers["Retry-After"]
         await transaction.rollback()  # the orphaned statement goes on: it may commit now
     finally:

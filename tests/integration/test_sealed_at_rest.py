@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
+from taskfleet.broker import nodes
 from taskfleet.core.constants import EVENTS_EXCHANGE
 from taskfleet.core.faults import Faults
 from taskfleet.core.settings import Settings
@@ -82,7 +83,7 @@ async def rows_containing(pool: asyncpg.Pool, needle: str) -> dict[str, int]:
 async def events(kernel: Kernel) -> AsyncIterator[list[bytes]]:
     """Every event published on the events exchange while the test runs."""
     seen: list[bytes] = []
-    connection = await aio_pika.connect(kernel.settings.amqp_url)
+    connection = await nodes.connect(kernel.settings)
     channel = await connection.channel()
     exchange = await channel.get_exchange(kernel.settings.queue(EVENTS_EXCHANGE))
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)

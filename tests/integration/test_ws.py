@@ -141,6 +141,44 @@ class TestLiveUpdates:
         assert rest[-1]["task"]["output"] == {"reply": "partial done"}
         await wait_status(kernel, accepted["task_id"], "completed")
 
+    async def test_a_client_within_a_reply_gets_the_reply_as_saved_from_a_new_replica(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user = new_user("erin")
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def stuck(ctx: TaskContext) -> TaskResult:
+            await ctx.delta("one ")
+            await ctx.delta("two ")
+            await ctx.partial({"reply": "one two "}, reply="one two ")
+            started.set()
+            await release.wait()
+            return TaskResult({"reply": "one two three"}, reply="one two three")
+
+        await consume(stuck)
+        async with api(kernel) as first:
+            async with first.ws_connect(f"/ws/tasks?token={token(user)}") as ws:
+                await next_json(ws)  # snapshot
+                accepted = await submit(first, user, "hi")
+                deltas: list[dict[str, Any]] = []
+                while len(deltas) < 2:  # both were published: no later replica gets them
+                    event = await next_json(ws)
+                    deltas += [event] if event["type"] == "message.delta" else []
+            await asyncio.wait_for(started.wait(), 10)
+        # The client kept the first delta only, then its replica went.
+        since = deltas[0]["seq"]
+        async with api(kernel) as second:
+            url = f"/ws/tasks?token={token(user)}&since={accepted['task_id']}:{since}"
+            async with second.ws_connect(url) as ws:
+                await next_json(ws)  # snapshot
+                message = await next_json(ws)
+                assert message["type"] == "message.snapshot"
+                assert message["content"] == "one two "
+                assert message["seq"] == since
+                release.set()
+                rest = await events_until_done(ws, accepted["task_id"])
+        assert rest[-1]["task"]["output"] == {"reply": "one two three"}
+
     async def test_bad_token_and_bad_since_are_refused(self, kernel: Kernel) -> None:
         async with api(kernel) as client:
             resp = await client.get("/ws/tasks?token=nope")

@@ -259,3 +259,31 @@ async def test_a_server_without_tool_support_is_asked_again_without_tools(serve:
     assert "".join(map(str, first)) == "".join(map(str, second)) == "plain answer"
     # Refused once with tools, then never offered them again
     assert ["tools" in r for r in server.requests] == [True, False, False]
+
+
+async def test_a_server_that_refuses_stream_options_is_asked_again_without_them(
+    serve: Any,
+) -> None:
+    def respond(body: dict[str, Any]) -> Any:
+        if "stream_options" in body:
+            return Status(400, body='{"error": "unknown field: stream_options"}')
+        return Text("no usage here")
+
+    server = await serve(respond)
+    m = model(server)
+    first = [item async for item in m.stream(HELLO, tools=[CALC])]
+    second = [item async for item in m.stream(HELLO, tools=[CALC])]
+    await m.aclose()
+    assert "".join(map(str, first)) == "".join(map(str, second)) == "no usage here"
+    # Without tools first (still refused: the usage was the trouble), then without the usage
+    # request, keeping the tools; never asked for usage again.
+    asked = [("tools" in r, "stream_options" in r) for r in server.requests]
+    assert asked == [(True, True), (False, True), (True, False), (True, False)]
+
+
+async def test_a_400_for_the_request_itself_stands(serve: Any) -> None:
+    server = await serve(script(then=Status(400, body='{"error": "bad model"}')))
+    with pytest.raises(LlmRejected):
+        await collect(model(server), tools=[CALC])
+    # Asked once whole, then once without each optional part; nothing else is retried.
+    assert len(server.requests) == 3

@@ -1,6 +1,9 @@
 """LOG_FORMAT: console for a human at a terminal, JSON for anything else (auto, the default)."""
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -59,3 +62,50 @@ def test_log_format_defaults_to_auto_and_takes_it_from_the_environment(
     assert load_settings().log_format == "auto"
     monkeypatch.setenv("LOG_FORMAT", "Console")
     assert load_settings().log_format == "console"
+
+
+LIBRARY_LINES = """
+import logging, warnings
+from taskfleet.core.logging import configure_logging
+configure_logging("json", "{level}")
+import structlog
+structlog.get_logger("t").info("own_event", n=1)
+warnings.warn("a deprecated call", DeprecationWarning, stacklevel=1)
+logging.getLogger("asyncpg.pool").warning("connection %s lost", 7)
+logging.getLogger("aiohttp.access").info("chatter below WARNING")
+logging.getLogger("aiormq.connection").debug("frame")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logging.getLogger("asyncio").exception("Task exception was never retrieved")
+"""
+
+
+def _run_library_lines(level: str) -> list[dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", LIBRARY_LINES.replace("{level}", level)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stderr == ""
+    return [json.loads(line) for line in done.stdout.splitlines()]  # each line JSON, or fails
+
+
+def test_library_loggers_and_warnings_are_json_lines() -> None:
+    lines = _run_library_lines("info")
+    by_logger = {str(line.get("logger", "structlog")): line for line in lines}
+    assert set(by_logger) == {"structlog", "py.warnings", "asyncpg.pool", "asyncio"}
+    assert by_logger["structlog"]["event"] == "own_event"
+    assert "a deprecated call" in str(by_logger["py.warnings"]["event"])
+    assert by_logger["asyncpg.pool"] | {"timestamp": None} == {
+        "event": "connection 7 lost", "level": "warning", "logger": "asyncpg.pool",
+        "timestamp": None,
+    }  # fmt: skip
+    assert "ZeroDivisionError" in str(by_logger["asyncio"]["exception"])
+
+
+def test_library_debug_lines_pass_at_log_level_debug() -> None:
+    loggers = {str(line.get("logger")) for line in _run_library_lines("debug")}
+    assert {"aiohttp.access", "aiormq.connection"} <= loggers

@@ -5,7 +5,7 @@ import socket
 
 from fleet_api.settings import ApiSettings
 from taskfleet.security.auth import TokenVerifier
-from taskfleet_cli.up import RULE, api_base, framed, not_ready, welcome_text
+from taskfleet_cli.up import RULE, api_base, console_link, framed, not_ready, welcome_text
 
 SECRET = "s" * 40
 
@@ -56,3 +56,8 @@ async def test_an_api_that_does_not_answer_is_not_ready() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         assert await not_ready(settings(api_port=port), [], None) == ["api"]
+
+
+async def test_without_a_database_the_banner_names_the_console_to_paste_a_token_into() -> None:
+    text = await console_link(settings(), SECRET, None)
+    assert text == "console: http://127.0.0.1:8080/console/ (paste the token to sign in)"

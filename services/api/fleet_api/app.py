@@ -6,14 +6,18 @@ from aiohttp import web
 
 from fleet_api.admin import add_admin_routes
 from fleet_api.auth import DENIED, TOKENS, auth_middleware
+from fleet_api.batches import add_batch_routes
 from fleet_api.cameras import add_camera_routes
+from fleet_api.console import add_console_routes
 from fleet_api.documents import add_document_routes
 from fleet_api.errors import error_middleware
 from fleet_api.hub import EventHub
 from fleet_api.memories import add_memory_routes
+from fleet_api.metrics import metrics_middleware
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
 from fleet_api.settings import ApiSettings
+from fleet_api.stats import add_stats_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__
@@ -36,7 +40,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     """`publish` defaults to the kernel broker's confirmed publish (tests inject a failing one)."""
 
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
@@ -54,19 +58,28 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     app[HUB] = EventHub(kernel.settings, kernel.broker)
     app[SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
+    app.on_shutdown.append(_answer_long_polls)
     db_ok = database_check(kernel.pool)
 
     async def ready() -> dict[str, bool]:
-        return {"database": await db_ok(), "broker": kernel.broker.ready}
+        # The database alone decides: while the broker is away, submissions still commit with
+        # their outbox rows and the relay publishes them once it is back (DESIGN.md).
+        return {"database": await db_ok()}
 
-    add_health_routes(app, ready)
+    def broker_state() -> dict[str, object]:
+        return {"broker": {"connected": kernel.broker.ready}}
+
+    add_health_routes(app, ready, report=broker_state)
     add_routes(app)
     add_camera_routes(app)
     add_document_routes(app)
     add_task_routes(app)
     add_admin_routes(app)
     add_memory_routes(app)
+    add_stats_routes(app)
+    add_batch_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
+    add_console_routes(app)
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(app[OPENAPI].document())
@@ -74,6 +87,12 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     app.router.add_get("/openapi.json", openapi)
     app.cleanup_ctx.append(_background)
     return app
+
+
+async def _answer_long_polls(app: web.Application) -> None:
+    """A stop answers every long poll at once, with its task as it is, instead of holding
+    the stop for up to its `wait`."""
+    app[HUB].wake_all(stopping=True)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

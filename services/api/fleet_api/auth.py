@@ -1,4 +1,5 @@
-"""Who is calling: a bearer token on every /api route (or `?token=` on the WebSocket)."""
+"""Who is calling: a bearer token on every /api route; on the WebSocket, the subprotocol
+`bearer.<token>` (what a browser can send without putting the token in a URL) or `?token=`."""
 
 from aiohttp import web
 
@@ -9,7 +10,16 @@ from taskfleet.store.revocation import DenyList
 TOKENS = web.AppKey("tokens", TokenVerifier)
 DENIED = web.AppKey("denied", DenyList)
 PRINCIPAL = web.RequestKey("principal", Principal)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/api/console/session"})
+# The console's pages and files (they hold no data: the page signs in to the API itself).
+PAGE_PREFIXES = ("/console", "/docs")
+WS_PROTOCOL = "taskfleet"  # the subprotocol the server picks when a browser offers the token
+WS_TOKEN_PREFIX = "bearer."
+
+
+def is_page(path: str) -> bool:
+    """`/` and everything under PAGE_PREFIXES: public, under the console's headers."""
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PAGE_PREFIXES)
 
 
 def principal(request: web.Request) -> Principal:
@@ -36,15 +46,20 @@ def _token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if request.path.startswith("/ws/") and request.query.get("token"):
-        return request.query["token"]
+    if request.path.startswith("/ws/"):
+        offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+        for protocol in (p.strip() for p in offered):
+            if protocol.startswith(WS_TOKEN_PREFIX) and len(protocol) > len(WS_TOKEN_PREFIX):
+                return protocol.removeprefix(WS_TOKEN_PREFIX)
+        if request.query.get("token"):
+            return request.query["token"]
     raise ApiError(401, "unauthorized", "missing bearer token")
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 for a request without a valid, unrevoked token, except on PUBLIC_PATHS."""
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or is_page(request.path):
         return await handler(request)
     try:
         request[PRINCIPAL] = request.app[TOKENS].verify(_token(request))

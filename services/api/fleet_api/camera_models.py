@@ -5,6 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taskfleet.client.models import Delay
 from taskfleet.core.messages import ID_PATTERN
 
 CHUNK = 64 * 1024
@@ -60,13 +61,12 @@ class OwnerQuery(BaseModel):
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
 
 
+class FrameQuery(OwnerQuery, Delay):
+    """The frame upload's query string: for whom, and when to analyse it (docs/scheduling.md)."""
+
+
 class AnalysesQuery(OwnerQuery):
     limit: int = Field(20, ge=1, le=100)
-
-
-class FrameAccepted(BaseModel):
-    frame_id: UUID
-    task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
 
 
 class Camera(BaseModel):

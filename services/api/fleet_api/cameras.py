@@ -6,6 +6,7 @@ for any user with `?user_id=`.
 """
 
 import base64
+import hashlib
 from typing import Any
 from uuid import uuid4
 
@@ -22,24 +23,35 @@ from fleet_api.camera_models import (
     AnalysisPage,
     Camera,
     CameraSettings,
-    FrameAccepted,
+    FrameQuery,
     OwnerQuery,
 )
+from fleet_api.delays import due_at
 from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
     OPENAPI,
     PUBLISHER,
+    SETTINGS,
     create_in,
     enforce_quota,
     parse_body,
     parse_query,
     user_db,
 )
+from fleet_api.submitting import (
+    accepted,
+    check_repeat,
+    how_to_check_after_loss,
+    idempotency_key,
+    query_metadata,
+    request_digest,
+)
 from taskfleet.broker.publisher import new_task
+from taskfleet.client.models import FrameAccepted
 from taskfleet.core.constants import TaskType
-from taskfleet.store.records import Outgoing
+from taskfleet.store.records import Existing, Outgoing
 
 
 def camera_id_param(request: web.Request) -> str:
@@ -72,21 +84,26 @@ async def read_frame(request: web.Request, limit: int) -> tuple[bytearray, str]:
 
 async def upload_frame(request: web.Request) -> web.Response:
     """Accept a frame: 202 with its id and task id; the analysis goes on in camera-worker."""
-    kernel = request.app[KERNEL]
+    kernel, key = request.app[KERNEL], idempotency_key(request)
     camera_id = camera_id_param(request)
-    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    query = parse_query(request, FrameQuery, metadata=True)
+    user_id, metadata = owner(request, query, reading=False), query_metadata(request)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     await enforce_quota(request, user_id)
     image, content_type = await read_frame(request, kernel.settings.camera_max_frame_bytes)
     frame_id = uuid4()
+    digest = request_digest(
+        "frame", camera_id=camera_id, sha256=hashlib.sha256(image).hexdigest(), metadata=metadata,
+        run_at=query.run_at, delay_s=query.delay_s,
+    )  # fmt: skip
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(
-        kernel.settings,
-        type=TaskType.CAMERA,
-        user_id=user_id,
-        input={"frame_id": str(frame_id), "camera_id": camera_id},
-    )
+        kernel.settings, type=TaskType.CAMERA, user_id=user_id,
+        input={"frame_id": str(frame_id), "camera_id": camera_id}, idempotency_key=key,
+        metadata=metadata, request_digest=digest if key is not None else None, run_at=due,
+    )  # fmt: skip
 
-    async def write(conn: asyncpg.Connection) -> Outgoing | None:
+    async def write(conn: asyncpg.Connection) -> Outgoing | Existing:
         # Sending frames is enough to have a camera; PUT adds periodic capture to it.
         await conn.execute(
             "INSERT INTO cameras (user_id, camera_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -96,6 +113,9 @@ async def upload_frame(request: web.Request) -> web.Response:
         outgoing = await kernel.store.insert_task(
             conn, new, relay_grace_s=kernel.settings.outbox_grace_s
         )
+        if outgoing is None:  # the key's task exists: its frame, not a second one
+            assert key is not None
+            return await kernel.store.existing(conn, user_id, key)
         await conn.execute(
             "INSERT INTO camera_frames (id, user_id, camera_id, task_id, source, content_type,"
             " image) VALUES ($1, $2, $3, $4, 'upload', $5, $6)",
@@ -108,15 +128,22 @@ async def upload_frame(request: web.Request) -> web.Response:
         )
         return outgoing
 
-    outgoing = await create_in(
+    written = await create_in(
         user_db(request, user_id),
         write,
-        f"look for it in GET /api/cameras/{camera_id}/analyses before sending it again",
+        how_to_check_after_loss(key, f"GET /api/cameras/{camera_id}/analyses"),
     )
-    if outgoing is not None:  # None only for an idempotent repeat, which these never are
-        await request.app[PUBLISHER].send(outgoing)
-    accepted = FrameAccepted(frame_id=frame_id, task_id=new.task_id)
-    return json_response(accepted.model_dump(mode="json"), status=202)
+    if isinstance(written, Existing):
+        check_repeat(written.request_digest, digest)
+        answer = FrameAccepted(
+            frame_id=written.input["frame_id"], task_id=written.task_id, status=written.status
+        )
+        return accepted(answer.model_dump(mode="json"), written.task_id)
+    # A delayed task's message goes out from the outbox when it is due.
+    if due is None:
+        await request.app[PUBLISHER].send(written)
+    answer = FrameAccepted(frame_id=frame_id, task_id=new.task_id, status=new.status)
+    return accepted(answer.model_dump(mode="json"), new.task_id)
 
 
 async def put_camera(request: web.Request) -> web.Response:
@@ -206,10 +233,11 @@ def add_camera_routes(app: web.Application) -> None:
             "Upload a frame (JPEG or PNG body) for analysis",
             FrameAccepted,
             202,
-            query=OwnerQuery,
-            errors=(401, 403, 413, 415, 422, 429, 503),
+            query=FrameQuery,
+            errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
             tags=tags,
             raw_body={"image/jpeg": image, "image/png": image},
+            idempotent=True,
         ),
     )
     api.add(

@@ -7,14 +7,37 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from taskfleet.client.models import Delay
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.data import documents
+
+# `file` is declared as text that any client can send and we accept; the full rule (a PDF,
+# or UTF-8 text, read from the bytes) cannot be a JSON schema, so it is the description.
+# (As `format: binary`, a schema-driven client would send arbitrary bytes, rightly 415.)
+UPLOAD_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "additionalProperties": False,  # any other field is 422, as `extra` in a JSON body
+    "properties": {
+        "file": {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
+                 "description": "The document: a PDF, or UTF-8 plain text or Markdown. Its"
+                 " type is read from its bytes; the part's Content-Type (or a .md name)"
+                 " only tells Markdown from plain text."},
+        "title": {"type": "string", "maxLength": 300},
+        "metadata": {"type": "string", "description": "The task's metadata: a JSON object"
+                     " of at most 16 string values of up to 200 characters."},
+    },
+}  # fmt: skip
 
 
 class OwnerQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
+
+
+class UploadQuery(OwnerQuery, Delay):
+    """The upload's query string: for whom, and when to process it (docs/scheduling.md)."""
 
 
 class ListQuery(OwnerQuery):
@@ -40,11 +63,7 @@ class UploadFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(None, max_length=300, description="Blank: the file's name.")
-
-
-class DocumentAccepted(BaseModel):
-    document_id: UUID
-    task_id: UUID = Field(description="The document_processing task that indexes it.")
+    metadata: str | None = Field(None, description="A JSON object: the task's metadata.")
 
 
 class DocumentTask(BaseModel):
@@ -66,7 +85,7 @@ class Document(BaseModel):
     media_type: Literal["application/pdf", "text/plain", "text/markdown"]
     size_bytes: int
     sha256: str
-    status: Literal["queued", "processing", "indexed", "failed", "cancelled"] = Field(
+    status: Literal["scheduled", "queued", "processing", "indexed", "failed", "cancelled"] = Field(
         description="Searchable once `indexed`."
     )
     pages: int | None = Field(description="Known once parsing started.")

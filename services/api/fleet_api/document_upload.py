@@ -25,8 +25,9 @@ CHUNK = 64 * 1024
 SNIFF_BYTES = 1024
 # Boundaries and part headers around the file: the Content-Length precheck allows this much.
 MULTIPART_SLACK = 64 * 1024
-# A 300-character title of 4-byte characters, with room to spare.
-FIELD_MAX_BYTES = 2048
+# The text fields and their bounds: a 300-character title of 4-byte characters, and a
+# metadata object of 3,840 characters (fleet_api.submitting), each with room to spare.
+FIELD_MAX_BYTES = {"title": 2048, "metadata": 16384}
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 MARKDOWN_TYPES = ("text/markdown", "text/x-markdown")
 
@@ -48,6 +49,7 @@ class Upload:
     media_type: str
     filename: str | None
     title: str | None
+    metadata: str | None  # JSON text, checked by the route (fleet_api.submitting)
 
 
 class TextProbe:
@@ -127,7 +129,9 @@ async def read_upload(request: web.Request, limit: int, spool: Spool) -> Upload:
         raise ApiError(
             422, "invalid_request", "form fields do not fit the schema", details
         ) from None
-    return Upload(file.size, file.sha256, media_type, file.filename, _printable(form.title))
+    return Upload(
+        file.size, file.sha256, media_type, file.filename, _printable(form.title), form.metadata
+    )
 
 
 async def _read_parts(
@@ -142,8 +146,8 @@ async def _read_parts(
             raise ApiError(422, "invalid_request", "nested multipart is not supported")
         if part.name == "file" and file is None:
             file = await _read_file(part, limit, spool)
-        elif part.name == "title" and part.name not in fields:
-            fields[part.name] = await _read_field(part)
+        elif part.name in FIELD_MAX_BYTES and part.name not in fields:
+            fields[part.name] = await _read_field(part, FIELD_MAX_BYTES[part.name])
         else:
             where = [{"loc": ["body", part.name], "msg": "unexpected or repeated"}]
             raise ApiError(422, "invalid_request", f"unexpected form field {part.name!r}", where)
@@ -171,11 +175,11 @@ async def _read_file(part: BodyPartReader, limit: int, spool: Spool) -> FilePart
     )
 
 
-async def _read_field(part: BodyPartReader) -> str:
+async def _read_field(part: BodyPartReader, limit: int) -> str:
     raw = bytearray()
-    while chunk := await part.read_chunk(FIELD_MAX_BYTES):
+    while chunk := await part.read_chunk(limit):
         raw += chunk
-        if len(raw) > FIELD_MAX_BYTES:
+        if len(raw) > limit:
             raise ApiError(422, "invalid_request", f"form field {part.name!r} is too long")
     try:
         return raw.decode("utf-8")

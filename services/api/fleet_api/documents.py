@@ -10,6 +10,7 @@ DOCUMENT_MAX_UPLOADS at once, and answers 503 with Retry-After beyond.
 """
 
 import asyncio
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,15 +18,17 @@ import asyncpg
 from aiohttp import web
 
 from fleet_api.auth import acting_for
+from fleet_api.delays import due_at
 from fleet_api.document_models import (
+    UPLOAD_FORM,
     Document,
-    DocumentAccepted,
     DocumentList,
     ListQuery,
     OwnerQuery,
     SearchQuery,
     SearchResult,
     SearchResults,
+    UploadQuery,
 )
 from fleet_api.document_upload import read_upload
 from fleet_api.errors import RETRY_AFTER, ApiError, json_response, not_found
@@ -41,11 +44,20 @@ from fleet_api.routes import (
     user_db,
 )
 from fleet_api.spool import Spool
+from fleet_api.submitting import (
+    accepted,
+    check_repeat,
+    how_to_check_after_loss,
+    idempotency_key,
+    metadata_of,
+    request_digest,
+)
 from taskfleet.broker.publisher import new_task
+from taskfleet.client.models import DocumentAccepted
 from taskfleet.core.constants import TaskType
 from taskfleet.data import documents, operations
 from taskfleet.data.blobs import BlobStore, blob_store
-from taskfleet.store.records import Outgoing
+from taskfleet.store.records import Existing, Outgoing
 
 UPLOAD_SLOTS = web.AppKey("upload_slots", asyncio.Semaphore)
 
@@ -75,7 +87,9 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
 async def upload_document(request: web.Request) -> web.Response:
     """Accept a document: 202 with its id and task id; parsing and indexing go on in
     doc-worker. The bytes are committed with the task; the message carries ids only."""
-    user_id = owner(request, parse_query(request, OwnerQuery), reading=False)
+    query = parse_query(request, UploadQuery)
+    user_id = owner(request, query, reading=False)
+    due = due_at(query, request.app[SETTINGS].max_delay_s)
     slots = request.app[UPLOAD_SLOTS]
     if slots.locked():  # refused at once: a queue of waiting uploads is no better a bound
         limit = request.app[SETTINGS].document_max_uploads
@@ -89,14 +103,21 @@ async def upload_document(request: web.Request) -> web.Response:
         await enforce_quota(request, user_id)
         spool = Spool()
         try:
-            return await _accept_document(request, user_id, spool)
+            return await _accept_document(request, user_id, spool, query, due)
         finally:
             spool.close()
 
 
-async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> web.Response:
-    kernel = request.app[KERNEL]
+async def _accept_document(
+    request: web.Request, user_id: str, spool: Spool, query: UploadQuery, due: datetime | None
+) -> web.Response:
+    kernel, key = request.app[KERNEL], idempotency_key(request)
     upload = await read_upload(request, request.app[SETTINGS].document_max_bytes, spool)
+    metadata = metadata_of(upload.metadata)
+    digest = request_digest(
+        "document", sha256=upload.sha256, title=upload.title, filename=upload.filename,
+        metadata=metadata, run_at=query.run_at, delay_s=query.delay_s,
+    )  # fmt: skip
     doc = documents.NewDocument(
         user_id=user_id,
         title=upload.title or upload.filename or "untitled",
@@ -106,22 +127,35 @@ async def _accept_document(request: web.Request, user_id: str, spool: Spool) -> 
         sha256=upload.sha256,
     )
     new = new_task(
-        kernel.settings, type=TaskType.DOCUMENT, user_id=user_id, input={"document_id": str(doc.id)}
-    )
+        kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
+        input={"document_id": str(doc.id)}, idempotency_key=key, metadata=metadata,
+        request_digest=digest if key is not None else None, run_at=due,
+    )  # fmt: skip
 
-    async def write(conn: asyncpg.Connection) -> Outgoing | None:
+    async def write(conn: asyncpg.Connection) -> Outgoing | Existing:
         outgoing = await kernel.store.insert_task(
             conn, new, relay_grace_s=kernel.settings.outbox_grace_s
         )
+        if outgoing is None:  # the key's task exists: its document, not a second one
+            assert key is not None
+            return await kernel.store.existing(conn, user_id, key)
         await documents.insert_document(conn, _blobs(request), doc, spool.chunks(), new.task_id)
         return outgoing
 
-    how_to_check = "look for it in GET /api/documents before uploading it again"
-    outgoing = await create_in(user_db(request, user_id), write, how_to_check)
-    if outgoing is not None:  # None only for an idempotent repeat, which these never are
-        await request.app[PUBLISHER].send(outgoing)
-    accepted = DocumentAccepted(document_id=doc.id, task_id=new.task_id)
-    return json_response(accepted.model_dump(mode="json"), status=202)
+    how_to_check = how_to_check_after_loss(key, "GET /api/documents")
+    written = await create_in(user_db(request, user_id), write, how_to_check)
+    if isinstance(written, Existing):
+        check_repeat(written.request_digest, digest)
+        document_id = UUID(written.input["document_id"])
+        answer = DocumentAccepted(
+            document_id=document_id, task_id=written.task_id, status=written.status
+        )
+        return accepted(answer.model_dump(mode="json"), written.task_id)
+    # A delayed task's message goes out from the outbox when it is due.
+    if due is None:
+        await request.app[PUBLISHER].send(written)
+    answer = DocumentAccepted(document_id=doc.id, task_id=new.task_id, status=new.status)
+    return accepted(answer.model_dump(mode="json"), new.task_id)
 
 
 async def get_document(request: web.Request) -> web.Response:
@@ -192,21 +226,6 @@ def add_document_routes(app: web.Application) -> None:
     """Declare the document routes, with the replica's DOCUMENT_MAX_UPLOADS upload slots."""
     api, tags = app[OPENAPI], ("documents",)
     app[UPLOAD_SLOTS] = asyncio.Semaphore(app[SETTINGS].document_max_uploads)
-    # `file` is declared as text that any client can send and we accept; the full rule (a PDF,
-    # or UTF-8 text, read from the bytes) cannot be a JSON schema, so it is the description.
-    # (As `format: binary`, a schema-driven client would send arbitrary bytes, rightly 415.)
-    form = {
-        "type": "object",
-        "required": ["file"],
-        "additionalProperties": False,  # any other field is 422, as `extra` in a JSON body
-        "properties": {
-            "file": {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$",
-                     "description": "The document: a PDF, or UTF-8 plain text or Markdown. Its"
-                     " type is read from its bytes; the part's Content-Type (or a .md name)"
-                     " only tells Markdown from plain text."},
-            "title": {"type": "string", "maxLength": 300},
-        },
-    }  # fmt: skip
     # `search` before `{document_id}`: aiohttp matches routes in the order they were added.
     api.add(
         app,
@@ -230,10 +249,11 @@ def add_document_routes(app: web.Application) -> None:
             "Upload a document (multipart `file`, optional `title`) to index",
             DocumentAccepted,
             202,
-            query=OwnerQuery,
-            errors=(400, 401, 403, 413, 415, 422, 429, 503),
+            query=UploadQuery,
+            errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
             tags=tags,
-            raw_body={"multipart/form-data": form},
+            raw_body={"multipart/form-data": UPLOAD_FORM},
+            idempotent=True,
         ),
     )
     api.add(

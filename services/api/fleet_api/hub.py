@@ -7,11 +7,16 @@ The queue is bound to the exchange only while a socket listens here (and for IDL
 after the last one left, so that a client coming back still finds its events in the buffer).
 A replica that nobody listens to would otherwise receive, parse and keep every event of the
 fleet: with W1 via api that was a quarter of the API's CPU and a seventh of RabbitMQ's.
-Unbound, the buffer is emptied: a replay it cannot vouch for falls back to the database."""
+Unbound, the buffer is emptied: a replay it cannot vouch for falls back to the database.
+
+A long poll (`GET /api/tasks/{id}?wait=`) listens too, through `watch`: woken by its task's
+terminal event, it reads the task once, rather than polling the database."""
 
 import asyncio
 import time
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +27,7 @@ from aiormq.exceptions import AMQPError
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core import jsonx
-from taskfleet.core.constants import EVENTS_EXCHANGE
+from taskfleet.core.constants import EVENTS_EXCHANGE, TERMINAL
 from taskfleet.core.events import TASK_EVENTS_BINDING
 from taskfleet.core.settings import Settings
 
@@ -91,6 +96,9 @@ class EventHub:
     _bound: bool = False
     _idle_since: float = field(default_factory=time.monotonic)
     _binding: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Long polls (`GET /api/tasks/{id}?wait=`): task id -> the flags of its waiting requests.
+    _watches: dict[str, set[asyncio.Event]] = field(default_factory=dict)
+    stopping: bool = False
     connected: int = 0
 
     async def start(self) -> None:
@@ -130,6 +138,36 @@ class EventHub:
         if not self.listened:
             self._idle_since = time.monotonic()
 
+    @asynccontextmanager
+    async def watch(self, task_id: str) -> AsyncIterator[asyncio.Event]:
+        """A flag set when the task's terminal event arrives, when events may have been
+        missed (the hub reconnected) and when the API stops: then read the task again. The
+        queue is bound when this yields, so no later event is missed."""
+        woken = asyncio.Event()
+        self._watches.setdefault(task_id, set()).add(woken)
+        try:
+            await self._bind()
+            yield woken
+        finally:
+            watches = self._watches.get(task_id)
+            if watches is not None:
+                watches.discard(woken)
+                if not watches:
+                    del self._watches[task_id]
+            if not self.listened:
+                self._idle_since = time.monotonic()
+
+    def watching(self, task_id: str) -> bool:
+        """Whether a long poll waits for the task on this replica now."""
+        return task_id in self._watches
+
+    def wake_all(self, *, stopping: bool = False) -> None:
+        """Wake every long poll: to read its task again, or (stopping) to answer now."""
+        self.stopping = self.stopping or stopping
+        for watches in self._watches.values():
+            for woken in watches:
+                woken.set()
+
     @property
     def bound(self) -> bool:
         """Whether this replica receives the fleet's events now."""
@@ -137,8 +175,8 @@ class EventHub:
 
     @property
     def listened(self) -> bool:
-        """Whether any socket on this replica is subscribed."""
-        return bool(self._subscribers)
+        """Whether any socket or long poll on this replica listens."""
+        return bool(self._subscribers) or bool(self._watches)
 
     @property
     def history_bytes(self) -> int:
@@ -167,6 +205,7 @@ class EventHub:
         queue = self._queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         if self.listened:
             await self._bind()
+        self.wake_all()  # a long poll may have missed its task's end: it reads it again
         # aiormq directly: aio-pika would add an IncomingMessage and a second task per event.
         underlay = await channel.get_underlay_channel()
         await underlay.basic_consume(queue.name, self._on_message, no_ack=True)
@@ -219,6 +258,9 @@ class EventHub:
             log.warning("event_invalid", size=len(body))
             return
         self._remember(task_id, event, len(body))
+        if task_id in self._watches and _ends(event):
+            for woken in self._watches[task_id]:
+                woken.set()
         for key in (user_id, None):
             for sub in self._subscribers.get(key, ()):
                 sub.offer(event)
@@ -247,3 +289,9 @@ class EventHub:
     def _forget_history(self) -> None:
         self._history.clear()
         self._history_bytes = 0
+
+
+def _ends(event: Event) -> bool:
+    """Whether the event says its task reached a terminal status."""
+    task = event.get("task")
+    return isinstance(task, dict) and task.get("status") in TERMINAL

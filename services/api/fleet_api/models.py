@@ -1,103 +1,92 @@
-"""Request and response bodies. The same models validate requests and make /openapi.json."""
+"""Request and response bodies. The same models validate requests and make /openapi.json.
+
+The bodies a client sends and reads are the kernel's `taskfleet.client.models`, which a
+client imports without the server's dependencies; the API's own (queries, operator bodies)
+are here."""
 
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taskfleet.core.constants import Status, TaskType
-from taskfleet.core.messages import ID_PATTERN, StorableText
+from taskfleet.client.models import (
+    ChatStreamAccepted,
+    ChatStreamRequest,
+    ErrorBody,
+    ErrorDetail,
+    ReplySoFar,
+    Task,
+    TaskErrorInfo,
+    TaskPage,
+)
+from taskfleet.core.constants import TaskType
+from taskfleet.core.messages import ID_PATTERN
 
+__all__ = [
+    "ChatStreamAccepted",
+    "ChatStreamRequest",
+    "ErrorBody",
+    "ErrorDetail",
+    "ReplySoFar",
+    "Task",
+    "TaskErrorInfo",
+    "TaskPage",
+]
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: `{"error": {"code", "message", "details"}}`."""
-
-    error: ErrorDetail
-
-
-class ChatStreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    chat_id: str = Field(
-        pattern=ID_PATTERN, description="The conversation this message belongs to."
-    )
-    content: StorableText = Field(min_length=1, description="The user's message.")
-    user_id: str | None = Field(
-        None, pattern=ID_PATTERN, description="Service scope only: the user to act for."
-    )
-    idempotency_key: StorableText | None = Field(
-        None, min_length=1, max_length=200, description="The same key gives the same task."
-    )
-
-
-class ChatStreamAccepted(BaseModel):
-    task_id: UUID
-    message_id: UUID = Field(description="The assistant message that will hold the reply.")
-    status: Status
-
-
-class TaskErrorInfo(BaseModel):
-    code: str
-    message: str
-    retryable: bool
-
-
-class ReplySoFar(BaseModel):
-    """A chat task's assistant message: the reply so far (status `streaming`) or final."""
-
-    id: UUID
-    content: str
-    status: str
-
-
-class Task(BaseModel):
-    id: UUID
-    type: TaskType
-    user_id: str
-    chat_id: str | None
-    parent_id: UUID | None
-    status: Status
-    progress: float
-    stage: str | None
-    status_message: str | None
-    input: Any
-    output: Any
-    partial_output: Any
-    checkpoint: Any
-    error: TaskErrorInfo | None
-    attempts: int
-    max_attempts: int
-    next_attempt_at: datetime | None
-    cancel_requested: bool
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    updated_at: datetime
-    seq: int = Field(description="The task's event sequence number (see the WebSocket).")
-    message: ReplySoFar | None = None
-
-
-class TaskPage(BaseModel):
-    tasks: list[Task]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+# What `status=` takes in a listing: a status, or `active`, every status not yet terminal
+# (taskfleet.core.constants.statuses reads it).
+StatusFilter = Literal[
+    "scheduled",
+    "queued",
+    "processing",
+    "retrying",
+    "waiting",
+    "completed",
+    "failed",
+    "cancelled",
+    "active",
+]
 
 
 class TaskListQuery(BaseModel):
+    """A listing's filters. `metadata.<key>=<value>` (any number, all must match) is read
+    before this model (fleet_api.tasks), since its names are the caller's keys."""
+
     model_config = ConfigDict(extra="forbid")
 
-    status: Status | None = None
+    status: list[StatusFilter] | None = Field(
+        None,
+        description="Any of these statuses (repeated, or comma-separated); `active`: every"
+        " status not yet terminal.",
+    )
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`status=a,b` and `status=a&status=b` both mean either."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part for v in value for part in v.split(",")]
+        return value
+
     type: TaskType | None = None
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
+
+
+class TaskQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait: float | None = Field(
+        None,
+        ge=0,
+        le=60,
+        description="Seconds to wait for the task to end before answering (a long poll):"
+        " the answer comes as soon as it is completed, failed or cancelled, else when the"
+        " time is up, with the task as it is then.",
+    )
 
 
 class ChatMessage(BaseModel):

@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from fleet_api.errors import ApiError, not_found
 from fleet_api.models import ErrorBody
+from fleet_api.submitting import KEY_PATTERN
 from taskfleet.core.messages import ID_PATTERN
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -24,6 +25,13 @@ ERROR_TEXT = {
     429: "Too many requests", 503: "A dependency is unavailable; retry",
 }  # fmt: skip
 COMMON_ERRORS = (400, 401, 404, 413, 422, 503)
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "The same key (per user) gives the same task; with another request, 409.",
+    "schema": {"type": "string", "pattern": KEY_PATTERN},
+}  # fmt: skip
+LOCATION = {"description": "The task's URL", "schema": {"type": "string"}}
 
 UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 
@@ -62,6 +70,7 @@ def _uuid(what: str) -> PathParam:
 PATH_PARAMETERS: dict[str, PathParam] = {
     "task_id": _uuid("task"),
     "document_id": _uuid("document"),
+    "batch_id": _uuid("batch"),
     "user_id": _id("user"),
     "chat_id": _id("chat"),
     "camera_id": _id("camera", 422),
@@ -83,6 +92,8 @@ class Operation:
     public: bool = False
     # Non-JSON request bodies (multipart, images): media type -> JSON schema.
     raw_body: dict[str, Any] | None = None
+    # A route that creates a task takes an Idempotency-Key (fleet_api.submitting).
+    idempotent: bool = False
     # Path parameters of this route alone; the others are PATH_PARAMETERS.
     path_params: dict[str, PathParam] = field(default_factory=dict)
 
@@ -169,24 +180,31 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _query_params(query: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if query is None:
+        return []
+    props = query.model_json_schema(ref_template="#/components/schemas/{model}")
+    return [
+        {"name": name, "in": "query", "required": False, "schema": _not_null(prop)}
+        for name, prop in props.get("properties", {}).items()
+    ]
+
+
 def _operation(op: Operation) -> dict[str, Any]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": op.path_param(name).schema}
         for name in _path_names(op.path)
     ]
-    if op.query is not None:
-        props = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, prop in props.get("properties", {}).items():
-            params.append(
-                {"name": name, "in": "query", "required": False, "schema": _not_null(prop)}
-            )
+    params += _query_params(op.query)
+    if op.idempotent:
+        params.append(IDEMPOTENCY_KEY)
     ok: dict[str, Any] = {"description": "OK"}
+    if op.status == 202:
+        ok["headers"] = {"Location": LOCATION}
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(op.response)}}
     responses: dict[str, Any] = {str(op.status): ok}
-    for status in op.errors:
-        if op.public and status == 401:
-            continue
+    for status in op.errors:  # a public route lists its own (a refused sign-in code is 401)
         responses[str(status)] = {
             "description": ERROR_TEXT[status],
             "content": {"application/json": {"schema": _ref(ErrorBody)}},

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from fleet_api.auth import principal
+from fleet_api.delays import due_at
 from fleet_api.errors import LINK_LOST, ApiError, json_response, not_found, outcome_unknown
 from fleet_api.models import (
     ChatHistory,
@@ -20,6 +21,14 @@ from fleet_api.models import (
 )
 from fleet_api.openapi import OpenApi, Operation
 from fleet_api.settings import ApiSettings
+from fleet_api.submitting import (
+    METADATA_PREFIX,
+    accepted,
+    check_repeat,
+    how_to_check_after_loss,
+    idempotency_key,
+    request_digest,
+)
 from taskfleet.broker.publisher import Publisher, new_task
 from taskfleet.core.constants import TaskType
 from taskfleet.data import operations
@@ -56,11 +65,18 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         ) from None
 
 
-def parse_query(request: web.Request, model: type[M]) -> M:
+def parse_query(request: web.Request, model: type[M], *, metadata: bool = False) -> M:
     """The query string validated against `model`; 422 if it does not fit. Lax, unlike the
-    body: every query value arrives as text."""
+    body: every query value arrives as text. A repeated parameter is a list. With
+    `metadata`, the `metadata.<key>` parameters are the route's (submitting.query_metadata)."""
+    query: dict[str, str | list[str]] = {}
+    for name in request.query:
+        if name in query or (metadata and name.startswith(METADATA_PREFIX)):
+            continue
+        values = request.query.getall(name)
+        query[name] = values if len(values) > 1 else values[0]
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(query)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False, include_input=False)
         raise ApiError(
@@ -105,13 +121,22 @@ async def chat_stream(request: web.Request) -> web.Response:
             "content_too_long",
             f"content is longer than {max_chars} characters",
         )
+    key = idempotency_key(request, body.idempotency_key)
+    metadata = body.metadata or {}
+    digest = request_digest(
+        "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
+        run_at=body.run_at, delay_s=body.delay_s,
+    )  # fmt: skip
     new = new_task(
         kernel.settings,
         type=TaskType.CHAT,
         user_id=user_id,
         chat_id=body.chat_id,
         input={"content": body.content},
-        idempotency_key=body.idempotency_key,
+        idempotency_key=key,
+        metadata=metadata,
+        request_digest=digest if key is not None else None,
+        run_at=due_at(body, request.app[SETTINGS].max_delay_s),
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -125,26 +150,20 @@ async def chat_stream(request: web.Request) -> web.Response:
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
-        raise outcome_unknown(exc, _how_to_check(body)) from None
-    if submission.created and submission.outbox_id is not None:
+        raise outcome_unknown(
+            exc, how_to_check_after_loss(key, f"GET /api/chats/{body.chat_id}/messages")
+        ) from None
+    if submission.created and submission.outbox_id is not None and new.run_at is None:
         await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
-    status = "queued"  # what was accepted; a worker may have taken it already
+    status = new.status.value  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
+        check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
-    accepted = ChatStreamAccepted(
+    answer = ChatStreamAccepted(
         task_id=submission.task_id, message_id=submission.message_id, status=status
     )
-    return json_response(accepted.model_dump(mode="json"), status=202)
-
-
-def _how_to_check(body: ChatStreamRequest) -> str:
-    if body.idempotency_key is not None:
-        return "send it again with the same idempotency_key: that gives the same task, never two"
-    return (
-        f"look for it in GET /api/chats/{body.chat_id}/messages before sending it again"
-        " (with an idempotency_key, sending it again is always safe)"
-    )
+    return accepted(answer.model_dump(mode="json"), submission.task_id)
 
 
 async def create_in(
@@ -223,8 +242,9 @@ def add_routes(app: web.Application) -> None:
             ChatStreamAccepted,
             202,
             body=ChatStreamRequest,
-            errors=(400, 401, 403, 413, 422, 429, 503),
+            errors=(400, 401, 403, 409, 413, 422, 429, 503),
             tags=("chat",),
+            idempotent=True,
         ),
     )
     api.add(

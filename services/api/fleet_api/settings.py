@@ -22,3 +22,7 @@ class ApiSettings(Settings):
     document_max_uploads: int = Field(4, ge=1, le=1000, validation_alias="DOCUMENT_MAX_UPLOADS")
     """Uploads one API replica receives at once (503 with Retry-After beyond). Each is spooled to a
     temporary file past its first MiB: this bounds the disk and the database's work."""
+
+    max_delay_s: float = Field(30 * 86400, gt=0, le=366 * 86400, validation_alias="MAX_DELAY_S")
+    """The furthest ahead a submission may be delayed with `run_at` or `delay_s`, in seconds (400
+    beyond; docs/scheduling.md)."""

@@ -1,10 +1,14 @@
-"""Task routes: read, list (cursor pagination), cancel and run again."""
+"""Task routes: read (and wait for the end: a long poll), list (cursor pagination, filters),
+cancel and run again."""
+
+import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import Task, TaskListQuery, TaskPage
+from fleet_api.models import Task, TaskListQuery, TaskPage, TaskQuery
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
@@ -15,13 +19,42 @@ from fleet_api.routes import (
     user_db,
     visible_task,
 )
-from taskfleet.core.constants import TaskType
+from fleet_api.submitting import accepted, query_metadata
+from fleet_api.ws import HUB
+from taskfleet.core.constants import TERMINAL, TaskType, statuses
 from taskfleet.data import operations
 
 
 async def get_task(request: web.Request) -> web.Response:
-    """A task; a chat task also carries its assistant message (the reply so far)."""
-    return json_response(await visible_task(request))
+    """A task; a chat task also carries its assistant message (the reply so far). With
+    `?wait=N`, answered once the task is terminal or after N seconds, whichever is first."""
+    query = parse_query(request, TaskQuery)
+    if not query.wait:
+        return json_response(await visible_task(request))
+    return json_response(await _wait_for_end(request, query.wait))
+
+
+async def _wait_for_end(request: web.Request, wait_s: float) -> dict[str, Any]:
+    """The task once terminal, or as it is when `wait_s` is up.
+
+    Woken by the replica's event hub (fleet_api.hub), never by polling the database: the
+    watch is in place (and the hub's queue bound) before the task is read, so an end that
+    comes after the read wakes it. The hub also wakes it when its events may have a gap (a
+    reconnect to RabbitMQ) and when the API stops: each wake reads the task once."""
+    hub, task_id = request.app[HUB], task_id_param(request)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    async with hub.watch(str(task_id)) as woken:
+        while True:
+            woken.clear()
+            task = await visible_task(request)
+            left = deadline - asyncio.get_running_loop().time()
+            if task["status"] in TERMINAL or left <= 0 or hub.stopping:
+                return task
+            try:
+                async with asyncio.timeout(left):
+                    await woken.wait()
+            except TimeoutError:
+                pass
 
 
 async def list_user_tasks(request: web.Request) -> web.Response:
@@ -39,15 +72,16 @@ async def list_my_tasks(request: web.Request) -> web.Response:
 
 
 async def _page(request: web.Request, user_id: str) -> web.Response:
-    query = parse_query(request, TaskListQuery)
+    query = parse_query(request, TaskListQuery, metadata=True)
     try:
         page = await operations.list_tasks(
             user_db(request, user_id),
             user_id=user_id,
             limit=query.limit,
             cursor=query.cursor,
-            status=query.status.value if query.status else None,
+            status=statuses(",".join(query.status)) if query.status else None,
             task_type=query.type.value if query.type else None,
+            metadata=query_metadata(request),
         )
     except operations.BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from None
@@ -66,7 +100,7 @@ async def cancel_task(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", f"task is already {task['status']}")
     if outcome == "missing":
         raise not_found("task not found")
-    return json_response(await visible_task(request), status=202)
+    return accepted(await visible_task(request), task_id)
 
 
 async def retry_task(request: web.Request) -> web.Response:
@@ -80,7 +114,7 @@ async def retry_task(request: web.Request) -> web.Response:
         )
     if outcome == "missing":
         raise not_found("task not found")
-    return json_response(await visible_task(request), status=202)
+    return accepted(await visible_task(request), task["id"])
 
 
 def add_task_routes(app: web.Application) -> None:
@@ -110,7 +144,18 @@ def add_task_routes(app: web.Application) -> None:
             tags=tags,
         ),
     )
-    api.add(app, Operation("GET", "/api/tasks/{task_id}", get_task, "A task", Task, tags=tags))
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/tasks/{task_id}",
+            get_task,
+            "A task (with `wait`: once it ends, or when the time is up)",
+            Task,
+            query=TaskQuery,
+            tags=tags,
+        ),
+    )
     api.add(
         app,
         Operation(

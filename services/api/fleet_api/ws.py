@@ -19,12 +19,13 @@ from uuid import UUID
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fleet_api.auth import principal
+from fleet_api.auth import WS_PROTOCOL, principal
 from fleet_api.errors import ApiError
 from fleet_api.hub import Event, EventHub, Subscription
 from fleet_api.routes import KERNEL
 from taskfleet.core import jsonx
 from taskfleet.core.messages import ID_PATTERN
+from taskfleet.core.metrics import WEBSOCKETS_OPEN
 from taskfleet.data import operations
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.crypto import Keyring
@@ -51,11 +52,15 @@ class OpenSockets:
 
     def add(self, ws: web.WebSocketResponse) -> None:
         """Track a socket that was opened, so that a stop closes it."""
-        self._open.add(ws)
+        if ws not in self._open:
+            self._open.add(ws)
+            WEBSOCKETS_OPEN.inc()
 
     def discard(self, ws: web.WebSocketResponse) -> None:
         """Stop tracking a socket that ended (one never tracked is fine)."""
-        self._open.discard(ws)
+        if ws in self._open:
+            self._open.discard(ws)
+            WEBSOCKETS_OPEN.dec()
 
     async def close_all(self) -> None:
         """1001 to every client, all at once; each close waits CLOSE_TIMEOUT_S at most."""
@@ -151,7 +156,10 @@ async def ws_tasks(request: web.Request) -> web.WebSocketResponse:
     if user_filter is not None and not re.fullmatch(ID_PATTERN, user_filter):
         raise ApiError(422, "invalid_query", "user_id is not a user id")
     ws = web.WebSocketResponse(
-        heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024, timeout=CLOSE_TIMEOUT_S
+        protocols=(WS_PROTOCOL,),  # a browser that offered its token so must get one back
+        heartbeat=HEARTBEAT_S,
+        max_msg_size=64 * 1024,
+        timeout=CLOSE_TIMEOUT_S,
     )
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
@@ -223,12 +231,14 @@ async def _resume(
         await feed.send_raw(
             {"type": "task.updated", "task_id": str(task_id), "seq": task["seq"], "task": task}
         )
-        if "message" in task:
-            message = task["message"]
-            snapshot = {"type": "message.snapshot", "task_id": str(task_id),
-                        "message_id": message["id"], "seq": task["seq"],
-                        "content": message["content"], "status": message["status"]}  # fmt: skip
-            await feed.send_raw(snapshot)
+    if "message" in task:
+        # Also when the client is within the task's current state (it had some of its reply
+        # deltas): the ones it missed are not here, the reply as last saved is.
+        message = task["message"]
+        snapshot = {"type": "message.snapshot", "task_id": str(task_id),
+                    "message_id": message["id"], "seq": max(task["seq"], seq),
+                    "content": message["content"], "status": message["status"]}  # fmt: skip
+        await feed.send_raw(snapshot)
 
 
 async def _forward(sub: Subscription, feed: Feed) -> None:

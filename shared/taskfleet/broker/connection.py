@@ -18,10 +18,11 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 from yarl import URL
 
+from taskfleet.broker.nodes import UNREACHABLE, connect_first, node_name
 from taskfleet.broker.topology import declare_topology
 from taskfleet.core.constants import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from taskfleet.core.errors import PublishFailed
-from taskfleet.core.metrics import EVENTS_DROPPED
+from taskfleet.core.metrics import BROKER_CONNECTED, EVENTS_DROPPED
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 
@@ -58,6 +59,13 @@ class Broker:
         self._ready = asyncio.Event()
         self._lost = asyncio.Event()
         self.connects = 0
+        self._node = 0  # which of AMQP_URL's addresses it is (or was last) connected to
+
+    @property
+    def node(self) -> str:
+        """host:port of the broker node it is (or was last) connected to."""
+        urls = self.settings.amqp_urls
+        return node_name(urls[self._node % len(urls)])
 
     @property
     def ready(self) -> bool:
@@ -118,6 +126,7 @@ class Broker:
     async def close(self) -> None:
         """Close the connection for good; stop the supervisor first, or its loop reconnects."""
         self._ready.clear()
+        BROKER_CONNECTED.set(0)
         if self.connection is not None and not self.connection.is_closed:
             await self.connection.close()
 
@@ -129,34 +138,42 @@ class Broker:
             try:
                 await self._open(connection, lost)
                 self._ready.set()
+                BROKER_CONNECTED.set(1)
                 self.connects += 1
-                log.info("amqp_connected", connects=self.connects)
+                log.info("amqp_connected", connects=self.connects, node=self.node)
                 await lost.wait()
             finally:
                 self._ready.clear()
+                BROKER_CONNECTED.set(0)
                 self._publish = self._events = self._control = self._events_channel = None
                 if not connection.is_closed:
                     await asyncio.shield(self._close_quietly(connection))
-            log.warning("amqp_connection_lost")
+            log.warning("amqp_connection_lost", node=self.node)
+            self._node += 1
 
     async def _connect(self) -> AbstractConnection:
-        url = URL(self.settings.amqp_url)
-        if "heartbeat" not in url.query:
-            url = url.update_query(heartbeat=self.settings.amqp_heartbeat_s)
+        # After a loss, the next node first: the one just lost is likely the one that went away.
+        urls = [self._with_heartbeat(url) for url in self.settings.amqp_urls]
         async for attempt in AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
-            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError, TimeoutError)),
+            retry=retry_if_exception_type(UNREACHABLE),
             before_sleep=lambda s: log.warning(
                 "amqp_connect_failed", error=repr(s.outcome.exception()) if s.outcome else None
             ),
         ):
             with attempt:
-                conn = await aio_pika.connect(
-                    url, timeout=10, client_properties={"connection_name": self.name}
+                self._node, conn = await connect_first(
+                    urls, start=self._node, client_properties={"connection_name": self.name}
                 )
                 self.connection = conn
                 return conn
         raise AssertionError("unreachable")
+
+    def _with_heartbeat(self, url: str) -> URL:
+        parsed = URL(url)
+        if "heartbeat" in parsed.query:
+            return parsed
+        return parsed.update_query(heartbeat=self.settings.amqp_heartbeat_s)
 
     async def _open(self, connection: AbstractConnection, lost: asyncio.Event) -> None:
         connection.close_callbacks.add(lambda *_: lost.set())

@@ -1,18 +1,21 @@
 """The outbox relay: publishes every outbox row that is due and that no one else published.
 
 Rows are written in the same transaction as the decision they carry (a new task, a retry, a
-put-back, a dead letter), so a crash anywhere loses nothing: the relay publishes what is
+put-back, a dead letter, a delayed task's first message due at its time, a batch's
+`batch.completed` event), so a crash anywhere loses nothing: the relay publishes what is
 left. Every process runs one; `FOR UPDATE SKIP LOCKED` lets them share the work.
 """
 
 import asyncio
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core.constants import TaskType
+from taskfleet.core import events, jsonx
+from taskfleet.core.constants import Status, TaskType
 from taskfleet.core.errors import PublishFailed
 from taskfleet.core.messages import TaskMessage, copy_headers
 from taskfleet.core.metrics import OUTBOX_PUBLISHED
@@ -26,9 +29,34 @@ WITH due AS (
     ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 SELECT o.id, o.queue, o.attempt, o.kind, o.headers,
-       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input
+       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input, t.status
 FROM outbox o JOIN due USING (id) JOIN tasks t ON t.id = o.task_id
 """
+
+# Delayed tasks that are due: queued before their message goes out, so that a claim (which
+# waits for this row lock) never sees one still `scheduled`. SKIP LOCKED, as for retries: a
+# cancel holds its task while it drops the task's rows (we hold one of them). A task it
+# skips keeps its row for the next pass; one that is no longer scheduled answers its status,
+# and one whose time has not come (a row that is not its own: migrations/0012 lets a user's
+# transaction write outbox rows) answers `early`.
+_START = """
+WITH task AS (
+    SELECT id, CASE WHEN status = 'scheduled' AND run_at > now() THEN 'early' ELSE status END
+           AS status
+    FROM tasks WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED
+), queued AS (
+    UPDATE tasks t SET status = 'queued', updated_at = now(), event_seq = t.event_seq + 1
+    FROM task WHERE t.id = task.id AND task.status = 'scheduled'
+    RETURNING t.id, t.event_seq
+)
+SELECT task.id, task.status, queued.event_seq FROM task LEFT JOIN queued USING (id)
+"""
+
+# A message for these would only be settled without running: the relay drops it instead.
+_DROP_FOR = frozenset({"cancelled", "early"})
+# The kinds of rows that carry a task's message to its queue (not a dead letter, not an
+# `event`: a batch's completion, store/sql/tf_batch_member_ended.sql).
+_MESSAGES = frozenset({"task", "retry", "throttle"})
 
 
 def task_message(row: asyncpg.Record | dict[str, Any], attempt: int) -> TaskMessage:
@@ -65,6 +93,7 @@ class OutboxRelay:
             rows = await conn.fetch(_DUE, self.batch)
             if not rows:
                 return 0
+            rows, dropped, started = await self._start_scheduled(conn, rows)
             results = await asyncio.gather(
                 *(self._publish(r) for r in rows), return_exceptions=True
             )
@@ -75,7 +104,8 @@ class OutboxRelay:
                         "outbox_publish_failed", task_id=str(row["task_id"]), error=repr(res)
                     )
             await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in done]
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in [*done, *dropped]],
             )
             requeued = [r["task_id"] for r in done if r["kind"] == "retry"]
             if requeued:
@@ -90,9 +120,52 @@ class OutboxRelay:
                 )
         for row in done:
             OUTBOX_PUBLISHED.labels(row["kind"]).inc()
-        return len(rows)
+        self._announce_queued([r for r in rows if r["task_id"] in started], started)
+        return len(rows) + len(dropped)
+
+    async def _start_scheduled(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record]
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record], dict[UUID, int]]:
+        """(rows to publish, rows to drop unpublished, {task queued now: its event_seq}).
+
+        The statement runs only when a delayed task is among the rows: the rows of tasks
+        submitted to run at once cost nothing more here."""
+        delayed = {r["task_id"] for r in rows if r["status"] == "scheduled" and r["kind"] == "task"}
+        seen: dict[UUID, tuple[str, int | None]] = {}
+        if delayed:
+            answered = await conn.fetch(_START, list(delayed))
+            seen = {a["id"]: (a["status"], a["event_seq"]) for a in answered}
+        publish, drop, started = [], [], {}
+        for row in rows:
+            status = seen[row["task_id"]][0] if row["task_id"] in seen else row["status"]
+            if row["task_id"] in delayed and row["task_id"] not in seen:
+                continue  # its task is locked (a cancel?): the next pass decides
+            if status in _DROP_FOR and row["kind"] in _MESSAGES:
+                drop.append(row)
+                continue
+            seq = seen.get(row["task_id"], (status, None))[1]
+            if seq is not None:
+                started[row["task_id"]] = seq
+            publish.append(row)
+        return publish, drop, started
+
+    def _announce_queued(self, rows: list[asyncpg.Record], started: dict[UUID, int]) -> None:
+        """`task.updated` (queued) for the delayed tasks whose time came (best effort)."""
+        for row in rows:
+            key, body = events.task_updated(
+                task_id=row["task_id"],
+                task_type=row["type"],
+                user_id=row["user_id"],
+                chat_id=row["chat_id"],
+                status=Status.QUEUED,
+                seq=events.event_seq(started[row["task_id"]]),
+            )
+            self.broker.send_event(key, jsonx.dumps(body))
 
     async def _publish(self, row: asyncpg.Record) -> None:
+        if row["kind"] == "event":  # to taskfleet.events: `queue` is its routing key
+            await self.broker.publish_event(row["queue"], jsonx.dumps(row["headers"]))
+            return
         body = task_message(row, row["attempt"]).dumps()
         headers = row["headers"] or {}
         if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)

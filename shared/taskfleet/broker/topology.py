@@ -5,6 +5,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
+from taskfleet.broker.nodes import connect
 from taskfleet.core.constants import (
     CONTROL_EXCHANGE,
     DEAD_LETTER_EXCHANGE,
@@ -23,13 +24,20 @@ def work_queue_arguments(settings: Settings, queue: str) -> dict[str, Any]:
     the delivery limit only catches a message that kills its worker every time.
     """
     return {
-        "x-queue-type": "quorum",
+        **quorum_arguments(settings),
         "x-dead-letter-exchange": settings.queue(DEAD_LETTER_EXCHANGE),
         "x-dead-letter-routing-key": settings.queue(dlq_name(queue)),
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
         "x-delivery-limit": DELIVERY_LIMIT,
     }
+
+
+def quorum_arguments(settings: Settings) -> dict[str, Any]:
+    """A quorum queue, with AMQP_QUORUM_SIZE replicas when it is set (else one per node)."""
+    if settings.amqp_quorum_size is None:
+        return {"x-queue-type": "quorum"}
+    return {"x-queue-type": "quorum", "x-quorum-initial-group-size": settings.amqp_quorum_size}
 
 
 async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
@@ -45,7 +53,7 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
     )
     for spec in QUEUES.values():
         dlq = settings.queue(dlq_name(spec.name))
-        dead = await channel.declare_queue(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+        dead = await channel.declare_queue(dlq, durable=True, arguments=quorum_arguments(settings))
         await dead.bind(dlx, routing_key=dlq)
         await channel.declare_queue(
             settings.queue(spec.name),
@@ -72,7 +80,7 @@ async def delete_namespace(settings: Settings) -> None:
 
     Idle quorum queues are not free: each is a Raft member that RabbitMQ keeps ticking.
     """
-    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    connection = await connect(settings)
     async with connection:
         channel = await connection.channel()
         for name in all_queue_names(settings):

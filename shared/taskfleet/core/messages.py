@@ -1,21 +1,22 @@
 """The message body on the work queues (DESIGN.md §5). Every body is untrusted input."""
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfleet.core.constants import COPY_HEADER, TaskType
 from taskfleet.core.errors import InvalidPayload
+from taskfleet.core.wire import ID_PATTERN, StorableText
 
-ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
-
-
-# Free text that PostgreSQL can store: text and jsonb cannot hold U+0000, so it is refused
-# at the door (and the schema says so), not at the insert.
-StorableText = Annotated[
-    str, StringConstraints(pattern=r"^[^\x00]*$"), Field(description="Any text but NUL.")
+__all__ = [
+    "ID_PATTERN",
+    "StorableText",
+    "TaskMessage",
+    "copy_headers",
+    "copy_of",
+    "parse_message",
 ]
 
 

@@ -71,3 +71,46 @@ CONSUMER_PAUSED = Gauge(
     "1 while a worker takes no deliveries because its database is unavailable.",
     ["queue"],
 )
+BROKER_CONNECTED = Gauge(
+    "taskfleet_broker_connected",
+    "1 while this process's RabbitMQ connection is up, its channels open and topology declared.",
+)
+HTTP_REQUESTS = Counter(
+    "taskfleet_http_requests",
+    "API requests answered, by route template (`unmatched` for no route), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "taskfleet_http_request_duration_seconds",
+    "API request to response, by route template and method (a WebSocket: its whole life).",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBSOCKETS_OPEN = Gauge("taskfleet_websockets_open", "WebSockets open on this API replica.")
+DB_POOL_CONNECTIONS = Gauge(
+    "taskfleet_db_pool_connections",
+    "This process's PostgreSQL pool: connections in_use, idle, and its max.",
+    ["state"],
+)
+WORKER_SLOTS = Gauge(
+    "taskfleet_worker_slots",
+    "Tasks this worker handles at once (--concurrency): utilisation = inflight / slots.",
+    ["queue"],
+)
+LLM_DURATION = Histogram(
+    "taskfleet_llm_request_duration_seconds",
+    "A model call from its request to its last byte (retries included), by model and outcome.",
+    ["model", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+)
+LLM_FIRST_TOKEN = Histogram(
+    "taskfleet_llm_time_to_first_token_seconds",
+    "A model call from its request to the first text or tool call it streamed, by model.",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+)
+LLM_TOKENS = Counter(
+    "taskfleet_llm_tokens",
+    "Tokens the model server reported (stream usage), by model and direction: input, output.",
+    ["model", "direction"],
+)

@@ -6,15 +6,23 @@ loads for that service. Every field's description is its documentation: docs/con
 is generated from them (`make settings-doc`).
 """
 
-import re
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskfleet.core.addresses import AmqpUrl, amqp_addresses
+from taskfleet.core.durations import parse_duration as parse_duration  # its old home
 from taskfleet.core.errors import ConfigError
 
 JWT_SECRET_MIN_CHARS = 32
+_UNSHOWN = {"AMQP_URL", "DATABASE_URL", "TASKFLEET_JWT_SECRET", "ENCRYPTION_KEYS"}
 
 
 class Settings(BaseSettings):
@@ -24,15 +32,22 @@ class Settings(BaseSettings):
         populate_by_name=True, extra="ignore", frozen=True, use_attribute_docstrings=True
     )
 
-    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
-    """The RabbitMQ broker."""
+    amqp_url: AmqpUrl = Field("amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    """The RabbitMQ broker; for a cluster, its nodes: comma-separated URLs, or the hosts of one URL
+    (`amqp://u:p@a,b,c:5672/`). A process connects to the first that answers, and to the next
+    when its node goes away."""
+
+    amqp_quorum_size: int | None = Field(None, ge=1, le=9, validation_alias="AMQP_QUORUM_SIZE")
+    """Replicas of each quorum queue (`x-quorum-initial-group-size`; unset: one per node), only
+    when first declared: RabbitMQ refuses another value for an existing queue (operations.md)."""
 
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/taskfleet", validation_alias="DATABASE_URL"
     )
-    """The PostgreSQL database, created by `migrate` if missing. Its login role must be able to `SET
-    ROLE` to `taskfleet_service`, `taskfleet_app` and `taskfleet_admin` (the migration grants them
-    to the role that runs it); in production, not a superuser (docs/security.md)."""
+    """The PostgreSQL database, created by `migrate` if missing; with a standby, both hosts and
+    `target_session_attrs=read-write` (`postgresql://u@a,b/taskfleet?target_session_attrs=...`).
+    Its login role must be able to `SET ROLE` to `taskfleet_service`, `taskfleet_app` and
+    `taskfleet_admin` (the migration grants them); not a superuser in production (security.md)."""
 
     namespace: str = Field(
         "", validation_alias="TASKFLEET_NAMESPACE", pattern=r"^[A-Za-z0-9_\-]*$", max_length=64
@@ -103,7 +118,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="LOG_LEVEL"
     )
-    """`debug`, `info`, `warning` or `error`."""
+    """`debug`, `info`, `warning` or `error`. The libraries' own lines (aiormq, aio_pika, aiohttp,
+    asyncpg, Python warnings) pass from WARNING up, and all of them at `debug`."""
 
     shutdown_grace_s: float = Field(30.0, ge=0, validation_alias="SHUTDOWN_GRACE_S")
     """At SIGTERM, in-flight tasks (and the API's requests) get this long, then are handed back."""
@@ -211,6 +227,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def amqp_urls(self) -> list[str]:
+        """Each broker node's URL, in the order AMQP_URL gives them."""
+        return amqp_addresses(self.amqp_url)
+
     @field_validator("log_level", "log_format", "environment", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -238,7 +259,9 @@ class Settings(BaseSettings):
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else "settings"
             alias = cls.model_fields[field].validation_alias if field in cls.model_fields else None
-            message = f"{alias or field}: {err['msg']} (got {err.get('input')!r})"
+            # A URL's or a key's value is never shown: it may hold a password.
+            got = "" if (alias or field) in _UNSHOWN else f" (got {err.get('input')!r})"
+            message = f"{alias or field}: {err['msg']}{got}"
             raise ConfigError(message) from None
 
     @classmethod
@@ -274,15 +297,3 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """The kernel's settings from the environment (Settings.load)."""
     return Settings.load(**overrides)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`30d`, `12h`, `90m`, `45s` or plain seconds, as seconds (> 0)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
-    if seconds <= 0:
-        raise ValueError(f"bad duration {text!r}: use e.g. 30d, 12h, 90m or seconds")
-    return seconds

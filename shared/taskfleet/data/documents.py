@@ -40,6 +40,7 @@ _HEADLINE = "StartSel=**, StopSel=**, MaxWords=35, MinWords=15, MaxFragments=2"
 # deletes only terminal tasks, so a missing task of an unindexed document means it failed).
 _STATUS = """
 CASE WHEN d.indexed_at IS NOT NULL THEN 'indexed'
+     WHEN t.status = 'scheduled' THEN 'scheduled'
      WHEN t.status IN ('queued', 'retrying') THEN 'queued'
      WHEN t.status = 'processing' THEN 'processing'
      WHEN t.status = 'cancelled' THEN 'cancelled'

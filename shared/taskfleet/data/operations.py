@@ -5,6 +5,7 @@ Shared by the API and the command line, so both answer the same way.
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,19 +63,28 @@ async def list_tasks(
     db: Db,
     *,
     user_id: str | None,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     task_type: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Page:
     """Newest first. The cursor is the (created_at, id) of the last task of the previous
-    page, so pages stay stable while tasks are added: new ones sort before the first page."""
+    page, so pages stay stable while tasks are added: new ones sort before the first page.
+    `status`: one status or any of several; `metadata`: every pair must be in the task's."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
-    for column, value in (("user_id", user_id), ("status", status), ("type", task_type)):
+    statuses = [status] if isinstance(status, str) else status
+    filters = (
+        ("user_id = $%d", user_id),
+        ("status = ANY($%d::text[])", list(statuses) if statuses is not None else None),
+        ("type = $%d", task_type),
+        ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
+    )
+    for condition, value in filters:
         if value is not None:
             args.append(value)
-            where.append(f"{column} = ${len(args)}")
+            where.append(condition % len(args))
     if cursor is not None:
         at, tid = decode_cursor(cursor)
         args += [at, tid]

@@ -9,14 +9,17 @@
   and the task is retried later through the outbox without holding a worker.
 - Once text has been handed on, a failure is not retried here (the text would be repeated);
   it fails the call and the task's own retry starts the reply again.
-- Every HTTP attempt counts one `taskfleet_llm_requests_total{outcome}`.
+- Every HTTP attempt counts one `taskfleet_llm_requests_total{outcome}`; every call is measured
+  by model (`measure.py`): its duration by outcome, its time to first token, and the tokens in
+  and out that the server reports (`stream_options.include_usage`).
 - NUL (U+0000) is dropped from what the model sends (text, tool calls): PostgreSQL cannot
   store it, and a reply that cannot be stored would fail its task at the commit.
 """
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +36,8 @@ from tenacity import (
     wait_random,
 )
 
-from taskfleet.llm.openai_errors import counted, status_error
+from taskfleet.llm.measure import ABANDONED, CallMeter
+from taskfleet.llm.openai_errors import counted, outcome_of, status_error
 from taskfleet.llm.openai_reply import read_reply
 from taskfleet.llm.types import (
     ChatHistory,
@@ -62,7 +66,8 @@ class OpenAIModel:
     # Injected by tests to see the waits without sleeping through them.
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
-    _tools_supported: bool = field(default=True, repr=False)
+    # What the server refused with a 400 (`tools`, `stream_options`): not asked for again.
+    _refused: set[str] = field(default_factory=set, repr=False)
 
     @property
     def name(self) -> str:
@@ -83,29 +88,67 @@ class OpenAIModel:
     async def stream(
         self, messages: ChatHistory, *, tools: Sequence[ToolSpec] | None = None
     ) -> AsyncIterator[StreamItem]:
-        """Yield the reply's text deltas as they arrive, then the tool calls it asked for."""
+        """Yield the reply's text deltas as they arrive, then the tool calls it asked for.
+        The call is measured: duration by outcome, time to first token, tokens."""
+        meter, outcome = CallMeter(self.model), ABANDONED
+        try:
+            async with contextlib.aclosing(self._stream(messages, tools, meter)) as items:
+                async for item in items:
+                    meter.item()
+                    yield item
+            outcome = "ok"
+        except Exception as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            meter.done(outcome)
+
+    async def _stream(
+        self, messages: ChatHistory, tools: Sequence[ToolSpec] | None, meter: CallMeter
+    ) -> AsyncGenerator[StreamItem]:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True}
-        if tools and self._tools_supported:
+        if "stream_options" not in self._refused:
+            # The token counts, in a last chunk (OpenAI, vLLM, Ollama, llama.cpp send it).
+            body["stream_options"] = {"include_usage": True}
+        if tools and "tools" not in self._refused:
             body["tools"] = [t.openai() for t in tools]
             body["tool_choice"] = "auto"
         deadline = time.monotonic() + self.timeout_s
         try:
             response = await self._open(orjson.dumps(body), deadline)
         except LlmRejected as exc:
-            if "tools" not in body or exc.status != 400:
+            if exc.status != 400:
                 raise
-            # A server started without tool support (vLLM without --enable-auto-tool-choice,
-            # some llama.cpp builds) refuses the whole request: answer without tools, and do
-            # not offer them again in this process.
-            log.warning("llm_tools_unsupported", error=str(exc))
-            self._tools_supported = False
-            del body["tools"], body["tool_choice"]
-            response = await self._open(orjson.dumps(body), deadline)
+            response = await self._without_what_was_refused(body, deadline, exc)
         try:
-            async for item in read_reply(response, deadline, self.timeout_s):
+            async for item in read_reply(response, deadline, self.timeout_s, meter.usage):
                 yield item
         finally:
             response.release()
+
+    async def _without_what_was_refused(
+        self, body: dict[str, Any], deadline: float, refusal: LlmRejected
+    ) -> aiohttp.ClientResponse:
+        """A server that does not know an optional part of the request refuses all of it
+        (vLLM without --enable-auto-tool-choice refuses `tools`; an older server may refuse
+        `stream_options`): ask again without one part at a time, tools first, and do not ask
+        for the part it refused again in this process. No optional part: the 400 stands."""
+        optional = {"tools": ("tools", "tool_choice"), "stream_options": ("stream_options",)}
+        for part, keys in optional.items():
+            if part not in body:
+                continue
+            try:
+                response = await self._open(
+                    orjson.dumps({k: v for k, v in body.items() if k not in keys}), deadline
+                )
+            except LlmRejected as exc:
+                if exc.status != 400:
+                    raise
+                continue
+            log.warning("llm_request_part_unsupported", part=part, error=str(refusal))
+            self._refused.add(part)
+            return response
+        raise refusal
 
     # -- opening the response, retried --------------------------------------------------------
 

@@ -48,7 +48,12 @@ _OUTCOME_OF = {
 }  # fmt: skip
 
 
+def outcome_of(exc: BaseException) -> str:
+    """The outcome label of a failed call or attempt (`rate_limited`, `timeout`, ...)."""
+    return _OUTCOME_OF.get(type(exc), "bad_response")
+
+
 def counted(exc: Exception) -> Exception:
     """Count `exc` in taskfleet_llm_requests_total by outcome; it is returned, to be raised."""
-    LLM_REQUESTS.labels(_OUTCOME_OF.get(type(exc), "bad_response")).inc()
+    LLM_REQUESTS.labels(outcome_of(exc)).inc()
     return exc

@@ -4,7 +4,7 @@ left of the call's deadline. NUL is dropped from every item (PostgreSQL cannot s
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -23,19 +23,23 @@ from taskfleet.llm.types import (
     without_nul,
 )
 
+# Told the server's `usage` object (token counts), when it sends one.
+OnUsage = Callable[[Any], None]
+
 # A JSON reply (no streaming) may be large, but not without bound.
 MAX_JSON_REPLY_BYTES = 8 * 1024 * 1024
 
 
 async def read_reply(
-    response: aiohttp.ClientResponse, deadline: float, timeout_s: float
+    response: aiohttp.ClientResponse, deadline: float, timeout_s: float, usage: OnUsage
 ) -> AsyncIterator[StreamItem]:
-    """The reply's text deltas, then its tool calls; the attempt's outcome is counted here."""
+    """The reply's text deltas, then its tool calls; the attempt's outcome is counted here,
+    and the `usage` the server reports is handed to `usage`."""
     try:
         if response.content_type == "application/json":  # the server ignored `stream`
-            items = _read_json(response, deadline, timeout_s)
+            items = _read_json(response, deadline, timeout_s, usage)
         else:
-            items = _read_stream(response, deadline, timeout_s)
+            items = _read_stream(response, deadline, timeout_s, usage)
         async for item in items:
             if cleaned := without_nul(item):  # a delta of NUL alone is no delta
                 yield cleaned
@@ -47,7 +51,7 @@ async def read_reply(
 
 
 async def _read_stream(
-    response: aiohttp.ClientResponse, deadline: float, timeout_s: float
+    response: aiohttp.ClientResponse, deadline: float, timeout_s: float, usage: OnUsage
 ) -> AsyncIterator[StreamItem]:
     parser, calls = SseParser(), ToolCallAssembler()
     done = finished = False
@@ -58,7 +62,10 @@ async def _read_stream(
             if data.strip() == "[DONE]":
                 done = True
                 break
-            for text in _apply(_event(data), calls):
+            event = _event(data)
+            if event.get("usage"):  # the last chunk (include_usage), its choices empty
+                usage(event["usage"])
+            for text in _apply(event, calls):
                 if text is None:
                     finished = True
                 else:
@@ -72,14 +79,15 @@ async def _read_stream(
 
 
 async def _read_json(
-    response: aiohttp.ClientResponse, deadline: float, timeout_s: float
+    response: aiohttp.ClientResponse, deadline: float, timeout_s: float, usage: OnUsage
 ) -> AsyncIterator[StreamItem]:
     raw = await _within(response.content.read(MAX_JSON_REPLY_BYTES), deadline, timeout_s)
     try:
-        choice = orjson.loads(raw)["choices"][0]
-        message = choice["message"]
+        completion = orjson.loads(raw)
+        message = completion["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         raise LlmBadResponse("the reply is not a chat completion") from None
+    usage(completion.get("usage"))
     calls = ToolCallAssembler()
     if message.get("tool_calls"):
         calls.add(message["tool_calls"])

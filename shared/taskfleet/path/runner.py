@@ -48,6 +48,9 @@ class Runner:
     inflight: dict[UUID, Attempt]
     sealer: Sealer
 
+    def __post_init__(self) -> None:
+        INFLIGHT.labels(self.queue)  # at 0 from the start: utilisation = inflight / slots
+
     async def run(self, msg: TaskMessage, claim: Claim) -> Settlement:
         """Run the handler on a claimed delivery, commit its outcome, and say how to settle it.
 

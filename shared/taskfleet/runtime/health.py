@@ -12,6 +12,9 @@ from taskfleet.core.errors import StartupError
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 # Why a process does not take work now, by cause (a worker's pauses): shown by /readyz.
 Reasons = Callable[[], dict[str, str]]
+# What /readyz reports without gating readiness on it (the API's broker: its outbox covers an
+# outage, so a broker blip must not take every replica out of service).
+Report = Callable[[], dict[str, object]]
 
 
 def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
@@ -26,8 +29,14 @@ def database_check(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-def add_health_routes(app: web.Application, ready: ReadyCheck, why: Reasons | None = None) -> None:
-    """/healthz and /readyz; `why` names what keeps a process from taking work."""
+def add_health_routes(
+    app: web.Application,
+    ready: ReadyCheck,
+    why: Reasons | None = None,
+    report: Report | None = None,
+) -> None:
+    """/healthz and /readyz; `why` names what keeps a process from taking work, `report` adds
+    what /readyz shows but does not decide on."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -39,6 +48,8 @@ def add_health_routes(app: web.Application, ready: ReadyCheck, why: Reasons | No
         body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
         if reasons:
             body["paused"] = reasons
+        if report is not None:
+            body.update(report())
         return web.json_response(body, status=200 if ok else 503)
 
     app.router.add_get("/healthz", healthz)

@@ -16,7 +16,7 @@ from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 from taskfleet.runtime.reconciler import Reconciler
 from taskfleet.security.crypto import Keyring
-from taskfleet.store.pool import create_pool
+from taskfleet.store.pool import create_pool, export_pool_use
 from taskfleet.store.tasks import TaskStore
 
 log = structlog.get_logger("taskfleet.kernel")
@@ -62,6 +62,7 @@ async def open_kernel(
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None
+    export_pool_use(pool)
     broker = Broker(settings, supervisor, name=name)
     try:
         try:

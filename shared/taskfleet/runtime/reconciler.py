@@ -4,9 +4,9 @@ The message path keeps tasks moving as long as their messages do. The reconciler
 what no message carries any more: a message dropped between the broker and the database, a
 holder that died without the broker noticing, a handler stuck past its deadline, a resume
 that never went out. Every process with a kernel runs one; a transaction-scoped advisory lock
-lets one pass run at a time in the whole fleet. Each pass is three statements
-(store/sql/tf_reconcile_*.sql), each reading the partial index of unfinished tasks, so a pass
-costs the same on a table of millions of finished tasks:
+lets one pass run at a time in the whole fleet. Each pass is four statements
+(store/sql/tf_reconcile_*.sql), each reading a partial index of unfinished tasks (or of
+scheduled ones), so a pass costs the same on a table of millions of finished tasks:
 
 - lost_message: a queued or retrying task, due, with no outbox row and unchanged for
   RECONCILE_AFTER_S, is published again through the outbox (the claim settles a copy that
@@ -14,6 +14,9 @@ costs the same on a table of millions of finished tasks:
   among them: it is given ten times as long.
 - children_done: a waiting task whose children all ended, unchanged for RECONCILE_AFTER_S,
   is resumed, as the last child's trigger would have.
+- scheduled_due: a delayed task (`scheduled`) due for RECONCILE_AFTER_S that has no outbox
+  row any more is given one, due now: the relay queues and publishes it as it would have
+  at its time.
 - holder_gone / not_held / past_deadline: a running task whose holder left the worker
   registry (lost or stopped), or whose holder's heartbeats stopped listing it, or that is
   TASK_GRACE_S past its deadline, is handed over to a new attempt with the fence moved on,
@@ -93,7 +96,12 @@ class Reconciler:
             running = await conn.fetch(
                 "SELECT * FROM tf_reconcile_running($1, $2, $3)", trust_registry, grace_s, BATCH
             )
-        repairs = [*lost, *resumed, *running]
+            due = await conn.fetch(
+                "SELECT *, 'scheduled_due' AS reason FROM tf_reconcile_scheduled($1, $2)",
+                after_s,
+                BATCH,
+            )
+        repairs = [*lost, *resumed, *running, *due]
         for row in repairs:
             await self._announce(row)
         counts: dict[str, int] = {}
@@ -127,8 +135,10 @@ class Reconciler:
             reason=reason,
             status=status,
         )
-        if reason == "lost_message":
-            return  # a new copy of its message: nothing a client sees changed
+        if reason in ("lost_message", "scheduled_due"):
+            # A new copy of its message: nothing a client sees changed (yet: the relay
+            # announces a delayed task `queued` when it publishes it).
+            return
         key, body = events.task_updated(
             task_id=row["id"],
             task_type=row["type"],

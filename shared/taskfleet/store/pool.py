@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from taskfleet.core.metrics import DB_POOL_CONNECTIONS
 from taskfleet.store.tenancy import SERVICE_ROLE
 
 # Errors that mean "our database cannot be used right now", not "this statement is wrong": the
@@ -97,6 +98,16 @@ async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> a
     )
     assert pool is not None
     return pool
+
+
+def export_pool_use(pool: asyncpg.Pool) -> None:
+    """`taskfleet_db_pool_connections{state}`, read from `pool` at every scrape (a process has
+    one pool; the last one given wins)."""
+    DB_POOL_CONNECTIONS.labels("in_use").set_function(
+        lambda: pool.get_size() - pool.get_idle_size()
+    )
+    DB_POOL_CONNECTIONS.labels("idle").set_function(pool.get_idle_size)
+    DB_POOL_CONNECTIONS.labels("max").set_function(pool.get_max_size)
 
 
 def database_name(dsn: str) -> str:

@@ -5,14 +5,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from taskfleet.core.constants import TaskType
+from taskfleet.core.constants import Status, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.store import quotas
 
 TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
     " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
-    " cancel_requested, created_at, started_at, completed_at, updated_at"
+    " cancel_requested, created_at, started_at, completed_at, updated_at, run_at, metadata,"
+    " batch_id"
 )
 
 
@@ -60,6 +61,18 @@ class ChatSubmission:
     message_id: UUID
     created: bool
     outbox_id: int | None = None
+    # An idempotent repeat: the digest of the request that made the task (None if unknown).
+    request_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The task an idempotency key named already: its id, input, request digest and status."""
+
+    task_id: UUID
+    input: dict[str, Any]
+    request_digest: str | None
+    status: Status
 
 
 class OverQuota(Exception):
@@ -72,7 +85,11 @@ class OverQuota(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """A task to create. `input` becomes the message payload the handler gets."""
+    """A task to create. `input` becomes the message payload the handler gets.
+
+    With `run_at` it is a delayed task: `scheduled` until then, its message published by the
+    outbox relay when due (docs/scheduling.md), never by its creator.
+    """
 
     type: TaskType
     user_id: str
@@ -82,6 +99,16 @@ class NewTask:
     parent_id: UUID | None = None
     idempotency_key: str | None = None
     task_id: UUID = field(default_factory=uuid4)
+    run_at: datetime | None = None
+    # The backend's own strings about the task (migrations/0016), and the digest of the
+    # request an idempotency key came with: a repeat with another request is refused.
+    metadata: dict[str, str] = field(default_factory=dict)
+    request_digest: str | None = None
+
+    @property
+    def status(self) -> Status:
+        """The status it is created with: `scheduled` when delayed, else `queued`."""
+        return Status.QUEUED if self.run_at is None else Status.SCHEDULED
 
     def message(self) -> TaskMessage:
         """The queue message of the task's first attempt, its input as the payload."""

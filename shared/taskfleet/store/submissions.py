@@ -10,10 +10,10 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from taskfleet.core.constants import QUEUES
+from taskfleet.core.constants import QUEUES, Status
 from taskfleet.store import quotas
 from taskfleet.store.coalesce import Coalescer
-from taskfleet.store.records import ChatSubmission, NewTask, Outgoing, OverQuota
+from taskfleet.store.records import ChatSubmission, Existing, NewTask, Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, UserDb
 
 FORGET_EVERY_S = 0.05
@@ -25,12 +25,13 @@ FORGET_EVERY_S = 0.05
 _SUBMIT_MANY = (
     "SELECT x.n, s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
     " $6::jsonb[], $7::integer[], $8::text[], $9::text[], $10::float8[], $11::text[],"
-    " $12::uuid[], $13::integer[], $14::integer[]) WITH ORDINALITY AS x(id, type, user_id,"
-    " chat_id, parent_id, input, max_attempts, idempotency_key, queue, grace_s, content,"
-    " message_id, per_minute, max_waiting, n)"
+    " $12::uuid[], $13::integer[], $14::integer[], $15::jsonb[], $16::text[], $17::timestamptz[])"
+    " WITH ORDINALITY AS x(id, type, user_id, chat_id, parent_id, input, max_attempts,"
+    " idempotency_key, queue, grace_s, content, message_id, per_minute, max_waiting, metadata,"
+    " request_digest, run_at, n)"
     " CROSS JOIN LATERAL tf_submit_chat(x.id, x.type, x.user_id, x.chat_id, x.parent_id,"
     " x.input, x.max_attempts, x.idempotency_key, x.queue, x.grace_s, x.content, x.message_id,"
-    " x.per_minute, x.max_waiting) s"
+    " x.per_minute, x.max_waiting, x.metadata, x.request_digest, x.run_at) s"
 )
 
 
@@ -53,6 +54,8 @@ def _submission_arrays(calls: Sequence[_SubmitCall]) -> list[list[Any]]:
         [QUEUES[c.new.type].name for c in calls], [c.relay_grace_s for c in calls],
         [c.content for c in calls], [c.message_id for c in calls],
         [c.limits.per_minute for c in calls], [c.limits.max_waiting for c in calls],
+        [c.new.metadata for c in calls], [c.new.request_digest for c in calls],
+        [c.new.run_at for c in calls],
     ]  # fmt: skip
 
 
@@ -82,11 +85,13 @@ class Submissions:
         Returns its message and outbox row, or None when `idempotency_key` names an existing
         task of the user. The outbox row is due only after `relay_grace_s`: the caller
         publishes the message itself right after commit (`taskfleet.broker.publisher`) and
-        deletes the row; the relay takes over if the caller dies or the publish fails.
+        deletes the row; the relay takes over if the caller dies or the publish fails. A
+        delayed task's row (`new.run_at`) is due at its time, and only the relay publishes it.
         """
         inserted: UUID | None = await conn.fetchval(
             "INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,"
-            " idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " idempotency_key, metadata, request_digest, status, run_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
             " DO NOTHING RETURNING id",
             new.task_id,
@@ -97,17 +102,34 @@ class Submissions:
             new.input,
             new.max_attempts,
             new.idempotency_key,
+            new.metadata,
+            new.request_digest,
+            new.status.value,
+            new.run_at,
         )
         if inserted is None:
             return None
         outbox_id: int = await conn.fetchval(
-            "INSERT INTO outbox (task_id, queue, attempt, kind, available_at)"
-            " VALUES ($1, $2, 1, 'task', now() + make_interval(secs => $3)) RETURNING id",
+            "INSERT INTO outbox (task_id, queue, attempt, kind, available_at) VALUES ($1, $2, 1,"
+            " 'task', coalesce($4::timestamptz, now() + make_interval(secs => $3))) RETURNING id",
             new.task_id,
             QUEUES[new.type].name,
             relay_grace_s,
+            new.run_at,
         )
         return Outgoing(new.message(), outbox_id)
+
+    @staticmethod
+    async def existing(conn: asyncpg.Connection, user_id: str, key: str) -> Existing:
+        """The task of the user's that `key` made, after insert_task answered None for it (in
+        the same transaction: the unique index made it wait for that task's commit)."""
+        row = await conn.fetchrow(
+            "SELECT id, input, request_digest, status FROM tasks"
+            " WHERE user_id = $1 AND idempotency_key = $2",
+            user_id,
+            key,
+        )
+        return Existing(row["id"], row["input"], row["request_digest"], Status(row["status"]))
 
     async def submit_chat(
         self,
@@ -137,13 +159,15 @@ class Submissions:
         task_id: UUID | None = row["task_id"]
         if task_id is None:
             row = await db.fetchrow(
-                "SELECT t.id, m.id AS message_id FROM tasks t LEFT JOIN messages m"
-                " ON m.task_id = t.id AND m.role = 'assistant'"
+                "SELECT t.id, m.id AS message_id, t.request_digest FROM tasks t"
+                " LEFT JOIN messages m ON m.task_id = t.id AND m.role = 'assistant'"
                 " WHERE t.user_id = $1 AND t.idempotency_key = $2",
                 new.user_id,
                 new.idempotency_key,
             )
-            return ChatSubmission(row["id"], row["message_id"], created=False)
+            return ChatSubmission(
+                row["id"], row["message_id"], created=False, request_digest=row["request_digest"]
+            )
         return ChatSubmission(task_id, call.message_id, created=True, outbox_id=row["outbox_id"])
 
     async def _submit_one(self, call: _SubmitCall) -> asyncpg.Record:

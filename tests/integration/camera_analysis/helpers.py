@@ -51,7 +51,8 @@ async def upload(client: Client, user: str, camera: str, data: bytes) -> dict[st
     resp = await client.post(f"/api/cameras/{camera}/frames", data=data, headers=auth(user))
     body: dict[str, Any] = await resp.json()
     assert resp.status == 202, body
-    assert set(body) == {"frame_id", "task_id"}
+    assert set(body) == {"frame_id", "task_id", "status"}
+    assert body["status"] == "queued"
     return body
 
 

@@ -8,11 +8,16 @@
 -- Within the quotas: the task, its outbox row (due after the grace: the API publishes it
 -- itself right after, and the row's id is answered), the user's message and the assistant's
 -- placeholder. No task when the idempotency key names one of the user's, or when over a
--- quota; the counts say which.
+-- quota; the counts say which. The task carries the backend's metadata and the digest of the
+-- request an idempotency key was first sent with (migrations/0016).
+--
+-- With p_run_at (a delayed task, docs/scheduling.md) the task is `scheduled` and its outbox row
+-- due at p_run_at: the relay publishes it then, and the API does not publish it itself.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
-    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer
+    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
+    p_metadata jsonb, p_request_digest text, p_run_at timestamptz
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
                  window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -27,14 +32,16 @@ BEGIN
     SELECT * INTO q FROM tf_count_submission(p_user_id);
     IF q.submissions <= p_per_minute AND q.waiting < p_max_waiting THEN
         INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
-                           idempotency_key)
+                           idempotency_key, metadata, request_digest, status, run_at)
         VALUES (p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input, p_max_attempts,
-                p_idempotency_key)
+                p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), p_request_digest,
+                CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END, p_run_at)
         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id INTO inserted;
         IF inserted IS NOT NULL THEN
             INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
-            VALUES (inserted, p_queue, 1, 'task', now() + make_interval(secs => p_grace_s))
+            VALUES (inserted, p_queue, 1, 'task',
+                    coalesce(p_run_at, now() + make_interval(secs => p_grace_s)))
             RETURNING id INTO row_id;
             INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
             VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user', p_content, 'completed',
@@ -46,5 +53,26 @@ BEGIN
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION tf_submit_chat FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tf_submit_chat TO taskfleet_service, taskfleet_admin;
+-- The 14-argument call of API replicas older than 0016, during a rolling upgrade: no
+-- metadata, no digest, no delay.
+CREATE OR REPLACE FUNCTION tf_submit_chat(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
+    p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
+    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer
+) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
+                 window_left_s double precision)
+LANGUAGE sql AS $$
+    SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
+        p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
+        p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz)
+$$;
+
+REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz)
+    TO taskfleet_service, taskfleet_admin;
+REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer) TO taskfleet_service, taskfleet_admin;

@@ -1,0 +1,111 @@
+// A task: status, progress, attempts, partial output, the error with its code, the reply as
+// it streams, parent and children links, and Cancel / Retry (the real routes).
+
+import { h, chip, progressBar, age, shortId, typeName, pretty, TERMINAL } from "./dom.js";
+import { api } from "./session.js";
+import { live } from "./live.js";
+
+function fact(term, ...value) {
+  return [h("dt", {}, term), h("dd", {}, ...value)];
+}
+
+function taskLink(id) {
+  return h("a", { href: `#/tasks/${id}`, class: "mono" }, shortId(id));
+}
+
+function when(iso) {
+  return iso ? h("time", { datetime: iso }, `${new Date(iso).toLocaleString()} (${age(iso)} ago)`) : "—";
+}
+
+function section(title, body) {
+  return [h("h2", {}, title), body];
+}
+
+function facts(t, children) {
+  return h("dl", { class: "facts" },
+    fact("Status", chip(t.status), t.cancel_requested && !TERMINAL.has(t.status) ? " cancel requested" : ""),
+    fact("Type", typeName(t.type)),
+    fact("Progress", progressBar(t, "progress"), t.stage ? ` ${t.stage}` : "", t.status_message ? ` — ${t.status_message}` : ""),
+    fact("Attempts", `${t.attempts ?? 0} of ${t.max_attempts ?? "?"}`),
+    t.next_attempt_at && t.status === "retrying" ? fact("Next attempt", when(t.next_attempt_at)) : [],
+    fact("Created", when(t.created_at)),
+    fact("Started", when(t.started_at)),
+    fact("Finished", when(t.completed_at)),
+    t.chat_id ? fact("Chat", h("a", { href: `#/chat/${encodeURIComponent(t.chat_id)}` }, t.chat_id)) : [],
+    t.parent_id ? fact("Parent", taskLink(t.parent_id)) : [],
+    children.length ? fact("Children", ...children.flatMap((c, i) => [i ? ", " : "", taskLink(c.id), ` (${c.status})`])) : []);
+}
+
+export function taskView(main, id) {
+  document.title = `Task ${shortId(id)} · taskfleet console`;
+  const said = h("p", { role: "status", class: "hint" });
+  const body = h("div", { class: "detail" });
+  let children = [];
+  const cancel = h("button", { type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel");
+  const retry = h("button", { type: "button", onclick: () => act("retry") }, "Retry");
+  main.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, shortId(id))),
+    h("div", { class: "actions" }, cancel, retry), said, body);
+
+  function draw() {
+    const t = live.tasks.get(id);
+    if (!t) return;
+    cancel.disabled = TERMINAL.has(t.status) || Boolean(t.cancel_requested);
+    retry.disabled = !["failed", "cancelled"].includes(t.status);
+    const reply = live.replies.get(id);
+    body.replaceChildren(...[facts(t, children),
+      t.type === "chat_message" ? section("Reply", h("pre", { id: "reply", "aria-live": "polite" }, reply ?? "")) : [],
+      t.error ? section("Error", h("p", { class: "error" }, h("code", {}, t.error.code), `: ${t.error.message}`,
+        t.error.retryable ? " (retryable)" : "")) : [],
+      t.partial_output != null ? section("Partial output", h("pre", {}, pretty(t.partial_output))) : [],
+      t.output != null ? section("Output", h("pre", {}, pretty(t.output))) : [],
+      section("Input", h("pre", {}, pretty(t.input ?? ""))),
+      h("p", { class: "hint mono" }, `id ${t.id} · seq ${t.seq}`)].flat());
+  }
+
+  async function act(what) {
+    said.textContent = what === "cancel" ? "Cancelling…" : "Starting again…";
+    try {
+      live.remember(await api(`/api/tasks/${id}/${what}`, { method: "POST" }));
+      said.textContent = what === "cancel" ? "Cancel requested." : "Queued again.";
+    } catch (err) {
+      said.textContent = `${what} refused: ${err.message}`;
+    }
+    draw();
+  }
+
+  // Children: those among the caller's newest tasks (there is no children route yet).
+  async function findChildren() {
+    try {
+      const page = await api("/api/tasks?limit=200");
+      children = page.tasks.filter((t) => t.parent_id === id);
+      draw();
+    } catch { /* the task itself is what matters here */ }
+  }
+
+  async function load(first = false) {
+    try {
+      live.remember(await api(`/api/tasks/${id}`));
+    } catch (err) {
+      said.textContent = err.status === 404 ? "No such task (or not yours)." : `Could not load: ${err.message}`;
+      return;
+    }
+    draw();
+    if (first) findChildren();
+  }
+
+  let shownStatus = null;
+  const unsubscribe = live.subscribe((event) => {
+    const reply = document.getElementById("reply");
+    const status = live.tasks.get(id)?.status;
+    if (event.task_id === id && event.type === "task.updated" && status !== shownStatus) {
+      shownStatus = status;
+      load();  // a new status: read the whole task once (events carry what changed only)
+      return;
+    }
+    if (event.task_id === id && event.type === "message.delta" && reply) {
+      reply.textContent = live.replies.get(id) ?? "";  // the reply alone, token by token
+    } else if (event.task_id === id || event.type === "snapshot") draw();
+  });
+  load(true);
+  return unsubscribe;
+}
