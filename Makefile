@@ -14,7 +14,8 @@ COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11
 LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
-.PHONY: bench-peers bench-peers-lock bench-open
+.PHONY: screenshots
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -57,6 +58,9 @@ test-integration: install  ## tests/integration only (RabbitMQ and PostgreSQL)
 test-e2e: install  ## tests/e2e only: the fleet's processes end to end
 	$(BIN)/pytest tests/e2e
 
+screenshots: install  ## the console's browser tests, keeping their screenshots in docs/console/
+	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py
+
 test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
 	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s
 
@@ -76,11 +80,15 @@ bench-peers: install $(PEERS:%=$(PEER_VENVS)/%/.installed-stamp)  ## W1 on taskf
 	$(BIN)/python bench/compare.py $(ARGS)
 
 bench-peers-lock: install  ## pin the peers' versions, with hashes, after changing bench/peers/requirements-*.in
-	for p in $(PEERS); do $(COMPILE) bench/peers/requirements-$$p.in \
+	for p in $(PEERS); do $(subst make lock,make bench-peers-lock,$(COMPILE)) \
+		bench/peers/requirements-$$p.in \
 		-o bench/peers/requirements-$$p.txt || exit 1; done
 
 bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: latency percentiles, RSS
 	$(BIN)/python bench/openloop.py $(ARGS)
+
+bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
+	$(BIN)/python bench/replication.py
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py

@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from cpu import cpu_of, server_pids, tree_cpu_s
 from peer_fleet import KINDS, Peer, cleanup, make_database, run_round, start_peer, stop_peer
 from run import Fleet, run_bench, start_fleet, stop_fleet  # bench/run.py
 
@@ -51,13 +52,18 @@ def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _cpu(rounds: list[dict[str, Any]], key: str) -> str:
+    spent = [r["cpu_ms_a_task"][key] for r in rounds if "cpu_ms_a_task" in r]
+    return f"{statistics.median(spent):.2f}" if spent else "-"
+
+
 def table(results: Results, setups: dict[str, str]) -> str:
     """One Markdown table: median task/s (range), latency from publish or 202, multi-attempt
     tasks, and the ratios to the loop and to Dramatiq."""
     lines = [
         "| contender | what ran | task/s, median (range) | p50 / p99 ms | multi-attempt"
-        " | x loop | x Dramatiq |",
-        "|---|---|---|---|---|---|---|",
+        " | x loop | x Dramatiq | CPU ms a task: own / PostgreSQL + RabbitMQ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, rounds in results.items():
         rates = [r["throughput"] for r in rounds]
@@ -69,7 +75,8 @@ def table(results: Results, setups: dict[str, str]) -> str:
             f" ({min(rates):,.0f}-{max(rates):,.0f}) | {_fmt_ms(p50)} / {_fmt_ms(p99)}"
             f" | {sum(r['multi_attempt'] for r in rounds)}"
             f" | {'-' if by_loop is None else f'{by_loop:.2f}'}"
-            f" | {'-' if by_dramatiq is None else f'{by_dramatiq:.2f}'} |"
+            f" | {'-' if by_dramatiq is None else f'{by_dramatiq:.2f}'}"
+            f" | {_cpu(rounds, 'own')} / {_cpu(rounds, 'servers')} |"
         )
     return "\n".join(lines)
 
@@ -105,15 +112,23 @@ def main() -> None:
     started = datetime.now(UTC)
     names = [*args.peers, *(f"taskfleet {via}" for via in args.via)]
     results: Results = {name: [] for name in names}
+    settings = Settings()
+    servers = server_pids(settings.database_url, settings.amqp_url)
     with contenders(args) as (peers, fleet):
         for i in range(args.rounds):
             for name in contender_order(names, i):
+                own = [peers[name].process.pid] if name in peers else [p.pid for p in fleet.procs]  # type: ignore[union-attr]
+                before, own_before = cpu_of(servers), sum(map(tree_cpu_s, own))
                 if name in peers:
                     figures = asyncio.run(run_round(peers[name], args.n))
                 else:
                     assert fleet is not None
                     via = name.split()[1]
                     figures = run_bench(fleet.env, args.n, via, fleet.url, fleet.ours)
+                after, own_after = cpu_of(servers), sum(map(tree_cpu_s, own))
+                served = sum(after.values()) - sum(before.values())
+                figures["cpu_ms_a_task"] = {"own": (own_after - own_before) * 1000 / args.n,
+                                            "servers": served * 1000 / args.n}  # fmt: skip
                 results[name].append(figures)
                 print(f"round {i + 1} {name}: {figures['throughput']:,.0f} task/s", flush=True)
                 if args.json:

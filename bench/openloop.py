@@ -16,11 +16,15 @@ sent at its time whether or not the earlier ones were answered. Reported for eac
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing as mp
+import queue
 import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -84,22 +88,19 @@ async def arrivals(submit: Submit, rate: float, n: int) -> dict[UUID, float]:
 async def run_open(fleet: Fleet, via: str, rate: float, seconds: float) -> dict[str, Any]:
     settings, run, n = settings_of(fleet), uuid.uuid4().hex[:8], max(1, round(rate * seconds))
     token = token_for(settings, "bench", scope="service", ttl_s=3600)
-    seen: dict[str, float] = {}  # task id -> when its completed event arrived
-    async with (
-        aiohttp.ClientSession(fleet.url) as http,
-        http.ws_connect(f"/ws/tasks?token={token}", max_msg_size=0) as ws,
-    ):
-        assert (await ws.receive_json(timeout=30))["type"] == "snapshot"
-        listener = asyncio.create_task(listen(ws, seen))
+    with Listener(fleet.url, token) as listener, ThreadPoolExecutor(1) as waiter:
         started = time.monotonic()
-        if via == "amqp":
-            accepted = await via_amqp(settings, run, rate, n)
-        else:
-            accepted = await via_api(http, token, run, rate, n)
+        async with aiohttp.ClientSession(fleet.url) as http:
+            if via == "amqp":
+                accepted = await via_amqp(settings, run, rate, n)
+            else:
+                accepted = await via_api(http, token, run, rate, n)
         sent_s = time.monotonic() - started
         rows = await wait_completed(settings.database_url, list(accepted), timeout_s=300)
-        await all_seen(seen, [str(r["id"]) for r in rows], timeout_s=10)
-        listener.cancel()
+        loop = asyncio.get_running_loop()
+        seen, closed = await loop.run_in_executor(
+            waiter, listener.result, [str(r["id"]) for r in rows]
+        )
     done = {r["id"]: r["completed_at"].timestamp() for r in rows if r["completed_at"]}
     to_done = [(done[t] - accepted[t]) * 1000 for t in done]
     to_event = [(seen[str(t)] - done[t]) * 1000 for t in done if str(t) in seen]
@@ -107,14 +108,61 @@ async def run_open(fleet: Fleet, via: str, rate: float, seconds: float) -> dict[
     return {"via": via, "rate": round(rate), "n": n, "sent_rate": round(n / sent_s),
             "completed": len(done), "accepted_to_completed_ms": pcts(to_done),
             "completed_to_event_ms": pcts(to_event), "events_missing": len(done) - len(to_event),
-            "rss": rss}  # fmt: skip
+            "ws_close_code": closed, "rss": rss}  # fmt: skip
 
 
-async def all_seen(seen: dict[str, float], ids: list[str], timeout_s: float) -> None:
-    """Until the listener has every completed event, or timeout_s (a missing one is counted)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(i in seen for i in ids):  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
+class Listener:
+    """An all-users WebSocket on the API in a process of its own, so that its lag is not the
+    producer's: it notes when each task's completed event arrives. `result(ids)` waits until
+    it has the events of all `ids` (30 s at most) and returns them with the socket's close
+    code (None: it stayed open; 4008: the API found it too slow)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._ready, self._ids, self._out = mp.Event(), mp.Queue(), mp.Queue()  # type: ignore[var-annotated]
+        self._process = mp.Process(
+            target=_listen_main, args=(url, token, self._ready, self._ids, self._out)
+        )
+
+    def __enter__(self) -> "Listener":
+        self._process.start()
+        if not self._ready.wait(30):
+            raise SystemExit("bench: the WebSocket listener did not connect")
+        return self
+
+    def result(self, ids: list[str]) -> tuple[dict[str, float], int | None]:
+        self._ids.put(ids)
+        seen, closed = self._out.get(timeout=90)
+        return seen, closed
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+
+
+def _listen_main(url: str, token: str, ready: Any, ids: Any, out: Any) -> None:
+    asyncio.run(_listen(url, token, ready, ids, out))
+
+
+async def _listen(url: str, token: str, ready: Any, ids_q: Any, out: Any) -> None:
+    seen: dict[str, float] = {}  # task id -> when its completed event arrived
+    async with (
+        aiohttp.ClientSession(url) as http,
+        http.ws_connect(f"/ws/tasks?token={token}", max_msg_size=0) as ws,
+    ):
+        assert (await ws.receive_json(timeout=30))["type"] == "snapshot"
+        reader = asyncio.create_task(listen(ws, seen))
+        ready.set()
+        ids: list[str] | None = None
+        while ids is None:  # a multiprocessing queue has no awaitable get
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(queue.Empty):
+                ids = ids_q.get_nowait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(i in seen for i in ids):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        reader.cancel()
+        out.put((seen, ws.close_code))
 
 
 async def listen(ws: aiohttp.ClientWebSocketResponse, seen: dict[str, float]) -> None:

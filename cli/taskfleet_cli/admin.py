@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from taskfleet.core import jsonx
-from taskfleet.core.constants import TERMINAL, Status
 from taskfleet.core.settings import Settings, parse_duration
 from taskfleet.data import operations, queues, stats
 from taskfleet.runtime import registry
@@ -25,7 +24,7 @@ console = Console()
 
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     """Print tasks, newest first, as a table; an operator's read across users, audited."""
-    wanted = _expanded(args.status)
+    wanted = args.status  # `active` expanded already (parser._statuses)
     pool = await create_pool(settings.database_url, size=1)
     try:
         db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=wanted)
@@ -88,14 +87,6 @@ def _stats_cells(summary: dict[str, Any]) -> list[str]:
         pair(summary["wait_s"]),
         pair(summary["duration_s"]),
     ]
-
-
-def _expanded(statuses: list[str] | None) -> list[str] | None:
-    """`active` as the statuses it stands for (every one not yet terminal)."""
-    if statuses is None:
-        return None
-    unfinished = [s.value for s in Status if s not in TERMINAL]
-    return sorted({u for s in statuses for u in (unfinished if s == "active" else [s])})
 
 
 async def show_task(settings: Settings, args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 import argparse
 import os
 
-from taskfleet.core.constants import Status
+from taskfleet.core.constants import Status, statuses
 from taskfleet.security.auth import SCOPES
 
 # Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
@@ -16,14 +16,11 @@ WORKERS: dict[str, str] = {
 }
 
 
-def statuses(value: str) -> list[str]:
-    """`--status a,b`: statuses, or `active` (every status not yet terminal)."""
-    allowed = [s.value for s in Status] + ["active"]
-    wanted = [v.strip() for v in value.split(",") if v.strip()]
-    wrong = [v for v in wanted if v not in allowed]
-    if wrong or not wanted:
-        raise argparse.ArgumentTypeError(f"{value!r}: use one or more of {', '.join(allowed)}")
-    return wanted
+def _statuses(text: str) -> list[str]:
+    try:
+        return statuses(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a status: {text}") from None
 
 
 def remote(command: argparse.ArgumentParser) -> None:
@@ -99,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "tasks", help="list tasks, newest first (through the API with --url or --token)"
     )
     tasks.add_argument("--user")
-    tasks.add_argument("--status", type=statuses, help="a,b: any of these; active: unfinished")
+    tasks.add_argument(
+        "--status",
+        type=_statuses,
+        help="a status, several separated by commas, or active: "
+        + ", ".join(s.value for s in Status),
+    )
     tasks.add_argument("--limit", type=int, default=50)
     tasks.add_argument("--json", action="store_true", help="a JSON array, not a table")
     remote(tasks)

@@ -1,19 +1,25 @@
 """What the console's browser tests share (tests/e2e/test_console.py): the fleet they drive,
 a browser tab on it that collects every error its pages log, and requests to the API."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from tempfile import mkdtemp
 from uuid import uuid4
 
 import aiohttp
 from playwright.async_api import ConsoleMessage, Page, expect
 
-from taskfleet.security.auth import issue_token
+from taskfleet.security.auth import Scope, issue_token
 from tests.conftest import JWT_SECRET
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# Every run takes the screenshots (a page that cannot be drawn fails); `make screenshots`
+# (CONSOLE_SHOTS=docs) keeps them in docs/console/ for docs/console.md, any other run in a
+# temporary folder, so that `make test` leaves the checkout as it found it.
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+SHOTS = DOCS_SHOTS if os.environ.get("CONSOLE_SHOTS") == "docs" else Path(mkdtemp(prefix="shots-"))
 WORD_MS = 60  # the scripted model's pace: a reply of a dozen words streams for most of a second
 expect.set_options(timeout=20_000)
 
@@ -78,10 +84,10 @@ class Console:
         if message.type == "error" and "status of 401" not in message.text:
             self.errors.append(message.text)
 
-    async def sign_in(self, user: str) -> None:
+    async def sign_in(self, user: str, scope: Scope = "user") -> None:
         page = self.page
         await page.goto("/")
-        await page.get_by_label("Bearer token").fill(issue_token(JWT_SECRET, user))
+        await page.get_by_label("Bearer token").fill(issue_token(JWT_SECRET, user, scope=scope))
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
 
@@ -111,3 +117,12 @@ async def task_status(base: str, user: str, task_id: str) -> str:
 
 def user() -> str:
     return f"web-{uuid4().hex[:8]}"
+
+
+async def cancel(base: str, user: str, task_id: str) -> None:
+    headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, user)}"}
+    async with (
+        aiohttp.ClientSession(base, headers=headers) as http,
+        http.post(f"/api/tasks/{task_id}/cancel") as r,
+    ):
+        assert r.status in (202, 409), await r.text()

@@ -173,6 +173,11 @@ async def test_wait_list_cancel_and_retry(fleet: Fleet) -> None:
         assert (await tf.wait(slow)).status == "completed"
         active = [t.id async for t in tf.list(status=["active"])]
         assert slow not in active
+        later = await tf.submit_chat("c3", "later", delay_s=1)
+        assert later.status == "scheduled"
+        ran = await tf.wait(later.task_id)
+        assert ran.status == "completed"
+        assert ran.run_at is not None
 
 
 async def _status_is(tf: Taskfleet, task_id: Any, status: str) -> bool:

@@ -16,9 +16,29 @@ from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from taskfleet_cli.up import signin_link
 from tests.conftest import JWT_SECRET, wait_for
-from tests.e2e.console_harness import Console, Fleet, api_ready, submit, task_status, user
+from tests.e2e.console_harness import (
+    Console,
+    Fleet,
+    api_ready,
+    cancel,
+    submit,
+    task_status,
+    user,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+# Records each browser notification the page makes (a headless browser shows none).
+NOTIFICATION_SPY = """
+window.notified = [];
+const Real = window.Notification;
+window.Notification = class {
+    static get permission() { return Real.permission; }
+    static requestPermission() { return Real.requestPermission(); }
+    constructor(title) { window.notified.push(title); }
+    addEventListener() {}
+};
+"""
 
 
 class TestSignIn:
@@ -35,6 +55,8 @@ class TestSignIn:
         await page.goto("/")
         assert page.url == f"{fleet.base}/console/"
         await expect(page.get_by_label("Bearer token")).to_be_focused()
+        await expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        await expect(page.get_by_role("navigation", name="Console")).to_be_hidden()
         await page.keyboard.press("Tab")
         await expect(page.get_by_role("button", name="Sign in")).to_be_focused()
         await tab.shot("signin")
@@ -43,6 +65,7 @@ class TestSignIn:
         await expect(page.get_by_role("alert")).to_contain_text("Not signed in")
         await tab.sign_in(me)
         await expect(page.locator("#live-state")).to_have_text("live")
+        await expect(page.get_by_role("button", name="Notify me")).to_be_visible()
         rows = page.locator("table.tasks tbody tr")
         await expect(rows).to_have_count(20)  # a page; the 21st and 22nd are older
         # When a new task is submitted elsewhere, it arrives on top and a toast says it completed
@@ -84,15 +107,55 @@ class TestSignIn:
         assert code not in fleet.output()
 
 
+class TestOperators:
+    async def test_an_admin_sees_one_users_history_or_every_users_unfinished_tasks(
+        self, fleet: Fleet, tabs: Any
+    ) -> None:
+        ann, bob = user(), user()
+        slow = " ".join(f"s{i}" for i in range(300))  # unfinished for the whole test
+        running = [await submit(fleet.base, who, slow) for who in (ann, bob)]
+        finished = await submit(fleet.base, ann, "short")
+        await wait_for(partial(_is, fleet.base, ann, finished, "completed"), what="done")
+        tab: Console = await tabs(viewport={"width": 1100, "height": 700})
+        page, rows = tab.page, tab.page.locator("table.tasks tbody tr")
+        await tab.sign_in("ops", scope="admin")
+        await expect(page.get_by_role("columnheader", name="User")).to_be_visible()
+        await expect(rows).to_have_count(0)  # the admin's own tasks: none
+        await page.get_by_label("User", exact=True).fill(ann)
+        await page.get_by_role("button", name="Apply").click()
+        await expect(rows).to_have_count(2)
+        assert {await r.get_attribute("data-task") for r in await rows.all()} == {
+            running[0],
+            finished,
+        }
+        await page.get_by_label("User", exact=True).fill("*")
+        await page.get_by_role("button", name="Apply").click()
+        for task_id in running:
+            await expect(page.locator(f'tr[data-task="{task_id}"]')).to_be_visible()
+        await expect(page.locator(f'tr[data-task="{finished}"]')).to_have_count(0)
+        # One user's active tasks: the API's status=active, paged like any listing
+        await page.get_by_label("User", exact=True).fill(ann)
+        await page.get_by_label("Status").select_option("active")
+        await page.get_by_role("button", name="Apply").click()
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-task", running[0])
+        for who, task_id in zip((ann, bob), running, strict=True):
+            await cancel(fleet.base, who, task_id)
+
+
 class TestChat:
     async def test_the_reply_streams_token_by_token_and_is_there_on_return(
         self, fleet: Fleet, tabs: Any
     ) -> None:
         me, chat = user(), f"chat-{uuid4().hex[:6]}"
         words = " ".join(f"word{i}" for i in range(14))
-        tab: Console = await tabs(viewport={"width": 1000, "height": 700})
+        tab: Console = await tabs(
+            viewport={"width": 1000, "height": 700}, permissions=["notifications"]
+        )
         page = tab.page
+        await page.add_init_script(NOTIFICATION_SPY)  # the browser's notifications, recorded
         await tab.sign_in(me)
+        await expect(page.get_by_role("button", name="Notify me")).to_have_count(0)  # allowed
         await page.goto(f"/console/#/chat/{chat}")
         await page.get_by_role("textbox", name="Message").fill(words)
         await page.get_by_role("textbox", name="Message").press("Enter")
@@ -111,6 +174,9 @@ class TestChat:
         await expect(reply).to_have_text(f"You said: {words}")
         await expect(page.locator(".msg.assistant .meta")).to_have_text("assistant · completed")
         await expect(page.locator("#toasts")).to_contain_text("completed")
+        task_id = await page.locator(".msg.assistant").get_attribute("data-task")
+        notified = await page.evaluate("window.notified")
+        assert notified == [f"taskfleet: chat task {str(task_id)[:8]} completed"]
         await tab.shot("chat")
         # Leave and come back: the same conversation
         await page.get_by_role("link", name="Tasks").click()

@@ -56,6 +56,12 @@ class TestListings:
             cancelled = (await submit(client, user, "a"))["task_id"]
             await client.post(f"/api/tasks/{cancelled}/cancel", headers=auth(user))
             queued = (await submit(client, user, "b"))["task_id"]
+            resp = await client.post(
+                "/api/chat/stream",
+                json={"chat_id": "c1", "content": "later", "delay_s": 600},
+                headers=auth(user),
+            )
+            scheduled = (await resp.json())["task_id"]
 
             async def ids(query: str) -> set[str]:
                 resp = await client.get(f"/api/tasks?{query}", headers=auth(user))
@@ -66,12 +72,15 @@ class TestListings:
             both = {cancelled, queued}
             assert await ids("status=cancelled&status=queued") == both
             assert await ids("status=cancelled,queued") == both
-            assert await ids("status=active") == {queued}
-            assert await ids("status=active,cancelled") == both
+            assert await ids("status=active") == {queued, scheduled}
+            assert await ids("status=active,cancelled") == {*both, scheduled}
+            assert await ids("status=scheduled,cancelled") == {scheduled, cancelled}
             assert await ids("status=completed,failed") == set()
-            for bad in ("status=active,nope", "status=", "status=queued&status=x"):
+            for bad in ("status=active,nope", "status=", "status=,", "status=queued&status=x"):
                 resp = await client.get(f"/api/tasks?{bad}", headers=auth(user))
                 assert resp.status == 422, bad
+            for left in (queued, scheduled):  # nothing left for later tests' workers
+                await client.post(f"/api/tasks/{left}/cancel", headers=auth(user))
 
     async def test_metadata_filters_the_listing(self, kernel: Kernel) -> None:
         user = new_user()

@@ -127,3 +127,12 @@ class TestSignInCodes:
             answer = await resp.json()
         assert resp.status == status
         assert "error" in answer
+
+    async def test_making_a_code_clears_the_expired_ones(self, kernel: Kernel) -> None:
+        stale = await put_code(kernel.pool, token("oz"), ttl_s=0.1)
+        row = "SELECT expires_at <= now() FROM signin_codes WHERE lookup = $1"
+        await wait_for(lambda: kernel.pool.fetchval(row, lookup_of(stale)), what="the expiry")
+        fresh = await put_code(kernel.pool, token("oz"))
+        left = "SELECT lookup FROM signin_codes WHERE lookup = ANY($1)"
+        found = await kernel.pool.fetch(left, [lookup_of(stale), lookup_of(fresh)])
+        assert [r["lookup"] for r in found] == [lookup_of(fresh)]

@@ -16,7 +16,13 @@ from tests.camera_images import frame
 from tests.conftest import wait_for
 from tests.doc_fixtures import form
 from tests.integration.api_client import api, auth, new_user, token
-from tests.integration.conftest import CHAT, ConsumerFactory, wait_status
+from tests.integration.conftest import (
+    CHAT,
+    ConsumerFactory,
+    chat_message,
+    publish,
+    wait_status,
+)
 from tests.integration.test_ws import next_json
 
 Client = Any
@@ -151,12 +157,33 @@ class TestCancelDelayed:
             return bool(rows == 1)
 
         await wait_for(dropped, what="the relay to drop the early row")
-        task = await kernel.store.get_task(UUID(accepted["task_id"]))
-        assert task is not None
-        assert task["status"] == "scheduled"
         done = await wait_status(kernel, accepted["task_id"], "completed")
-        assert done["started_at"] >= done["run_at"]
+        assert done["started_at"] >= done["run_at"]  # published by its own row only
         assert ran == [UUID(accepted["task_id"])]
+
+    async def test_its_message_is_a_duplicate_before_its_time_and_claimed_after(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        """As a relay of the previous version publishes it (without queueing it first)."""
+        user, ran = new_user(), list[UUID]()
+        await consume(recorder(ran))
+        async with api(kernel) as client:
+            accepted = await delayed_chat(client, user, "old relay", delay_s=2)
+        task_id = UUID(accepted["task_id"])
+        await kernel.pool.execute("DELETE FROM outbox WHERE task_id = $1", task_id)
+        message = chat_message(user, "old relay", task_id=task_id, chat_id="later")
+        await publish(kernel, message)  # before its time: settled, not run
+
+        async def due() -> bool:
+            return bool(await kernel.pool.fetchval("SELECT run_at <= now() FROM tasks"
+                                                   " WHERE id = $1", task_id))  # fmt: skip
+
+        await wait_for(due, what="its time")
+        assert ran == []
+        await publish(kernel, message)  # after its time: claimed, though still `scheduled`
+        done = await wait_status(kernel, task_id, "completed")
+        assert done["started_at"] >= done["run_at"]
+        assert ran == [task_id]
 
 
 class TestOtherRoutes:

@@ -265,3 +265,18 @@ async def test_status_lists_each_migration_and_function_file(settings: Settings,
     assert states.pop(("function", "tf_claim")) == "changed"
     assert states.pop(("function", "tf_wait")) == "new"
     assert set(states.values()) == {"applied", "current"}
+
+
+async def test_the_stats_index_main_carried_for_a_while_is_dropped(dsn: str) -> None:
+    """0017_2_stats.sql was on main for a few merges (a BRIN index on created_at); a database
+    that applied it loses the index at the next migrate (0017_4), one that did not is fine."""
+    brin = "CREATE INDEX tasks_created_brin ON tasks USING brin (created_at)"
+    then = [m for m in PACKAGED.migrations if m.name < "0017_3"]
+    await migrate(dsn, Schema([*then, SqlFile.of("0017_2_stats", brin.encode())], []))
+    index = "SELECT to_regclass('tasks_created_brin') IS NOT NULL AS present"
+    assert (await fetch(dsn, index))[0]["present"]
+
+    applied = await migrate(dsn)
+
+    assert applied.migrations == [m.name for m in PACKAGED.migrations if m.name >= "0017_3"]
+    assert not (await fetch(dsn, index))[0]["present"]

@@ -7,7 +7,7 @@ import aiohttp
 
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.runtime.kernel import Kernel
-from tests.integration.api_client import api, auth, new_user, submit, token
+from tests.integration.api_client import api, new_user, submit, token
 from tests.integration.conftest import ConsumerFactory, wait_status
 
 
@@ -157,13 +157,16 @@ class TestLiveUpdates:
 
         await consume(stuck)
         async with api(kernel) as first:
-            accepted = await submit(first, user, "hi")
+            async with first.ws_connect(f"/ws/tasks?token={token(user)}") as ws:
+                await next_json(ws)  # snapshot
+                accepted = await submit(first, user, "hi")
+                deltas: list[dict[str, Any]] = []
+                while len(deltas) < 2:  # both were published: no later replica gets them
+                    event = await next_json(ws)
+                    deltas += [event] if event["type"] == "message.delta" else []
             await asyncio.wait_for(started.wait(), 10)
-            task = await (
-                await first.get(f"/api/tasks/{accepted['task_id']}", headers=auth(user))
-            ).json()
-        # The client saw the first delta only (seq: the state's, plus 1), then its replica went.
-        since = task["seq"] + 1
+        # The client kept the first delta only, then its replica went.
+        since = deltas[0]["seq"]
         async with api(kernel) as second:
             url = f"/ws/tasks?token={token(user)}&since={accepted['task_id']}:{since}"
             async with second.ws_connect(url) as ws:

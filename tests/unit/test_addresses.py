@@ -5,6 +5,7 @@ import pytest
 from taskfleet.core.addresses import amqp_addresses
 from taskfleet.core.errors import ConfigError
 from taskfleet.core.settings import Settings
+from taskfleet.store.pool import database_name, with_database
 
 
 def test_one_address_is_itself() -> None:
@@ -57,3 +58,11 @@ def test_settings_refuse_a_bad_amqp_url_in_one_line_without_the_password() -> No
 def test_settings_list_the_nodes() -> None:
     settings = Settings.load(AMQP_URL="amqp://g:g@n1,n2:5682/")
     assert settings.amqp_urls == ["amqp://g:g@n1/", "amqp://g:g@n2:5682/"]
+
+
+def test_a_database_url_with_a_standby_keeps_both_hosts_and_its_options() -> None:
+    dsn = "postgresql://u:p@db-a:5432,db-b:5433/taskfleet?target_session_attrs=read-write"
+    assert database_name(dsn) == "taskfleet"
+    assert with_database(dsn, "postgres") == (
+        "postgresql://u:p@db-a:5432,db-b:5433/postgres?target_session_attrs=read-write"
+    )

@@ -4,11 +4,12 @@ and the resume bookkeeping of `events()` yields each event once across reconnect
 
 from uuid import uuid4
 
+import aiohttp
 from tenacity import RetryCallState, wait_fixed
 
-from taskfleet.client.api import _retry_after_or
-from taskfleet.client.errors import RetryableError, TaskfleetError, error_of
+from taskfleet.client.errors import RetryableError, TaskfleetError, error_of, retry_after_or
 from taskfleet.client.events import Resume
+from taskfleet.client.params import resend
 
 
 def test_an_error_body_becomes_its_exception() -> None:
@@ -31,7 +32,7 @@ def _state_after(error: BaseException) -> RetryCallState:
 
 
 def test_the_wait_is_the_servers_retry_after_else_the_backoff() -> None:
-    wait = _retry_after_or(wait_fixed(0.5))
+    wait = retry_after_or(wait_fixed(0.5))
     assert wait(_state_after(RetryableError(503, "busy", "", None, 2.0))) == 2.0
     assert wait(_state_after(RetryableError(429, "rate_limited", "", None, 3600.0))) == 60.0
     assert wait(_state_after(RetryableError(503, "busy", "", None, None))) == 0.5
@@ -72,3 +73,14 @@ def test_resume_starts_from_the_callers_since() -> None:
     assert resume.accept(_updated(a, 40)) == []
     assert resume.accept({"type": "message.snapshot", "task_id": a, "seq": 40}) == []
     assert resume.accept(_updated(a, 41)) != []
+
+
+def test_what_is_sent_again() -> None:
+    lost = RetryableError(503, "outcome_unknown", "", None, 2.0)
+    busy = RetryableError(503, "busy", "", None, 2.0)
+    assert resend(busy, safe=False)
+    assert not resend(lost, safe=False)  # it may have been stored: only a keyed one again
+    assert resend(lost, safe=True)
+    assert not resend(aiohttp.ServerDisconnectedError(), safe=False)
+    assert resend(aiohttp.ServerDisconnectedError(), safe=True)
+    assert not resend(TaskfleetError(409, "conflict", ""), safe=True)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from fleet_api.admin import add_admin_routes
 from fleet_api.auth import DENIED, TOKENS, auth_middleware
+from fleet_api.batches import add_batch_routes
 from fleet_api.cameras import add_camera_routes
 from fleet_api.console import add_console_routes
 from fleet_api.documents import add_document_routes
@@ -77,6 +78,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_admin_routes(app)
     add_memory_routes(app)
     add_stats_routes(app)
+    add_batch_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)
 

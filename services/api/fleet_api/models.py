@@ -34,8 +34,8 @@ __all__ = [
     "TaskPage",
 ]
 
-# What `status=` takes in a listing: a status, or `active`, every status not yet terminal.
-ACTIVE = "active"
+# What `status=` takes in a listing: a status, or `active`, every status not yet terminal
+# (taskfleet.core.constants.statuses reads it).
 StatusFilter = Literal[
     "scheduled",
     "queued",

@@ -70,6 +70,7 @@ def _uuid(what: str) -> PathParam:
 PATH_PARAMETERS: dict[str, PathParam] = {
     "task_id": _uuid("task"),
     "document_id": _uuid("document"),
+    "batch_id": _uuid("batch"),
     "user_id": _id("user"),
     "chat_id": _id("chat"),
     "camera_id": _id("camera", 422),

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import ACTIVE, Task, TaskListQuery, TaskPage, TaskQuery
+from fleet_api.models import Task, TaskListQuery, TaskPage, TaskQuery
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
@@ -21,10 +21,8 @@ from fleet_api.routes import (
 )
 from fleet_api.submitting import accepted, query_metadata
 from fleet_api.ws import HUB
-from taskfleet.core.constants import TERMINAL, Status, TaskType
+from taskfleet.core.constants import TERMINAL, TaskType, statuses
 from taskfleet.data import operations
-
-ACTIVE_STATUSES = [s.value for s in Status if s not in TERMINAL]
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -73,15 +71,6 @@ async def list_my_tasks(request: web.Request) -> web.Response:
     return await _page(request, principal(request).user_id)
 
 
-def _statuses(query: TaskListQuery) -> list[str] | None:
-    if query.status is None:
-        return None
-    wanted: set[str] = {s for s in query.status if s != ACTIVE}
-    if ACTIVE in query.status:
-        wanted.update(ACTIVE_STATUSES)
-    return sorted(wanted)
-
-
 async def _page(request: web.Request, user_id: str) -> web.Response:
     query = parse_query(request, TaskListQuery, metadata=True)
     try:
@@ -90,7 +79,7 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
             user_id=user_id,
             limit=query.limit,
             cursor=query.cursor,
-            status=_statuses(query),
+            status=statuses(",".join(query.status)) if query.status else None,
             task_type=query.type.value if query.type else None,
             metadata=query_metadata(request),
         )

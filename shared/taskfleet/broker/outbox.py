@@ -1,7 +1,8 @@
 """The outbox relay: publishes every outbox row that is due and that no one else published.
 
 Rows are written in the same transaction as the decision they carry (a new task, a retry, a
-put-back, a dead letter), so a crash anywhere loses nothing: the relay publishes what is
+put-back, a dead letter, a delayed task's first message due at its time, a batch's
+`batch.completed` event), so a crash anywhere loses nothing: the relay publishes what is
 left. Every process runs one; `FOR UPDATE SKIP LOCKED` lets them share the work.
 """
 
@@ -53,6 +54,9 @@ SELECT task.id, task.status, queued.event_seq FROM task LEFT JOIN queued USING (
 
 # A message for these would only be settled without running: the relay drops it instead.
 _DROP_FOR = frozenset({"cancelled", "early"})
+# The kinds of rows that carry a task's message to its queue (not a dead letter, not an
+# `event`: a batch's completion, store/sql/tf_batch_member_ended.sql).
+_MESSAGES = frozenset({"task", "retry", "throttle"})
 
 
 def task_message(row: asyncpg.Record | dict[str, Any], attempt: int) -> TaskMessage:
@@ -136,7 +140,7 @@ class OutboxRelay:
             status = seen[row["task_id"]][0] if row["task_id"] in seen else row["status"]
             if row["task_id"] in delayed and row["task_id"] not in seen:
                 continue  # its task is locked (a cancel?): the next pass decides
-            if status in _DROP_FOR and row["kind"] != "dead_letter":
+            if status in _DROP_FOR and row["kind"] in _MESSAGES:
                 drop.append(row)
                 continue
             seq = seen.get(row["task_id"], (status, None))[1]
@@ -159,6 +163,9 @@ class OutboxRelay:
             self.broker.send_event(key, jsonx.dumps(body))
 
     async def _publish(self, row: asyncpg.Record) -> None:
+        if row["kind"] == "event":  # to taskfleet.events: `queue` is its routing key
+            await self.broker.publish_event(row["queue"], jsonx.dumps(row["headers"]))
+            return
         body = task_message(row, row["attempt"]).dumps()
         headers = row["headers"] or {}
         if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)

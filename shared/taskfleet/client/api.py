@@ -7,8 +7,8 @@ retried too; cancel and retry only on 429 and 503, where the server did nothing.
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -17,15 +17,16 @@ import aiohttp
 from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
 from taskfleet.client import events
-from taskfleet.client.errors import RetryableError, error_of
+from taskfleet.client.errors import error_of, retry_after_or
 from taskfleet.client.models import (
+    Batch,
+    BatchAccepted,
     ChatStreamAccepted,
     DocumentAccepted,
     Event,
@@ -33,13 +34,10 @@ from taskfleet.client.models import (
     Task,
     TaskPage,
 )
+from taskfleet.client.params import key, owner, query, resend, when
 
 M = TypeVar("M", bound=BaseModel)
-# The link broke or timed out: whether the server acted is unknown; only a keyed submission
-# or a read is sent again.
-LINK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 LONG_POLL_MAX_S = 60.0
-RETRY_AFTER_MAX_S = 60.0
 
 
 class Taskfleet:
@@ -90,15 +88,18 @@ class Taskfleet:
         user_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> ChatStreamAccepted:
-        """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`)."""
-        body: dict[str, Any] = {"chat_id": chat_id, "content": content}
+        """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
+        `run_at` or `delay_s` delay it (docs/scheduling.md)."""
+        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **when(run_at, delay_s)}
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
             body["metadata"] = dict(metadata)
         return await self._call(
-            ChatStreamAccepted, "POST", "/api/chat/stream", key=_key(idempotency_key),
+            ChatStreamAccepted, "POST", "/api/chat/stream", key=key(idempotency_key),
             body=lambda: {"json": body},
         )  # fmt: skip
 
@@ -112,6 +113,8 @@ class Taskfleet:
         metadata: Mapping[str, str] | None = None,
         user_id: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> DocumentAccepted:
         """Upload a PDF, text or Markdown document to be indexed (a Path is read whole)."""
         data = await asyncio.to_thread(file.read_bytes) if isinstance(file, Path) else file
@@ -127,8 +130,8 @@ class Taskfleet:
             return {"data": fields}
 
         return await self._call(
-            DocumentAccepted, "POST", "/api/documents", key=_key(idempotency_key), body=form,
-            params=_owner(user_id),
+            DocumentAccepted, "POST", "/api/documents", key=key(idempotency_key), body=form,
+            params=owner(user_id) | query(when(run_at, delay_s)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -140,14 +143,42 @@ class Taskfleet:
         metadata: Mapping[str, str] | None = None,
         user_id: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
-        params = _owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+        params = owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+        params |= query(when(run_at, delay_s))
         return await self._call(
-            FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=_key(idempotency_key),
+            FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
             params=params,
         )  # fmt: skip
+
+    async def submit_batch(
+        self,
+        messages: Sequence[tuple[str, str]],
+        *,
+        user_id: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
+    ) -> BatchAccepted:
+        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none.
+        The API takes no Idempotency-Key for batches yet: sent again only when nothing can
+        have been stored (429, 503 but `outcome_unknown`)."""
+        body: dict[str, Any] = {
+            "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
+            **when(run_at, delay_s), **owner(user_id),
+        }  # fmt: skip
+        return await self._call(BatchAccepted, "POST", "/api/batches", body=lambda: {"json": body})
+
+    async def batch(self, batch_id: UUID | str) -> Batch:
+        """The batch: its members' counts per status and its progress."""
+        return await self._call(Batch, "GET", f"/api/batches/{batch_id}", safe=True)
+
+    async def cancel_batch(self, batch_id: UUID | str) -> Batch:
+        """Cancel every unfinished member of the batch."""
+        return await self._call(Batch, "POST", f"/api/batches/{batch_id}/cancel")
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -239,12 +270,8 @@ class Taskfleet:
         resend_on_link = safe or key is not None
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
         retrying = AsyncRetrying(
-            retry=retry_if_exception(
-                lambda e: (
-                    isinstance(e, RetryableError) or (resend_on_link and isinstance(e, LINK_ERRORS))
-                )
-            ),
-            wait=_retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
+            retry=retry_if_exception(lambda e: resend(e, safe=resend_on_link)),
+            wait=retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
             stop=stop_after_attempt(self.attempts),
             reraise=True,
         )
@@ -261,26 +288,3 @@ class Taskfleet:
                         raise error_of(resp.status, raw, resp.headers.get("Retry-After"))
                     return model.model_validate_json(raw)
         raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-def _retry_after_or(
-    backoff: Callable[[RetryCallState], float],
-) -> Callable[[RetryCallState], float]:
-    """Wait what the server's Retry-After says (capped), else the backoff."""
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, RETRY_AFTER_MAX_S)
-        return backoff(state)
-
-    return wait
-
-
-def _key(given: str | None) -> str:
-    """The caller's idempotency key, else a new one for this submission (and its resends)."""
-    return given if given is not None else uuid.uuid4().hex
-
-
-def _owner(user_id: str | None) -> dict[str, str]:
-    return {} if user_id is None else {"user_id": user_id}

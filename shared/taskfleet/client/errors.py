@@ -1,14 +1,17 @@
 """What the client raises: the API's error body as an exception, and the answers worth
 sending again (429, 503), with the Retry-After the server asked for."""
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
+from tenacity import RetryCallState
 
 from taskfleet.client.models import ErrorBody
 
 # A server that does not say how long: the client's own backoff decides.
 RETRYABLE_STATUSES = frozenset({429, 503})
+RETRY_AFTER_MAX_S = 60.0
 
 
 class TaskfleetError(Exception):
@@ -49,3 +52,17 @@ def _seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def retry_after_or(
+    backoff: Callable[[RetryCallState], float],
+) -> Callable[[RetryCallState], float]:
+    """Wait what the server's Retry-After says (capped), else the backoff."""
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, RETRY_AFTER_MAX_S)
+        return backoff(state)
+
+    return wait

@@ -5,7 +5,7 @@ database or broker driver (the import contract "The client needs only HTTP" in
 pyproject.toml)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -141,6 +141,7 @@ class Task(BaseModel):
     metadata: dict[str, str] = Field(
         default_factory=dict, description="What the submission's `metadata` said."
     )
+    batch_id: UUID | None = Field(None, description="The batch it was submitted in, if any.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
@@ -181,3 +182,44 @@ class Event(BaseModel):
         """Whether this event says its task ended (completed, failed or cancelled)."""
         status = (self.task or {}).get("status")
         return self.type == "task.updated" and status in TERMINAL
+
+
+# Batches (docs/scheduling.md#batches): many chat messages as one group.
+BATCH_MAX_MEMBERS = 500
+
+
+class BatchMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat_message"] = Field(
+        "chat_message", description="Chat messages only, for now."
+    )
+    chat_id: str = Field(pattern=ID_PATTERN)
+    content: StorableText = Field(min_length=1)
+
+
+class BatchRequest(Delay):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[BatchMember] = Field(min_length=1, max_length=BATCH_MAX_MEMBERS)
+    user_id: str | None = Field(
+        None, pattern=ID_PATTERN, description="Service scope only: the user to act for."
+    )
+
+
+class BatchAccepted(BaseModel):
+    batch_id: UUID
+    task_ids: list[UUID] = Field(description="In the order of `tasks`.")
+    message_ids: list[UUID] = Field(description="Each member's assistant message.")
+    status: Status = Field(description="`queued`, or `scheduled` when delayed.")
+
+
+class Batch(BaseModel):
+    id: UUID
+    user_id: str
+    status: Literal["active", "completed"] = Field(description="completed: every member ended.")
+    progress: float = Field(description="The members' mean progress; an ended one counts 1.")
+    total: int
+    counts: dict[Status, int] = Field(description="Members per status.")
+    created_at: datetime
+    completed_at: datetime | None

@@ -23,6 +23,18 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# What `?status=active` lists (DESIGN.md §13): every status but the terminal ones.
+ACTIVE = tuple(s for s in Status if s not in TERMINAL)
+
+
+def statuses(text: str) -> list[str]:
+    """The statuses a `?status=` (or `taskfleet tasks --status`) names: one, several separated
+    by commas, or `active` (every unfinished one); ValueError for an unknown name."""
+    found: list[str] = []
+    for name in (n.strip() for n in text.split(",")):
+        found += [s.value for s in ACTIVE] if name == "active" else [Status(name).value]
+    return found
+
 
 EVENTS_EXCHANGE = "taskfleet.events"
 CONTROL_EXCHANGE = "taskfleet.control"

@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/taskfleet", validation_alias="DATABASE_URL"
     )
-    """The PostgreSQL database, created by `migrate` if missing. Its login role must be able to `SET
-    ROLE` to `taskfleet_service`, `taskfleet_app` and `taskfleet_admin` (the migration grants them
-    to the role that runs it); in production, not a superuser (docs/security.md)."""
+    """The PostgreSQL database, created by `migrate` if missing; with a standby, both hosts and
+    `target_session_attrs=read-write` (`postgresql://u@a,b/taskfleet?target_session_attrs=...`).
+    Its login role must be able to `SET ROLE` to `taskfleet_service`, `taskfleet_app` and
+    `taskfleet_admin` (the migration grants them); not a superuser in production (security.md)."""
 
     namespace: str = Field(
         "", validation_alias="TASKFLEET_NAMESPACE", pattern=r"^[A-Za-z0-9_\-]*$", max_length=64

@@ -5,7 +5,8 @@ by status and type, the success rate of those that ended (completed over complet
 failed), the wait of those claimed (from when they could run, `run_at` for a delayed task,
 to their first claim) and the duration of those completed (first claim to completion), as
 p50 and p95. One statement; a user's window reads the index on (user_id, created_at), the
-fleet's the BRIN index on created_at (migrations/0017_2_stats.sql): neither scans the table.
+fleet's the partial indexes of finished (by completed_at), unfinished and scheduled tasks:
+neither scans the table, and neither needs an index of its own.
 """
 
 from dataclasses import dataclass
@@ -22,20 +23,35 @@ SELECT x.type, x.status, GROUPING(x.type, x.status) AS level, count(*) AS n,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x.wait_s) AS wait_s,
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x.duration_s) AS duration_s,
        now() - make_interval(secs => $1) AS since
-FROM (
+FROM ({tasks}) x
+GROUP BY GROUPING SETS ((x.type, x.status), (x.type), ())
+"""
+_COLUMNS = """
     SELECT t.type, t.status,
            extract(epoch FROM t.started_at - coalesce(t.run_at, t.created_at))::float8 AS wait_s,
            CASE WHEN t.status = 'completed'
                 THEN extract(epoch FROM t.completed_at - t.started_at)::float8 END AS duration_s
     FROM tasks t
-    WHERE t.created_at >= now() - make_interval(secs => $1) {and_user}
-) x
-GROUP BY GROUPING SETS ((x.type, x.status), (x.type), ())
+    WHERE t.created_at >= now() - make_interval(secs => $1)
 """
-# Two statements rather than `$2 IS NULL OR user_id = $2`, which a generic plan could not
-# read through the user's index.
-FLEET_STATS = _STATS.format(and_user="")
-USER_STATS = _STATS.format(and_user="AND t.user_id = $2")
+# A user's window: the index on (user_id, created_at).
+USER_STATS = _STATS.format(tasks=_COLUMNS + " AND t.user_id = $2")
+# The fleet's, with no index of its own (every status change of the message path would write
+# one again): the tasks that ended in the window (a task created in it ended after it began)
+# through tasks_finished (completed_at), and the unfinished ones through the partial indexes
+# of unfinished and of scheduled tasks, which are small.
+FLEET_STATS = _STATS.format(
+    tasks=" UNION ALL ".join(
+        _COLUMNS
+        + f" AND t.status IN ({statuses})"
+        + (" AND t.completed_at >= now() - make_interval(secs => $1)" if ended else "")
+        for statuses, ended in (
+            ("'completed', 'failed', 'cancelled'", True),
+            ("'queued', 'retrying', 'processing', 'waiting'", False),
+            ("'scheduled'", False),
+        )
+    )
+)
 
 # GROUPING(type, status): 0 a (type, status) row, 1 a type's row, 3 the overall row.
 _PAIR, _TYPE, _ALL = 0, 1, 3

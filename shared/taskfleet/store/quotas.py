@@ -37,14 +37,15 @@ class Limits:
         """The limits in force: SUBMIT_RATE_PER_MIN and MAX_QUEUED_PER_USER."""
         return cls(settings.submit_rate_per_min, settings.max_queued_per_user)
 
-    def over(self, counted: Any) -> OverQuota | None:
-        """Why a submission counted as `counted` (a `quota` row) may not go on, if it may not."""
+    def over(self, counted: Any, added: int = 1) -> OverQuota | None:
+        """Why a submission of `added` tasks (a batch's members, else one) counted as
+        `counted` (a `quota` row) may not go on, if it may not."""
         if counted["submissions"] > self.per_minute:
             return OverQuota(
                 f"more than {self.per_minute} submissions in a minute",
                 max(1, math.ceil(float(counted["window_left_s"]))),
             )
-        if counted["waiting"] >= self.max_waiting:
+        if counted["waiting"] + added > self.max_waiting:
             # Tasks leave the waiting state as workers take them: a few seconds is a fair guess.
             return OverQuota(
                 f"{counted['waiting']} tasks already waiting (at most {self.max_waiting})", 5

@@ -14,14 +14,16 @@ async def put_code(pool: asyncpg.Pool, token: str, *, ttl_s: float = CODE_TTL_S)
     return code
 
 
+# Expired rows go here too, so that codes nobody redeemed do not pile up.
+_PUT = """
+WITH expired AS (DELETE FROM signin_codes WHERE expires_at <= now())
+INSERT INTO signin_codes (lookup, sealed, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+"""
+
+
 async def _insert(pool: asyncpg.Pool, row: SealedCode, ttl_s: float) -> None:
-    await pool.execute(
-        "INSERT INTO signin_codes (lookup, sealed, expires_at)"
-        " VALUES ($1, $2, now() + make_interval(secs => $3))",
-        row.lookup,
-        row.sealed,
-        ttl_s,
-    )
+    await pool.execute(_PUT, row.lookup, row.sealed, ttl_s)
 
 
 # One statement: the code's row goes whether fresh or not (so a second redeem finds nothing,

@@ -1,8 +1,8 @@
 -- Claim a delivery. Verdicts:
 --   claimed    run it; `fence` is the token for every later write
---   duplicate  terminal, waiting or scheduled (not due: the relay queues it before it
---              publishes its message); a stale copy of an earlier attempt; or a copy of a
---              task that a live holder runs
+--   duplicate  terminal or waiting; scheduled and not yet due (a message that is not its
+--              own: its relay publishes it at run_at); a stale copy of an earlier attempt;
+--              or a copy of a task that a live holder runs
 --   unknown    no such task, and its type may not create one from a message: only a chat
 --              message does (DESIGN.md §5); anything else is forged or outlived its task
 --   mismatch   the message names a task of another user or type (untrusted input)
@@ -84,7 +84,10 @@ BEGIN
         RETURN;
     END IF;
 
-    IF t.status IN ('completed', 'failed', 'cancelled', 'waiting', 'scheduled')
+    -- A due scheduled task is claimed like a queued one: the relay queues it as it publishes
+    -- it, but a relay of the previous version (a rolling upgrade) publishes it as it is.
+    IF t.status IN ('completed', 'failed', 'cancelled', 'waiting')
+       OR (t.status = 'scheduled' AND t.run_at > now())
        OR (t.status IN ('queued', 'retrying') AND p_attempt <= t.attempts)
        OR (t.status = 'processing'
            AND NOT (p_redelivered AND (t.held_copy IS NULL OR t.held_copy = p_copy))

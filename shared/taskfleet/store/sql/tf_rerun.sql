@@ -1,7 +1,8 @@
 -- Run a failed or cancelled task again with a fresh budget of attempts. The fence keeps
 -- growing, so a holder of an old attempt still cannot write. `p_due_s` delays the outbox
 -- row, whose id it answers: the caller publishes right after commit and the relay covers a
--- crash. Outcomes: missing, conflict, queued.
+-- crash. The task's pending rows go, not its dead letter nor the `batch.completed` event its
+-- end may have left (tf_batch_member_ended). Outcomes: missing, conflict, queued.
 CREATE OR REPLACE FUNCTION tf_rerun(p_id uuid, p_queue text, p_due_s double precision)
 RETURNS TABLE (outcome text, event_seq bigint, outbox_id bigint) LANGUAGE plpgsql AS $$
 DECLARE
@@ -24,7 +25,8 @@ BEGIN
     WHERE id = p_id RETURNING * INTO t;
     PERFORM tf_chat_rerun(p_id);
     DELETE FROM outbox WHERE id IN (
-        SELECT o.id FROM outbox o WHERE o.task_id = p_id AND o.kind <> 'dead_letter'
+        SELECT o.id FROM outbox o
+        WHERE o.task_id = p_id AND o.kind NOT IN ('dead_letter', 'event')
         FOR UPDATE SKIP LOCKED);
     INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
     VALUES (p_id, p_queue, 1, 'task', now() + make_interval(secs => p_due_s))

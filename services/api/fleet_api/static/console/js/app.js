@@ -7,7 +7,7 @@ import { signInView } from "./signin.js";
 import { tasksView } from "./tasks.js";
 import { taskView } from "./task.js";
 import { chatView } from "./chat.js";
-import { taskFinished } from "./toast.js";
+import { notifyButton, taskFinished } from "./toast.js";
 
 const main = document.getElementById("main");
 let cleanup = () => {};
@@ -48,6 +48,11 @@ function render() {
 function showWho() {
   const c = claims();
   document.getElementById("who-name").textContent = c ? `${c.sub} (${c.scope ?? "user"})` : "";
+  const ask = notifyButton();
+  if (ask && !document.getElementById("notify")) {
+    ask.id = "notify";
+    document.getElementById("sign-out").before(ask);
+  }
 }
 
 function showLive({ type, state }) {

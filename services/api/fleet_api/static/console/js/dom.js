@@ -18,7 +18,7 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-export const STATUSES = ["queued", "processing", "retrying", "waiting", "completed", "failed", "cancelled"];
+export const STATUSES = ["scheduled", "queued", "processing", "retrying", "waiting", "completed", "failed", "cancelled"];
 export const TYPES = ["chat_message", "tool_execution", "document_processing", "camera_analysis"];
 
 export function chip(status) {
@@ -52,7 +52,9 @@ export function typeName(type) {
 export function field(labelText, control, hint) {
   const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
   control.id = id;
-  return h("div", {}, h("label", { for: id }, labelText), control, hint ? h("p", { class: "hint" }, hint) : null);
+  if (hint) control.setAttribute("aria-describedby", `${id}-hint`);
+  return h("div", {}, h("label", { for: id }, labelText), control,
+    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null);
 }
 
 export function pretty(value) {

@@ -3,7 +3,7 @@
 // every unfinished task it follows, and the API sends what was missed (docs/live-updates.md).
 // It listens only while the console is open: no polling.
 
-import { currentToken } from "./session.js";
+import { claims, currentToken, signOut } from "./session.js";
 import { TERMINAL } from "./dom.js";
 
 const MAX_SINCE = 50;  // the unfinished tasks to resume by seq; the snapshot covers the rest
@@ -57,6 +57,13 @@ class Live {
   }
 
   connect() {
+    // A browser does not tell why a WebSocket was refused: an expired token would be retried
+    // for ever, so it signs out instead (as an API call answered 401 does).
+    const exp = claims()?.exp;
+    if (exp !== undefined && exp * 1000 <= Date.now()) {
+      signOut();
+      return;
+    }
     // The token travels as a subprotocol: a browser cannot set headers on a WebSocket, and
     // a query string would put it in URLs that proxies log.
     const ws = new WebSocket(this.url(), ["taskfleet", `bearer.${currentToken()}`]);

@@ -11,7 +11,8 @@ export function signInView(main, { error } = {}) {
     h("h1", { id: "signin-title" }, "Sign in"),
     field("Bearer token", input),
     h("p", { class: "hint", id: "token-hint" },
-      "Paste a token from `taskfleet token USER` or the one `taskfleet up` printed. ",
+      "Paste a token from ", h("code", {}, "taskfleet token USER"), " or the one ",
+      h("code", {}, "taskfleet up"), " printed. ",
       "It stays in this tab only, and goes when the tab closes."),
     status,
     h("button", { type: "submit" }, "Sign in"));

@@ -1,21 +1,31 @@
-// The tasks page: history pages from GET /api/tasks (its cursors), kept live by the feed;
-// "active" is the feed's own list of unfinished tasks. Filters live in the address
-// (#/tasks?status=&type=&chat=), so that coming back shows the same list.
+// The tasks page: pages from GET /api/tasks (its cursors and filters, `active` included),
+// kept live by the feed; every user's (`user=*`) is the feed's own list of unfinished tasks. Filters live in the address
+// (#/tasks?status=&type=&chat=&user=), so that coming back shows the same list. An admin
+// or service token may name another user (their history) or `*` (every user's unfinished
+// tasks: the feed of such a token carries every user's).
 
 import { h, chip, progressBar, age, shortId, typeName, field, STATUSES, TYPES, TERMINAL } from "./dom.js";
-import { api } from "./session.js";
+import { api, claims } from "./session.js";
 import { live } from "./live.js";
 
 const PAGE = 20;
 
 function readFilters() {
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
-  return { status: params.get("status") ?? "", type: params.get("type") ?? "", chat: params.get("chat") ?? "" };
+  const f = { status: params.get("status") ?? "", type: params.get("type") ?? "",
+    chat: params.get("chat") ?? "", user: operator() ? params.get("user") ?? "" : "" };
+  if (f.user === "*") f.status = "active";  // no route lists every user's history
+  return f;
+}
+
+function operator() {
+  return ["admin", "service"].includes(claims()?.scope);
 }
 
 function matches(task, f) {
   if (f.status === "active" ? TERMINAL.has(task.status) : f.status && task.status !== f.status) return false;
   if (f.type && task.type !== f.type) return false;
+  if (f.user !== "*" && task.user_id !== undefined && task.user_id !== (f.user || claims()?.sub)) return false;
   return !f.chat || task.chat_id === f.chat;
 }
 
@@ -32,7 +42,8 @@ function row(t) {
     cell("Progress", progressBar(t, `progress of task ${name}`)),
     cell("Attempts", `${t.attempts ?? 0} / ${t.max_attempts ?? "?"}`),
     cell("Age", t.created_at ? h("time", { datetime: t.created_at, title: t.created_at }, age(t.created_at)) : "new"),
-    cell("Chat", t.chat_id ? h("a", { href: `#/chat/${encodeURIComponent(t.chat_id)}` }, t.chat_id) : "—"));
+    cell("Chat", t.chat_id ? h("a", { href: `#/chat/${encodeURIComponent(t.chat_id)}` }, t.chat_id) : "—"),
+    operator() ? cell("User", t.user_id ?? "") : null);
 }
 
 function filterForm(f) {
@@ -46,6 +57,8 @@ function filterForm(f) {
   type.value = f.type;
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter tasks" },
     field("Status", status), field("Type", type), field("Chat", chat),
+    operator() ? field("User", h("input", { name: "user", type: "text", value: f.user,
+      placeholder: "yours" }), "A user id, or * for every user's unfinished tasks") : null,
     h("div", {}, h("button", { type: "submit" }, "Apply")));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -69,14 +82,14 @@ export function tasksView(main) {
   const newer = h("button", { type: "button", class: "secondary", onclick: () => go(page - 1) }, "Newer");
   const table = h("table", { class: "tasks" },
     h("caption", { class: "visually-hidden" }, "Tasks, newest first; live"),
-    h("thead", {}, h("tr", {}, ["Task", "Type", "Status", "Progress", "Attempts", "Age", "Chat"]
-      .map((c) => h("th", { scope: "col" }, c)))),
+    h("thead", {}, h("tr", {}, ["Task", "Type", "Status", "Progress", "Attempts", "Age", "Chat",
+      ...(operator() ? ["User"] : [])].map((c) => h("th", { scope: "col" }, c)))),
     tbody);
   main.replaceChildren(h("h1", {}, "Tasks"), filterForm(f), status, table, h("nav", { class: "pager", "aria-label": "Pages" }, newer, older));
 
   function draw() {
     tbody.replaceChildren(...ids.map((id) => live.tasks.get(id)).filter(Boolean).map(row));
-    status.textContent = ids.length ? `${ids.length} tasks${f.status === "active" ? ", all unfinished" : `, page ${page + 1}`}` : "No tasks match.";
+    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.user === "*" ? ", every user's unfinished" : `, page ${page + 1}`}` : "No tasks match.";
     newer.disabled = page === 0;
     older.disabled = !next;
   }
@@ -91,7 +104,7 @@ export function tasksView(main) {
   }
 
   async function load() {
-    if (f.status === "active") {
+    if (f.user === "*") {
       ids = [...live.tasks.values()].filter((t) => matches(t, f))
         .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))).map((t) => t.id);
       next = null;
@@ -101,7 +114,8 @@ export function tasksView(main) {
       if (f.type) q.set("type", f.type);
       if (cursors[page]) q.set("cursor", cursors[page]);
       try {
-        const data = await api(`/api/tasks?${q}`);
+        const path = f.user ? `/api/tasks/user/${encodeURIComponent(f.user)}` : "/api/tasks";
+        const data = await api(`${path}?${q}`);
         ids = data.tasks.map((t) => live.remember(t)).filter((t) => matches(t, f)).map((t) => t.id);
         next = data.next_cursor;
       } catch (err) {
@@ -128,7 +142,7 @@ export function tasksView(main) {
   }
 
   const unsubscribe = live.subscribe((event) => {
-    if (event.type === "snapshot" && f.status === "active") return load();
+    if (event.type === "snapshot" && f.user === "*") return load();
     if (event.type !== "task.updated") return;
     const task = live.tasks.get(event.task_id);
     if (ids.includes(event.task_id)) redrawRow(event.task_id);

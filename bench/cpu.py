@@ -1,0 +1,50 @@
+"""CPU seconds of process trees, for benchmarks on a machine that others share: only the
+processes of the contender and of the servers it uses are counted, found by their pids and
+the ports of DATABASE_URL and AMQP_URL (other PostgreSQL clusters and RabbitMQ nodes on the
+machine are not ours). The CPU a task is steadier than the throughput when the machine's load
+moves: it does not depend on the share of the cores that the contender got."""
+
+from urllib.parse import urlsplit
+
+import psutil
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU of a process and all its descendants, with the children it has
+    reaped already (PostgreSQL's ended backends, a prefork pool's replaced children)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on this TCP port of this machine (a server's main process)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            return conn.pid
+    return None
+
+
+def server_pids(database_url: str, amqp_url: str) -> dict[str, int]:
+    """The main processes of the PostgreSQL and the RabbitMQ that these URLs name."""
+    found = {}
+    for name, url, default in (("postgresql", database_url, 5432), ("rabbitmq", amqp_url, 5672)):
+        pid = listening_pid(urlsplit(url.split(",")[0]).port or default)
+        if pid is not None:
+            found[name] = pid
+    return found
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named tree."""
+    return {name: tree_cpu_s(pid) for name, pid in pids.items()}

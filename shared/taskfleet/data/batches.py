@@ -1,0 +1,146 @@
+"""Batches (docs/scheduling.md#batches): many chat messages submitted as one group in one
+statement (store/sql/tf_submit_batch.sql), read as counts per status and progress, and
+cancelled together. The batch's completion and its `batch.completed` event are written by
+the trigger on its members (store/sql/tf_batch_member_ended.sql), whatever ends them."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from taskfleet.core import events, jsonx
+from taskfleet.core.constants import QUEUES, Status, TaskType
+from taskfleet.core.messages import TaskMessage
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.store import quotas
+from taskfleet.store.records import Outgoing, OverQuota
+from taskfleet.store.tenancy import Db, UserDb
+
+_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+
+_READ = """
+SELECT b.id, b.user_id, b.total, b.created_at, b.completed_at,
+       coalesce((SELECT jsonb_object_agg(c.status, c.n) FROM (
+           SELECT t.status, count(*) AS n FROM tasks t WHERE t.batch_id = b.id
+           GROUP BY t.status) c), '{}') AS counts,
+       (SELECT coalesce(sum(CASE WHEN t.status IN ('completed', 'failed', 'cancelled')
+                                 THEN 1 ELSE t.progress END), 0)
+        FROM tasks t WHERE t.batch_id = b.id) AS done
+FROM batches b WHERE b.id = $1
+"""
+
+# Every unfinished member cancelled as a user's cancel would (tf_request_cancel), in id order:
+# two cancels of one batch lock its members in the same order.
+_CANCEL = """
+SELECT t.id, t.type, t.user_id, t.chat_id, c.outcome, c.event_seq
+FROM (SELECT id, type, user_id, chat_id FROM tasks
+      WHERE batch_id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
+      ORDER BY id) t
+CROSS JOIN LATERAL tf_request_cancel(t.id) c
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A chat message of a batch."""
+
+    chat_id: str
+    content: str
+    task_id: UUID = field(default_factory=uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    batch_id: UUID
+    task_ids: list[UUID]
+    message_ids: list[UUID]
+    outgoing: list[Outgoing]  # the members' first messages, for the caller to publish
+
+
+async def submit_batch(
+    pool: asyncpg.Pool,
+    db: Db,
+    *,
+    user_id: str,
+    members: list[Member],
+    max_attempts: int,
+    relay_grace_s: float,
+    run_at: datetime | None,
+    limits: quotas.Limits,
+) -> Submitted:
+    """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
+
+    A user's `db` goes through the pool: the function takes the user's role and user itself
+    (as tf_submit_chat does); an operator's goes through its own audited transaction."""
+    batch_id = uuid4()
+    args = (
+        batch_id, user_id, [m.task_id for m in members], [m.chat_id for m in members],
+        [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
+        relay_grace_s, run_at, limits.per_minute, limits.max_waiting,
+    )  # fmt: skip
+    rows = await (
+        pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
+    )
+    over = limits.over(rows[0], added=len(members))
+    if over is not None or rows[0]["task_id"] is None:
+        raise OverQuota(over or quotas.OverQuota("over a quota", 5))
+    by_task = {r["task_id"]: r for r in rows}
+    outgoing = [Outgoing(_message(user_id, m), by_task[m.task_id]["outbox_id"]) for m in members]
+    return Submitted(
+        batch_id,
+        [m.task_id for m in members],
+        [by_task[m.task_id]["message_id"] for m in members],
+        outgoing,
+    )
+
+
+def _message(user_id: str, member: Member) -> TaskMessage:
+    return TaskMessage(
+        task_id=member.task_id,
+        type=TaskType.CHAT,
+        user_id=user_id,
+        chat_id=member.chat_id,
+        payload={"content": member.content},
+    )
+
+
+async def batch_owner(pool: asyncpg.Pool, batch_id: UUID) -> str | None:
+    """Whose batch it is (the kernel's read, for a service or admin token), None if none."""
+    owner: str | None = await pool.fetchval("SELECT user_id FROM batches WHERE id = $1", batch_id)
+    return owner
+
+
+async def get_batch(db: Db, batch_id: UUID) -> dict[str, Any] | None:
+    """The batch as clients see it: `active` until every member ended, then `completed`;
+    `progress` the mean of its members' (an ended member counts whole). None if `db` shows
+    no such batch."""
+    row = await db.fetchrow(_READ, batch_id)
+    if row is None:
+        return None
+    batch = dict(row)
+    batch["progress"] = round(float(batch.pop("done")) / batch["total"], 6)
+    batch["status"] = "completed" if batch["completed_at"] is not None else "active"
+    return batch
+
+
+async def cancel_batch(kernel: Kernel, db: Db, batch_id: UUID) -> int:
+    """Cancel every unfinished member: the queued and scheduled at once, the running through
+    their workers (as POST /api/tasks/{id}/cancel). Returns how many were unfinished."""
+    rows = await db.fetch(_CANCEL, batch_id)
+    for row in rows:
+        if row["outcome"] == "requested":
+            body = jsonx.dumps({"type": "cancel", "task_id": str(row["id"])})
+            await kernel.broker.publish_control(body)
+        elif row["outcome"] == "cancelled":
+            key, event = events.task_updated(
+                task_id=row["id"],
+                task_type=row["type"],
+                user_id=row["user_id"],
+                chat_id=row["chat_id"],
+                status=Status.CANCELLED,
+                seq=events.event_seq(row["event_seq"]),
+            )
+            await kernel.broker.publish_event(key, jsonx.dumps(event))
+    return len(rows)
