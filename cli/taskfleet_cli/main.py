@@ -14,6 +14,7 @@ from taskfleet.core.constants import QUEUE_BY_WORKER
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
 from taskfleet.core.settings import Settings
+from taskfleet.core.tracing import configure_tracing
 from taskfleet.security.auth import AuthError, parse_ttl, token_for, verify_token
 from taskfleet_cli.configs import settings_class
 from taskfleet_cli.parser import WORKERS, build_parser
@@ -280,7 +281,13 @@ def main(argv: list[str] | None = None) -> None:
         # A --json answer is the whole of stdout: the logs go to stderr then.
         quiet = sys.stderr if getattr(args, "json", False) else None
         configure_logging(settings.log_format, settings.log_level, quiet)
-        code = COMMANDS[args.command](settings, args)
+        # The name its spans carry (OTEL_SERVICE_NAME wins): taskfleet-api, -chat-worker...
+        worker = f"{args.name}-worker" if args.command == "worker" else args.command
+        stop_tracing = configure_tracing(f"taskfleet-{worker}")
+        try:
+            code = COMMANDS[args.command](settings, args)
+        finally:
+            stop_tracing()  # the spans still batched are sent before the process exits
     except ConfigError as exc:
         print(f"taskfleet: configuration error: {exc}", file=sys.stderr)
         code = 2

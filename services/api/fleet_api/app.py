@@ -19,6 +19,7 @@ from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
 from fleet_api.settings import ApiSettings
 from fleet_api.stats import add_stats_routes
 from fleet_api.tasks import add_task_routes
+from fleet_api.tracing import tracing_middleware
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__
 from taskfleet.broker.publisher import Publish, Publisher
@@ -40,7 +41,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     """`publish` defaults to the kernel broker's confirmed publish (tests inject a failing one)."""
 
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, tracing_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_REQUEST_LINE},
     )

@@ -67,7 +67,7 @@ async def publish_after_commit(
         # the relay publishes it once the broker is back.
         log.warning("publish_deferred_to_relay", task_id=str(message.task_id), error="no broker")
         return False
-    headers = copy_headers()
+    headers = copy_headers(outgoing.trace)
     try:
         if publish is None:
             await kernel.broker.publish(

@@ -14,9 +14,12 @@ from typing import TextIO
 
 import structlog
 
+from taskfleet.core.tracing import add_trace_ids
+
 # Fields every line gets, whether from structlog or from a library's stdlib logger.
 _SHARED: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_ids,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core import events, jsonx
+from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import QUEUES, QueueSpec, Status
 from taskfleet.core.errors import InvalidPayload, StaleClaim
 from taskfleet.core.messages import TaskMessage, copy_of, parse_message
@@ -83,8 +85,18 @@ class Processor:
     async def process(self, message: AbstractIncomingMessage) -> Settlement:
         """Take one delivery to its settlement: parse, claim, then run it or settle it unclaimed.
 
-        An invalid body is dead-lettered; a claim error that no settlement fits is raised.
+        An invalid body is dead-lettered; a claim error that no settlement fits is raised. The
+        delivery is one span in the trace its headers carry (its claim and run are children).
         """
+        with tracing.tracer.start_as_current_span(
+            f"process {self.spec.name}",
+            context=tracing.context_of(message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": self.spec.name},
+        ):
+            return await self._process(message)
+
+    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
         try:
             msg = parse_message(message.body)
         except InvalidPayload as exc:
@@ -92,16 +104,20 @@ class Processor:
         structlog.contextvars.bind_contextvars(
             task_id=str(msg.task_id), user_id=msg.user_id, queue=self.spec.name, attempt=msg.attempt
         )
+        trace.get_current_span().set_attributes(
+            {"taskfleet.task_id": str(msg.task_id), "taskfleet.attempt": msg.attempt}
+        )
         if msg.type != self.spec.task_type:  # a message must fit its queue
             return wrong_queue(msg, self.spec.name)
         try:
-            claim = await self.store.claim(
-                msg,
-                redelivered=bool(message.redelivered),
-                queue=self.spec.name,
-                policy=self.policy(),
-                copy=copy_of(message.headers),
-            )
+            with tracing.tracer.start_as_current_span("claim"):
+                claim = await self.store.claim(
+                    msg,
+                    redelivered=bool(message.redelivered),
+                    queue=self.spec.name,
+                    policy=self.policy(),
+                    copy=copy_of(message.headers),
+                )
         except Exception as exc:
             settlement = for_claim_error(exc)
             if settlement is None:
@@ -114,7 +130,8 @@ class Processor:
             return await self._unclaimed(msg, claim, verdict)
         if self.stopping():  # the stop began while it was being claimed: not started
             return await self._release(msg, claim)
-        return await self.runner.run(msg, claim)
+        with tracing.tracer.start_as_current_span("run"):  # the handler, then its commit
+            return await self.runner.run(msg, claim)
 
     async def _unclaimed(self, msg: TaskMessage, claim: Claim, verdict: Verdict) -> Settlement:
         settlement = for_verdict(verdict, msg)

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from taskfleet.core import tracing
 from taskfleet.core.constants import Status, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.store import quotas
@@ -53,6 +54,9 @@ class Outgoing:
 
     message: TaskMessage
     outbox_id: int
+    # The trace context where the message was made (an API request, a parent's attempt): its
+    # publish carries it as `traceparent`, so the worker's spans join that trace.
+    trace: dict[str, str] = field(default_factory=tracing.headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,78 @@
+"""OpenTelemetry tracing, off unless the standard OTEL_* variables ask for it.
+
+On when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (OTLP over
+HTTP), and neither OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none; everything else
+(OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*, headers, timeout)
+is read by the SDK itself. Off, the API's no-op tracer makes every span a cheap no-op.
+
+The trace context travels in the AMQP message headers as W3C `traceparent` (and `tracestate`):
+`headers()` takes the current context when a task's message is made, `context_of()` gives it
+back to the worker that receives it. `add_trace_ids` puts `trace_id` and `span_id` into every
+log line written inside a span.
+"""
+
+import os
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+
+tracer = trace.get_tracer("taskfleet")
+
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def enabled(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(env.get(name) for name in _ENDPOINTS)
+
+
+def configure_tracing(service: str) -> Callable[[], None]:
+    """Export this process's spans over OTLP/HTTP when `enabled()`; returns what flushes and
+    stops the export at exit (nothing to do when off). `service` names the process unless
+    OTEL_SERVICE_NAME does."""
+    if not enabled():
+        return lambda: None
+    # Imported here: a process with tracing off never loads the SDK and its exporter.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": service}).merge(OTELResourceDetector().detect())
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider.shutdown
+
+
+def headers() -> dict[str, str]:
+    """The current trace context as message headers (`traceparent`); empty outside a span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_of(message_headers: Mapping[str, Any] | None) -> context.Context:
+    """The trace context a message's headers carry (AMQP may hand text back as bytes)."""
+    carrier = {
+        key: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        for key, value in (message_headers or {}).items()
+        if key in ("traceparent", "tracestate")
+    }
+    return propagate.extract(carrier)
+
+
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: `trace_id` and `span_id` of the span the line is written in."""
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        event.setdefault("trace_id", format(span.trace_id, "032x"))
+        event.setdefault("span_id", format(span.span_id, "016x"))
+    return event

@@ -1,0 +1,57 @@
+"""taskfleet.core.tracing: on only when the OTEL_* variables ask for an OTLP endpoint; the
+trace context through message headers (as AMQP may hand them back: bytes); trace ids in log
+lines written inside a span, none outside."""
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from taskfleet.core import tracing
+
+# A provider of this test's own: the process's global one stays the no-op.
+LOCAL = TracerProvider().get_tracer("test")
+
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),
+        ({"OTEL_SERVICE_NAME": "x"}, False),  # a name alone exports nothing
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+    ],
+)
+def test_tracing_is_on_only_when_an_endpoint_is_set(env: dict[str, str], on: bool) -> None:
+    assert tracing.enabled(env) is on
+
+
+def test_off_the_process_keeps_the_no_op_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    tracing.configure_tracing("taskfleet-test")()
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    with tracing.tracer.start_as_current_span("nothing") as span:
+        assert not span.is_recording()
+        assert tracing.headers() == {}
+        assert tracing.add_trace_ids(None, "info", {"event": "e"}) == {"event": "e"}
+
+
+def test_the_context_travels_in_headers_and_names_the_span_in_log_lines() -> None:
+    with LOCAL.start_as_current_span("request") as span:
+        headers = tracing.headers()
+        line = tracing.add_trace_ids(None, "info", {"event": "e"})
+    ids = span.get_span_context()
+    # version-trace id-span id-flags (sampled, and with this SDK the random-id flag too)
+    assert headers["traceparent"].startswith(f"00-{ids.trace_id:032x}-{ids.span_id:016x}-")
+    assert line == {
+        "event": "e",
+        "trace_id": f"{ids.trace_id:032x}",
+        "span_id": f"{ids.span_id:016x}",
+    }
+    # A worker reads it back from the message's headers, whatever else they hold.
+    received = {"traceparent": headers["traceparent"].encode(), "x-taskfleet-copy": "c1"}
+    parent = trace.get_current_span(tracing.context_of(received)).get_span_context()
+    assert (parent.trace_id, parent.span_id) == (ids.trace_id, ids.span_id)
+    assert not trace.get_current_span(tracing.context_of(None)).get_span_context().is_valid
