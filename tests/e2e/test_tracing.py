@@ -79,51 +79,61 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
     tool = spawn(["worker", "tool"], env, name="tool")
     for proc, event in ((api, "api_started"), (chat, "worker_started"), (tool, "worker_started")):
         await wait_for(functools.partial(_said, proc, event), what=f"{proc.name} to start")
-    task_id = await post_chat(port, "what is 6*7?")
-    await wait_task(db, UUID(task_id), "completed", timeout_s=60)
+    try:
+        task_id = await post_chat(port, "what is 6*7?")
+        await wait_task(db, UUID(task_id), "completed", timeout_s=60)
 
-    def by_service(name: str) -> list[ReceivedSpan]:
-        return [s for s in receiver.spans if s.service == name]
+        def by_service(name: str) -> list[ReceivedSpan]:
+            return [s for s in receiver.spans if s.service == name]
 
-    async def exported() -> bool:  # the batches go out every 100 ms
-        names = {(s.service, s.name) for s in receiver.spans}
-        return {
-            ("taskfleet-api", "POST /api/chat/stream"),
-            ("taskfleet-chat-worker", "chat traced-model"),
-            ("taskfleet-tool-worker", "process tool_executions"),
-        } <= names
+        async def exported() -> bool:  # the batches go out every 100 ms
+            names = {(s.service, s.name) for s in receiver.spans}
+            return {
+                ("taskfleet-api", "POST /api/chat/stream"),
+                ("taskfleet-chat-worker", "chat traced-model"),
+                ("taskfleet-tool-worker", "process tool_executions"),
+            } <= names
 
-    await wait_for(exported, what="the spans of the three processes", timeout_s=30)
-    [request] = [s for s in by_service("taskfleet-api") if s.name == "POST /api/chat/stream"]
-    assert (request.kind, request.attributes["http.response.status_code"]) == (SERVER, 202)
-    # The chat worker's first delivery continues the request's trace, under its span.
-    deliveries = [s for s in by_service("taskfleet-chat-worker") if s.name == "process chat_tasks"]
-    first = next(s for s in deliveries if s.parent_id == request.span_id)
-    assert (first.trace_id, first.kind) == (request.trace_id, CONSUMER)
-    assert first.attributes["taskfleet.task_id"] == task_id
-    spans = {s.span_id: s for s in receiver.spans}
-    claim = next(s for s in spans.values() if s.name == "claim" and s.parent_id == first.span_id)
-    run = next(s for s in spans.values() if s.name == "run" and s.parent_id == first.span_id)
-    assert claim.trace_id == run.trace_id == request.trace_id
-    # The model call, under the run, with its first token and its tokens.
-    model = next(s for s in spans.values() if s.name == "chat traced-model")
-    assert (model.parent_id, model.trace_id, model.kind) == (run.span_id, request.trace_id, CLIENT)
-    assert "first_token" in model.events
-    # The fake counts a word of the request a token in, a chunk a token out.
-    assert int(str(model.attributes["gen_ai.usage.input_tokens"])) > 3
-    assert int(str(model.attributes["gen_ai.usage.output_tokens"])) >= 1
-    # The tool's child task, delivered to the tool worker within the same trace, under the run
-    # that made it (a second copy the outbox relay may publish under load carries no context).
-    children = [
-        s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
-    ]
-    assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
-    # And the log lines written in those spans carry their ids.
-    lines = [json.loads(line) for line in chat.output().splitlines()]
-    traced = [line for line in lines if line.get("trace_id") == request.trace_id]
-    assert traced
-    assert all(len(str(line["span_id"])) == 16 for line in traced)
-    await _leave_nothing_behind(db, (api, chat, tool))
+        await wait_for(exported, what="the spans of the three processes", timeout_s=30)
+        [request] = [s for s in by_service("taskfleet-api") if s.name == "POST /api/chat/stream"]
+        assert (request.kind, request.attributes["http.response.status_code"]) == (SERVER, 202)
+        # The chat worker's first delivery continues the request's trace, under its span.
+        deliveries = [
+            s for s in by_service("taskfleet-chat-worker") if s.name == "process chat_tasks"
+        ]
+        first = next(s for s in deliveries if s.parent_id == request.span_id)
+        assert (first.trace_id, first.kind) == (request.trace_id, CONSUMER)
+        assert first.attributes["taskfleet.task_id"] == task_id
+        spans = {s.span_id: s for s in receiver.spans}
+        claim = next(
+            s for s in spans.values() if s.name == "claim" and s.parent_id == first.span_id
+        )
+        run = next(s for s in spans.values() if s.name == "run" and s.parent_id == first.span_id)
+        assert claim.trace_id == run.trace_id == request.trace_id
+        # The model call, under the run, with its first token and its tokens.
+        model = next(
+            s
+            for s in spans.values()
+            if s.name == "chat traced-model" and s.parent_id == run.span_id
+        )
+        assert (model.trace_id, model.kind) == (request.trace_id, CLIENT)
+        assert "first_token" in model.events
+        # The fake counts a word of the request a token in, a chunk a token out.
+        assert int(str(model.attributes["gen_ai.usage.input_tokens"])) > 3
+        assert int(str(model.attributes["gen_ai.usage.output_tokens"])) >= 1
+        # The tool's child task, delivered to the tool worker within the same trace, under the run
+        # that made it (a second copy the outbox relay may publish under load carries no context).
+        children = [
+            s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
+        ]
+        assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
+        # And the log lines written in those spans carry their ids.
+        lines = [json.loads(line) for line in chat.output().splitlines()]
+        traced = [line for line in lines if line.get("trace_id") == request.trace_id]
+        assert traced
+        assert all(len(str(line["span_id"])) == 16 for line in traced)
+    finally:  # even when an assertion failed: the next test shares the namespace
+        await _leave_nothing_behind(db, (api, chat, tool))
 
 
 async def _leave_nothing_behind(db: asyncpg.Pool, procs: tuple[Proc, ...]) -> None:
