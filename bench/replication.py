@@ -1,5 +1,5 @@
 """`make bench-replication`: what synchronous replication costs W1. One fleet on a primary with
-a streaming standby (deploy/local/postgres-standby), rounds alternated between synchronous
+a streaming standby (deploy/local/postgres-pair), rounds alternated between synchronous
 (every commit waits for the standby's flush: what keeps every 202 through a failover) and
 asynchronous replication, switched on the primary between rounds (ALTER SYSTEM, reload).
 
@@ -14,7 +14,7 @@ import subprocess
 
 from run import ROOT, run_bench, start_fleet, stop_fleet  # bench/run.py
 
-SCRIPT = ROOT / "deploy" / "local" / "postgres-standby"
+SCRIPT = ROOT / "deploy" / "local" / "postgres-pair"
 PRIMARY, STANDBY = "5441", "5442"
 
 
@@ -32,10 +32,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--via", choices=["amqp", "api"], default="amqp")
     args = parser.parse_args()
-    subprocess.run([SCRIPT, "destroy", PRIMARY, STANDBY], check=True)
-    exported = subprocess.run([SCRIPT, "start", PRIMARY, STANDBY], check=True,
+    subprocess.run([SCRIPT, "down", PRIMARY, STANDBY], check=True)
+    exported = subprocess.run([SCRIPT, "up", PRIMARY, STANDBY], check=True,
                               capture_output=True, text=True).stdout  # fmt: skip
-    os.environ["DATABASE_URL"] = exported.strip().removeprefix("export DATABASE_URL=")
+    os.environ["DATABASE_URL"] = exported.strip().splitlines()[-1].removeprefix("DATABASE_URL=")
     fleet = start_fleet(1, None)
     figures: dict[str, list[float]] = {"sync": [], "async": []}
     try:
@@ -47,7 +47,7 @@ def main() -> None:
                 print(json.dumps({"round": i + 1, "replication": mode, **result}), flush=True)
     finally:
         stop_fleet(fleet)
-        subprocess.run([SCRIPT, "destroy", PRIMARY, STANDBY], check=True)
+        subprocess.run([SCRIPT, "down", PRIMARY, STANDBY], check=True)
     sync, asyn = (statistics.median(figures[m]) for m in ("sync", "async"))
     print(json.dumps({"via": args.via, "sync_median": sync, "async_median": asyn,
                       "sync_over_async": round(sync / asyn, 3)}))  # fmt: skip

@@ -37,14 +37,14 @@ def cluster(*args: str) -> str:
 @pytest.fixture
 async def on_cluster(settings: Settings) -> AsyncIterator[Settings]:
     """The session's settings with AMQP_URL naming the three nodes of a cluster started here."""
-    exported = await asyncio.to_thread(cluster, "start")
-    url = exported.removeprefix("export AMQP_URL=")
+    exported = await asyncio.to_thread(cluster, "up")
+    url = exported.splitlines()[-1].removeprefix("AMQP_URL=")
     moved = settings.model_copy(update={"amqp_url": url})
     try:
         yield moved
         await delete_namespace(moved)  # idle quorum queues keep their Raft members ticking
     finally:
-        await asyncio.to_thread(cluster, "stop")
+        await asyncio.to_thread(cluster, "down")
 
 
 async def test_the_node_leading_the_queue_is_killed(

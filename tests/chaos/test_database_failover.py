@@ -1,5 +1,5 @@
 """PostgreSQL fails over under a running fleet: a primary and its synchronous standby
-(deploy/local/postgres-standby), DATABASE_URL naming both with target_session_attrs=read-write.
+(deploy/local/postgres-pair), DATABASE_URL naming both with target_session_attrs=read-write.
 Mid-run the primary is stopped at once (-m immediate, as a crash) and the standby promoted.
 Every process finds the new primary without a restart, and no task that was answered 202 is
 lost: synchronous replication had put each on the standby before its commit returned."""
@@ -24,7 +24,7 @@ from tests.conftest import Proc, wait_for
 
 pytestmark = pytest.mark.skipif(bool(can_operate_services()), reason=str(can_operate_services()))
 
-SCRIPT = Path(__file__).parents[2] / "deploy" / "local" / "postgres-standby"
+SCRIPT = Path(__file__).parents[2] / "deploy" / "local" / "postgres-pair"
 PORTS = ("5441", "5442")
 
 
@@ -40,9 +40,10 @@ def standby(action: str) -> str:
 async def on_pair(settings: Settings) -> AsyncIterator[Settings]:
     """The session's settings on a fresh primary and standby, in a namespace of their own (the
     session's queues hold messages of tasks this database does not have)."""
-    await asyncio.to_thread(standby, "destroy")
-    exported = await asyncio.to_thread(standby, "start")
-    dsn = with_database(exported.removeprefix("export DATABASE_URL="), "taskfleet_failover")
+    await asyncio.to_thread(standby, "down")
+    exported = await asyncio.to_thread(standby, "up")
+    url = exported.splitlines()[-1].removeprefix("DATABASE_URL=")
+    dsn = with_database(url, "taskfleet_failover")
     moved = settings.model_copy(
         update={"database_url": dsn, "namespace": f"{settings.namespace}fo"}
     )
@@ -51,7 +52,7 @@ async def on_pair(settings: Settings) -> AsyncIterator[Settings]:
         yield moved
         await delete_namespace(moved)
     finally:
-        await asyncio.to_thread(standby, "destroy")
+        await asyncio.to_thread(standby, "down")
 
 
 async def test_the_primary_fails_over_to_its_standby(
