@@ -1,0 +1,152 @@
+"""Webhook endpoints through the API: created with a secret shown once, listed without it, a
+user's own; a task's end and a batch's completion reach a real receiver, signed so that the
+Standard Webhooks reference library verifies them; private targets refused unless allowed."""
+
+from typing import Any
+
+import pytest
+
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.runtime.kernel import Kernel
+from tests.integration.api_client import auth, new_user, submit
+from tests.integration.conftest import ConsumerFactory
+from tests.integration.webhook_helpers import (
+    add_webhook,
+    cancelled_task,
+    deliveries,
+    hooks_api,
+    wait_delivery,
+)
+from tests.webhook_receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def test_an_endpoint_is_the_users_own_and_its_secret_is_shown_once(kernel: Kernel) -> None:
+    user, other = new_user(), new_user()
+    async with hooks_api(kernel) as client:
+        created = await add_webhook(client, user, "http://127.0.0.1:9/hook", "task.failed")
+        assert created["secret"].startswith("whsec_")
+        assert created["events"] == ["task.failed"]
+        listed = await (await client.get("/api/webhooks", headers=auth(user))).json()
+        assert [w["id"] for w in listed["webhooks"]] == [created["id"]]
+        assert "secret" not in listed["webhooks"][0]
+        # Sealed at rest: the row holds no secret in the clear.
+        row = await kernel.pool.fetchval(
+            "SELECT secret::text FROM webhook_endpoints WHERE id = $1", created["id"]
+        )
+        assert created["secret"] not in row and '"$sealed"' in row
+        # Another user sees nothing of it; a service token acts for the owner.
+        theirs = await (await client.get("/api/webhooks", headers=auth(other))).json()
+        assert theirs["webhooks"] == []
+        path = f"/api/webhooks/{created['id']}"
+        assert (await client.get(f"{path}/deliveries", headers=auth(other))).status == 404
+        assert (await client.delete(path, headers=auth(other))).status == 404
+        service = await client.get(f"/api/webhooks?user_id={user}", headers=auth("b", "service"))
+        assert len((await service.json())["webhooks"]) == 1
+        assert (await client.delete(path, headers=auth(user))).status == 204
+        assert (await client.delete(path, headers=auth(user))).status == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:192.168.0.1]/hook",
+        "ftp://example.com/hook",
+        "http://user:pw@example.com/hook",
+    ],
+)
+async def test_a_private_or_loopback_target_is_refused_unless_allowed(
+    kernel: Kernel, url: str
+) -> None:
+    user = new_user()
+    async with hooks_api(kernel, WEBHOOK_ALLOWED_HOSTS="") as client:
+        resp = await client.post("/api/webhooks", json={"url": url}, headers=auth(user))
+        assert resp.status == 422, url
+        if url.startswith("http://") and "@" not in url:
+            assert (await resp.json())["error"]["code"] == "webhook_url_refused"
+    allowed = "127.0.0.0/8,localhost,10.0.0.0/8,169.254.169.254,::1,192.168.0.0/16"
+    async with hooks_api(kernel, WEBHOOK_ALLOWED_HOSTS=allowed) as client:
+        resp = await client.post("/api/webhooks", json={"url": url}, headers=auth(user))
+        assert resp.status == (201 if url.startswith("http://") and "@" not in url else 422)
+
+
+async def test_a_completed_task_is_delivered_signed_as_standard_webhooks_says(
+    kernel: Kernel, consume: ConsumerFactory, receiver: Receiver
+) -> None:
+    async def handler(ctx: TaskContext[Any]) -> TaskResult:
+        return TaskResult({"answer": 42})
+
+    await consume(handler)
+    user = new_user()
+    async with hooks_api(kernel) as client:
+        hook = await add_webhook(client, user, receiver.url)
+        task_id = (await submit(client, user))["task_id"]
+        [got] = await receiver.wait_for(1)
+        event = got.verified(hook["secret"])  # raises unless the signature verifies
+        assert event["type"] == "task.completed"
+        assert event["data"]["task_id"] == task_id
+        assert event["data"]["status"] == "completed"
+        assert got.headers["Content-Type"] == "application/json"
+        delivery = await wait_delivery(client, user, hook["id"], "delivered")
+        assert delivery["id"] == got.webhook_id
+        assert (delivery["attempts"], delivery["response_status"]) == (1, 200)
+        assert delivery["payload"] == event
+        # Another secret does not verify it.
+        other = await add_webhook(client, user, receiver.url, "task.failed")
+        with pytest.raises(Exception, match="signature"):
+            got.verified(other["secret"])
+
+
+async def test_a_rotated_secret_signs_the_next_delivery(kernel: Kernel, receiver: Receiver) -> None:
+    user = new_user()
+    async with hooks_api(kernel) as client:
+        hook = await add_webhook(client, user, receiver.url, "task.cancelled")
+        resp = await client.post(f"/api/webhooks/{hook['id']}/rotate", headers=auth(user))
+        rotated = await resp.json()
+        assert resp.status == 200, rotated
+        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hook["secret"]
+        await cancelled_task(client, user)
+        [got] = await receiver.wait_for(1)
+        assert got.verified(rotated["secret"])["type"] == "task.cancelled"
+        with pytest.raises(Exception, match="signature"):
+            got.verified(hook["secret"])
+
+
+async def test_only_the_events_an_endpoint_takes_reach_it_and_a_batch_completes(
+    kernel: Kernel, receiver: Receiver
+) -> None:
+    user = new_user()
+    async with hooks_api(kernel) as client:
+        hook = await add_webhook(client, user, receiver.url, "batch.completed")
+        resp = await client.post(
+            "/api/batches",
+            json={"tasks": [{"chat_id": "b", "content": "one"}, {"chat_id": "b", "content": "2"}]},
+            headers=auth(user),
+        )
+        batch = await resp.json()
+        assert resp.status == 202, batch
+        cancel = await client.post(f"/api/batches/{batch['batch_id']}/cancel", headers=auth(user))
+        assert cancel.status == 202
+        [got] = await receiver.wait_for(1)
+        event = got.verified(hook["secret"])
+        assert event["type"] == "batch.completed"
+        assert event["data"]["batch_id"] == batch["batch_id"]
+        assert event["data"]["counts"] == {"cancelled": 2}
+        await wait_delivery(client, user, hook["id"], "delivered")
+        # The members' own ends (task.cancelled) were not for this endpoint.
+        assert [d["event"] for d in await deliveries(client, user, hook["id"])] == [
+            "batch.completed"
+        ]
+        assert len(receiver.got) == 1
