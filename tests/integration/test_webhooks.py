@@ -41,7 +41,8 @@ async def test_an_endpoint_is_the_users_own_and_its_secret_is_shown_once(kernel:
         row = await kernel.pool.fetchval(
             "SELECT secret::text FROM webhook_endpoints WHERE id = $1", created["id"]
         )
-        assert created["secret"] not in row and '"$sealed"' in row
+        assert created["secret"] not in row
+        assert '"$sealed"' in row
         # Another user sees nothing of it; a service token acts for the owner.
         theirs = await (await client.get("/api/webhooks", headers=auth(other))).json()
         assert theirs["webhooks"] == []
@@ -116,7 +117,8 @@ async def test_a_rotated_secret_signs_the_next_delivery(kernel: Kernel, receiver
         resp = await client.post(f"/api/webhooks/{hook['id']}/rotate", headers=auth(user))
         rotated = await resp.json()
         assert resp.status == 200, rotated
-        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hook["secret"]
+        assert rotated["secret"].startswith("whsec_")
+        assert rotated["secret"] != hook["secret"]
         await cancelled_task(client, user)
         [got] = await receiver.wait_for(1)
         assert got.verified(rotated["secret"])["type"] == "task.cancelled"

@@ -78,7 +78,7 @@ class DeliveryPolicy:
     @property
     def lease_s(self) -> float:
         """How long a claimed row stays claimed: past the request's timeout, with margin."""
-        return self.timeout_s * 2 + 5
+        return self.timeout_s + 5
 
     def backoff(self, attempts: int) -> float:
         """The wait after the `attempts`-th failed attempt."""

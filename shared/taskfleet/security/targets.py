@@ -56,8 +56,9 @@ class AllowedHosts:
         address = _address(text)
         if address is None:
             return False
+        forms = {address, ipaddress.ip_address(text.split("%", 1)[0])}  # ::ffff:a.b.c.d too
         return (address.is_global and not address.is_multicast) or any(
-            address in n for n in self.networks
+            a in n for a in forms for n in self.networks
         )
 
 
