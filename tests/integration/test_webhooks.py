@@ -47,6 +47,10 @@ async def test_an_endpoint_is_the_users_own_and_its_secret_is_shown_once(kernel:
         theirs = await (await client.get("/api/webhooks", headers=auth(other))).json()
         assert theirs["webhooks"] == []
         path = f"/api/webhooks/{created['id']}"
+        mine = await client.get(path, headers=auth(user))
+        assert (await mine.json())["url"] == "http://127.0.0.1:9/hook"
+        assert "secret" not in await mine.json()
+        assert (await client.get(path, headers=auth(other))).status == 404
         assert (await client.get(f"{path}/deliveries", headers=auth(other))).status == 404
         assert (await client.delete(path, headers=auth(other))).status == 404
         service = await client.get(f"/api/webhooks?user_id={user}", headers=auth("b", "service"))

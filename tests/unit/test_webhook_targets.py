@@ -58,6 +58,9 @@ def test_the_allowed_list_takes_names_and_ranges() -> None:
         ("http:///x", "http"),
         ("http://u:p@example.com/x", "credentials"),
         ("http://example.com:99999/x", "valid"),
+        ("hTTp://\udac0\udeae\u00c4/x", "valid"),  # lone surrogates: schemathesis sent one
+        ("http://example.com/\udc00", "valid"),
+        ("http://" + "a" * 64 + ".com/x", "valid"),  # a label over 63 characters
     ],
 )
 def test_only_plain_http_urls_are_targets(url: str, why: str) -> None:

@@ -91,6 +91,15 @@ async def _endpoint_db(request: web.Request) -> tuple[Db, UUID]:
     return user_db(request, owner), endpoint_id
 
 
+async def get_webhook(request: web.Request) -> web.Response:
+    """One endpoint (never its secret)."""
+    db, endpoint_id = await _endpoint_db(request)
+    row = await webhooks.get_endpoint(db, endpoint_id)
+    if row is None:
+        raise not_found("webhook not found")
+    return json_response(Webhook.model_validate(row).model_dump(mode="json"))
+
+
 async def delete_webhook(request: web.Request) -> web.Response:
     """Delete the endpoint and its delivery log: 204."""
     db, endpoint_id = await _endpoint_db(request)
@@ -158,6 +167,8 @@ def add_webhook_routes(app: web.Application) -> None:
                   errors=(400, 401, 403, 409, 413, 422, 503), tags=tags),
         Operation("GET", "/api/webhooks", list_webhooks, "Your webhook endpoints", WebhookList,
                   query=WebhookListQuery, tags=tags),
+        Operation("GET", "/api/webhooks/{webhook_id}", get_webhook, "A webhook endpoint",
+                  Webhook, errors=(401, 404, 503), tags=tags, path_params=PATHS),
         Operation("DELETE", "/api/webhooks/{webhook_id}", delete_webhook,
                   "Delete a webhook endpoint and its log", None, 204, errors=(401, 404, 503),
                   tags=tags, path_params=PATHS),

@@ -79,15 +79,18 @@ def _address(text: str) -> Address | None:
 def split_target(url: str) -> tuple[str, int]:
     """(host, port) of an http(s) URL; TargetRefused for any other, or one with credentials."""
     try:
+        url.encode()  # a lone surrogate (JSON lets one through) is no text to send or store
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError) as exc:
         raise TargetRefused(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise TargetRefused("the URL must be http:// or https:// with a host")
     if parts.username is not None or parts.password is not None:
         raise TargetRefused("the URL must not hold credentials")
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
 
 
 def check_literal(url: str, allowed: AllowedHosts) -> str | None:
