@@ -139,3 +139,24 @@ async def test_a_delivery_claimed_by_a_deliverer_that_stopped_mid_post_goes_agai
         await receiver.stop()
     assert delivery["attempts"] == 2
     assert [r.webhook_id for r in receiver.got] == [delivery["id"]] * 2  # a duplicate, same id
+
+
+async def test_a_receiver_that_does_not_answer_holds_up_no_other_delivery(kernel: Kernel) -> None:
+    slow, fast = Receiver(hold=True), Receiver()
+    await slow.start()
+    await fast.start()
+    patient, other = new_user(), new_user()
+    try:
+        async with hooks_api(kernel, WEBHOOK_TIMEOUT_S=15) as client:
+            slow_hook = await add_webhook(client, patient, slow.url, "task.cancelled")
+            await add_webhook(client, other, fast.url, "task.cancelled")
+            await cancelled_task(client, patient)
+            await slow.wait_for(1)  # its POST is in flight, unanswered
+            await cancelled_task(client, other)
+            await fast.wait_for(1)
+            # ...and the slow one's first attempt has not ended: nothing waited for it.
+            [held] = await deliveries(client, patient, slow_hook["id"])
+            assert (held["status"], held["attempts"], held["last_error"]) == ("pending", 1, None)
+    finally:
+        await slow.stop()
+        await fast.stop()

@@ -1,7 +1,8 @@
 """The webhook deliverer: sends the due rows of webhook_deliveries, at least once
 (docs/integrating.md#webhooks).
 
-It runs in the API process, one per replica, owned by the kernel's supervisor. The database
+It runs in the API process, one per replica, owned by the kernel's supervisor, with up to
+`slots` POSTs in flight (a TaskGroup's, awaited by it). The database
 is its only input: a delivery row is written in the transaction of its event, and a claim
 (FOR UPDATE SKIP LOCKED, so that replicas share the rows and never take the same one)
 moves the row's `next_attempt_at` a lease ahead before the POST. A deliverer that dies
@@ -16,6 +17,7 @@ the deadline (`deadline_s` after the event); a failure at or past it makes the d
 """
 
 import asyncio
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -73,7 +75,7 @@ class DeliveryPolicy:
     backoff_max_s: float = 3_600.0
     timeout_s: float = 10.0
     poll_s: float = 1.0
-    batch: int = 16
+    slots: int = 16  # deliveries in flight at once, per deliverer
 
     @property
     def lease_s(self) -> float:
@@ -115,25 +117,50 @@ class GuardedResolver(ThreadedResolver):
 
 
 class WebhookSender:
-    """Claims due deliveries and POSTs them; `run` forever, `deliver_once` for one batch."""
+    """Claims due deliveries and POSTs them, up to `policy.slots` at once: a slow receiver
+    holds one slot for its timeout, never the others' deliveries."""
 
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, policy: DeliveryPolicy) -> None:
         self.pool, self.keyring, self.policy = pool, keyring, policy
+        self._inflight = 0
+        self._freed = asyncio.Event()
 
     async def run(self) -> None:
-        """Forever: deliver what is due, then sleep until the next row is due (or poll_s)."""
+        """Forever: claim what is due into the free slots, then wait until a row is due, a
+        slot frees or poll_s passes. A failure to record an outcome ends the group (the
+        supervisor restarts it); the rows it held go again after their lease."""
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy.allowed))
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            asyncio.TaskGroup() as group,
+        ):
             while True:
-                if await self.deliver_once(session) < self.policy.batch:
-                    await asyncio.sleep(await self._until_next_due())
+                self._freed.clear()  # before the count: a slot freed after it wakes _wait
+                free = self.policy.slots - self._inflight
+                rows = await self._claim(free) if free > 0 else []
+                for row in rows:
+                    self._inflight += 1
+                    group.create_task(self._deliver_in_slot(session, row))
+                if len(rows) < free or free <= 0:
+                    await self._wait(await self._until_next_due())
 
-    async def deliver_once(self, session: aiohttp.ClientSession) -> int:
-        """Claim a batch of due deliveries, send them at once, record each outcome."""
-        rows = await self.pool.fetch(_CLAIM, self.policy.batch, self.policy.lease_s)
-        await asyncio.gather(*(self._deliver(session, row) for row in rows))
-        return len(rows)
+    async def _claim(self, n: int) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.pool.fetch(_CLAIM, n, self.policy.lease_s)
+        return rows
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a slot frees or `seconds` pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._freed.wait()
+
+    async def _deliver_in_slot(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> None:
+        try:
+            await self._deliver(session, row)
+        finally:
+            self._inflight -= 1
+            self._freed.set()
 
     async def _until_next_due(self) -> float:
         due_in = await self.pool.fetchval(_NEXT_DUE)
