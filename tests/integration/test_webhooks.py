@@ -55,6 +55,15 @@ async def test_an_endpoint_is_the_users_own_and_its_secret_is_shown_once(kernel:
         assert (await client.delete(path, headers=auth(other))).status == 404
         service = await client.get(f"/api/webhooks?user_id={user}", headers=auth("b", "service"))
         assert len((await service.json())["webhooks"]) == 1
+        # A service token creates one for a user; a user token may not for another user.
+        body = {"url": "http://127.0.0.1:9/other", "user_id": other}
+        made = await client.post("/api/webhooks", json=body, headers=auth("b", "service"))
+        assert made.status == 201
+        assert (await made.json())["user_id"] == other
+        refused = await client.post("/api/webhooks", json=body, headers=auth(user))
+        assert refused.status == 403
+        as_service = await client.get(path, headers=auth("b", "service"))
+        assert (await as_service.json())["user_id"] == user
         assert (await client.delete(path, headers=auth(user))).status == 204
         assert (await client.delete(path, headers=auth(user))).status == 404
 
@@ -156,3 +165,15 @@ async def test_only_the_events_an_endpoint_takes_reach_it_and_a_batch_completes(
             "batch.completed"
         ]
         assert len(receiver.got) == 1
+
+
+async def test_a_user_has_at_most_twenty_endpoints(kernel: Kernel) -> None:
+    user = new_user()
+    async with hooks_api(kernel) as client:
+        for n in range(20):
+            await add_webhook(client, user, f"http://127.0.0.1:9/hook{n}")
+        resp = await client.post(
+            "/api/webhooks", json={"url": "http://127.0.0.1:9/more"}, headers=auth(user)
+        )
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "too_many_webhooks"
