@@ -17,16 +17,27 @@ from tests.webhook_receiver import Receiver
 EVENTS = 12
 
 
-async def _start_api(settings: Settings, spawn: Callable[..., Proc], name: str) -> tuple[str, Proc]:
-    port = free_port()
+async def _start_api(
+    settings: Settings, spawn: Callable[..., Proc], name: str
+) -> tuple[str, Proc, int]:
+    port, metrics_port = free_port(), free_port()
     env = process_env(
         settings, WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_TIMEOUT_S=2, WEBHOOK_POLL_S=0.1,
-        WEBHOOK_BACKOFF_S=0.2, RETENTION_INTERVAL_S=0,
+        WEBHOOK_BACKOFF_S=0.2, RETENTION_INTERVAL_S=0, API_METRICS_PORT=metrics_port,
     )  # fmt: skip
     proc = spawn(["api", "--port", str(port)], env, name=name)
     url = f"http://127.0.0.1:{port}"
     await wait_for(lambda: api_ready(url), what=f"{name} to be ready", timeout_s=30)
-    return url, proc
+    return url, proc, metrics_port
+
+
+async def _delivered_count(http: aiohttp.ClientSession, metrics_port: int) -> float:
+    async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith('taskfleet_webhook_deliveries_total{outcome="delivered"}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("taskfleet_webhook_deliveries_total is not exported")
 
 
 async def _cancelled_task(http: aiohttp.ClientSession, url: str, user: str) -> str:
@@ -48,7 +59,7 @@ async def test_a_killed_api_loses_no_webhook_and_two_apis_send_each_once(
     headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, user)}"}
     try:
         async with aiohttp.ClientSession(headers=headers) as http:
-            first, first_proc = await _start_api(settings, spawn, "api-1")
+            first, first_proc, _ = await _start_api(settings, spawn, "api-1")
             body = {"url": receiver.url, "events": ["task.cancelled"]}
             async with http.post(f"{first}/api/webhooks", json=body) as resp:
                 hook: dict[str, Any] = await resp.json()
@@ -59,8 +70,8 @@ async def test_a_killed_api_loses_no_webhook_and_two_apis_send_each_once(
             first_proc.popen.send_signal(signal.SIGKILL)
             first_proc.popen.wait(timeout=10)
             receiver.hold = False
-            second, _ = await _start_api(settings, spawn, "api-2")
-            third, _ = await _start_api(settings, spawn, "api-3")
+            second, _, second_metrics = await _start_api(settings, spawn, "api-2")
+            third, _, third_metrics = await _start_api(settings, spawn, "api-3")
             again = await receiver.wait_for(2, timeout_s=30)
             assert again[1].webhook_id == held.webhook_id  # the same event, the same id
             assert again[1].verified(hook["secret"])["type"] == "task.cancelled"
@@ -77,6 +88,9 @@ async def test_a_killed_api_loses_no_webhook_and_two_apis_send_each_once(
                 return found if len(done) == len(found) == 1 + EVENTS else None
 
             log = await wait_for(all_delivered, what="every delivery delivered")
+            # The metric counts them, across the two replicas that sent them.
+            counts = [await _delivered_count(http, p) for p in (second_metrics, third_metrics)]
+            assert sum(counts) == 1 + EVENTS
     finally:
         await receiver.stop()
     later = receiver.got[2:]

@@ -40,6 +40,10 @@ from taskfleet.security.targets import AllowedHosts, TargetRefused, check_litera
 
 log = structlog.get_logger("taskfleet.webhooks")
 
+OUTCOMES = ("delivered", "retried", "failed")
+for _outcome in OUTCOMES:  # exported at 0 from the start, so that a rate() has a series
+    WEBHOOK_DELIVERIES.labels(_outcome)
+
 _CLAIM = """
 UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, last_attempt_at = now(),
