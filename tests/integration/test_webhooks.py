@@ -4,8 +4,10 @@ Standard Webhooks reference library verifies them; private targets refused unles
 
 from typing import Any
 
+import asyncpg
 import pytest
 
+from taskfleet.data.retention import cleanup
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.runtime.kernel import Kernel
 from tests.integration.api_client import auth, new_user, submit
@@ -177,3 +179,22 @@ async def test_a_user_has_at_most_twenty_endpoints(kernel: Kernel) -> None:
         )
         assert resp.status == 409
         assert (await resp.json())["error"]["code"] == "too_many_webhooks"
+
+
+async def test_retention_deletes_a_tasks_deliveries_with_it(
+    kernel: Kernel, receiver: Receiver
+) -> None:
+    user = new_user()
+    async with hooks_api(kernel) as client:
+        hook = await add_webhook(client, user, receiver.url, "task.cancelled")
+        task_id = await cancelled_task(client, user)
+        await wait_delivery(client, user, hook["id"], "delivered")
+        await kernel.pool.execute(
+            "UPDATE tasks SET completed_at = now() - interval '2 days' WHERE id = $1", task_id
+        )
+        conn = await asyncpg.connect(kernel.settings.database_url)
+        try:
+            await cleanup(conn, 86_400)
+        finally:
+            await conn.close()
+        assert await deliveries(client, user, hook["id"]) == []
