@@ -233,10 +233,11 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
         assert await save_memories(pool, old, "u", ["I am Ann.", "I like tea."], None) == 2
         hook_id = uuid.uuid4()
         await pool.execute(
-            "INSERT INTO webhook_endpoints (id, user_id, url, events, secret)"
-            " VALUES ($1, 'u', 'https://example.com/h', '{task.failed}', $2)",
+            "INSERT INTO webhook_endpoints (id, user_id, url, events, secret, previous_secret)"
+            " VALUES ($1, 'u', 'https://example.com/h', '{task.failed}', $2, $3)",
             hook_id,
             seal_secret(old, hook_id, "whsec_c2VjcmV0"),
+            seal_secret(old, hook_id, "whsec_b2xk"),
         )
         # When k1 becomes current, k0 still opens, and a fact saved under k0 still dedupes
         assert await save_memories(pool, both, "u", ["i am ann"], None) == 0
@@ -248,7 +249,7 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
         assert "tasks: 6 re-sealed, 0 left" in run.stdout
         assert "tool_calls: 3 re-sealed, 0 left" in run.stdout
         assert "memories: 2 re-sealed, 0 left" in run.stdout
-        assert "webhook_endpoints: 1 re-sealed, 0 left" in run.stdout
+        assert "webhook_endpoints: 2 re-sealed, 0 left" in run.stdout
         # A second run has nothing to do
         again = rotate_key(settings, fresh_db, f"{k1},{k0}")
         assert "tasks: 0 re-sealed, 0 left" in again.stdout, again.stdout
@@ -262,8 +263,9 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
                 "SELECT result FROM tool_calls WHERE task_id = $1", task_id
             )
             assert new.open(record, row=task_id, field="result") == {"sent": i}
-        hook = await pool.fetchval("SELECT secret FROM webhook_endpoints WHERE id = $1", hook_id)
-        assert new.open(hook, row=hook_id, field=SECRET_FIELD) == "whsec_c2VjcmV0"
+        hook = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", hook_id)
+        assert new.open(hook["secret"], row=hook_id, field=SECRET_FIELD) == "whsec_c2VjcmV0"
+        assert new.open(hook["previous_secret"], row=hook_id, field=SECRET_FIELD) == "whsec_b2xk"
         facts = await list_memories(pool, new, "u", limit=10)
         assert sorted(m["fact"] for m in facts) == ["I am Ann.", "I like tea."]
         # ... and dedupe goes on under the new key

@@ -125,20 +125,39 @@ async def test_a_completed_task_is_delivered_signed_as_standard_webhooks_says(
             got.verified(other["secret"])
 
 
-async def test_a_rotated_secret_signs_the_next_delivery(kernel: Kernel, receiver: Receiver) -> None:
+async def test_a_rotated_secret_signs_beside_the_old_one_for_a_while_or_alone(
+    kernel: Kernel, receiver: Receiver
+) -> None:
     user = new_user()
     async with hooks_api(kernel) as client:
         hook = await add_webhook(client, user, receiver.url, "task.cancelled")
         resp = await client.post(f"/api/webhooks/{hook['id']}/rotate", headers=auth(user))
         rotated = await resp.json()
         assert resp.status == 200, rotated
+        assert resp.headers["Cache-Control"] == "no-store"
         assert rotated["secret"].startswith("whsec_")
         assert rotated["secret"] != hook["secret"]
+        assert rotated["previous_valid_until"] is not None
         await cancelled_task(client, user)
         [got] = await receiver.wait_for(1)
+        # Two signatures: a receiver still holding the old secret verifies it, as does one
+        # that moved to the new one.
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
         assert got.verified(rotated["secret"])["type"] == "task.cancelled"
-        with pytest.raises(Exception, match="signature"):
-            got.verified(hook["secret"])
+        assert got.verified(hook["secret"])["type"] == "task.cancelled"
+
+        # A leaked secret is rotated out at once: only the newest signs.
+        path = f"/api/webhooks/{hook['id']}/rotate?previous_for_s=0"
+        leaked = await (await client.post(path, headers=auth(user))).json()
+        assert leaked["previous_valid_until"] is None
+        await cancelled_task(client, user)
+        [_, second] = await receiver.wait_for(2)
+        assert second.verified(leaked["secret"])["type"] == "task.cancelled"
+        for old in (hook["secret"], rotated["secret"]):
+            with pytest.raises(Exception, match="signature"):
+                second.verified(old)
+        bad = await client.post(path.replace("=0", "=-1"), headers=auth(user))
+        assert bad.status == 422
 
 
 async def test_only_the_events_an_endpoint_takes_reach_it_and_a_batch_completes(

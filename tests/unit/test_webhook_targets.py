@@ -89,7 +89,9 @@ def test_the_backoff_doubles_up_to_its_cap_and_the_headers_are_the_standard_thre
     policy = DeliveryPolicy(NONE, backoff_s=1, backoff_max_s=10, timeout_s=3)
     assert [policy.backoff(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
     assert policy.lease_s > policy.timeout_s
-    headers = signed_headers("whsec_" + "QUJD" * 8, "id-1", b"{}")
+    headers = signed_headers(["whsec_" + "QUJD" * 8], "id-1", b"{}")
     assert headers["webhook-id"] == "id-1"
     assert headers["webhook-signature"].startswith("v1,")
     assert headers["webhook-timestamp"].isdigit()
+    two = signed_headers(["whsec_" + "QUJD" * 8, "whsec_" + "REVG" * 8], "id-1", b"{}")
+    assert len(two["webhook-signature"].split(" ")) == 2

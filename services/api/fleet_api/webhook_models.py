@@ -50,6 +50,21 @@ class WebhookCreated(Webhook):
 class WebhookSecret(BaseModel):
     id: UUID
     secret: str = Field(description="The new signing secret, used from the next attempt on.")
+    previous_valid_until: datetime | None = Field(
+        description="Until when the replaced secret still signs beside it (null: no longer)."
+    )
+
+
+class RotateQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    previous_for_s: float = Field(
+        86_400,
+        ge=0,
+        le=7 * 86_400,
+        description="How long the replaced secret still signs beside the new one (0: it stops"
+        " now, e.g. when it leaked).",
+    )
 
 
 class WebhookList(BaseModel):

@@ -17,6 +17,7 @@ from fleet_api.webhook_models import (
     Delivery,
     DeliveryList,
     DeliveryQuery,
+    RotateQuery,
     Webhook,
     WebhookCreated,
     WebhookList,
@@ -109,13 +110,17 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    """A new secret, shown this once; every attempt from now on is signed with it."""
+    """A new secret, shown this once, signing every attempt from now on; the one it replaces
+    signs beside it for `previous_for_s` (a day), so the receiver can switch without a gap."""
     db, endpoint_id = await _endpoint_db(request)
-    secret = await webhooks.rotate_secret(db, request.app[KERNEL].keyring, endpoint_id)
-    if secret is None:
+    query = parse_query(request, RotateQuery)
+    rotated = await webhooks.rotate_secret(
+        db, request.app[KERNEL].keyring, endpoint_id, previous_for_s=query.previous_for_s
+    )
+    if rotated is None:
         raise not_found("webhook not found")
-    answer = WebhookSecret(id=endpoint_id, secret=secret).model_dump(mode="json")
-    return json_response(answer, headers={"Cache-Control": "no-store"})
+    answer = WebhookSecret(id=endpoint_id, secret=rotated[0], previous_valid_until=rotated[1])
+    return json_response(answer.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -173,8 +178,8 @@ def add_webhook_routes(app: web.Application) -> None:
                   "Delete a webhook endpoint and its log", None, 204, errors=(401, 404, 503),
                   tags=tags, path_params=PATHS),
         Operation("POST", "/api/webhooks/{webhook_id}/rotate", rotate_webhook_secret,
-                  "Rotate a webhook's signing secret", WebhookSecret, errors=(401, 404, 503),
-                  tags=tags, path_params=PATHS),
+                  "Rotate a webhook's signing secret", WebhookSecret, query=RotateQuery,
+                  errors=(401, 404, 422, 503), tags=tags, path_params=PATHS),
         Operation("GET", "/api/webhooks/{webhook_id}/deliveries", list_deliveries,
                   "A webhook's delivery log", DeliveryList, query=DeliveryQuery, tags=tags,
                   path_params=PATHS),

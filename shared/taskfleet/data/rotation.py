@@ -71,7 +71,8 @@ async def rotate_keys(pool: asyncpg.Pool, keyring: Keyring, *, batch: int = 500)
     memories = Rotated("memories")
     await _rotate_memories(pool, keyring, memories, batch)
     hooks = Rotated("webhook_endpoints")  # their signing secrets
-    await _rotate_json(pool, keyring, hooks, "webhook_endpoints", "id", "secret", batch)
+    for column in ("secret", "previous_secret"):
+        await _rotate_json(pool, keyring, hooks, "webhook_endpoints", "id", column, batch)
     return [tasks, tool_calls, memories, hooks]
 
 

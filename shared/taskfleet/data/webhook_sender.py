@@ -51,7 +51,8 @@ SET attempts = d.attempts + 1, last_attempt_at = now(),
 FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due, webhook_endpoints e
 WHERE d.id = due.id AND e.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.payload, d.attempts, d.enqueued_at, e.url, e.secret
+RETURNING d.id, d.endpoint_id, d.payload, d.attempts, d.enqueued_at, e.url, e.secret,
+    CASE WHEN e.previous_until > now() THEN e.previous_secret END AS previous_secret
 """
 _DELIVERED = """
 UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), response_status = $3,
@@ -195,7 +196,11 @@ class WebhookSender:
     async def _attempt(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> Outcome:
         try:
             check_literal(row["url"], self.policy.allowed)
-            secret = self.keyring.open(row["secret"], row=row["endpoint_id"], field=SECRET_FIELD)
+            secrets = [
+                self.keyring.open(sealed, row=row["endpoint_id"], field=SECRET_FIELD)
+                for sealed in (row["secret"], row["previous_secret"])
+                if sealed is not None
+            ]
         except TargetRefused as exc:
             return Outcome(False, error=f"refused: {exc}", final=True)
         except Unsealable as exc:  # a key this process lacks (yet): another attempt may have it
@@ -203,7 +208,7 @@ class WebhookSender:
         body = jsonx.dumps(row["payload"])
         try:
             async with session.post(
-                row["url"], data=body, headers=signed_headers(secret, str(row["id"]), body),
+                row["url"], data=body, headers=signed_headers(secrets, str(row["id"]), body),
                 allow_redirects=False,
             ) as resp:  # fmt: skip
                 await resp.read()
@@ -214,10 +219,12 @@ class WebhookSender:
             return Outcome(False, error=_describe(exc))
 
 
-def signed_headers(secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
-    """The request's headers: the Standard Webhooks three, signed over the exact body."""
+def signed_headers(secrets: list[str], webhook_id: str, body: bytes) -> dict[str, str]:
+    """The request's headers: the Standard Webhooks three, signed over the exact body, one
+    signature per secret (the current one, and the one it replaced while that still signs),
+    space-separated: a receiver holding either verifies it."""
     now = datetime.now(UTC)
-    signature = Webhook(secret).sign(webhook_id, now, body)
+    signature = " ".join(Webhook(secret).sign(webhook_id, now, body) for secret in secrets)
     return {
         "content-type": "application/json",
         "user-agent": f"taskfleet-webhooks/{__version__}",

@@ -10,6 +10,7 @@ sent by taskfleet.data.webhook_sender; what is here reads them and sends one aga
 import base64
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,6 +25,7 @@ SECRET_FIELD = "webhook_secret"
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 MAX_ENDPOINTS = 20  # per user
+ROTATION_GRACE_S = 86_400.0  # how long a rotated-out secret still signs, unless told
 
 _ENDPOINT = "id, user_id, url, events, created_at, rotated_at"
 _DELIVERY = (
@@ -107,15 +109,21 @@ async def delete_endpoint(db: Db, endpoint_id: UUID) -> bool:
     return status != "DELETE 0"
 
 
-async def rotate_secret(db: Db, keyring: Keyring, endpoint_id: UUID) -> str | None:
-    """A new secret for the endpoint, used from the next attempt on; None if no such one."""
+async def rotate_secret(
+    db: Db, keyring: Keyring, endpoint_id: UUID, *, previous_for_s: float
+) -> tuple[str, datetime | None] | None:
+    """A new secret for the endpoint, signing from the next attempt on, and until when the
+    one it replaces signs beside it (None: not at all); None if there is no such endpoint."""
     secret = new_secret()
-    status = await db.execute(
-        "UPDATE webhook_endpoints SET secret = $2, rotated_at = now() WHERE id = $1",
+    until = await db.fetchrow(
+        "UPDATE webhook_endpoints SET previous_secret = CASE WHEN $3 > 0 THEN secret END,"
+        " previous_until = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) END,"
+        " secret = $2, rotated_at = now() WHERE id = $1 RETURNING previous_until",
         endpoint_id,
         seal_secret(keyring, endpoint_id, secret),
+        float(previous_for_s),
     )
-    return secret if status != "UPDATE 0" else None
+    return (secret, until["previous_until"]) if until is not None else None
 
 
 async def list_deliveries(

@@ -13,6 +13,10 @@ CREATE TABLE webhook_endpoints (
     -- The signing secret (`whsec_...`), sealed to this row (taskfleet.security.crypto):
     -- `taskfleet rotate-key` re-seals it like every other sealed value.
     secret      jsonb NOT NULL,
+    -- The secret before the last rotation, sealed too: it signs beside the new one until
+    -- `previous_until`, so that a receiver can move to the new one without a gap.
+    previous_secret jsonb,
+    previous_until  timestamptz,
     created_at  timestamptz NOT NULL DEFAULT now(),
     rotated_at  timestamptz
 );
