@@ -158,7 +158,7 @@ async def run_deliverer(app: web.Application) -> AsyncIterator[None]:
     """The deliverer runs as long as the app, one per API replica (cleanup context)."""
     kernel, name = app[KERNEL], f"webhook-sender-{id(app):x}"
     sender = WebhookSender(kernel.pool, kernel.keyring, delivery_policy(app[SETTINGS]))
-    kernel.supervisor.spawn(name, sender.run)
+    kernel.supervisor.spawn(name, sender.run, kind="webhook-sender")  # one metric label
     yield
     await kernel.supervisor.stop(name)
 
