@@ -14,6 +14,7 @@ from fleet_api.errors import error_middleware
 from fleet_api.hub import EventHub
 from fleet_api.memories import add_memory_routes
 from fleet_api.metrics import metrics_middleware
+from fleet_api.notifications import add_notification_routes
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
 from fleet_api.settings import ApiSettings
@@ -85,6 +86,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_token_routes(app)
     add_batch_routes(app)
     add_webhook_routes(app)
+    add_notification_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)
 
