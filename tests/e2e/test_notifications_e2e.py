@@ -3,8 +3,8 @@ the tests' SMTP server): a user who asked for them gets one mail when their chat
 a tool worker killed right after sending one does not make another send it again."""
 
 import functools
-from email import message_from_bytes, policy
 from collections.abc import Callable
+from email import message_from_bytes, policy
 from uuid import UUID
 
 import aiohttp
