@@ -26,3 +26,17 @@ class ApiSettings(Settings):
     max_delay_s: float = Field(30 * 86400, gt=0, le=366 * 86400, validation_alias="MAX_DELAY_S")
     """The furthest ahead a submission may be delayed with `run_at` or `delay_s`, in seconds (400
     beyond; docs/scheduling.md)."""
+
+    scheduler_tick_s: float = Field(0.25, ge=0, le=1, validation_alias="SCHEDULER_TICK_S")
+    """How often the schedule runner looks for due schedules (docs/scheduling.md#schedules),
+    in the one replica that holds its lock; 0: this replica never runs schedules."""
+
+    scheduler_lock_retry_s: float = Field(
+        1.0, gt=0, le=30, validation_alias="SCHEDULER_LOCK_RETRY_S"
+    )
+    """How often a standby replica tries to take the schedule runner's lock (bounds the
+    takeover time)."""
+
+    schedule_grace_s: float = Field(60.0, gt=0, le=86400, validation_alias="SCHEDULE_GRACE_S")
+    """How late a schedule's tick may still run: older ticks are missed, and the schedule's
+    `missed` policy says what becomes of them."""
