@@ -35,6 +35,7 @@ class TestRoutes:
         [
             ({"cron": "61 * * * *"}, "cron"),
             ({"cron": "* * *"}, "cron"),
+            ({"cron": "0 0 30 2 *"}, "cron"),
             ({"cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons"}, "timezone"),
             ({"cron": "0 9 * * *", "interval_s": 60}, "cron"),
             ({}, "cron"),

@@ -177,3 +177,21 @@ class TestPauseAndMissed:
         else:
             assert after["last_run_at"] is None
             assert after["last_task_id"] is None
+
+    async def test_a_schedule_that_can_no_longer_tick_is_paused_saying_why(
+        self, kernel: Kernel
+    ) -> None:
+        # A zone this machine's tzdata no longer has (the API refuses unknown ones).
+        user = new_user()
+        async with api(kernel) as client:
+            schedule = await create(client, user, cron="0 9 * * *", timezone="Europe/Paris")
+            await kernel.pool.execute(
+                "UPDATE schedules SET timezone = 'Gone/Zone', next_run_at = now() WHERE id = $1",
+                schedule["id"],
+            )
+            async with kernel.pool.acquire() as conn:
+                await ScheduleRunner(kernel).fire_due(conn)
+            after = await read(client, user, schedule["id"])
+        assert (after["enabled"], after["next_run_at"]) == (False, None)
+        assert after["last_error"].startswith("invalid_schedule: unknown time zone")
+        assert await ticks(kernel, schedule["id"]) == []

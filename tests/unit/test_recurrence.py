@@ -42,6 +42,7 @@ class TestTicks:
             ("* * * * *", 5, "UTC", "cron"),
             ("* * * * * * *", None, "UTC", "cron"),
             ("every day", None, "UTC", "cron"),
+            ("0 0 30 2 *", None, "UTC", "cron"),
             (None, 0, "UTC", "interval_s"),
             ("* * * * *", None, "Nowhere/Land", "timezone"),
             ("* * * * *", None, "../../etc/passwd", "timezone"),

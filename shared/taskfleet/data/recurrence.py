@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 Missed = Literal["skip", "run_once"]
+NEVER_BEFORE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class BadRecurrence(ValueError):
@@ -56,6 +57,8 @@ class Recurrence:
                 raise BadRecurrence("cron", "a cron expression has 5 fields, or 6 with seconds")
             if not croniter.is_valid(self.cron):
                 raise BadRecurrence("cron", f"not a cron expression: {self.cron!r}")
+            # One tick after any moment means ticks forever (no year field: cron repeats).
+            self._cron_after(NEVER_BEFORE)
         elif self.interval_s is not None and self.interval_s < 1:
             raise BadRecurrence("interval_s", "interval_s must be at least 1")
 
@@ -86,7 +89,10 @@ class Recurrence:
     def _cron_after(self, moment: datetime) -> datetime:
         assert self.cron is not None
         local = moment.astimezone(zone(self.timezone))
-        return croniter(self.cron, local).get_next(datetime).astimezone(UTC)
+        try:
+            return croniter(self.cron, local).get_next(datetime).astimezone(UTC)
+        except CroniterError:  # `0 0 30 2 *`: February has no 30th
+            raise BadRecurrence("cron", f"{self.cron!r} never comes") from None
 
 
 @dataclass(frozen=True, slots=True)

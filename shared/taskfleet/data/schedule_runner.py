@@ -28,7 +28,8 @@ import structlog
 
 from taskfleet.broker.publisher import new_task, publish_after_commit
 from taskfleet.core.constants import QUEUES, TaskType
-from taskfleet.data.recurrence import Recurrence, plan
+from taskfleet.core.settings import Settings
+from taskfleet.data.recurrence import BadRecurrence, Recurrence, plan
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.runtime.leader import lead
 from taskfleet.store import quotas
@@ -48,6 +49,7 @@ SELECT *, now() AS now FROM schedules
 WHERE id = $1 AND enabled AND next_run_at <= now()
 FOR UPDATE SKIP LOCKED
 """
+_PAUSE = "UPDATE schedules SET enabled = false, last_error = $2 WHERE id = $1"
 _SUBMIT = "SELECT * FROM tf_submit_chat(" + ", ".join(f"${i}" for i in range(1, 18)) + ")"
 _MOVE_ON = """
 UPDATE schedules SET next_run_at = $2, last_run_at = coalesce($3, last_run_at),
@@ -107,9 +109,16 @@ class ScheduleRunner:
         row = await conn.fetchrow(_LOCK, schedule_id)
         if row is None:  # another transaction has it, or it changed: not due any more
             return None
-        recurrence = Recurrence(row["cron"], row["interval_s"], row["timezone"])
         now: datetime = row["now"]
-        todo = plan(recurrence, row["next_run_at"], now, grace_s=self.grace_s, missed=row["missed"])
+        try:
+            recurrence = Recurrence(row["cron"], row["interval_s"], row["timezone"])
+            todo = plan(
+                recurrence, row["next_run_at"], now, grace_s=self.grace_s, missed=row["missed"]
+            )
+        except BadRecurrence as exc:  # e.g. a time zone this machine's tzdata lacks
+            log.error("schedule_paused", schedule_id=str(schedule_id), error=str(exc))
+            await conn.execute(_PAUSE, schedule_id, f"invalid_schedule: {exc}")
+            return None
         if todo.missed_from is not None:
             log.warning(
                 "schedule_ticks_missed", schedule_id=str(schedule_id), user_id=row["user_id"],
@@ -152,7 +161,7 @@ class ScheduleRunner:
         return Run(new.task_id, Outgoing(new.message(), answer["outbox_id"]))
 
 
-def _arguments(new: NewTask, content: str, settings: Any, limits: quotas.Limits) -> list[Any]:
+def _arguments(new: NewTask, content: str, settings: Settings, limits: quotas.Limits) -> list[Any]:
     """tf_submit_chat's arguments for `new` (as taskfleet.store.submissions sends them)."""
     return [
         new.task_id, new.type.value, new.user_id, new.chat_id, None, new.input,
