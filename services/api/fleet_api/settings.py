@@ -27,6 +27,16 @@ class ApiSettings(Settings):
     """The furthest ahead a submission may be delayed with `run_at` or `delay_s`, in seconds (400
     beyond; docs/scheduling.md)."""
 
+    jwt_jwks_url: str | None = Field(None, min_length=1, validation_alias="JWT_JWKS_URL")
+    """A JSON Web Key Set (`https://…/.well-known/jwks.json`): RS256 tokens whose `kid` names one
+    of its RSA keys are accepted besides the HS256 ones, with the same claims (`iss` JWT_ISSUER,
+    `aud` JWT_AUDIENCE, `exp`, `sub`, `jti`, `scope`), so a backend that signs its own tokens
+    never holds TASKFLEET_JWT_SECRET (docs/integrating.md)."""
+
+    jwt_jwks_refresh_s: float = Field(300, gt=0, le=86_400, validation_alias="JWT_JWKS_REFRESH_S")
+    """Seconds between two fetches of JWT_JWKS_URL; a token naming a key not yet known fetches it
+    at once (at most every 30 s), so a key rotation needs no restart."""
+
     scheduler_tick_s: float = Field(0.25, ge=0, le=1, validation_alias="SCHEDULER_TICK_S")
     """How often the schedule runner looks for due schedules (docs/scheduling.md#schedules),
     in the one replica that holds its lock; 0: this replica never runs schedules."""
