@@ -98,11 +98,16 @@ class ScheduleRunner:
     async def fire_due(self, conn: asyncpg.Connection) -> int:
         """Run every schedule due now, one transaction each; returns how many were due."""
         due = [r["id"] for r in await conn.fetch(_DUE, BATCH)]
+        messages: list[Outgoing] = []
         for schedule_id in due:
             async with conn.transaction():
                 run = await self._fire(conn, schedule_id)
-            if run is not None and run.outgoing is not None and self.kernel.broker.ready:
-                await publish_after_commit(self.kernel, run.outgoing)
+            if run is not None and run.outgoing is not None:
+                messages.append(run.outgoing)
+        # After the commits, all at once: one confirm round trip rather than one per run. With
+        # the broker away they are left to the relay, rather than each waiting out a timeout.
+        if messages and self.kernel.broker.ready:
+            await asyncio.gather(*(publish_after_commit(self.kernel, m) for m in messages))
         return len(due)
 
     async def _fire(self, conn: asyncpg.Connection, schedule_id: UUID) -> Run | None:
