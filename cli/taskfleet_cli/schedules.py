@@ -34,13 +34,15 @@ async def _list(tf: Taskfleet, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.model_dump(mode="json") for s in found], indent=2))
         return 0
-    table = Table("user", "when", "task", "enabled", "next run", "last run")
-    table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into `show`
+    # The id and the "when" whole (the id to copy into `show`); the rest share what is left.
+    table = Table("task", "state", "next run", "last run")
+    table.add_column("when", no_wrap=True)
+    table.add_column("id", no_wrap=True, min_width=36)
     for s in found:
         table.add_row(
-            s.user_id, _when(s), f"{s.task.chat_id}: {s.task.content[:30]}",
-            "yes" if s.enabled else "paused", _time(s.next_run_at), _time(s.last_run_at),
-            str(s.id),
+            f"{s.user_id}/{s.task.chat_id}: {s.task.content[:30]}",
+            "on" if s.enabled else "paused", _time(s.next_run_at), _time(s.last_run_at),
+            _when(s), str(s.id),
         )  # fmt: skip
     Console(file=sys.stdout).print(table)
     return 0

@@ -140,6 +140,8 @@ class TestRoutes:
                 path, json={"task": {"chat_id": "t", "content": "new"}}, headers=auth(user)
             )
             new_task = await resp.json()
+            resp = await client.patch(path, json={"missed": "skip"}, headers=auth(user))
+            skipping = await resp.json()
             resp = await client.patch(path, json={"cron": "nope"}, headers=auth(user))
             bad = await resp.json()
             assert resp.status == 422, bad
@@ -154,6 +156,7 @@ class TestRoutes:
         assert new_task["task"] == {"type": "chat_message", "chat_id": "t", "content": "new",
                                     "metadata": None}  # fmt: skip
         assert new_task["next_run_at"] == to_interval["next_run_at"]  # same recurrence
+        assert (skipping["missed"], skipping["interval_s"]) == ("skip", 30)
         assert both == 422
         assert unchanged["interval_s"] == 30
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
-from taskfleet.data.schedule_runner import ScheduleRunner
+from taskfleet.data.schedule_runner import BATCH, SCHEDULE_LOCK, ScheduleRunner
 from taskfleet.runtime.kernel import Kernel, open_kernel
 from tests.conftest import wait_for
 from tests.integration.api_client import api, auth, new_user
@@ -195,3 +196,69 @@ class TestPauseAndMissed:
         assert (after["enabled"], after["next_run_at"]) == (False, None)
         assert after["last_error"].startswith("invalid_schedule: unknown time zone")
         assert await ticks(kernel, schedule["id"]) == []
+
+    async def test_a_runner_whose_session_is_killed_steps_down_and_leads_again(
+        self, kernel: Kernel, runners: Runners
+    ) -> None:
+        user = new_user()
+        await runners()
+        async with api(kernel) as client:
+            schedule = await create(client, user, interval_s=1)
+            await runs_reach(kernel, schedule["id"], 2)
+            admin = await asyncpg.connect(kernel.settings.database_url)
+            try:  # the lock holder's session, as a database restart or a cut link ends it
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE"
+                    " locktype = 'advisory' AND objid::bigint = $1 AND granted AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    SCHEDULE_LOCK,
+                )
+            finally:
+                await admin.close()
+            found = await runs_reach(kernel, schedule["id"], 5)
+        assert killed == 1
+        assert len(set(found)) == len(found)
+        assert consecutive(found, 1)
+
+    async def test_a_tick_set_back_after_its_run_makes_no_second_task(self, kernel: Kernel) -> None:
+        # The tick's idempotency key is the last guard: even a schedule moved back to a tick
+        # that already ran (which no runner does) makes no second task of it.
+        user, runner = new_user(), ScheduleRunner(kernel, grace_s=3600)
+        async with api(kernel) as client:
+            schedule = await create(client, user, interval_s=3600)
+            back = "UPDATE schedules SET next_run_at = $2 WHERE id = $1"
+            tick = await kernel.pool.fetchval(
+                "UPDATE schedules SET next_run_at = now() - interval '1 second' WHERE id = $1"
+                " RETURNING next_run_at",
+                schedule["id"],
+            )
+            async with kernel.pool.acquire() as conn:
+                await runner.fire_due(conn)
+                first = await read(client, user, schedule["id"])
+                await conn.execute(back, schedule["id"], tick)
+                await runner.fire_due(conn)
+            again = await read(client, user, schedule["id"])
+        assert await ticks(kernel, schedule["id"]) == [tick]
+        assert again["last_task_id"] == first["last_task_id"]
+
+    async def test_more_schedules_due_at_once_than_a_pass_takes(
+        self, kernel: Kernel, runners: Runners
+    ) -> None:
+        n = BATCH + 20
+        ids = await kernel.pool.fetch(
+            "INSERT INTO schedules (id, user_id, interval_s, task, next_run_at)"
+            " SELECT gen_random_uuid(), 'many-' || i, 3600, $2::jsonb, now()"
+            " FROM generate_series(1, $1) i RETURNING id",
+            n,
+            {"type": "chat_message", "chat_id": "m", "content": "tick"},
+        )
+        await runners()
+
+        async def all_ran() -> bool:
+            made = await kernel.pool.fetchval(
+                "SELECT count(*) FROM tasks WHERE schedule_id = ANY($1::uuid[])",
+                [r["id"] for r in ids],
+            )
+            return bool(made == n)
+
+        await wait_for(all_ran, what=f"{n} runs")

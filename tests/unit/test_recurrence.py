@@ -73,8 +73,18 @@ class TestPlan:
         assert todo.next_run_at == T0 + timedelta(hours=3)
         assert todo.missed_from == T0
 
-    def test_older_ticks_are_missed_but_the_latest_in_time_still_runs(self) -> None:
+    def test_every_tick_in_time_runs_oldest_first_one_per_look(self) -> None:
         every_s = Recurrence(None, 1)
         todo = plan(every_s, T0, T0 + timedelta(seconds=3.2), grace_s=60, missed="skip")
-        assert (todo.run, todo.missed_from) == (T0 + timedelta(seconds=3), T0)
-        assert todo.next_run_at == T0 + timedelta(seconds=4)
+        assert (todo.run, todo.next_run_at, todo.missed_from) == (
+            T0, T0 + timedelta(seconds=1), None,
+        )  # fmt: skip
+
+    @pytest.mark.parametrize(("missed", "run_s"), [("skip", None), ("run_once", 39)])
+    def test_after_the_missed_ticks_come_those_still_in_time(
+        self, missed: str, run_s: int | None
+    ) -> None:
+        every_s, now = Recurrence(None, 1), T0 + timedelta(seconds=100)
+        todo = plan(every_s, T0, now, grace_s=60, missed=missed)  # type: ignore[arg-type]
+        assert todo.run == (None if run_s is None else T0 + timedelta(seconds=run_s))
+        assert (todo.next_run_at, todo.missed_from) == (T0 + timedelta(seconds=40), T0)

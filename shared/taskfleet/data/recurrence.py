@@ -2,12 +2,11 @@
 a time zone (croniter, zoneinfo) or of a fixed interval, and what a scheduler does with the
 ticks that fell due since it last looked. Pure: no clock of its own, no database.
 
-- A tick is **on time** while it is at most `grace_s` past: a living scheduler sees every
-  tick within a fraction of a second, so only a scheduler that was away (stopped, cut off,
-  taking over) sees ticks later than that.
+- A tick is **on time** while it is at most `grace_s` past, and every tick on time gets its
+  own run, oldest first, one per look: a scheduler that was away for less than the grace
+  (a restart, a takeover) loses no tick, it runs them late.
 - Ticks older than that are **missed**. `skip` drops them; `run_once` makes one run for all
-  of them. Either way the next tick is the first one still to come: a schedule never runs
-  more than once per look, however long nobody looked.
+  of them. Either way the schedule goes on from its first tick still on time.
 - Interval ticks stay on their grid (`first + k·interval_s`, no drift); cron ticks are the
   expression's in its zone, daylight-saving changes included.
 """
@@ -98,7 +97,8 @@ class Recurrence:
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What to do with a due schedule now: create the run of tick `run` (None: no run) and
-    wait for `next_run_at`. `missed_from` is the oldest tick that was missed, if any."""
+    go on at `next_run_at` (at or before now while ticks on time wait for their runs).
+    `missed_from` is the oldest tick that was missed, if any."""
 
     run: datetime | None
     next_run_at: datetime
@@ -109,11 +109,9 @@ def plan(
     recurrence: Recurrence, due: datetime, now: datetime, *, grace_s: float, missed: Missed
 ) -> Plan:
     """The plan for a schedule whose tick `due` is at or before `now` (module docstring)."""
-    latest = recurrence.latest(due, now)
-    next_run_at = recurrence.following(latest)
-    on_time = now - latest <= timedelta(seconds=grace_s)
-    # The ticks before the latest were missed too: a scheduler that looked in time would
-    # have run them at their time.
-    missed_from = due if (latest > due or not on_time) else None
-    run = latest if on_time or missed == "run_once" else None
-    return Plan(run, next_run_at, missed_from)
+    on_time_from = now - timedelta(seconds=grace_s)
+    if due >= on_time_from:
+        return Plan(due, recurrence.following(due), None)
+    last_missed = recurrence.latest(due, on_time_from - timedelta(microseconds=1))
+    run = last_missed if missed == "run_once" else None
+    return Plan(run, recurrence.following(last_missed), due)
