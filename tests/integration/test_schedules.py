@@ -262,3 +262,22 @@ class TestPauseAndMissed:
             return bool(made == n)
 
         await wait_for(all_ran, what=f"{n} runs")
+
+    async def test_ticks_that_fell_while_no_runner_ran_within_the_grace_all_run(
+        self, kernel: Kernel, runners: Runners
+    ) -> None:
+        # Given a 1 s schedule whose last ticks fell during a 3.5 s outage of every runner,
+        user = new_user()
+        async with api(kernel) as client:
+            schedule = await create(client, user, interval_s=1)
+            due = await kernel.pool.fetchval(
+                "UPDATE schedules SET next_run_at = now() - interval '3.5 seconds'"
+                " WHERE id = $1 RETURNING next_run_at",
+                schedule["id"],
+            )
+            # when a runner comes back, each of them runs, late, and the schedule goes on.
+            await runners()
+            found = await runs_reach(kernel, schedule["id"], 6)
+        assert found[:4] == [due + timedelta(seconds=s) for s in range(4)]
+        assert len(set(found)) == len(found)
+        assert consecutive(found, 1)
