@@ -17,6 +17,7 @@ from fleet_api.metrics import metrics_middleware
 from fleet_api.notifications import add_notification_routes
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
+from fleet_api.schedules import add_schedule_routes
 from fleet_api.settings import ApiSettings
 from fleet_api.stats import add_stats_routes
 from fleet_api.tasks import add_task_routes
@@ -87,6 +88,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_batch_routes(app)
     add_webhook_routes(app)
     add_notification_routes(app)
+    add_schedule_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)
 

@@ -63,3 +63,17 @@ class ApiSettings(Settings):
     def _allowed_hosts(cls, value: str) -> str:
         AllowedHosts.parse(value)  # ValueError: the process refuses to start, one line
         return value
+
+    scheduler_tick_s: float = Field(0.25, ge=0, le=1, validation_alias="SCHEDULER_TICK_S")
+    """How often the schedule runner looks for due schedules (docs/scheduling.md#schedules),
+    in the one replica that holds its lock; 0: this replica never runs schedules."""
+
+    scheduler_lock_retry_s: float = Field(
+        1.0, gt=0, le=30, validation_alias="SCHEDULER_LOCK_RETRY_S"
+    )
+    """How often a standby replica tries to take the schedule runner's lock (bounds the
+    takeover time)."""
+
+    schedule_grace_s: float = Field(60.0, gt=0, le=86400, validation_alias="SCHEDULE_GRACE_S")
+    """How late a schedule's tick may still run: older ticks are missed, and the schedule's
+    `missed` policy says what becomes of them."""
