@@ -187,9 +187,10 @@ async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> s
     if row["outcome"] != "queued":
         return str(row["outcome"])
     task = await db.fetchrow(
-        "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
+        "SELECT id, type, user_id, chat_id, input, priority FROM tasks WHERE id = $1", task_id
     )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt=1), row["outbox_id"]))
+    outgoing = Outgoing(task_message(task, attempt=1), row["outbox_id"], task["priority"])
+    await publish_after_commit(kernel, outgoing)
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
 
@@ -207,7 +208,7 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
         task = await conn.fetchrow(
             "UPDATE tasks SET status = 'queued', updated_at = now()"
             " WHERE id = $1 AND status IN ('queued', 'retrying')"
-            " RETURNING id, type, user_id, chat_id, input, attempts",
+            " RETURNING id, type, user_id, chat_id, input, attempts, priority",
             task_id,
         )
         if task is None:
@@ -222,7 +223,8 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
             attempt,
             kernel.settings.outbox_grace_s,
         )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt), outbox_id))
+    outgoing = Outgoing(task_message(task, attempt), outbox_id, task["priority"])
+    await publish_after_commit(kernel, outgoing)
     return True
 
 

@@ -16,7 +16,7 @@ from uuid import UUID
 from taskfleet.broker.publisher import Parts, publish_after_commit
 from taskfleet.core.constants import TaskType
 from taskfleet.security.fields import Sealer
-from taskfleet.store.records import NewTask, Outgoing
+from taskfleet.store.records import NewTask
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,5 +55,5 @@ async def publish_children(kernel: Parts, waiting: Waiting, outbox_ids: list[int
     """After the commit: publish each child's first message (the relay covers a failure).
 
     `outbox_ids`: the children's outbox rows, in their order (tf_wait_for's answer)."""
-    sends = [Outgoing(c.message(), i) for c, i in zip(waiting.children, outbox_ids, strict=True)]
+    sends = [c.outgoing(i) for c, i in zip(waiting.children, outbox_ids, strict=True)]
     await asyncio.gather(*(publish_after_commit(kernel, outgoing) for outgoing in sends))
