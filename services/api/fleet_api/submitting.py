@@ -46,10 +46,10 @@ def idempotency_key(request: web.Request, in_body: str | None = None) -> str | N
     return header
 
 
-def priority_of(settings: ApiSettings, who: Principal, asked: Priority | None) -> Priority:
+def priority_of(settings: ApiSettings, who: Principal, asked: str | None) -> Priority:
     """A submission's priority: its own `priority`, else what the token's `tier` claim maps to
     in PRIORITY_TIERS, else normal (docs/priorities.md)."""
-    return asked if asked is not None else settings.tier_priority(who.tier)
+    return Priority(asked) if asked is not None else settings.tier_priority(who.tier)
 
 
 def request_digest(route: str, **request: Any) -> str:

@@ -50,11 +50,15 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+# A task's priority as a request names it (strict validation takes no enum from JSON text).
+PriorityName = Literal["high", "normal", "low"]
+
+
 class Delay(BaseModel):
     """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query, and
     the task's priority (docs/priorities.md): every submission route takes them."""
 
-    priority: Priority | None = Field(
+    priority: PriorityName | None = Field(
         None,
         description="`high`, `normal` or `low`; unset: what the token's `tier` claim maps to"
         " (PRIORITY_TIERS), else `normal`.",

@@ -1,0 +1,203 @@
+"""Priorities through the API (docs/priorities.md): a task's level from its `priority` or its
+token's `tier`, one queue per level, a worker that takes the higher levels first without
+starving the lower, and retries and dead letters that keep their task's level."""
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from taskfleet.core.constants import Priority, level_queue
+from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.path.context import TaskContext, TaskResult
+from taskfleet.path.levels import PASS_LIMIT
+from taskfleet.runtime.kernel import Kernel
+from taskfleet.security.auth import issue_token
+from tests.conftest import JWT_SECRET, wait_for
+from tests.integration.api_client import api, auth, new_user
+from tests.integration.conftest import CHAT, ConsumerFactory, drain_dlq, wait_status
+
+Client = Any
+
+
+async def chat(client: Client, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+    resp = await client.post(
+        "/api/chat/stream", json={"chat_id": "p", "content": "hi", **fields}, headers=headers
+    )
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == 202, body
+    return body
+
+
+async def ready(kernel: Kernel, level: Priority) -> int:
+    name = kernel.settings.queue(level_queue(CHAT.name, level))
+    return int((await kernel.broker.inspect([name]))[name][0])
+
+
+async def ready_to_be(kernel: Kernel, counts: dict[Priority, int]) -> None:
+    async def probe() -> bool:
+        return all([await ready(kernel, level) == n for level, n in counts.items()])
+
+    await wait_for(probe, timeout_s=10, what=f"ready messages {counts}")
+
+
+def recorder(ran: list[UUID]) -> Any:
+    async def record(ctx: TaskContext) -> TaskResult:
+        ran.append(ctx.task_id)
+        return TaskResult({"reply": "ok"}, reply="ok")
+
+    return record
+
+
+class TestOrder:
+    async def test_a_high_task_overtakes_a_backlog_of_normal_ones(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, ran = new_user(), list[UUID]()
+        async with api(kernel) as client:
+            backlog = [await chat(client, auth(user)) for _ in range(30)]
+            await ready_to_be(kernel, {Priority.NORMAL: 30})
+            high = await chat(client, auth(user), priority="high")
+            await ready_to_be(kernel, {Priority.HIGH: 1})
+        await consume(recorder(ran), concurrency=1)
+        await wait_status(kernel, backlog[-1]["task_id"], "completed")
+        # Without levels it would run last, behind the 30; a slot or two may have gone to
+        # normal tasks that reached the worker first.
+        assert ran.index(UUID(high["task_id"])) <= 2
+        assert len(ran) == 31
+
+    async def test_a_low_task_still_runs_while_high_ones_keep_arriving(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, ran = new_user(), list[UUID]()
+        async with api(kernel) as client:
+            low = await chat(client, auth(user), priority="low")
+            highs = [await chat(client, auth(user), priority="high") for _ in range(20)]
+            await ready_to_be(kernel, {Priority.HIGH: 20, Priority.LOW: 1})
+            await consume(recorder(ran), concurrency=1)
+            # And more high tasks keep arriving while the worker drains them.
+            highs += [await chat(client, auth(user), priority="high") for _ in range(10)]
+            await wait_status(kernel, low["task_id"], "completed")
+            high_left = await ready(kernel, Priority.HIGH)
+        for accepted in highs:
+            await wait_status(kernel, accepted["task_id"], "completed")
+        # Strict priority would run it last; it is passed over at most PASS_LIMIT times.
+        assert ran.index(UUID(low["task_id"])) <= PASS_LIMIT + 1
+        assert high_left > 0  # it ran while high tasks still waited
+
+
+class TestDefaultAndOverride:
+    async def test_the_tier_claim_gives_the_default_and_priority_overrides_it(
+        self, kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PRIORITY_TIERS", "paid:high, free:low")
+        user = new_user()
+
+        def tiered(tier: str | None) -> dict[str, str]:
+            return {"Authorization": f"Bearer {issue_token(JWT_SECRET, user, tier=tier)}"}
+
+        async with api(kernel) as client:
+            paid = await chat(client, tiered("paid"))
+            free = await chat(client, tiered("free"))
+            other = await chat(client, tiered("trial"))
+            none = await chat(client, auth(user))
+            chosen = await chat(client, tiered("paid"), priority="low")
+            levels = []
+            for accepted in (paid, free, other, none, chosen):
+                resp = await client.get(f"/api/tasks/{accepted['task_id']}", headers=auth(user))
+                levels.append((await resp.json())["priority"])
+        assert levels == ["high", "low", "normal", "normal", "low"]
+        # Each message went to its level's queue.
+        await ready_to_be(kernel, {Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 2})
+
+    async def test_a_bad_priority_is_refused_with_its_reason(self, kernel: Kernel) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            resp = await client.post(
+                "/api/chat/stream",
+                json={"chat_id": "p", "content": "hi", "priority": "urgent"},
+                headers=auth(user),
+            )
+            body = await resp.json()
+            assert resp.status == 422, body
+            assert "priority" in str(body["error"])
+            frame = await client.post(
+                "/api/cameras/cam/frames?priority=urgent", data=b"x", headers=auth(user)
+            )
+            assert frame.status == 422, await frame.text()
+            assert "priority" in str((await frame.json())["error"])
+        assert await ready(kernel, Priority.NORMAL) == 0
+
+
+class TestLevelKept:
+    async def test_a_retry_goes_back_to_its_level(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, attempts = new_user(), list[int]()
+        failed_once = asyncio.Event()
+
+        async def flaky(ctx: TaskContext) -> TaskResult:
+            attempts.append(ctx.attempt)
+            if ctx.attempt == 1:
+                failed_once.set()
+                raise RetryableError("again", delay_s=1.0)
+            return TaskResult({"reply": "ok"}, reply="ok")
+
+        consumer = await consume(flaky, concurrency=1)
+        async with api(kernel) as client:
+            accepted = await chat(client, auth(user), priority="low")
+        await wait_status(kernel, accepted["task_id"], "retrying")
+        await consumer.pause("test: see where the retry goes")
+        # The relay publishes the retry to the low queue, not to chat_tasks.
+        await ready_to_be(kernel, {Priority.LOW: 1, Priority.NORMAL: 0, Priority.HIGH: 0})
+        await consumer.resume()
+        await wait_status(kernel, accepted["task_id"], "completed")
+        assert attempts == [1, 2]
+
+    async def test_dead_letters_go_to_the_dlq_of_their_level_and_are_replayed(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, admin, seen = new_user(), auth("ops", "admin"), set[UUID]()
+
+        async def refuse(ctx: TaskContext) -> TaskResult:
+            if ctx.task_id not in seen:  # the first run fails; the replay's succeeds
+                seen.add(ctx.task_id)
+                raise PermanentError("no")
+            return TaskResult({"reply": "ok"}, reply="ok")
+
+        await consume(refuse, concurrency=2)
+        async with api(kernel) as client:
+            high = await chat(client, auth(user), priority="high")
+            low = await chat(client, auth(user), priority="low")
+            for accepted in (high, low):
+                await wait_status(kernel, accepted["task_id"], "failed")
+
+            async def both_dead() -> bool:
+                resp = await client.get("/api/admin/queues", headers=admin)
+                depth = {q["name"]: q["messages"] for q in (await resp.json())["queues"]}
+                return bool(depth["chat_tasks.high.dlq"] == depth["chat_tasks.low.dlq"] == 1)
+
+            await wait_for(both_dead, timeout_s=10, what="a dead letter in each level's DLQ")
+            resp = await client.get("/api/admin/dlq/chat_tasks.high", headers=admin)
+            letters = (await resp.json())["messages"]
+            assert [m["task_id"] for m in letters] == [high["task_id"]]
+            resp = await client.post("/api/admin/dlq/chat_tasks/replay", headers=admin)
+            assert (await resp.json())["replayed"] == 2
+            for accepted in (high, low):
+                await wait_status(kernel, accepted["task_id"], "completed")
+        assert await drain_dlq(kernel, level_queue(CHAT.name, Priority.HIGH)) == []
+
+    async def test_a_message_the_worker_refuses_goes_to_its_levels_dlq(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        await consume(recorder([]), concurrency=1)
+        high = level_queue(CHAT.name, Priority.HIGH)
+        await kernel.broker.publish(kernel.settings.queue(high), b"not json", message_id="x")
+
+        async def letters() -> list[Any]:
+            return await drain_dlq(kernel, high)
+
+        [letter] = await wait_for(letters, timeout_s=10, what="the letter in the high DLQ")
+        assert letter.body == b"not json"
+        assert await drain_dlq(kernel) == []
