@@ -8,14 +8,16 @@ from uuid import UUID
 
 import pytest
 
-from taskfleet.core.constants import Priority, level_queue
+from taskfleet.client import Taskfleet
+from taskfleet.core.constants import QUEUES, Priority, TaskType, level_queue
 from taskfleet.core.errors import PermanentError, RetryableError
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.levels import PASS_LIMIT
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import issue_token
+from tests.camera_images import frame
 from tests.conftest import JWT_SECRET, wait_for
-from tests.integration.api_client import api, auth, new_user
+from tests.integration.api_client import api, auth, new_user, token
 from tests.integration.conftest import CHAT, ConsumerFactory, drain_dlq, wait_status
 
 Client = Any
@@ -128,6 +130,32 @@ class TestDefaultAndOverride:
             assert frame.status == 422, await frame.text()
             assert "priority" in str((await frame.json())["error"])
         assert await ready(kernel, Priority.NORMAL) == 0
+
+
+class TestEveryRoute:
+    async def test_documents_frames_batches_and_the_client_take_a_priority(
+        self, kernel: Kernel
+    ) -> None:
+        user = new_user()
+        async with api(kernel) as client, Taskfleet(str(client.make_url("")), token(user)) as tf:
+            chat_task = await tf.submit_chat("p", "hi", priority="high")
+            doc = await tf.upload_document(b"# notes", filename="a.md", priority="low")
+            shot = await tf.submit_frame("cam", frame(), priority="high")
+            batch = await tf.submit_batch([("p", "one"), ("p", "two")], priority="low")
+            ids = [chat_task.task_id, doc.task_id, shot.task_id, *batch.task_ids]
+            levels = [(await tf.get(i)).priority for i in ids]
+        assert levels == ["high", "low", "high", "low", "low"]
+        doc_queue, frame_queue = (QUEUES[t] for t in (TaskType.DOCUMENT, TaskType.CAMERA))
+        for spec, level in ((doc_queue, Priority.LOW), (frame_queue, Priority.HIGH)):
+            name = kernel.settings.queue(level_queue(spec.name, level))
+            await wait_for(
+                lambda n=name: _ready_in(kernel, n), timeout_s=10, what=f"a message in {name}"
+            )
+        await ready_to_be(kernel, {Priority.HIGH: 1, Priority.LOW: 2})
+
+
+async def _ready_in(kernel: Kernel, name: str) -> bool:
+    return bool((await kernel.broker.inspect([name]))[name][0] == 1)
 
 
 class TestLevelKept:
