@@ -3,6 +3,7 @@ token's `tier`, one queue per level, a worker that takes the higher levels first
 starving the lower, and retries and dead letters that keep their task's level."""
 
 import asyncio
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -148,9 +149,7 @@ class TestEveryRoute:
         doc_queue, frame_queue = (QUEUES[t] for t in (TaskType.DOCUMENT, TaskType.CAMERA))
         for spec, level in ((doc_queue, Priority.LOW), (frame_queue, Priority.HIGH)):
             name = kernel.settings.queue(level_queue(spec.name, level))
-            await wait_for(
-                lambda n=name: _ready_in(kernel, n), timeout_s=10, what=f"a message in {name}"
-            )
+            await wait_for(partial(_ready_in, kernel, name), what=f"a message in {name}")
         await ready_to_be(kernel, {Priority.HIGH: 1, Priority.LOW: 2})
 
 
