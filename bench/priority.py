@@ -3,10 +3,11 @@
 A private fleet (the API; one chat worker with its default slots, scripted provider) on its
 own database and namespace. With no worker running, N normal chat tasks (default 20,000) are
 submitted through `POST /api/batches` (one statement a batch); then the worker starts and,
-while it drains the backlog, one high chat task a `--every` seconds is submitted through
-`POST /api/chat/stream`. From the task rows: the wait (started_at - created_at) p50/p99 of
-each level, and the drain's throughput (N / (last completed_at - the worker's start)). One
-JSON line on stdout.
+from its first claim until it has drained the backlog, one high chat task a `--every` seconds
+is submitted through `POST /api/chat/stream`. Tasks belong to 50 users of each kind, as in
+W1 (a user runs at most USER_CONCURRENCY tasks at once). From the task rows: the wait
+(started_at - created_at) p50/p99 of each level, and the drain's throughput (N / (last
+completed_at - the first claim)). One JSON line on stdout.
 
     python bench/priority.py [--n 20000] [--every 0.1]
 """
@@ -26,7 +27,8 @@ from run import cli, start_fleet, stop_fleet  # bench/run.py
 from taskfleet.security.auth import issue_token
 
 BATCH = 500  # BATCH_MAX_MEMBERS
-USER = "bench-user"
+# Many users, as in W1: a user runs at most USER_CONCURRENCY tasks at once (more are put back).
+USERS = 50
 
 _WAITS = """
 SELECT priority, count(*) AS n,
@@ -48,7 +50,8 @@ async def submit_backlog(session: aiohttp.ClientSession, url: str, n: int) -> No
     async def one(size: int, k: int) -> None:
         async with room:
             tasks = [{"chat_id": f"b{k}-{j % 50}", "content": "hello"} for j in range(size)]
-            async with session.post(f"{url}/api/batches", json={"tasks": tasks}) as resp:
+            body = {"tasks": tasks, "user_id": f"normal-{k % USERS}"}
+            async with session.post(f"{url}/api/batches", json=body) as resp:
                 if resp.status != 202:
                     raise SystemExit(f"bench: batch refused: {resp.status} {await resp.text()}")
 
@@ -61,7 +64,8 @@ async def trickle(
     """One high task every `every_s` until `stop`; how many."""
     sent = 0
     while not stop.is_set():
-        body = {"chat_id": f"h{sent % 50}", "content": "urgent", "priority": "high"}
+        body = {"chat_id": "h", "content": "urgent", "priority": "high",
+                "user_id": f"paid-{sent % USERS}"}  # fmt: skip
         async with session.post(f"{url}/api/chat/stream", json=body) as resp:
             if resp.status != 202:
                 raise SystemExit(f"bench: high task refused: {resp.status} {await resp.text()}")
@@ -84,7 +88,7 @@ async def drained(pool: asyncpg.Pool, n: int, stop: asyncio.Event) -> None:
 
 
 async def measure(env: dict[str, str], url: str, n: int, every_s: float) -> dict[str, Any]:
-    token = issue_token(env["TASKFLEET_JWT_SECRET"], USER)
+    token = issue_token(env["TASKFLEET_JWT_SECRET"], "bench", scope="service")
     headers = {"Authorization": f"Bearer {token}"}
     pool = await asyncpg.create_pool(env["DATABASE_URL"], min_size=1, max_size=2)
     try:
@@ -96,7 +100,7 @@ async def measure(env: dict[str, str], url: str, n: int, every_s: float) -> dict
                 *cli(env), "worker", "chat", env=env, stdout=asyncio.subprocess.DEVNULL
             )
             try:
-                began = await pool.fetchval("SELECT now()")
+                began = await first_claim(pool)  # the worker is consuming: the drain began
                 stop = asyncio.Event()
                 watcher = asyncio.create_task(drained(pool, n, stop))
                 highs = await trickle(session, url, every_s, stop)
@@ -112,6 +116,15 @@ async def measure(env: dict[str, str], url: str, n: int, every_s: float) -> dict
     return {"n": n, "high_tasks": highs, "every_s": every_s, "backlog_submit_s": round(submit_s, 1),
             "drain_throughput": round(n / (last - began).total_seconds(), 1),
             "wait": waits}  # fmt: skip
+
+
+async def first_claim(pool: asyncpg.Pool) -> Any:
+    """When the worker claimed its first task (once it has)."""
+    while True:
+        began = await pool.fetchval("SELECT min(started_at) FROM tasks")
+        if began is not None:
+            return began
+        await asyncio.sleep(0.1)
 
 
 async def wait_all_done(pool: asyncpg.Pool) -> None:
