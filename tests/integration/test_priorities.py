@@ -14,8 +14,10 @@ from taskfleet.core.constants import QUEUES, Priority, TaskType, level_queue
 from taskfleet.core.errors import PermanentError, RetryableError
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.levels import PASS_LIMIT
+from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import issue_token
+from taskfleet.store.records import NewTask
 from tests.camera_images import frame
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.api_client import api, auth, new_user, token
@@ -158,6 +160,26 @@ async def _ready_in(kernel: Kernel, name: str) -> bool:
 
 
 class TestLevelKept:
+    async def test_the_children_of_a_task_run_at_its_level(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, tool = new_user(), QUEUES[TaskType.TOOL]
+
+        async def fan_out(ctx: TaskContext) -> Waiting:
+            child = NewTask(type=TaskType.TOOL, user_id=ctx.user_id, input={}, max_attempts=1)
+            return Waiting([child], {"v": 1})
+
+        await consume(fan_out, concurrency=1)
+        async with api(kernel) as client:
+            parent = await chat(client, auth(user), priority="high")
+        await wait_status(kernel, parent["task_id"], "waiting")
+        [child] = await kernel.pool.fetch(
+            "SELECT priority FROM tasks WHERE parent_id = $1", UUID(parent["task_id"])
+        )
+        assert child["priority"] == "high"
+        high_tools = kernel.settings.queue(level_queue(tool.name, Priority.HIGH))
+        await wait_for(partial(_ready_in, kernel, high_tools), what="the child in the high queue")
+
     async def test_a_retry_goes_back_to_its_level(
         self, kernel: Kernel, consume: ConsumerFactory
     ) -> None:
