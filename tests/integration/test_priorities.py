@@ -2,6 +2,7 @@
 token's `tier`, one queue per level, a worker that takes the higher levels first without
 starving the lower, and retries and dead letters that keep their task's level."""
 
+import argparse
 import asyncio
 from functools import partial
 from typing import Any
@@ -12,12 +13,14 @@ import pytest
 from taskfleet.client import Taskfleet
 from taskfleet.core.constants import QUEUES, Priority, TaskType, level_queue
 from taskfleet.core.errors import PermanentError, RetryableError
+from taskfleet.core.settings import Settings
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.levels import PASS_LIMIT
 from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import issue_token
 from taskfleet.store.records import NewTask
+from taskfleet_cli.submit import submit as cli_submit
 from tests.camera_images import frame
 from tests.conftest import JWT_SECRET, wait_for
 from tests.integration.api_client import api, auth, new_user, token
@@ -133,6 +136,29 @@ class TestDefaultAndOverride:
             assert frame.status == 422, await frame.text()
             assert "priority" in str((await frame.json())["error"])
         assert await ready(kernel, Priority.NORMAL) == 0
+
+
+class TestListingAndCli:
+    async def test_listings_filter_by_priority_and_the_cli_submits_one(
+        self, kernel: Kernel
+    ) -> None:
+        user = new_user()
+        async with api(kernel) as client:
+            high = await chat(client, auth(user), priority="high")
+            await chat(client, auth(user))
+            args = argparse.Namespace(
+                url=str(client.make_url("")), token=token(user), text="from the cli",
+                chat="cli", wait=False, timeout=30.0, priority="low",
+            )  # fmt: skip
+            assert await cli_submit(Settings(), args) == 0
+            by_level = {}
+            for level in ("high", "low"):
+                resp = await client.get(f"/api/tasks?priority={level}", headers=auth(user))
+                by_level[level] = (await resp.json())["tasks"]
+            bad = await client.get("/api/tasks?priority=urgent", headers=auth(user))
+            assert bad.status == 422
+        assert [t["id"] for t in by_level["high"]] == [high["task_id"]]
+        assert [t["input"]["content"] for t in by_level["low"]] == ["from the cli"]
 
 
 class TestEveryRoute:

@@ -68,6 +68,7 @@ async def list_tasks(
     limit: int = 50,
     cursor: str | None = None,
     metadata: dict[str, str] | None = None,
+    priority: str | None = None,
 ) -> Page:
     """Newest first. The cursor is the (created_at, id) of the last task of the previous
     page, so pages stay stable while tasks are added: new ones sort before the first page.
@@ -79,6 +80,7 @@ async def list_tasks(
         ("user_id = $%d", user_id),
         ("status = ANY($%d::text[])", list(statuses) if statuses is not None else None),
         ("type = $%d", task_type),
+        ("priority = $%d", priority),
         ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
     )
     for condition, value in filters:
