@@ -262,6 +262,26 @@ class TestLevelKept:
         await wait_status(kernel, accepted["task_id"], "completed")
         assert attempts == [1, 2]
 
+    async def test_a_cancelled_task_of_any_level_never_runs(
+        self, kernel: Kernel, consume: ConsumerFactory
+    ) -> None:
+        user, ran = new_user(), list[UUID]()
+        async with api(kernel) as client:
+            accepted = [await chat(client, auth(user), priority=p) for p in ("high", "low")]
+            await ready_to_be(kernel, {Priority.HIGH: 1, Priority.LOW: 1})
+            for task in accepted:
+                resp = await client.post(f"/api/tasks/{task['task_id']}/cancel", headers=auth(user))
+                assert resp.status == 202
+            await consume(recorder(ran), concurrency=1)
+            # Their messages are taken and settled without running; a normal task after them
+            # runs once the single slot has been through them.
+            await ready_to_be(kernel, {Priority.HIGH: 0, Priority.LOW: 0})
+            marker = await chat(client, auth(user))
+            await wait_status(kernel, marker["task_id"], "completed")
+        for task in accepted:
+            assert (await wait_status(kernel, task["task_id"], "cancelled"))["attempts"] == 0
+        assert ran == [UUID(marker["task_id"])]
+
     async def test_the_reconciler_republishes_a_lost_message_to_its_level(
         self, kernel: Kernel
     ) -> None:
