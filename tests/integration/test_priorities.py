@@ -128,6 +128,22 @@ class TestDefaultAndOverride:
         # Each message went to its level's queue.
         await ready_to_be(kernel, {Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 2})
 
+    async def test_a_minted_token_carries_the_tier_it_was_asked_for(
+        self, kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PRIORITY_TIERS", "paid:high")
+        user = new_user()
+        async with api(kernel) as client:
+            resp = await client.post(
+                "/api/tokens",
+                json={"user_id": user, "tier": "paid"},
+                headers=auth("backend", "service"),
+            )
+            minted = (await resp.json())["token"]
+            accepted = await chat(client, {"Authorization": f"Bearer {minted}"})
+            resp = await client.get(f"/api/tasks/{accepted['task_id']}", headers=auth(user))
+            assert (await resp.json())["priority"] == "high"
+
     async def test_a_bad_priority_is_refused_with_its_reason(self, kernel: Kernel) -> None:
         user = new_user()
         async with api(kernel) as client:
