@@ -15,7 +15,7 @@ LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
 .PHONY: screenshots
-.PHONY: bench-peers bench-peers-lock bench-open bench-replication
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication bench-priority
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -89,6 +89,9 @@ bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: l
 
 bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
 	$(BIN)/python bench/replication.py
+
+bench-priority: install  ## 20,000 normal chat tasks queued, a trickle of high ones: the wait of each level
+	$(BIN)/python bench/priority.py $(ARGS)
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py

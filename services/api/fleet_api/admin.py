@@ -16,12 +16,14 @@ from fleet_api.models import (
 )
 from fleet_api.openapi import Operation, PathParam
 from fleet_api.routes import KERNEL, OPENAPI, parse_query
-from taskfleet.core.constants import QUEUE_BY_NAME, dlq_name
+from taskfleet.broker.topology import work_queue_names
+from taskfleet.core.constants import dlq_name
 from taskfleet.data import queues
 from taskfleet.runtime import registry
 
 # A work queue or its dead-letter queue, by name: the only values the `{queue}` path takes.
-QUEUE_NAMES = sorted([*QUEUE_BY_NAME, *map(dlq_name, QUEUE_BY_NAME)])
+# `chat_tasks` means every priority level; `chat_tasks.high` that level alone.
+QUEUE_NAMES = sorted([*work_queue_names(), *map(dlq_name, work_queue_names())])
 QUEUE_PARAM = PathParam(
     {"type": "string", "enum": QUEUE_NAMES},
     "^(?:" + "|".join(map(re.escape, QUEUE_NAMES)) + ")$",

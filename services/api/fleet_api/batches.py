@@ -18,6 +18,7 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
+from fleet_api.submitting import priority_of
 from taskfleet.client.models import Batch, BatchAccepted, BatchRequest
 from taskfleet.core.constants import QUEUES, Status, TaskType
 from taskfleet.data import batches
@@ -46,6 +47,7 @@ async def submit_batch(request: web.Request) -> web.Response:
             relay_grace_s=kernel.settings.outbox_grace_s,
             run_at=run_at,
             limits=quotas.Limits.from_settings(kernel.settings),
+            priority=priority_of(request.app[SETTINGS], principal(request), body.priority),
         )
     except OverQuota as exc:
         raise rate_limited(exc.over) from None

@@ -15,6 +15,7 @@ from taskfleet.client.models import (
     ChatStreamRequest,
     ErrorBody,
     ErrorDetail,
+    PriorityName,
     ReplySoFar,
     Task,
     TaskErrorInfo,
@@ -72,6 +73,7 @@ class TaskListQuery(BaseModel):
         return value
 
     type: TaskType | None = None
+    priority: PriorityName | None = Field(None, description="Only the tasks of this priority.")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 

@@ -31,6 +31,7 @@ from taskfleet.client.models import (
     DocumentAccepted,
     Event,
     FrameAccepted,
+    PriorityName,
     Task,
     TaskPage,
 )
@@ -91,10 +92,13 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> ChatStreamAccepted:
         """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
-        `run_at` or `delay_s` delay it (docs/scheduling.md)."""
-        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **when(run_at, delay_s)}
+        `run_at` or `delay_s` delay it (docs/scheduling.md); `priority` is its level
+        (docs/priorities.md)."""
+        body: dict[str, Any] = {"chat_id": chat_id, "content": content}
+        body |= when(run_at, delay_s, priority)
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
@@ -116,6 +120,7 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> DocumentAccepted:
         """Upload a PDF, text or Markdown document to be indexed (a Path is read whole)."""
         data = await asyncio.to_thread(file.read_bytes) if isinstance(file, Path) else file
@@ -132,7 +137,7 @@ class Taskfleet:
 
         return await self._call(
             DocumentAccepted, "POST", "/api/documents", key=key(idempotency_key), body=form,
-            params=owner(user_id) | query(when(run_at, delay_s)),
+            params=owner(user_id) | query(when(run_at, delay_s, priority)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -146,10 +151,11 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
         params = owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
-        params |= query(when(run_at, delay_s))
+        params |= query(when(run_at, delay_s, priority))
         return await self._call(
             FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
@@ -163,13 +169,14 @@ class Taskfleet:
         user_id: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> BatchAccepted:
         """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none.
         The API takes no Idempotency-Key for batches yet: sent again only when nothing can
         have been stored (429, 503 but `outcome_unknown`)."""
         body: dict[str, Any] = {
             "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
-            **when(run_at, delay_s), **owner(user_id),
+            **when(run_at, delay_s, priority), **owner(user_id),
         }  # fmt: skip
         return await self._call(BatchAccepted, "POST", "/api/batches", body=lambda: {"json": body})
 

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskfleet.core.constants import TERMINAL, Status, TaskType
+from taskfleet.core.constants import TERMINAL, Priority, Status, TaskType
 from taskfleet.core.wire import ID_PATTERN, StorableText
 
 # A task's metadata: the backend's own strings (its ids) about the task, stored with it,
@@ -50,9 +50,19 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class Delay(BaseModel):
-    """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query."""
+# A task's priority as a request names it (strict validation takes no enum from JSON text).
+PriorityName = Literal["high", "normal", "low"]
 
+
+class Delay(BaseModel):
+    """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query, and
+    the task's priority (docs/priorities.md): every submission route takes them."""
+
+    priority: PriorityName | None = Field(
+        None,
+        description="`high`, `normal` or `low`; unset: what the token's `tier` claim maps to"
+        " (PRIORITY_TIERS), else `normal`.",
+    )
     run_at: str | None = Field(
         None,
         max_length=40,
@@ -143,6 +153,7 @@ class Task(BaseModel):
     )
     batch_id: UUID | None = Field(None, description="The batch it was submitted in, if any.")
     schedule_id: UUID | None = Field(None, description="The schedule whose run it is, if any.")
+    priority: Priority = Field(Priority.NORMAL, description="Its queue's level.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 

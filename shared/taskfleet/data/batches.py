@@ -11,14 +11,14 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from taskfleet.core import events, jsonx
-from taskfleet.core.constants import QUEUES, Status, TaskType
+from taskfleet.core.constants import QUEUES, Priority, Status, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
 from taskfleet.store.records import Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, UserDb
 
-_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 
 _READ = """
 SELECT b.id, b.user_id, b.total, b.created_at, b.completed_at,
@@ -69,6 +69,7 @@ async def submit_batch(
     relay_grace_s: float,
     run_at: datetime | None,
     limits: quotas.Limits,
+    priority: Priority = Priority.NORMAL,
 ) -> Submitted:
     """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
 
@@ -78,7 +79,7 @@ async def submit_batch(
     args = (
         batch_id, user_id, [m.task_id for m in members], [m.chat_id for m in members],
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
-        relay_grace_s, run_at, limits.per_minute, limits.max_waiting,
+        relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
     )  # fmt: skip
     rows = await (
         pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
@@ -87,7 +88,9 @@ async def submit_batch(
     if over is not None or rows[0]["task_id"] is None:
         raise OverQuota(over or quotas.OverQuota("over a quota", 5))
     by_task = {r["task_id"]: r for r in rows}
-    outgoing = [Outgoing(_message(user_id, m), by_task[m.task_id]["outbox_id"]) for m in members]
+    outgoing = [
+        Outgoing(_message(user_id, m), by_task[m.task_id]["outbox_id"], priority) for m in members
+    ]
     return Submitted(
         batch_id,
         [m.task_id for m in members],

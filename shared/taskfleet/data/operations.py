@@ -68,6 +68,7 @@ async def list_tasks(
     limit: int = 50,
     cursor: str | None = None,
     metadata: dict[str, str] | None = None,
+    priority: str | None = None,
 ) -> Page:
     """Newest first. The cursor is the (created_at, id) of the last task of the previous
     page, so pages stay stable while tasks are added: new ones sort before the first page.
@@ -79,6 +80,7 @@ async def list_tasks(
         ("user_id = $%d", user_id),
         ("status = ANY($%d::text[])", list(statuses) if statuses is not None else None),
         ("type = $%d", task_type),
+        ("priority = $%d", priority),
         ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
     )
     for condition, value in filters:
@@ -187,9 +189,10 @@ async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> s
     if row["outcome"] != "queued":
         return str(row["outcome"])
     task = await db.fetchrow(
-        "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
+        "SELECT id, type, user_id, chat_id, input, priority FROM tasks WHERE id = $1", task_id
     )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt=1), row["outbox_id"]))
+    outgoing = Outgoing(task_message(task, attempt=1), row["outbox_id"], task["priority"])
+    await publish_after_commit(kernel, outgoing)
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
 
@@ -207,7 +210,7 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
         task = await conn.fetchrow(
             "UPDATE tasks SET status = 'queued', updated_at = now()"
             " WHERE id = $1 AND status IN ('queued', 'retrying')"
-            " RETURNING id, type, user_id, chat_id, input, attempts",
+            " RETURNING id, type, user_id, chat_id, input, attempts, priority",
             task_id,
         )
         if task is None:
@@ -222,7 +225,8 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
             attempt,
             kernel.settings.outbox_grace_s,
         )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt), outbox_id))
+    outgoing = Outgoing(task_message(task, attempt), outbox_id, task["priority"])
+    await publish_after_commit(kernel, outgoing)
     return True
 
 
