@@ -155,11 +155,12 @@ def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_remote(settings: Settings, args: argparse.Namespace) -> int:
-    """`cancel`, `retry` and `wait`: always through the API (taskfleet_cli.remote)."""
+    """`cancel`, `retry`, `resume`, `restart`, `delete` and `wait`: always through the API
+    (taskfleet_cli.remote)."""
     from taskfleet_cli import remote
 
-    run = {"cancel": remote.run_cancel, "retry": remote.run_retry, "wait": remote.run_wait}
-    return int(run_async(run[args.command](settings, args)))
+    run = remote.run_wait if args.command == "wait" else remote.run_action
+    return int(run_async(run(settings, args)))
 
 
 def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
@@ -256,9 +257,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "tasks": cmd_tasks,
     "task": cmd_task,
     "stats": cmd_stats,
-    "cancel": cmd_remote,
-    "retry": cmd_remote,
-    "wait": cmd_remote,
+    **dict.fromkeys(("cancel", "retry", "resume", "restart", "delete", "wait"), cmd_remote),
     "queues": cmd_queues,
     "workers": cmd_workers,
     "dlq": cmd_dlq,

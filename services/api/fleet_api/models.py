@@ -174,3 +174,8 @@ class ReplayResult(BaseModel):
     queue: str
     replayed: int
     skipped: int
+
+
+class PurgeResult(BaseModel):
+    queue: str
+    purged: int = Field(description="Dead letters deleted for good.")

@@ -15,6 +15,7 @@ from taskfleet.client.models import (
     Event,
     FrameAccepted,
     Task,
+    TaskDeleted,
     TaskPage,
 )
 from taskfleet.client.sync import TaskfleetSync
@@ -26,6 +27,7 @@ __all__ = [
     "FrameAccepted",
     "RetryableError",
     "Task",
+    "TaskDeleted",
     "TaskPage",
     "Taskfleet",
     "TaskfleetError",

@@ -3,7 +3,8 @@
 Every submission carries an `Idempotency-Key` (the caller's, else one made here), so a
 request sent again, after a 429, a 503 or a connection lost before the answer, gives the task
 the first one made, never a second. 429 and 503 are retried honouring Retry-After; reads are
-retried too; cancel and retry only on 429 and 503, where the server did nothing."""
+retried too; cancel, retry, resume, restart and delete only on 429 and 503 (the server did
+nothing)."""
 
 import asyncio
 import json
@@ -14,15 +15,10 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import aiohttp
+import tenacity
 from pydantic import BaseModel
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from taskfleet.client import events
+from taskfleet.client import events, models
 from taskfleet.client.errors import error_of, retry_after_or
 from taskfleet.client.models import (
     Batch,
@@ -209,6 +205,18 @@ class Taskfleet:
         """Run a failed or cancelled task again (409 otherwise)."""
         return await self._call(Task, "POST", f"/api/tasks/{task_id}/retry")
 
+    async def resume(self, task_id: UUID | str) -> Task:
+        """Run a failed or cancelled task again from its checkpoint (409 without one)."""
+        return await self._call(Task, "POST", f"/api/tasks/{task_id}/resume")
+
+    async def restart(self, task_id: UUID | str) -> Task:
+        """Run a failed or cancelled task again from scratch (its checkpoint cleared)."""
+        return await self._call(Task, "POST", f"/api/tasks/{task_id}/restart")
+
+    async def delete(self, task_id: UUID | str) -> models.TaskDeleted:
+        """Delete a finished task (409 while it or a child of it runs)."""
+        return await self._call(models.TaskDeleted, "DELETE", f"/api/tasks/{task_id}")
+
     async def list(
         self,
         *,
@@ -269,10 +277,10 @@ class Taskfleet:
         headers = {"Idempotency-Key": key} if key is not None else {}
         resend_on_link = safe or key is not None
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: resend(e, safe=resend_on_link)),
-            wait=retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
-            stop=stop_after_attempt(self.attempts),
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(lambda e: resend(e, safe=resend_on_link)),
+            wait=retry_after_or(tenacity.wait_exponential_jitter(multiplier=0.2, max=10)),
+            stop=tenacity.stop_after_attempt(self.attempts),
             reraise=True,
         )
         async for attempt in retrying:
