@@ -48,15 +48,18 @@ def queue_param(request: web.Request) -> str:
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    """Every work queue and dead-letter queue: ready messages and consumers."""
+    """Every work queue and dead-letter queue: ready messages, consumers, and how many tasks
+    of each work queue ended in the last minute."""
     require_admin(request)
     found = await queues.depths(request.app[KERNEL])
+    rates = await queues.finished_last_minute(request.app[KERNEL])
     listed = [
         {
             "name": d.name,
             "messages": d.messages,
             "consumers": d.consumers,
             "dead_letter": d.dead_letter,
+            "finished_last_min": rates.get(d.name),
         }
         for d in found
     ]

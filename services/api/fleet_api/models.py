@@ -114,6 +114,10 @@ class QueueInfo(BaseModel):
     messages: int
     consumers: int
     dead_letter: bool
+    finished_last_min: int | None = Field(
+        description="Tasks of this queue that ended (completed, failed, cancelled) in the last"
+        " minute: its rate; null for a dead-letter queue."
+    )
 
 
 class QueueList(BaseModel):
@@ -139,6 +143,10 @@ class WorkerInfo(BaseModel):
     inflight: list[UUID]
     at_risk: list[UUID] = Field(description="in-flight tasks of a lost worker")
     background: dict[str, bool] = Field(description="supervised background task -> running")
+    rss_bytes: int | None = Field(description="the process's resident memory at its last beat")
+    paused: dict[str, str] = Field(
+        description="why it takes no deliveries, by cause (memory, database); empty: it does"
+    )
 
 
 class WorkerList(BaseModel):
@@ -179,3 +187,17 @@ class ReplayResult(BaseModel):
 class PurgeResult(BaseModel):
     queue: str
     purged: int = Field(description="Dead letters deleted for good.")
+
+
+class Transition(BaseModel):
+    from_status: str | None = Field(description="null for the task's creation")
+    to_status: str
+    attempts: int = Field(description="attempts counted when it changed")
+    error_code: str | None = Field(description="a failure's or a retry's error code")
+    next_attempt_at: datetime | None = Field(description="a retry's next attempt")
+    at: datetime
+
+
+class TransitionList(BaseModel):
+    task_id: UUID
+    transitions: list[Transition]

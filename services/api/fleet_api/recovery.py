@@ -1,17 +1,18 @@
 """The recovery routes: resume a failed or cancelled task from its checkpoint, restart it
-from scratch, or delete a finished one (docs/contract.md, "Recovery"). The owner or an
-admin (or service) token acting for the owner; another user's task is a 404."""
+from scratch, or delete a finished one (docs/contract.md, "Recovery"); and a task's history
+of transitions. The owner or an admin (or service) token acting for the owner; another
+user's task is a 404."""
 
 from aiohttp import web
 
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import Task
+from fleet_api.models import Task, TransitionList
 from fleet_api.openapi import Operation
 from fleet_api.routes import KERNEL, OPENAPI, task_db, task_id_param, visible_task
 from fleet_api.submitting import accepted
 from taskfleet.client.models import TaskDeleted
 from taskfleet.core.constants import Status, TaskType
-from taskfleet.data import operations
+from taskfleet.data import history, operations
 
 _REFUSED = {
     "conflict": "only failed or cancelled tasks run again, not {status}",
@@ -56,8 +57,19 @@ async def delete_task(request: web.Request) -> web.Response:
     return json_response(deleted.model_dump(mode="json"))
 
 
+async def task_transitions(request: web.Request) -> web.Response:
+    """Every change of the task's status, oldest first."""
+    task_id = task_id_param(request)
+    db = await task_db(request, task_id)
+    if await operations.get_task(db, task_id) is None:
+        raise not_found("task not found")
+    found = await history.transitions(db, task_id)
+    return json_response({"task_id": task_id, "transitions": found})
+
+
 def add_recovery_routes(app: web.Application) -> None:
-    """Declare POST /api/tasks/{id}/resume, /restart and DELETE /api/tasks/{id}."""
+    """Declare POST /api/tasks/{id}/resume, /restart, DELETE /api/tasks/{id} and
+    GET /api/tasks/{id}/transitions."""
     api, tags, errors = app[OPENAPI], ("tasks",), (401, 404, 409, 503)
     for verb, handler, summary in (
         ("resume", resume_task, "Run a failed or cancelled task again from its checkpoint"),
@@ -85,6 +97,17 @@ def add_recovery_routes(app: web.Application) -> None:
             "Delete a finished task",
             TaskDeleted,
             errors=errors,
+            tags=tags,
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "GET",
+            "/api/tasks/{task_id}/transitions",
+            task_transitions,
+            "A task's transitions, oldest first",
+            TransitionList,
             tags=tags,
         ),
     )
