@@ -1,5 +1,5 @@
-// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID), the live feed
-// and its toasts. Views are plain functions that render into <main> and return a cleanup.
+// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID, #/recovery,
+// #/operators), the live feed and its toasts. Views are plain functions that render into <main> and return a cleanup.
 
 import { claims, currentToken, onSessionChange, signInWithCode, signOut } from "./session.js";
 import { live } from "./live.js";
@@ -7,6 +7,8 @@ import { signInView } from "./signin.js";
 import { tasksView } from "./tasks.js";
 import { taskView } from "./task.js";
 import { chatView } from "./chat.js";
+import { recoveryView } from "./recovery.js";
+import { operatorsView } from "./operators.js";
 import { notifyButton, taskFinished } from "./toast.js";
 
 const main = document.getElementById("main");
@@ -16,6 +18,8 @@ const routes = [
   [/^#\/tasks\/([0-9a-f-]{36})$/, taskView, "tasks"],
   [/^#\/chat(?:\/(.+))?$/, chatView, "chat"],
   [/^#\/tasks(?:\?.*)?$/, tasksView, "tasks"],
+  [/^#\/recovery(?:\?.*)?$/, recoveryView, "recovery"],
+  [/^#\/operators$/, operatorsView, "operators"],
 ];
 
 function render() {
@@ -24,6 +28,7 @@ function render() {
   const signedIn = Boolean(currentToken());
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("who").hidden = !signedIn;
+  document.getElementById("nav-operators").hidden = claims()?.scope !== "admin";
   if (!signedIn) {
     document.title = "Sign in · taskfleet console";
     signInView(main, { error: render.error });

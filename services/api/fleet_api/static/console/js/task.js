@@ -17,6 +17,17 @@ function when(iso) {
   return iso ? h("time", { datetime: iso }, `${new Date(iso).toLocaleString()} (${age(iso)} ago)`) : "—";
 }
 
+// One line per change of status (GET /api/tasks/{id}/transitions): when, to what, the
+// attempt, and a retry's error and next attempt.
+function timeline(steps) {
+  return h("ol", { class: "timeline", "aria-label": "Timeline" }, steps.map((s) => h("li", {},
+    h("time", { datetime: s.at }, new Date(s.at).toLocaleTimeString()), " ",
+    s.from_status ? `${s.from_status} → ` : "created ", chip(s.to_status),
+    s.attempts ? ` attempt ${s.attempts}` : "",
+    s.error_code ? [" ", h("code", {}, s.error_code)] : "",
+    s.next_attempt_at ? ` next at ${new Date(s.next_attempt_at).toLocaleTimeString()}` : "")));
+}
+
 function section(title, body) {
   return [h("h2", {}, title), body];
 }
@@ -41,6 +52,7 @@ export function taskView(main, id) {
   const said = h("p", { role: "status", class: "hint" });
   const body = h("div", { class: "detail" });
   let children = [];
+  let steps = [];
   const cancel = h("button", { type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel");
   const retry = h("button", { type: "button", onclick: () => act("retry") }, "Retry");
   main.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, shortId(id))),
@@ -56,6 +68,7 @@ export function taskView(main, id) {
       t.type === "chat_message" ? section("Reply", h("pre", { id: "reply", "aria-live": "polite" }, reply ?? "")) : [],
       t.error ? section("Error", h("p", { class: "error" }, h("code", {}, t.error.code), `: ${t.error.message}`,
         t.error.retryable ? " (retryable)" : "")) : [],
+      steps.length ? section("Timeline", timeline(steps)) : [],
       t.partial_output != null ? section("Partial output", h("pre", {}, pretty(t.partial_output))) : [],
       t.output != null ? section("Output", h("pre", {}, pretty(t.output))) : [],
       section("Input", h("pre", {}, pretty(t.input ?? ""))),
@@ -91,6 +104,10 @@ export function taskView(main, id) {
     }
     draw();
     if (first) findChildren();
+    try {
+      steps = (await api(`/api/tasks/${id}/transitions`)).transitions;
+      draw();
+    } catch { /* the task itself is what matters here */ }
   }
 
   let shownStatus = null;
