@@ -1,5 +1,6 @@
-// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID, #/recovery,
-// #/operators), the live feed and its toasts. Views are plain functions that render into <main> and return a cleanup.
+// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID, #/documents,
+// #/cameras/ID, #/recovery, #/operators), the live feed and its toasts. Views are plain
+// functions that render into <main> and return a cleanup.
 
 import { claims, currentToken, onSessionChange, signInWithCode, signOut } from "./session.js";
 import { live } from "./live.js";
@@ -9,6 +10,8 @@ import { taskView } from "./task.js";
 import { chatView } from "./chat.js";
 import { recoveryView } from "./recovery.js";
 import { operatorsView } from "./operators.js";
+import { documentsView } from "./documents.js";
+import { camerasView } from "./cameras.js";
 import { notifyButton, taskFinished } from "./toast.js";
 
 const main = document.getElementById("main");
@@ -20,6 +23,8 @@ const routes = [
   [/^#\/tasks(?:\?.*)?$/, tasksView, "tasks"],
   [/^#\/recovery(?:\?.*)?$/, recoveryView, "recovery"],
   [/^#\/operators$/, operatorsView, "operators"],
+  [/^#\/documents$/, documentsView, "documents"],
+  [/^#\/cameras(?:\/(.+))?$/, camerasView, "cameras"],
 ];
 
 function render() {
