@@ -55,14 +55,17 @@ export function taskView(main, id) {
   let steps = [];
   const cancel = h("button", { type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel");
   const retry = h("button", { type: "button", onclick: () => act("retry") }, "Retry");
+  const resume = h("button", { type: "button", class: "secondary", onclick: () => act("resume") }, "Resume");
+  const restart = h("button", { type: "button", class: "secondary", onclick: () => act("restart") }, "Restart");
   main.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, shortId(id))),
-    h("div", { class: "actions" }, cancel, retry), said, body);
+    h("div", { class: "actions" }, cancel, retry, resume, restart), said, body);
 
   function draw() {
     const t = live.tasks.get(id);
     if (!t) return;
     cancel.disabled = TERMINAL.has(t.status) || Boolean(t.cancel_requested);
-    retry.disabled = !["failed", "cancelled"].includes(t.status);
+    retry.disabled = restart.disabled = !["failed", "cancelled"].includes(t.status);
+    resume.disabled = retry.disabled || t.checkpoint == null;
     const reply = live.replies.get(id);
     body.replaceChildren(...[facts(t, children),
       t.type === "chat_message" ? section("Reply", h("pre", { id: "reply", "aria-live": "polite" }, reply ?? "")) : [],
@@ -79,7 +82,8 @@ export function taskView(main, id) {
     said.textContent = what === "cancel" ? "Cancelling…" : "Starting again…";
     try {
       live.remember(await api(`/api/tasks/${id}/${what}`, { method: "POST" }));
-      said.textContent = what === "cancel" ? "Cancel requested." : "Queued again.";
+      said.textContent = { cancel: "Cancel requested.", resume: "Queued again, from its checkpoint.",
+        restart: "Queued again, from scratch." }[what] ?? "Queued again.";
     } catch (err) {
       said.textContent = `${what} refused: ${err.message}`;
     }
