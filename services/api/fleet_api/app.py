@@ -22,6 +22,7 @@ from fleet_api.stats import add_stats_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.tokens import add_token_routes
 from fleet_api.tracing import tracing_middleware
+from fleet_api.webhooks import add_webhook_routes
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__
 from taskfleet.broker.publisher import Publish, Publisher
@@ -85,6 +86,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_stats_routes(app)
     add_token_routes(app)
     add_batch_routes(app)
+    add_webhook_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)
 
