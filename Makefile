@@ -59,7 +59,8 @@ test-e2e: install  ## tests/e2e only: the fleet's processes end to end
 	$(BIN)/pytest tests/e2e
 
 screenshots: install  ## the console's browser tests, keeping their screenshots in docs/console/
-	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py
+	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py tests/e2e/test_console_media.py \
+		tests/e2e/test_console_operators.py
 
 test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
 	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (
         ("cancel", "cancel a task"),
         ("retry", "run a failed or cancelled task again"),
+        ("resume", "run a failed or cancelled task again from its checkpoint"),
+        ("restart", "run a failed or cancelled task again from scratch"),
+        ("delete", "delete a finished task"),
     ):
         action = sub.add_parser(name, help=f"{what}, through the API")
         action.add_argument("id")

@@ -163,6 +163,12 @@ class Task(BaseModel):
         return self.status in TERMINAL
 
 
+class TaskDeleted(BaseModel):
+    id: UUID
+    deleted: bool = Field(description="Always true: a task that cannot go is a 409.")
+    status: Status = Field(description="The status the task had when it was deleted.")
+
+
 class TaskPage(BaseModel):
     tasks: list[Task]
     next_cursor: str | None = Field(

@@ -176,16 +176,24 @@ async def request_cancel(kernel: Kernel, db: Db, task_id: UUID) -> str:
     return outcome
 
 
-async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> str:
-    """Run a failed or cancelled task again. Returns missing, conflict or queued."""
+async def rerun(
+    kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType, mode: str | None = None
+) -> str:
+    """Run a failed or cancelled task again. Returns missing, conflict or queued.
+
+    `mode`: None (retry: as it is, its checkpoint if any kept), `resume` (from its checkpoint;
+    no_checkpoint when it has none) or `restart` (checkpoint and partial output cleared)."""
     from taskfleet.broker.outbox import task_message
     from taskfleet.broker.publisher import publish_after_commit
     from taskfleet.store.records import Outgoing
 
-    queue = QUEUES[task_type].name
-    row = await db.fetchrow(
-        "SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, kernel.settings.outbox_grace_s
-    )
+    queue, grace = QUEUES[task_type].name, kernel.settings.outbox_grace_s
+    if mode is None:
+        row = await db.fetchrow("SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, grace)
+    else:
+        row = await db.fetchrow(
+            "SELECT * FROM tf_recover($1, $2, $3, $4)", task_id, queue, grace, mode
+        )
     if row["outcome"] != "queued":
         return str(row["outcome"])
     task = await db.fetchrow(
@@ -195,6 +203,13 @@ async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> s
     await publish_after_commit(kernel, outgoing)
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
+
+
+async def delete_task(db: Db, task_id: UUID) -> tuple[str, str | None]:
+    """Delete a terminal task whose children ended too (their rows go with it). Returns the
+    outcome (missing, conflict, children_running, deleted) and the status it had."""
+    row = await db.fetchrow("SELECT * FROM tf_delete_task($1)", task_id)
+    return str(row["outcome"]), row["status"]
 
 
 async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:

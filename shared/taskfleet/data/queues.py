@@ -88,6 +88,17 @@ async def depths(kernel: Kernel) -> list[QueueDepth]:
     return found
 
 
+async def finished_last_minute(kernel: Kernel) -> dict[str, int]:
+    """Work queue -> tasks of its type that ended in the last minute (the tasks_finished
+    index on completed_at keeps this a short range scan)."""
+    rows = await kernel.pool.fetch(
+        "SELECT type, count(*) AS n FROM tasks"
+        " WHERE completed_at > now() - interval '1 minute' GROUP BY type"
+    )
+    found = {QUEUES[TaskType(r["type"])].name: int(r["n"]) for r in rows}
+    return {spec.name: found.get(spec.name, 0) for spec in QUEUES.values()}
+
+
 async def poll_depths(kernel: Kernel) -> None:
     """Keep `taskfleet_queue_messages` current (a supervised loop in the API)."""
     while True:

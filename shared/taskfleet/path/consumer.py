@@ -3,8 +3,7 @@
 This module is the consumer: subscription, handler loops, pause and resume, registration. A
 delivery goes to its settlement in path.delivery (it runs in path.runner and commits in
 path.commit) and is settled in path.settle: acknowledged only after its outcome is committed
-(a retry or a dead letter is an outbox row of that same transaction, durable before the ack).
-"""
+(a retry or a dead letter is an outbox row of that same transaction, durable before the ack)."""
 
 import asyncio
 import contextlib
@@ -159,6 +158,7 @@ class Consumer:
                 self.registration,
                 lambda: list(self.inflight),
                 self.supervisor.running,
+                lambda: self.pause_reasons,
             ),
         )
         await self.broker.subscribe(self._subscribe)

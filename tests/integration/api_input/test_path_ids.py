@@ -18,7 +18,8 @@ ADMIN = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'ops', scope='admin'
 
 # A well-formed value of each path parameter, for the parameters a test does not break.
 GOOD = {"task_id": str(uuid4()), "document_id": str(uuid4()), "user_id": "alice",
-        "chat_id": "c", "camera_id": "cam", "queue": "chat_tasks"}  # fmt: skip
+        "chat_id": "c", "camera_id": "cam", "queue": "chat_tasks", "webhook_id": str(uuid4()),
+        "delivery_id": str(uuid4()), "schedule_id": str(uuid4()), "batch_id": str(uuid4())}  # fmt: skip
 
 
 class TestPathIds:
