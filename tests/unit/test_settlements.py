@@ -75,6 +75,7 @@ def test_unclaimed_verdicts_count_and_announce_as_before() -> None:
         Verdict.DUPLICATE: Tally.DUPLICATE,
         Verdict.CANCELLED: Tally.CANCELLED,
         Verdict.EXHAUSTED: Tally.DEAD_LETTERED,
+        Verdict.THROTTLED: Tally.THROTTLED,  # a put-back: a user's limit or a rate limit
     }
     assert {v: str(s) for v, s in VERDICT_STATUS.items()} == {
         Verdict.CANCELLED: "cancelled", Verdict.EXHAUSTED: "failed",
