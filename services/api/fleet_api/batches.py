@@ -33,10 +33,11 @@ async def submit_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
     user_id = acting_for(request, body.user_id, reading=False, what="batch")
     max_chars = request.app[SETTINGS].max_content_chars
-    if any(len(m.content) > max_chars for m in body.tasks):
+    if any(len(m.content) > max_chars for m in [*body.tasks, *([body.then] if body.then else [])]):
         raise ApiError(422, "content_too_long", f"content is longer than {max_chars} characters")
     run_at = due_at(body, request.app[SETTINGS].max_delay_s)
     members = [batches.Member(m.chat_id, m.content) for m in body.tasks]
+    then = batches.Member(body.then.chat_id, body.then.content) if body.then else None
     try:
         submitted = await batches.submit_batch(
             kernel.pool,
@@ -48,6 +49,7 @@ async def submit_batch(request: web.Request) -> web.Response:
             run_at=run_at,
             limits=quotas.Limits.from_settings(kernel.settings),
             priority=priority_of(request.app[SETTINGS], principal(request), body.priority),
+            then=then,
         )
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
@@ -60,6 +62,7 @@ async def submit_batch(request: web.Request) -> web.Response:
             await request.app[PUBLISHER].send(outgoing)
     accepted = BatchAccepted(
         batch_id=submitted.batch_id,
+        then_task_id=submitted.then_task_id,
         task_ids=submitted.task_ids,
         message_ids=submitted.message_ids,
         status=Status.QUEUED if run_at is None else Status.SCHEDULED,

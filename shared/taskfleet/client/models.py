@@ -220,6 +220,11 @@ class BatchRequest(Delay):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[BatchMember] = Field(min_length=1, max_length=BATCH_MAX_MEMBERS)
+    then: BatchMember | None = Field(
+        None,
+        description="A chat message to run once every member ended (a chord): its model reads"
+        " the members' replies and errors, in their order, after `content`.",
+    )
     user_id: str | None = Field(
         None, pattern=ID_PATTERN, description="Service scope only: the user to act for."
     )
@@ -230,6 +235,7 @@ class BatchAccepted(BaseModel):
     task_ids: list[UUID] = Field(description="In the order of `tasks`.")
     message_ids: list[UUID] = Field(description="Each member's assistant message.")
     status: Status = Field(description="`queued`, or `scheduled` when delayed.")
+    then_task_id: UUID | None = Field(None, description="The `then` task: `scheduled` until due.")
 
 
 class Batch(BaseModel):
@@ -241,3 +247,4 @@ class Batch(BaseModel):
     counts: dict[Status, int] = Field(description="Members per status.")
     created_at: datetime
     completed_at: datetime | None
+    then_task_id: UUID | None = Field(None, description="Its `then` task, if it has one.")

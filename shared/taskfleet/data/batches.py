@@ -20,8 +20,15 @@ from taskfleet.store.tenancy import Db, UserDb
 
 _SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 
+# The batch's `then` task: a chat message like any other, due at no time ('infinity', in its
+# row and its outbox row) until the batch completes; no idempotency key, no grace.
+_THEN = """
+SELECT * FROM tf_submit_chat($1, 'chat_message', $2, $3, NULL, $4, $5, NULL, $6, 0, $7, $8,
+    $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11)
+"""
+
 _READ = """
-SELECT b.id, b.user_id, b.total, b.created_at, b.completed_at,
+SELECT b.id, b.user_id, b.total, b.created_at, b.completed_at, b.then_task_id,
        coalesce((SELECT jsonb_object_agg(c.status, c.n) FROM (
            SELECT t.status, count(*) AS n FROM tasks t WHERE t.batch_id = b.id
            GROUP BY t.status) c), '{}') AS counts,
@@ -36,7 +43,8 @@ FROM batches b WHERE b.id = $1
 _CANCEL = """
 SELECT t.id, t.type, t.user_id, t.chat_id, c.outcome, c.event_seq
 FROM (SELECT id, type, user_id, chat_id FROM tasks
-      WHERE batch_id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
+      WHERE (batch_id = $1 OR id = (SELECT then_task_id FROM batches WHERE id = $1))
+        AND status NOT IN ('completed', 'failed', 'cancelled')
       ORDER BY id) t
 CROSS JOIN LATERAL tf_request_cancel(t.id) c
 """
@@ -57,6 +65,7 @@ class Submitted:
     task_ids: list[UUID]
     message_ids: list[UUID]
     outgoing: list[Outgoing]  # the members' first messages, for the caller to publish
+    then_task_id: UUID | None = None
 
 
 async def submit_batch(
@@ -70,6 +79,7 @@ async def submit_batch(
     run_at: datetime | None,
     limits: quotas.Limits,
     priority: Priority = Priority.NORMAL,
+    then: Member | None = None,
 ) -> Submitted:
     """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
 
@@ -81,9 +91,12 @@ async def submit_batch(
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
         relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
     )  # fmt: skip
-    rows = await (
-        pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
-    )
+    if then is not None:
+        rows = await _with_then(pool, args, then, limits)
+    else:
+        rows = await (
+            pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
+        )
     over = limits.over(rows[0], added=len(members))
     if over is not None or rows[0]["task_id"] is None:
         raise OverQuota(over or quotas.OverQuota("over a quota", 5))
@@ -96,7 +109,37 @@ async def submit_batch(
         [m.task_id for m in members],
         [by_task[m.task_id]["message_id"] for m in members],
         outgoing,
+        then.task_id if then is not None else None,
     )
+
+
+async def _with_then(
+    pool: asyncpg.Pool, args: tuple[Any, ...], then: Member, limits: quotas.Limits
+) -> list[asyncpg.Record]:
+    """The batch and its `then` task in one transaction: the task submitted as any chat
+    message (tf_submit_chat: its chat's messages, its quota), due at no time until the batch's
+    last member ends (store/sql/tf_batch_member_ended.sql). Nothing is kept if either is over a
+    quota. The statements take the user's role and user themselves, as the batch's does."""
+    batch_id, user_id, max_attempts, queue, priority = args[0], args[1], args[5], args[6], args[11]
+    async with pool.acquire() as conn, conn.transaction():
+        rows: list[asyncpg.Record] = await conn.fetch(_SUBMIT, *args)
+        if rows[0]["task_id"] is None:
+            return rows
+        # tf_submit_batch left the transaction in the user's role; tf_submit_chat is the
+        # kernel's to call (it takes the user's role itself).
+        await conn.execute("SELECT set_config('role', 'taskfleet_service', true)")
+        made = await conn.fetchrow(
+            _THEN, then.task_id, user_id, then.chat_id,
+            {"content": then.content, "after_batch": str(batch_id),
+             "members": [str(i) for i in args[2]]}, max_attempts, queue,
+            then.content, uuid4(), limits.per_minute, limits.max_waiting, priority,
+        )  # fmt: skip
+        if made is None or made["task_id"] is None:
+            over = limits.over(made, added=1) if made is not None else None
+            raise OverQuota(over or quotas.OverQuota("over a quota", 5))
+        await conn.execute("UPDATE batches SET then_task_id = $1 WHERE id = $2",
+                           then.task_id, batch_id)  # fmt: skip
+    return rows
 
 
 def _message(user_id: str, member: Member) -> TaskMessage:
