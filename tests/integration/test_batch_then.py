@@ -3,6 +3,7 @@ the batch's last member ends, then runs with the members' outcomes read by refer
 worker's handler and the scripted model, which echoes what it was given); cancelling the
 batch cancels it; a batch over a quota keeps nothing of either."""
 
+import asyncio
 from uuid import UUID
 
 from taskfleet.runtime.kernel import Kernel
@@ -57,3 +58,44 @@ async def test_a_then_too_long_or_malformed_is_refused_with_nothing_kept(kernel:
             assert resp.status in (400, 422), then
             assert "error" in await resp.json()
     assert await kernel.pool.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user) == 0
+
+
+async def test_the_same_key_gives_the_same_batch_and_another_request_409(kernel: Kernel) -> None:
+    user = new_user()
+    body = {"tasks": [{"chat_id": "b", "content": "a"}, {"chat_id": "b", "content": "b"}],
+            "then": THEN, "delay_s": 60}  # fmt: skip
+    keyed = {**auth(user), "Idempotency-Key": f"k-{user}"}
+    async with api(kernel) as client:
+        first = await client.post("/api/batches", json=body, headers=keyed)
+        made = await first.json()
+        assert first.status == 202, made
+        # Sent again (twice at once, as a retrying client may): the same batch, nothing more.
+        again = [await client.post("/api/batches", json=body, headers=keyed) for _ in range(2)]
+        for resp in again:
+            assert resp.status == 202
+            assert await resp.json() == made
+            assert resp.headers["Location"] == f"/api/batches/{made['batch_id']}"
+        other = await client.post("/api/batches", json={**body, "delay_s": 30}, headers=keyed)
+        assert other.status == 409
+        assert (await other.json())["error"]["code"] == "idempotency_conflict"
+        await client.post(f"/api/batches/{made['batch_id']}/cancel", headers=auth(user))
+    count = await kernel.pool.fetchval("SELECT count(*) FROM batches WHERE user_id = $1", user)
+    assert count == 1
+    assert made["status"] == "scheduled"
+    assert len(made["message_ids"]) == 2
+
+
+async def test_two_requests_racing_with_one_key_make_one_batch(kernel: Kernel) -> None:
+    user = new_user()
+    body = {"tasks": [{"chat_id": "b", "content": "x"}], "delay_s": 60}
+    keyed = {**auth(user), "Idempotency-Key": "race"}
+    async with api(kernel) as client:
+        answers = await asyncio.gather(
+            *(client.post("/api/batches", json=body, headers=keyed) for _ in range(4))
+        )
+        made = [await a.json() for a in answers]
+        assert {a.status for a in answers} == {202}
+        assert len({m["batch_id"] for m in made}) == 1
+        await client.post(f"/api/batches/{made[0]['batch_id']}/cancel", headers=auth(user))
+    count = await kernel.pool.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user)
+    assert count == 1

@@ -1,6 +1,7 @@
 """Batch routes (docs/scheduling.md#batches): submit many chat messages as one group, read
 its counts and progress, cancel it (taskfleet.data.batches)."""
 
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
-from fleet_api.submitting import priority_of
+from fleet_api.submitting import check_repeat, idempotency_key, priority_of, request_digest
 from taskfleet.client.models import Batch, BatchAccepted, BatchRequest
 from taskfleet.core.constants import QUEUES, Status, TaskType
 from taskfleet.data import batches
@@ -36,6 +37,12 @@ async def submit_batch(request: web.Request) -> web.Response:
     if any(len(m.content) > max_chars for m in [*body.tasks, *([body.then] if body.then else [])]):
         raise ApiError(422, "content_too_long", f"content is longer than {max_chars} characters")
     run_at = due_at(body, request.app[SETTINGS].max_delay_s)
+    key = idempotency_key(request)
+    digest = request_digest(
+        "POST /api/batches", **body.model_dump(mode="json", exclude={"user_id"}), user_id=user_id
+    )
+    if key is not None and (found := await batches.keyed(user_db(request, user_id), user_id, key)):
+        return _repeat(found, digest)
     members = [batches.Member(m.chat_id, m.content) for m in body.tasks]
     then = batches.Member(body.then.chat_id, body.then.content) if body.then else None
     try:
@@ -50,7 +57,12 @@ async def submit_batch(request: web.Request) -> web.Response:
             limits=quotas.Limits.from_settings(kernel.settings),
             priority=priority_of(request.app[SETTINGS], principal(request), body.priority),
             then=then,
+            key=(key, digest) if key is not None else None,
         )
+    except batches.KeyTaken:  # a request with the same key won the race: its batch
+        found = await batches.keyed(user_db(request, user_id), user_id, str(key))
+        assert found is not None
+        return _repeat(found, digest)
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
@@ -68,6 +80,19 @@ async def submit_batch(request: web.Request) -> web.Response:
         status=Status.QUEUED if run_at is None else Status.SCHEDULED,
     )
     location = {"Location": f"/api/batches/{submitted.batch_id}"}
+    return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
+
+
+def _repeat(found: dict[str, Any], digest: str) -> web.Response:
+    """The answer to a key sent again: the batch it made (409 if it came with another
+    request)."""
+    check_repeat(found["request_digest"], digest)
+    accepted = BatchAccepted(
+        batch_id=found["id"], then_task_id=found["then_task_id"], task_ids=found["members"],
+        message_ids=found["message_ids"] or [],
+        status=Status.SCHEDULED if found["scheduled"] else Status.QUEUED,
+    )  # fmt: skip
+    location = {"Location": f"/api/batches/{found['id']}"}
     return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
 
 
@@ -118,8 +143,9 @@ def add_batch_routes(app: web.Application) -> None:
             BatchAccepted,
             202,
             body=BatchRequest,
-            errors=(400, 401, 403, 413, 422, 429, 503),
+            errors=(400, 401, 403, 409, 413, 422, 429, 503),
             tags=tags,
+            idempotent=True,
         ),
     )
     api.add(

@@ -128,15 +128,18 @@ class Taskfleet(Transport):
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
         priority: PriorityName | None = None,
+        then: tuple[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> BatchAccepted:
-        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none.
-        The API takes no Idempotency-Key for batches yet: sent again only when nothing can
-        have been stored (429, 503 but `outcome_unknown`)."""
+        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none;
+        `then`, a `(chat_id, content)` run once they all ended, with their outcomes."""
         body: dict[str, Any] = {
             "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
             **when(run_at, delay_s, priority), **owner(user_id),
+            **({"then": {"chat_id": then[0], "content": then[1]}} if then else {}),
         }  # fmt: skip
-        return await self._call(BatchAccepted, "POST", "/api/batches", body=lambda: {"json": body})
+        return await self._call(BatchAccepted, "POST", "/api/batches", key=key(idempotency_key),
+                                body=lambda: {"json": body})  # fmt: skip
 
     async def batch(self, batch_id: UUID | str) -> Batch:
         """The batch: its members' counts per status and its progress."""

@@ -27,6 +27,17 @@ SELECT * FROM tf_submit_chat($1, 'chat_message', $2, $3, NULL, $4, $5, NULL, $6,
     $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11)
 """
 
+_KEYED = "UPDATE batches SET idempotency_key = $2, request_digest = $3, members = $4 WHERE id = $1"
+# The batch a key made, with its members' assistant messages in the members' order.
+_EXISTING = """
+SELECT b.id, b.request_digest, b.members, b.then_task_id,
+       (SELECT array_agg(m.id ORDER BY array_position(b.members, m.task_id)) FROM messages m
+        WHERE m.task_id = ANY (b.members) AND m.role = 'assistant') AS message_ids,
+       (SELECT bool_or(t.status = 'scheduled') FROM tasks t WHERE t.id = ANY (b.members))
+           AS scheduled
+FROM batches b WHERE b.user_id = $1 AND b.idempotency_key = $2
+"""
+
 _READ = """
 SELECT b.id, b.user_id, b.total, b.created_at, b.completed_at, b.then_task_id,
        coalesce((SELECT jsonb_object_agg(c.status, c.n) FROM (
@@ -48,6 +59,10 @@ FROM (SELECT id, type, user_id, chat_id FROM tasks
       ORDER BY id) t
 CROSS JOIN LATERAL tf_request_cancel(t.id) c
 """
+
+
+class KeyTaken(Exception):
+    """Another request made a batch with this idempotency key first (nothing was kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,7 @@ async def submit_batch(
     limits: quotas.Limits,
     priority: Priority = Priority.NORMAL,
     then: Member | None = None,
+    key: tuple[str, str] | None = None,
 ) -> Submitted:
     """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
 
@@ -91,8 +107,8 @@ async def submit_batch(
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
         relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
     )  # fmt: skip
-    if then is not None:
-        rows = await _with_then(pool, args, then, limits)
+    if then is not None or key is not None:
+        rows = await _in_one_transaction(pool, args, then, limits, key)
     else:
         rows = await (
             pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
@@ -113,33 +129,50 @@ async def submit_batch(
     )
 
 
-async def _with_then(
-    pool: asyncpg.Pool, args: tuple[Any, ...], then: Member, limits: quotas.Limits
+async def _in_one_transaction(
+    pool: asyncpg.Pool,
+    args: tuple[Any, ...],
+    then: Member | None,
+    limits: quotas.Limits,
+    key: tuple[str, str] | None,
 ) -> list[asyncpg.Record]:
-    """The batch and its `then` task in one transaction: the task submitted as any chat
-    message (tf_submit_chat: its chat's messages, its quota), due at no time until the batch's
-    last member ends (store/sql/tf_batch_member_ended.sql). Nothing is kept if either is over a
-    quota. The statements take the user's role and user themselves, as the batch's does."""
-    batch_id, user_id, max_attempts, queue, priority = args[0], args[1], args[5], args[6], args[11]
+    """The batch with its idempotency key (and digest) and its `then` task, all or nothing: a
+    key taken meanwhile by a racing request raises KeyTaken (nothing kept)."""
     async with pool.acquire() as conn, conn.transaction():
         rows: list[asyncpg.Record] = await conn.fetch(_SUBMIT, *args)
         if rows[0]["task_id"] is None:
             return rows
-        # tf_submit_batch left the transaction in the user's role; tf_submit_chat is the
-        # kernel's to call (it takes the user's role itself).
-        await conn.execute("SELECT set_config('role', 'taskfleet_service', true)")
-        made = await conn.fetchrow(
-            _THEN, then.task_id, user_id, then.chat_id,
-            {"content": then.content, "after_batch": str(batch_id),
-             "members": [str(i) for i in args[2]]}, max_attempts, queue,
-            then.content, uuid4(), limits.per_minute, limits.max_waiting, priority,
-        )  # fmt: skip
-        if made is None or made["task_id"] is None:
-            over = limits.over(made, added=1) if made is not None else None
-            raise OverQuota(over or quotas.OverQuota("over a quota", 5))
-        await conn.execute("UPDATE batches SET then_task_id = $1 WHERE id = $2",
-                           then.task_id, batch_id)  # fmt: skip
+        if key is not None:
+            try:
+                await conn.execute(_KEYED, args[0], key[0], key[1], args[2])
+            except asyncpg.UniqueViolationError:
+                raise KeyTaken(key[0]) from None
+        if then is not None:
+            await _add_then(conn, args, then, limits)
     return rows
+
+
+async def _add_then(
+    conn: asyncpg.Connection, args: tuple[Any, ...], then: Member, limits: quotas.Limits
+) -> None:
+    """The batch's `then` task, in the batch's transaction: submitted as any chat message
+    (tf_submit_chat: its chat's messages, its quota), due at no time until the batch's last
+    member ends (store/sql/tf_batch_member_ended.sql). Over a quota, nothing is kept."""
+    batch_id, user_id, max_attempts, queue, priority = args[0], args[1], args[5], args[6], args[11]
+    # tf_submit_batch left the transaction in the user's role; tf_submit_chat is the
+    # kernel's to call (it takes the user's role itself).
+    await conn.execute("SELECT set_config('role', 'taskfleet_service', true)")
+    made = await conn.fetchrow(
+        _THEN, then.task_id, user_id, then.chat_id,
+        {"content": then.content, "after_batch": str(batch_id),
+         "members": [str(i) for i in args[2]]}, max_attempts, queue,
+        then.content, uuid4(), limits.per_minute, limits.max_waiting, priority,
+    )  # fmt: skip
+    if made is None or made["task_id"] is None:
+        over = limits.over(made, added=1) if made is not None else None
+        raise OverQuota(over or quotas.OverQuota("over a quota", 5))
+    await conn.execute("UPDATE batches SET then_task_id = $1 WHERE id = $2",
+                       then.task_id, batch_id)  # fmt: skip
 
 
 def _message(user_id: str, member: Member) -> TaskMessage:
@@ -150,6 +183,14 @@ def _message(user_id: str, member: Member) -> TaskMessage:
         chat_id=member.chat_id,
         payload={"content": member.content},
     )
+
+
+async def keyed(db: Db, user_id: str, key: str) -> dict[str, Any] | None:
+    """The batch `user_id`'s idempotency key made, None if none: its id, digest, members (in
+    their order), their assistant messages, `then` task, and whether its members wait for
+    their time."""
+    row = await db.fetchrow(_EXISTING, user_id, key)
+    return dict(row) if row else None
 
 
 async def batch_owner(pool: asyncpg.Pool, batch_id: UUID) -> str | None:
