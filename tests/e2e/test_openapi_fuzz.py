@@ -42,6 +42,7 @@ NOT_POSITIVE: dict[str, str] = {
     "POST /api/schedules": "a cron expression and a time zone must exist, and exactly one of"
     " cron and interval_s be given (422 invalid_schedule)",
     "PATCH /api/schedules/{schedule_id}": "the same rules as POST /api/schedules",
+    "PUT /api/admin/rate-limits/{key}": "exactly one of per_s and per_minute must be given",
 }
 
 

@@ -44,7 +44,8 @@ async def test_a_user_sets_reads_and_stops_their_notifications(kernel: Kernel) -
         )
         for bad in ({"email": "not an address"}, {"email": "a@b.c", "min_duration_s": -1},
                     {"email": "a@b.c", "events": ["task.cancelled"]}, {"email": "a@b.c", "x": 1},
-                    {"email": "a@b.c\r\nBcc: all@example.com"}):  # fmt: skip
+                    {"email": "a@b.c\r\nBcc: all@example.com"}, {"email": "a\u0000@b.c"},
+                    {"email": "\u00e9\u0085@b.c"}):  # fmt: skip
             refused = await client.put("/api/notifications/email", json=bad, headers=auth(user))
             assert refused.status in (400, 422), bad
             assert "error" in await refused.json()

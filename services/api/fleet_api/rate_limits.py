@@ -22,8 +22,9 @@ PATHS = {"key": PathParam({"type": "string", "pattern": rate_limits.KEY_PATTERN}
 class RateLimitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    per_s: float | None = Field(None, gt=0, le=100_000, description="Tokens a second.")
-    per_minute: float | None = Field(None, gt=0, le=6_000_000, description="Or a minute.")
+    # At least a token every 1,000 s: a slower limit is a stop, not a rate.
+    per_s: float | None = Field(None, ge=0.001, le=100_000, description="Tokens a second.")
+    per_minute: float | None = Field(None, ge=0.06, le=6_000_000, description="Or a minute.")
     burst: int = Field(1, ge=1, le=100_000, description="Tokens the bucket holds at most.")
 
     @model_validator(mode="after")
