@@ -158,13 +158,15 @@ async def test_a_locked_task_is_skipped_not_waited_for(db: asyncpg.Pool) -> None
 
 async def test_every_foreign_key_to_tasks_cascades(db: asyncpg.Pool) -> None:
     """Retention deletes task rows: a table that references tasks without ON DELETE CASCADE
-    would make every cleanup fail, so each migration must keep to it."""
+    would make every cleanup fail, so each migration must keep to it (or to SET NULL, for a
+    row that outlives the task it names: a batch and its `then` task)."""
     rows = await db.fetch(
         "SELECT conrelid::regclass::text AS tbl, conname, confdeltype::text AS on_delete"
         " FROM pg_constraint WHERE contype = 'f' AND confrelid = 'tasks'::regclass"
     )
     assert {r["tbl"] for r in rows} >= {"tasks", "messages", "outbox"}
-    assert [(r["tbl"], r["conname"]) for r in rows if r["on_delete"] != "c"] == []
+    assert [(r["tbl"], r["conname"]) for r in rows if r["on_delete"] not in "cn"] == []
+    assert {(r["tbl"], r["on_delete"]) for r in rows if r["on_delete"] == "n"} == {("batches", "n")}
 
 
 async def test_the_periodic_job_runs_in_one_process_at_a_time(db: asyncpg.Pool) -> None:
