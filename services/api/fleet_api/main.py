@@ -22,7 +22,7 @@ async def main(settings: ApiSettings, host: str, port: int) -> None:
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:
         if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
-            retention = RetentionJob.from_settings(kernel.pool, settings)
+            retention = RetentionJob.from_settings(settings)
             kernel.supervisor.spawn("retention", retention.run)
         async with contextlib.AsyncExitStack() as servers:  # stopped in reverse order
             metrics = await serve(
