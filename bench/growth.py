@@ -1,6 +1,6 @@
 """`make bench-growth`: W1's cost as the history grows. Two fleets side by side (an API and a
 chat worker each), one on an empty database, one on a database pre-filled with `--tasks`
-finished chat tasks and their two messages each (spread over the last 30 days, the shape of a
+finished chat tasks and their two messages each (spread over the last 29 days, the shape of a
 month of history); then
 
 1. W1 in rounds alternated between the two: throughput and latency medians, and their ratio;
@@ -28,7 +28,11 @@ import uuid
 from typing import Any
 
 import asyncpg
-from run import Fleet, cli, run_bench, start_fleet, stop_fleet  # bench/run.py
+from cpu import cpu_of, per_task_ms, server_pids  # bench/cpu.py
+from run import Fleet, cli, start_fleet, stop_fleet  # bench/run.py
+from run import run_bench as run_w1
+
+from taskfleet.core.settings import Settings
 
 # Finished chat tasks and their user and assistant messages, each in one statement; the
 # chats (`hist…`) and users (`u…`) are apart from W1's (`bench-…`).
@@ -39,7 +43,7 @@ SELECT gen_random_uuid(), 'chat_message', 'u' || (g % 5000), 'hist' || (g % 1000
        'completed', '{"content": "hello there"}', '{"reply": "You said: hello there"}', 1, 1, 5,
        1, at, at, at, at
 FROM generate_series(1, $1) AS g,
-     LATERAL (SELECT now() - make_interval(secs => g * (30 * 86400.0 / $1)) AS at) t
+     LATERAL (SELECT now() - make_interval(secs => g * (29 * 86400.0 / $1)) AS at) t
 """
 FILL_MESSAGES = """
 INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id, created_at,
@@ -59,6 +63,16 @@ FROM tf_claim($1, 'chat_message', 'u1', 'hist1', '{"content": "plan"}', 1, false
               5, 4, 1.0, 'plan-copy', $2, 300) c
 """
 LARGE = ("tasks", "messages", "outbox")
+
+
+def run_bench(fleet: Fleet, n: int, via: str) -> dict[str, Any]:
+    """W1 on `fleet`, with the CPU a task of its processes and of the servers (bench/cpu.py)."""
+    pids = server_pids(Settings().database_url, Settings().amqp_url)
+    pids |= {"api": fleet.procs[0].pid, "worker": fleet.procs[1].pid}
+    before = cpu_of(pids)
+    result = run_w1(fleet.env, n, via, fleet.url, fleet.ours)
+    result["cpu_ms_per_task"] = per_task_ms(before, cpu_of(pids), n)
+    return result
 
 
 async def fill(dsn: str, tasks: int) -> dict[str, float]:
@@ -136,7 +150,7 @@ def cleanup_during(fleet: Fleet, n: int, via: str) -> tuple[dict[str, Any], floa
     cleaner = subprocess.Popen([*cli(fleet.env), "cleanup", "--older-than", "7d"], env=fleet.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        result = run_bench(fleet.env, n, via, fleet.url, fleet.ours)
+        result = run_bench(fleet, n, via)
     finally:
         cleaner.send_signal(signal.SIGINT)
         cleaner.wait(timeout=60)
@@ -153,16 +167,49 @@ async def scalar(dsn: str, sql: str) -> int:
         await conn.close()
 
 
-def alternate(rounds: int, fleets: dict[str, Fleet], n: int, via: str) -> dict[str, list[float]]:
+Rounds = dict[str, list[dict[str, Any]]]
+
+
+def alternate(rounds: int, fleets: dict[str, Fleet], n: int, via: str, seen: Rounds) -> None:
     """W1 in rounds alternated between the fleets; each round's line printed."""
-    figures: dict[str, list[float]] = {name: [] for name in fleets}
     for i in range(rounds):
         for name in list(fleets) if i % 2 == 0 else list(reversed(fleets)):
-            f = fleets[name]
-            result = run_bench(f.env, n, via, f.url, f.ours)
-            figures[name].append(float(result["throughput"]))  # type: ignore[arg-type]
+            result = run_bench(fleets[name], n, via)
+            seen.setdefault(name, []).append(result)
             print(json.dumps({"round": i + 1, "database": name, **result}), flush=True)
-    return figures
+
+
+def with_retention(rounds: int, grown: Fleet, n: int, via: str, seen: Rounds) -> None:
+    """W1 on the grown database in rounds alternated between retention running and not."""
+    for i in range(rounds):
+        for cleaning in (True, False) if i % 2 == 0 else (False, True):
+            if cleaning:
+                result, rate = cleanup_during(grown, n, via)
+                result["deleted_per_s"] = round(rate)
+            else:
+                result = run_bench(grown, n, via)
+            seen.setdefault("grown_during_retention" if cleaning else "grown_alone", []).append(
+                result
+            )
+            print(json.dumps({"round": i + 1, "database": "grown", "retention": cleaning,
+                              **result}), flush=True)  # fmt: skip
+
+
+def summary(seen: Rounds) -> dict[str, Any]:
+    """Medians of the rounds of each kind: throughput, CPU a task by process; the ratios."""
+
+    def median(rounds: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(float(r[key]) for r in rounds))
+
+    throughput = {k: median(v, "throughput") for k, v in seen.items()}
+    cpu = {k: {g: median([r["cpu_ms_per_task"] for r in v], g) for g in v[0]["cpu_ms_per_task"]}
+           for k, v in seen.items()}  # fmt: skip
+    deleted = median(seen["grown_during_retention"], "deleted_per_s")
+    return {"median_throughput": throughput, "median_cpu_ms_per_task": cpu,
+            "grown_over_empty": round(throughput["grown"] / throughput["empty"], 3),
+            "retention_over_alone": round(throughput["grown_during_retention"]
+                                          / throughput["grown_alone"], 3),
+            "retention_deleted_per_s": deleted}  # fmt: skip
 
 
 def main() -> None:
@@ -172,41 +219,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--via", choices=["amqp", "api"], default="amqp")
     args = parser.parse_args()
-    fleets = {"empty": start_fleet(1, None), "grown": start_fleet(1, None)}
+    # No retention job of the API's own: the rounds with retention run it where they choose.
+    quiet = {"RETENTION_INTERVAL_S": "0"}
+    fleets = {"empty": start_fleet(1, None, quiet), "grown": start_fleet(1, None, quiet)}
     out: dict[str, Any] = {"tasks": args.tasks, "n": args.n, "via": args.via}
+    seen: Rounds = {}
     try:
         out["fill"] = asyncio.run(fill(fleets["grown"].env["DATABASE_URL"], args.tasks))
         print(json.dumps({"filled": out["fill"]}), flush=True)
         logged = asyncio.run(plans(fleets["grown"].env["DATABASE_URL"]))
         print("\n".join(logged), file=sys.stderr, flush=True)
         out["seq_scans_of_large_tables"] = seq_scans(logged)
-        figures = alternate(args.rounds, fleets, args.n, args.via)
-        alone: list[float] = []
-        during: list[float] = []
-        rates: list[float] = []
-        grown = fleets["grown"]
-        for i in range(args.rounds):
-            for cleaning in (True, False) if i % 2 == 0 else (False, True):
-                if cleaning:
-                    result, rate = cleanup_during(grown, args.n, args.via)
-                    rates.append(rate)
-                else:
-                    result, rate = run_bench(grown.env, args.n, args.via, grown.url, grown.ours), 0
-                (during if cleaning else alone).append(float(result["throughput"]))
-                print(json.dumps({"round": i + 1, "database": "grown", "retention": cleaning,
-                                  "deleted_per_s": round(rate), **result}), flush=True)  # fmt: skip
+        alternate(args.rounds, fleets, args.n, args.via, seen)
+        with_retention(args.rounds, fleets["grown"], args.n, args.via, seen)
     finally:
         for f in fleets.values():
             stop_fleet(f)
-    medians = {k: statistics.median(v) for k, v in figures.items()}
-    medians["grown_alone"] = statistics.median(alone)
-    medians["grown_during_retention"] = statistics.median(during)
-    with_retention = medians["grown_during_retention"] / medians["grown_alone"]
-    out |= {"median_throughput": medians,
-            "grown_over_empty": round(medians["grown"] / medians["empty"], 3),
-            "retention_over_alone": round(with_retention, 3),
-            "retention_deleted_per_s": round(statistics.median(rates))}  # fmt: skip
-    print(json.dumps(out), flush=True)
+    print(json.dumps(out | summary(seen)), flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import subprocess
 import uuid
 from urllib.parse import urlsplit
 
+from cpu import cpu_of, listening_pid, per_task_ms, server_pids  # bench/cpu.py
 from run import ROOT, Fleet, cli, run_bench, stop_fleet, wait_ready  # bench/run.py
 
 from taskfleet.core.settings import Settings
@@ -61,6 +62,14 @@ def fleet(port: int | None, cache: int) -> Fleet:
     return started
 
 
+def wal_bytes() -> int:
+    """WAL written so far by the PostgreSQL cluster (all its databases: the fleets are idle but
+    for the one in its round)."""
+    query = ["psql", Settings().database_url, "-Atc", "SELECT wal_bytes FROM pg_stat_wal"]
+    out = subprocess.run(query, check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3000)
@@ -78,15 +87,27 @@ def main() -> None:
         plans |= {"bouncer-prepared": (ports["new"], 100), "bouncer-new-nocache": (ports["new"], 0)}
     fleets: dict[str, Fleet] = {}
     figures: dict[str, list[float]] = {name: [] for name in plans}
+    cpu: dict[str, list[dict[str, float]]] = {name: [] for name in plans}
+    wal: dict[str, list[int]] = {name: [] for name in plans}
+    servers = server_pids(Settings().database_url, Settings().amqp_url)
     try:
         for name, (port, cache) in plans.items():
             fleets[name] = fleet(port, cache)
         for i in range(args.rounds):
             order = list(plans) if i % 2 == 0 else list(reversed(plans))
             for name in order:
-                f = fleets[name]
+                f, port = fleets[name], plans[name][0]
+                # Only this fleet's processes and the servers it uses (bench/cpu.py).
+                pids = {**servers, "api": f.procs[0].pid, "worker": f.procs[1].pid}
+                pooler = listening_pid(port) if port else None
+                pids |= {"pgbouncer": pooler} if pooler else {}
+                before, wal_before = cpu_of(pids), wal_bytes()
                 result = run_bench(f.env, args.n, args.via, f.url, f.ours)
+                result["cpu_ms_per_task"] = per_task_ms(before, cpu_of(pids), args.n)
+                result["wal_bytes_per_task"] = round((wal_bytes() - wal_before) / args.n)
                 figures[name].append(float(result["throughput"]))  # type: ignore[arg-type]
+                cpu[name].append(result["cpu_ms_per_task"])  # type: ignore[arg-type]
+                wal[name].append(result["wal_bytes_per_task"])  # type: ignore[arg-type]
                 print(json.dumps({"round": i + 1, "setup": name, **result}), flush=True)
     finally:
         for f in fleets.values():
@@ -96,7 +117,17 @@ def main() -> None:
     medians = {name: statistics.median(v) for name, v in figures.items() if v}
     print(json.dumps({"via": args.via, "n": args.n, "median_throughput": medians,
                       "over_direct": {k: round(v / medians["direct"], 3)
-                                      for k, v in medians.items()}}))  # fmt: skip
+                                      for k, v in medians.items()},
+                      "median_cpu_ms_per_task": {k: median_cpu(v)
+                                                 for k, v in cpu.items() if v},
+                      "median_wal_bytes_per_task": {k: statistics.median(v)
+                                                    for k, v in wal.items() if v}}))  # fmt: skip
+
+
+def median_cpu(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The median CPU milliseconds a task of each tree (PostgreSQL, PgBouncer, the worker...)."""
+    groups = {group for r in rounds for group in r}
+    return {g: round(statistics.median(r.get(g, 0.0) for r in rounds), 3) for g in sorted(groups)}
 
 
 if __name__ == "__main__":
