@@ -7,6 +7,9 @@ type's model, and returns a TaskResult (or Waiting for child tasks) or raises a 
 RetryableError to try again later, PermanentError (InvalidPayload for bad input) to fail.
 The task's sealed fields (taskfleet.security.fields) reach it, and leave it, in the clear;
 `ctx.keyring` is for handing on to the data layer, which seals what it stores (memories...).
+
+A package that adds a tool imports CustomTool, ToolArgs and ToolCall from here too
+(taskfleet.data.plugins, docs/tools.md).
 """
 
 from taskfleet.core.constants import QUEUES, TaskType
@@ -26,6 +29,8 @@ from taskfleet.core.payloads import (
     ToolPayload,
 )
 from taskfleet.core.settings import Settings
+from taskfleet.data.plugins import CustomTool, ToolCall
+from taskfleet.data.toolspecs import ToolArgs
 from taskfleet.path.consumer import Handler
 from taskfleet.path.context import TaskContext, TaskResult
 from taskfleet.path.waiting import Waiting
@@ -39,6 +44,7 @@ __all__ = [
     "BackgroundFactory",
     "CameraPayload",
     "ChatPayload",
+    "CustomTool",
     "DocumentPayload",
     "Handler",
     "HandlerFactory",
@@ -54,6 +60,8 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "TaskType",
+    "ToolArgs",
+    "ToolCall",
     "ToolPayload",
     "Waiting",
     "run_worker",

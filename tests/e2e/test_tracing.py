@@ -92,6 +92,7 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
                 ("taskfleet-api", "POST /api/chat/stream"),
                 ("taskfleet-chat-worker", "chat traced-model"),
                 ("taskfleet-tool-worker", "process tool_executions"),
+                ("taskfleet-tool-worker", "tool calculator"),
             } <= names
 
         await wait_for(exported, what="the spans of the three processes", timeout_s=30)
@@ -127,6 +128,17 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
             s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
         ]
         assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
+        # PostgreSQL: the claim's shared statement as a span of each caller's own, the run's
+        # statements each a span of their own, and the tool's call under the tool worker's run.
+        under_claim = {s.name for s in spans.values() if s.parent_id == claim.span_id}
+        assert "claim (batched)" in under_claim
+        statements = [s for s in spans.values() if s.parent_id == run.span_id
+                      and s.attributes.get("db.system") == "postgresql"]  # fmt: skip
+        assert {"tf_wait_for"} <= {s.name for s in statements}
+        assert all(s.kind == CLIENT and s.attributes["db.statement"] for s in statements)
+        [call] = [s for s in by_service("taskfleet-tool-worker") if s.name == "tool calculator"]
+        assert call.trace_id == request.trace_id
+        assert call.attributes["gen_ai.tool.name"] == "calculator"
         # And the log lines written in those spans carry their ids.
         lines = [json.loads(line) for line in chat.output().splitlines()]
         traced = [line for line in lines if line.get("trace_id") == request.trace_id]

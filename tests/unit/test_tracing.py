@@ -2,9 +2,15 @@
 trace context through message headers (as AMQP may hand them back: bytes); trace ids in log
 lines written inside a span, none outside."""
 
+from typing import Any
+
+import asyncpg
 import pytest
+from asyncpg.connection import LoggedQuery
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from taskfleet.core import tracing
 
@@ -55,3 +61,32 @@ def test_the_context_travels_in_headers_and_names_the_span_in_log_lines() -> Non
     parent = trace.get_current_span(tracing.context_of(received)).get_span_context()
     assert (parent.trace_id, parent.span_id) == (ids.trace_id, ids.span_id)
     assert not trace.get_current_span(tracing.context_of(None)).get_span_context().is_valid
+
+
+def test_a_statement_run_in_a_span_is_a_span_under_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+
+    def logged(query: str, elapsed: float, exception: BaseException | None = None) -> Any:
+        return LoggedQuery(query, (), None, elapsed, exception, None, None)
+
+    tracing.statement_span(logged("SELECT 1", 0.5))  # outside any span: no trace of its own
+    assert exported.get_finished_spans() == ()
+    with tracing.tracer.start_as_current_span("claim") as claim:
+        tracing.statement_span(logged("SELECT * FROM tf_claim($1, $2)", 0.25))
+        tracing.statement_span(
+            logged("update tasks SET x = 1", 0.0, asyncpg.DeadlockDetectedError())
+        )
+    function, update = exported.get_finished_spans()[:2]
+    assert (function.name, update.name) == ("tf_claim", "UPDATE")
+    assert function.parent is not None
+    assert function.parent.span_id == claim.get_span_context().span_id
+    assert function.attributes is not None
+    assert function.attributes["db.statement"] == "SELECT * FROM tf_claim($1, $2)"
+    assert function.end_time is not None
+    assert function.start_time is not None
+    assert function.end_time - function.start_time == 250_000_000
+    assert function.status.is_ok
+    assert not update.status.is_ok

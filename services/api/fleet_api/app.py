@@ -28,6 +28,7 @@ from taskfleet.data import queues
 from taskfleet.runtime.health import add_health_routes, database_check
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.auth import TokenVerifier
+from taskfleet.security.jwks import Jwks
 from taskfleet.store.revocation import DenyList
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -55,6 +56,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
         issuer=kernel.settings.jwt_issuer,
         audience=kernel.settings.jwt_audience,
         revoked=app[DENIED].denied,
+        jwks=_jwks(app[SETTINGS]),
     )
     app[OPENAPI] = OpenApi("taskfleet", __version__)
     app[HUB] = EventHub(kernel.settings, kernel.broker)
@@ -92,6 +94,12 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     return app
 
 
+def _jwks(settings: ApiSettings) -> Jwks | None:
+    if settings.jwt_jwks_url is None:
+        return None
+    return Jwks(settings.jwt_jwks_url, refresh_s=settings.jwt_jwks_refresh_s)
+
+
 async def _answer_long_polls(app: web.Application) -> None:
     """A stop answers every long poll at once, with its task as it is, instead of holding
     the stop for up to its `wait`."""
@@ -105,6 +113,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     deny_list, publisher = f"deny-list-{id(app):x}", f"publisher-{id(app):x}"
     await app[DENIED].refresh(kernel.pool)  # no request is served with a stale list
     kernel.supervisor.spawn(deny_list, lambda: app[DENIED].keep_fresh(kernel.pool))
+    jwks, keys = app[TOKENS].jwks, f"jwks-{id(app):x}"
+    if jwks is not None:
+        await jwks.refresh()  # a failure is logged: HS256 tokens are served meanwhile
+        kernel.supervisor.spawn(keys, jwks.run)
     await app[HUB].start()
     kernel.supervisor.spawn(publisher, app[PUBLISHER].run)
     kernel.supervisor.spawn(name, lambda: queues.poll_depths(kernel))
@@ -112,4 +124,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await kernel.supervisor.stop(publisher)
     await kernel.supervisor.stop(name)
     await kernel.supervisor.stop(deny_list)
+    if jwks is not None:
+        await kernel.supervisor.stop(keys)
     await app[HUB].stop()

@@ -62,7 +62,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS or is_page(request.path):
         return await handler(request)
     try:
-        request[PRINCIPAL] = request.app[TOKENS].verify(_token(request))
+        request[PRINCIPAL] = await request.app[TOKENS].check(_token(request))
     except AuthError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
     return await handler(request)

@@ -26,3 +26,13 @@ class ApiSettings(Settings):
     max_delay_s: float = Field(30 * 86400, gt=0, le=366 * 86400, validation_alias="MAX_DELAY_S")
     """The furthest ahead a submission may be delayed with `run_at` or `delay_s`, in seconds (400
     beyond; docs/scheduling.md)."""
+
+    jwt_jwks_url: str | None = Field(None, min_length=1, validation_alias="JWT_JWKS_URL")
+    """A JSON Web Key Set (`https://…/.well-known/jwks.json`): RS256 tokens whose `kid` names one
+    of its RSA keys are accepted besides the HS256 ones, with the same claims (`iss` JWT_ISSUER,
+    `aud` JWT_AUDIENCE, `exp`, `sub`, `jti`, `scope`), so a backend that signs its own tokens
+    never holds TASKFLEET_JWT_SECRET (docs/integrating.md)."""
+
+    jwt_jwks_refresh_s: float = Field(300, gt=0, le=86_400, validation_alias="JWT_JWKS_REFRESH_S")
+    """Seconds between two fetches of JWT_JWKS_URL; a token naming a key not yet known fetches it
+    at once (at most every 30 s), so a key rotation needs no restart."""

@@ -6,7 +6,7 @@ from chat_worker.agent import MEMORY_CONTEXT, Agent
 from chat_worker.handlers import handle_chat
 from chat_worker.history import CONTEXT_FUNCTION
 from chat_worker.settings import ChatWorkerSettings
-from taskfleet.data.toolspecs import tool_specs
+from taskfleet.data.plugins import all_tool_specs
 from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
 from taskfleet.llm import ChatModel, build_model
 from taskfleet.store.records import Preload
@@ -21,8 +21,10 @@ def context_preload(settings: ChatWorkerSettings) -> Preload:
 
 def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
     """The chat handler: one agent for every task of the process, on its one model, offering
-    the built-in tools' catalogue."""
-    agent = Agent(model=model, settings=ChatWorkerSettings.of(kernel.settings), tools=tool_specs())
+    the built-in tools and those installed packages declare (taskfleet.data.plugins)."""
+    agent = Agent(
+        model=model, settings=ChatWorkerSettings.of(kernel.settings), tools=all_tool_specs()
+    )
     return partial(handle_chat, agent=agent)
 
 

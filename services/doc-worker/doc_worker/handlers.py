@@ -9,7 +9,8 @@ keys and are skipped (doc_worker.index.save_chunks), never duplicated.
 
 import asyncio
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from doc_worker.child import PARSER_COMMAND, ParsedPage, ParseLimits, run_parser
 from doc_worker.chunking import chunk_text
 from doc_worker.index import Chunk, StoredDocument
 from doc_worker.settings import DocWorkerSettings
+from taskfleet.core.tracing import tracer
 from taskfleet.data.blobs import BlobStore
 from taskfleet.handler import DocumentPayload, PermanentError, TaskContext, TaskResult
 from taskfleet.store.tenancy import Db
@@ -105,7 +107,10 @@ async def _parse_and_index(
         path = Path(tmp) / "document"
         await asyncio.to_thread(path.write_bytes, data)
         del data  # the child reads the file; do not hold 50 MB per task meanwhile
-        async with run_parser(path, doc.media_type, first, config.limits, config.parser) as parser:
+        async with (
+            run_parser(path, doc.media_type, first, config.limits, config.parser) as parser,
+            _traced(doc, first),
+        ):
             total = parser.pages
             await index.set_page_count(db, doc.id, total)
             log.info(
@@ -130,6 +135,16 @@ async def _parse_and_index(
             if batch:
                 resume = await _commit_batch(ctx, db, doc, batch, total, resume)
     return resume
+
+
+@asynccontextmanager
+async def _traced(doc: StoredDocument, first_page: int) -> AsyncIterator[None]:
+    """The parse, from its first page to its last commit, as a span of the task's trace."""
+    attributes: dict[str, str | int] = {"taskfleet.document_id": str(doc.id),
+        "taskfleet.document.media_type": doc.media_type,
+        "taskfleet.document.first_page": first_page}  # fmt: skip
+    with tracer.start_as_current_span("parse document", attributes=attributes):
+        yield
 
 
 async def _commit_batch(

@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 from pydantic import ValidationError
 
+from taskfleet.core.tracing import tracer
 from taskfleet.data.toolspecs import BY_NAME, ToolArgs
 from taskfleet.handler import PermanentError, RetryableError, TaskError
 from taskfleet.store.tenancy import Db
@@ -140,7 +141,12 @@ class Registry:
         await tool.rate.acquire()
         try:
             async with asyncio.timeout(tool.timeout_s):
-                return await tool.fn(args, tctx)
+                with tracer.start_as_current_span(
+                    f"tool {tool.name}",
+                    attributes={"gen_ai.tool.name": tool.name, "gen_ai.tool.call.id": tctx.call_id,
+                                "taskfleet.tool.side_effect": tool.side_effect},
+                ):  # fmt: skip
+                    return await tool.fn(args, tctx)
         except TaskError:
             raise
         except TimeoutError:

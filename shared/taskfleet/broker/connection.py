@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 from yarl import URL
 
+from taskfleet.broker.inspection import declare_passively
 from taskfleet.broker.nodes import UNREACHABLE, connect_first, node_name
 from taskfleet.broker.topology import declare_topology
 from taskfleet.core.constants import CONTROL_EXCHANGE, EVENTS_EXCHANGE
@@ -105,23 +106,21 @@ class Broker:
             self._lost.set()
 
     async def inspect(self, names: list[str]) -> dict[str, tuple[int, int]]:
-        """(ready messages, consumers) of each queue, by passive declares (RabbitMQ 3.10 here
-        has no management API). Raises ConnectionError while the broker is away."""
-        if not await self.wait_ready(self.settings.publish_timeout_s):
-            raise ConnectionError("RabbitMQ is not connected")
-        assert self.connection is not None
-        # A channel of its own: a failed passive declare closes it, and it must not take the
-        # shared channels (whose loss reconnects everything) down with it.
-        channel = await self.connection.channel()
-        found = {}
-        try:
-            for name in names:
-                queue = await channel.declare_queue(name, passive=True)
-                result = queue.declaration_result
-                found[name] = (result.message_count or 0, result.consumer_count or 0)
-        finally:
-            await channel.close()
-        return found
+        """(ready messages, consumers) of each queue. Raises ConnectionError while the broker is
+        away; a connection that dies under the call is waited out once, on its successor."""
+        for attempt in range(2):
+            if not await self.wait_ready(self.settings.publish_timeout_s):
+                raise ConnectionError("RabbitMQ is not connected")
+            connection = self.connection
+            assert connection is not None
+            try:
+                return await declare_passively(connection, names)
+            except (RuntimeError, aiormq.exceptions.AMQPConnectionError) as exc:
+                if attempt or not connection.is_closed:
+                    raise ConnectionError(f"RabbitMQ connection lost: {exc!r}") from exc
+                if self.connection is connection:  # its close callback wakes the loop
+                    self._ready.clear()
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Close the connection for good; stop the supervisor first, or its loop reconnects."""

@@ -8,16 +8,22 @@ is read by the SDK itself. Off, the API's no-op tracer makes every span a cheap 
 The trace context travels in the AMQP message headers as W3C `traceparent` (and `tracestate`):
 `headers()` takes the current context when a task's message is made, `context_of()` gives it
 back to the worker that receives it. `add_trace_ids` puts `trace_id` and `span_id` into every
-log line written inside a span.
+log line written inside a span, and `statement_span` makes a span of every PostgreSQL statement
+run inside one (store/pool.py installs it as asyncpg's query logger only when tracing is on).
 """
 
 import os
+import re
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 tracer = trace.get_tracer("taskfleet")
+_FUNCTION = re.compile(r"\b(tf_[a-z0-9_]+)\s*\(")  # the store's functions (store/sql/)
+STATEMENT_CHARS = 2_000  # db.statement's text at most; never the arguments (they hold data)
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -76,3 +82,27 @@ def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
         event.setdefault("trace_id", format(span.trace_id, "032x"))
         event.setdefault("span_id", format(span.span_id, "016x"))
     return event
+
+
+def statement_span(query: Any) -> None:
+    """An asyncpg query logger (its LoggedQuery): a CLIENT span for the statement, back-dated
+    by its `elapsed`, under the span that ran it. Statements outside any span (the relay's and
+    heartbeat's polls) make none: each would be a trace of its own."""
+    # The span that ran it may have ended by now (the logger runs on the loop's next turn, in
+    # the caller's context), so its context is asked, not whether it still records.
+    parent = trace.get_current_span().get_span_context()
+    if not (parent.is_valid and parent.trace_flags.sampled):
+        return
+    end = time.time_ns()
+    text = str(query.query)
+    function = _FUNCTION.search(text)
+    name = function.group(1) if function else (text.split(None, 1) or ["statement"])[0].upper()
+    span = tracer.start_span(
+        name,
+        kind=SpanKind.CLIENT,
+        start_time=end - int(query.elapsed * 1e9),
+        attributes={"db.system": "postgresql", "db.statement": text[:STATEMENT_CHARS]},
+    )
+    if query.exception is not None:
+        span.set_status(Status(StatusCode.ERROR, type(query.exception).__name__))
+    span.end(end_time=end)

@@ -1,6 +1,9 @@
-"""Bearer tokens (JWT HS256).
+"""Bearer tokens: JWT HS256 signed with the deployment's secret, and RS256 signed by a backend
+whose public keys the API fetches from JWT_JWKS_URL (security/jwks.py).
 
-The algorithm is fixed, never read from the token. `exp`, `sub`, `iss`, `aud` and `jti` are
+The token's header only picks which of the two verifications runs: each has its one algorithm
+and its own key, so a token cannot choose its algorithm (an RS256 public key is never an HMAC
+secret, the classic confusion). `exp`, `sub`, `iss`, `aud` and `jti` are
 required; `iss` and `aud` must be ours (JWT_ISSUER, JWT_AUDIENCE), and a token whose `jti` is
 on the deny-list (taskfleet/store/revocation.py) is refused until its `exp`.
 """
@@ -17,6 +20,7 @@ import jwt
 
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.core.settings import Settings
+from taskfleet.security.jwks import RS256, Jwks
 
 Scope = Literal["user", "service", "admin"]
 SCOPES: tuple[Scope, ...] = ("user", "service", "admin")
@@ -71,7 +75,12 @@ def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s:
 
 
 def verify_token(
-    secret: str, token: str, *, issuer: str = ISSUER, audience: str = AUDIENCE
+    secret: str | jwt.PyJWK,
+    token: str,
+    *,
+    issuer: str = ISSUER,
+    audience: str = AUDIENCE,
+    algorithm: str = ALGORITHM,
 ) -> Principal:
     """The principal a token speaks for, once its signature and every required claim check out.
 
@@ -82,7 +91,7 @@ def verify_token(
         claims = jwt.decode(
             token,
             secret,
-            algorithms=[ALGORITHM],
+            algorithms=[algorithm],
             issuer=issuer,
             audience=audience,
             options={"require": REQUIRED_CLAIMS},
@@ -113,7 +122,8 @@ def parse_ttl(text: str) -> int:
 
 
 class TokenVerifier:
-    """verify_token with a bounded cache of tokens already verified.
+    """verify_token with a bounded cache of tokens already verified, and RS256 tokens checked
+    against a JWKS when one is configured.
 
     Checking an HS256 signature and decoding the claims was a tenth of the API's CPU per
     request (bench/, py-spy), and a client sends the same token again and again. A cached
@@ -128,25 +138,55 @@ class TokenVerifier:
         audience: str = AUDIENCE,
         revoked: Callable[[str], bool] = lambda jti: False,
         size: int = 10_000,
+        jwks: Jwks | None = None,
     ) -> None:
         self._secret, self._issuer, self._audience = secret, issuer, audience
         self._revoked = revoked
         self._size = size
         self._verified: dict[str, Principal] = {}
+        self.jwks = jwks
 
     def verify(self, token: str) -> Principal:
-        """The principal of `token` (cached while unexpired); AuthError if it is not valid.
-
-        The deny-list is asked every time, cached or not, so a revoked token stops at once.
+        """The principal of an HS256 `token` (cached while unexpired); AuthError if it is not
+        valid. The deny-list is asked every time, cached or not, so a revoked token stops at once.
         """
+        return self._checked(token, self._cached(token) or self._decode(token, self._secret))
+
+    async def check(self, token: str) -> Principal:
+        """As verify, for HS256 and, with a JWKS, RS256 tokens (their key fetched if new)."""
+        who = self._cached(token)
+        if who is None and self.jwks is not None and _header(token).get("alg") == RS256:
+            kid = _header(token).get("kid")
+            key = await self.jwks.key(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise AuthError(f"invalid token: no signing key {kid!r} in the JWKS")
+            who = self._decode(token, key, RS256)
+        return self._checked(token, who or self._decode(token, self._secret))
+
+    def _cached(self, token: str) -> Principal | None:
         who = self._verified.get(token)
-        if who is None or who.expires_at <= time.time():
-            self._verified.pop(token, None)
-            # Raises AuthError, e.g. when expired.
-            who = verify_token(self._secret, token, issuer=self._issuer, audience=self._audience)
-            if len(self._verified) >= self._size:
-                del self._verified[next(iter(self._verified))]  # the oldest entry
-            self._verified[token] = who
+        if who is not None and who.expires_at <= time.time():
+            del self._verified[token]
+            return None
+        return who
+
+    def _decode(self, token: str, key: str | jwt.PyJWK, algorithm: str = ALGORITHM) -> Principal:
+        # Raises AuthError, e.g. when expired.
+        who = verify_token(key, token, issuer=self._issuer, audience=self._audience,
+                           algorithm=algorithm)  # fmt: skip
+        if len(self._verified) >= self._size:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = who
+        return who
+
+    def _checked(self, token: str, who: Principal) -> Principal:
         if self._revoked(who.jti):
             raise AuthError("invalid token: revoked")
         return who
+
+
+def _header(token: str) -> dict[str, object]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from None

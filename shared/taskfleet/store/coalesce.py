@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 
 from taskfleet.core.metrics import BATCH_SIZE
+from taskfleet.core.tracing import tracer
 
 log = structlog.get_logger("taskfleet.coalesce")
 
@@ -69,10 +70,13 @@ class Coalescer(Generic[Item, Answer]):
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append((item, answer))
         self._wake.set()
-        try:
-            return await answer
-        except _Stopped:
-            return await self._one(item)
+        # The shared statement runs in the loop's context, in no one trace: each caller's trace
+        # gets this span instead, from its call to its answer (the wait and the statement).
+        with tracer.start_as_current_span(f"{self.name} (batched)"):
+            try:
+                return await answer
+            except _Stopped:
+                return await self._one(item)
 
     async def run(self) -> None:
         """The loop: one statement at a time, each with everything pending (up to max_batch)."""

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from taskfleet.core import tracing
 from taskfleet.core.metrics import DB_POOL_CONNECTIONS
 from taskfleet.store.tenancy import SERVICE_ROLE
 
@@ -37,6 +38,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         raise MissingRole(
             f"role {SERVICE_ROLE} does not exist: run `taskfleet migrate` first"
         ) from None
+    if tracing.enabled():  # off, asyncpg times nothing: it checks for loggers first
+        conn.add_query_logger(tracing.statement_span)
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
             typ,

@@ -1,4 +1,5 @@
-// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID), the live feed
+// The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID, #/documents,
+// #/cameras/ID), the live feed
 // and its toasts. Views are plain functions that render into <main> and return a cleanup.
 
 import { claims, currentToken, onSessionChange, signInWithCode, signOut } from "./session.js";
@@ -7,6 +8,8 @@ import { signInView } from "./signin.js";
 import { tasksView } from "./tasks.js";
 import { taskView } from "./task.js";
 import { chatView } from "./chat.js";
+import { documentsView } from "./documents.js";
+import { camerasView } from "./cameras.js";
 import { notifyButton, taskFinished } from "./toast.js";
 
 const main = document.getElementById("main");
@@ -16,6 +19,8 @@ const routes = [
   [/^#\/tasks\/([0-9a-f-]{36})$/, taskView, "tasks"],
   [/^#\/chat(?:\/(.+))?$/, chatView, "chat"],
   [/^#\/tasks(?:\?.*)?$/, tasksView, "tasks"],
+  [/^#\/documents$/, documentsView, "documents"],
+  [/^#\/cameras(?:\/(.+))?$/, camerasView, "cameras"],
 ];
 
 function render() {
