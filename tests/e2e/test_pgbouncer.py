@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from taskfleet.core.settings import Settings
+from taskfleet.data.retention import CLEANUP_LOCK, RetentionJob
 from taskfleet.security.auth import issue_token
 from taskfleet.store.pool import create_pool, with_database
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
@@ -174,3 +175,31 @@ async def test_submit_complete_cancel_and_listen_through_pgbouncer(
     assert await pooler_transactions(bouncer) - before > 100
     for proc in (api, worker):
         assert "prepared statement" not in proc.output(), proc.output()[-3000:]
+
+
+async def test_the_retention_job_takes_its_lock_on_postgresql_itself(
+    settings: Settings, bouncer: str
+) -> None:
+    """Behind the pooler, the job's session advisory lock is on a connection of its own to
+    DATABASE_DIRECT_URL: it deletes, and no server session of the pooler is left holding it."""
+    pooled = Settings.of(settings, DATABASE_URL=bouncer, DATABASE_DIRECT_URL=settings.database_url)
+    pool = await create_pool(bouncer, size=2, statement_cache=0)
+    try:
+        old = uuid4()
+        await pool.execute(
+            "INSERT INTO tasks (id, type, user_id, status, max_attempts, completed_at)"
+            " VALUES ($1, 'chat_message', 'pooled-retention', 'completed', 5,"
+            " now() - interval '800 days')",
+            old,
+        )
+        job = RetentionJob.from_settings(pooled)
+        assert job.dsn == settings.database_url
+        result = await job.run_once()
+        assert result is not None
+        assert result.deleted >= 1
+        assert await pool.fetchval("SELECT count(*) FROM tasks WHERE id = $1", old) == 0
+        # The lock went with the job's session: anyone may take it now, through the pooler too.
+        async with pool.acquire() as conn, conn.transaction():
+            assert await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", CLEANUP_LOCK)
+    finally:
+        await pool.close()
