@@ -3,6 +3,7 @@ statement support is worth. Fleets of one API and one chat worker, alive side by
 rounds alternated between them:
 
 - `direct`: PostgreSQL itself, asyncpg's statement cache on (the default);
+- `direct-nocache`: PostgreSQL itself, the cache off (what the cache alone is worth);
 - `bouncer-nocache`: Debian's PgBouncer (1.18), DATABASE_STATEMENT_CACHE=0 (what it needs);
 - `bouncer-prepared`: a PgBouncer 1.21+ (deploy/tools/build-pgbouncer) with
   max_prepared_statements, the cache on;
@@ -80,7 +81,7 @@ def main() -> None:
     pg_port = urlsplit(Settings().database_url).port or 5432
     ports = {"debian": 6461, "new": 6462}
     bouncer(ports["debian"], pg_port, None)
-    plans: dict[str, tuple[int | None, int]] = {"direct": (None, 100)}
+    plans: dict[str, tuple[int | None, int]] = {"direct": (None, 100), "direct-nocache": (None, 0)}
     plans["bouncer-nocache"] = (ports["debian"], 0)
     if args.new_pgbouncer:
         bouncer(ports["new"], pg_port, args.new_pgbouncer)
