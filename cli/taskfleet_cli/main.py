@@ -155,11 +155,11 @@ def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_remote(settings: Settings, args: argparse.Namespace) -> int:
-    """`cancel`, `retry` and `wait`: always through the API (taskfleet_cli.remote)."""
-    from taskfleet_cli import remote
+    """`cancel`, `retry`, `wait`, `schedules`: through the API (taskfleet_cli.remote)."""
+    from taskfleet_cli import remote, schedules
 
     run = {"cancel": remote.run_cancel, "retry": remote.run_retry, "wait": remote.run_wait}
-    return int(run_async(run[args.command](settings, args)))
+    return int(run_async(run.get(args.command, schedules.run_schedules)(settings, args)))
 
 
 def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
@@ -259,6 +259,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "cancel": cmd_remote,
     "retry": cmd_remote,
     "wait": cmd_remote,
+    "schedules": cmd_remote,
     "queues": cmd_queues,
     "workers": cmd_workers,
     "dlq": cmd_dlq,

@@ -38,6 +38,41 @@ def remote(command: argparse.ArgumentParser) -> None:
     )
 
 
+def add_schedules(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """`taskfleet schedules [list|create|show|pause|resume|delete]`, through the API."""
+    schedules = sub.add_parser(
+        "schedules", help="recurring tasks, through the API: list (the default), create, show,"
+        " pause, resume, delete",
+    )  # fmt: skip
+    remote(schedules)
+    actions = schedules.add_subparsers(dest="action")
+    listing = actions.add_parser("list", help="schedules, newest first")
+    listing.add_argument("--user", help="one user's (service or admin token)")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="a JSON array, not a table")
+    create = actions.add_parser("create", help="post TEXT to a chat at every tick")
+    create.add_argument("text")
+    when = create.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="5 fields, or 6 with seconds last; @daily...")
+    when.add_argument("--every", type=int, help="an interval, in seconds")
+    create.add_argument("--timezone", help="the cron's IANA time zone (default UTC)")
+    create.add_argument("--missed", choices=["skip", "run_once"], help="default skip")
+    create.add_argument("--chat", default="schedules", help="the chat_id of every run")
+    create.add_argument("--paused", action="store_true", help="create it paused")
+    create.add_argument("--user", help="the user to act for (service or admin token)")
+    remote(listing)
+    remote(create)
+    for name, what in (
+        ("show", "one schedule as JSON"),
+        ("pause", "no run until resumed"),
+        ("resume", "run again from the next tick"),
+        ("delete", "no more runs (the runs made stay)"),
+    ):
+        action = actions.add_parser(name, help=what)
+        action.add_argument("id")
+        remote(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; its names are the keys of main.COMMANDS."""
     parser = argparse.ArgumentParser(
@@ -128,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, help="seconds (default: until it ends)")
     remote(wait)
+
+    add_schedules(sub)
 
     queues = sub.add_parser("queues", help="queue depths, consumers, dead letters")
     queues.add_argument("--json", action="store_true", help="a JSON array, not a table")

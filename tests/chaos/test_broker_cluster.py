@@ -1,7 +1,8 @@
 """A three-node RabbitMQ cluster (deploy/local/rabbitmq-cluster) under a running fleet: the node
-that leads the chat queue is killed with SIGKILL mid-run. Every process moves to another node
-(AMQP_URL lists all three), the quorum queue elects a new leader, and every accepted task
-completes once."""
+that leads the chat queue is killed with SIGKILL mid-run, or partitioned away (frozen until the
+others count it gone) and let back. Every process moves to another node (AMQP_URL lists all
+three), the quorum queue elects a new leader, the partition heals (autoheal restarts the losing
+side), and every accepted task completes once."""
 
 import asyncio
 import re
@@ -29,7 +30,7 @@ BASE_PORT = "5681"
 def cluster(*args: str) -> str:
     """Run the cluster script; its output."""
     done = subprocess.run(
-        [str(SCRIPT), *args, BASE_PORT], capture_output=True, text=True, timeout=300, check=True
+        [str(SCRIPT), *args, BASE_PORT], capture_output=True, text=True, timeout=400, check=True
     )
     return done.stdout.strip()
 
@@ -97,6 +98,45 @@ async def test_the_node_leading_the_queue_is_killed(
         ]
         assert connected, proc.name
         assert connected[-1] != killed, (proc.name, connected)
+
+
+async def test_the_node_leading_the_queue_is_partitioned_away_and_comes_back(
+    on_cluster: Settings, spawn: Callable[..., Proc], db: asyncpg.Pool
+) -> None:
+    n = size(300, 3000)
+    fleet = Fleet(on_cluster, spawn, workers=2)
+    await fleet.start()
+    leader = await asyncio.to_thread(cluster, "leader", on_cluster.queue("chat_tasks"))
+    other = "2" if leader != "2" else "1"
+    # Frozen, the leader stops ticking: the others count it gone after the 10 s net_ticktime,
+    # the clients on it after their heartbeats, and the queue elects a leader among the two.
+    await asyncio.to_thread(cluster, "freeze", leader)
+    start = time.monotonic()
+    try:
+        during = asyncio.ensure_future(submit(fleet, n, "partition", concurrency=4, pace_s=0.05))
+        probe = await submit(fleet, 1, "partition-probe")
+        assert (await verify(db, probe, timeout_s=90)).completed == 1
+        recovery_s = time.monotonic() - start
+
+        async def apart() -> bool:
+            return await asyncio.to_thread(cluster, "running", other) == "2"
+
+        await wait_for(apart, timeout_s=60, what=f"node {other} to count node {leader} gone")
+        subs = await during
+    finally:
+        # Let go, it finds the partition; autoheal restarts it into the cluster.
+        healed = await asyncio.to_thread(cluster, "thaw", leader)
+    after = await submit(fleet, n, "healed", concurrency=4)
+    for tag, sent in (("during", subs), ("after", after)):
+        verdict = await verify(db, sent, timeout_s=120)
+        print(verdict.line(f"rabbitmq-partition-{tag}", node=leader,
+                           recovery_s=round(recovery_s, 1), thaw=healed))  # fmt: skip
+        assert set(sent.statuses) == {202}
+        assert verdict.lost == 0
+        assert verdict.duplicate_replies == 0
+        assert verdict.wrong_replies == 0
+        assert verdict.completed == verdict.accepted
+    assert healed.startswith("healed")
 
 
 def test_the_script_names_no_leader_for_a_queue_it_does_not_have() -> None:

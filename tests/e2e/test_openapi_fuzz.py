@@ -37,6 +37,11 @@ NOT_POSITIVE: dict[str, str] = {
     "GET /api/tasks/user/{user_id}": "the same opaque cursor",
     "POST /api/documents": "the body must be a real PDF or text file; a schema cannot say so",
     "PUT /api/cameras/{camera_id}": "cross-field rules (an interval needs a source URL)",
+    "POST /api/webhooks": "the URL's host must resolve to public addresses; a schema cannot say so",
+    "GET /api/webhooks/{webhook_id}/deliveries": "the same opaque cursor",
+    "POST /api/schedules": "a cron expression and a time zone must exist, and exactly one of"
+    " cron and interval_s be given (422 invalid_schedule)",
+    "PATCH /api/schedules/{schedule_id}": "the same rules as POST /api/schedules",
 }
 
 

@@ -29,6 +29,8 @@ USER_TABLES = {
     "tool_calls": "task_id IN (SELECT id FROM tasks WHERE user_id = $1)",
     "memories": "user_id = $1",
     "submission_counts": "user_id = $1",
+    "webhook_endpoints": "user_id = $1",
+    "webhook_deliveries": "user_id = $1",
 }
 
 
@@ -101,6 +103,22 @@ async def seed(kernel: Kernel, user: str) -> UUID:
             "INSERT INTO submission_counts (user_id, window_start, submissions)"
             " VALUES ($1, now(), 1)",
             user,
+        )
+        hook = uuid4()
+        await c.execute(
+            "INSERT INTO webhook_endpoints (id, user_id, url, events, secret)"
+            " VALUES ($1, $2, 'https://example.com/h', '{task.failed}', '{}')",
+            hook,
+            user,
+        )
+        # Delivered already: no deliverer sends it during the test.
+        await c.execute(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, user_id, task_id, event, payload,"
+            " status) VALUES ($1, $2, $3, $4, 'task.failed', '{}', 'delivered')",
+            uuid4(),
+            hook,
+            user,
+            task,
         )
     return task
 

@@ -21,6 +21,7 @@ from taskfleet.core.constants import EVENTS_EXCHANGE
 from taskfleet.core.faults import Faults
 from taskfleet.core.settings import Settings
 from taskfleet.data.memories import list_memories, save_memories
+from taskfleet.data.webhooks import SECRET_FIELD, seal_secret
 from taskfleet.llm import prompts
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.llm.types import ChatHistory, StreamItem, ToolCall, ToolSpec
@@ -230,6 +231,14 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
                 result,
             )
         assert await save_memories(pool, old, "u", ["I am Ann.", "I like tea."], None) == 2
+        hook_id = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO webhook_endpoints (id, user_id, url, events, secret, previous_secret)"
+            " VALUES ($1, 'u', 'https://example.com/h', '{task.failed}', $2, $3)",
+            hook_id,
+            seal_secret(old, hook_id, "whsec_c2VjcmV0"),
+            seal_secret(old, hook_id, "whsec_b2xk"),
+        )
         # When k1 becomes current, k0 still opens, and a fact saved under k0 still dedupes
         assert await save_memories(pool, both, "u", ["i am ann"], None) == 0
 
@@ -240,6 +249,7 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
         assert "tasks: 6 re-sealed, 0 left" in run.stdout
         assert "tool_calls: 3 re-sealed, 0 left" in run.stdout
         assert "memories: 2 re-sealed, 0 left" in run.stdout
+        assert "webhook_endpoints: 2 re-sealed, 0 left" in run.stdout
         # A second run has nothing to do
         again = rotate_key(settings, fresh_db, f"{k1},{k0}")
         assert "tasks: 0 re-sealed, 0 left" in again.stdout, again.stdout
@@ -253,6 +263,9 @@ async def test_rotate_key_reseals_everything_under_the_current_key(
                 "SELECT result FROM tool_calls WHERE task_id = $1", task_id
             )
             assert new.open(record, row=task_id, field="result") == {"sent": i}
+        hook = await pool.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1", hook_id)
+        assert new.open(hook["secret"], row=hook_id, field=SECRET_FIELD) == "whsec_c2VjcmV0"
+        assert new.open(hook["previous_secret"], row=hook_id, field=SECRET_FIELD) == "whsec_b2xk"
         facts = await list_memories(pool, new, "u", limit=10)
         assert sorted(m["fact"] for m in facts) == ["I am Ann.", "I like tea."]
         # ... and dedupe goes on under the new key

@@ -14,13 +14,16 @@ from fleet_api.errors import error_middleware
 from fleet_api.hub import EventHub
 from fleet_api.memories import add_memory_routes
 from fleet_api.metrics import metrics_middleware
+from fleet_api.notifications import add_notification_routes
 from fleet_api.openapi import OpenApi
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
+from fleet_api.schedules import add_schedule_routes
 from fleet_api.settings import ApiSettings
 from fleet_api.stats import add_stats_routes
 from fleet_api.tasks import add_task_routes
 from fleet_api.tokens import add_token_routes
 from fleet_api.tracing import tracing_middleware
+from fleet_api.webhooks import add_webhook_routes
 from fleet_api.ws import HUB, SOCKETS, OpenSockets, close_sockets, ws_tasks
 from taskfleet import __version__
 from taskfleet.broker.publisher import Publish, Publisher
@@ -83,6 +86,9 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_stats_routes(app)
     add_token_routes(app)
     add_batch_routes(app)
+    add_webhook_routes(app)
+    add_notification_routes(app)
+    add_schedule_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)
 

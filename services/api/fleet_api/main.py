@@ -8,22 +8,25 @@ from aiohttp import web
 from fleet_api.app import create_app
 from fleet_api.settings import ApiSettings
 from taskfleet.data.retention import RetentionJob
+from taskfleet.data.schedule_runner import ScheduleRunner
 from taskfleet.runtime.health import metrics_app, serve
-from taskfleet.runtime.kernel import open_kernel, stop_event_on_signals
+from taskfleet.runtime.kernel import Kernel, open_kernel, stop_event_on_signals
 
 log = structlog.get_logger("fleet_api")
 
 
 async def main(settings: ApiSettings, host: str, port: int) -> None:
-    """Serve the API and its /metrics, and the retention job if RETENTION_INTERVAL_S > 0,
-    until SIGTERM/SIGINT. ConfigError without a usable TASKFLEET_JWT_SECRET; StartupError
-    when a port cannot be bound."""
+    """Serve the API and its /metrics, the retention job if RETENTION_INTERVAL_S > 0 and the
+    schedule runner if SCHEDULER_TICK_S > 0, until SIGTERM/SIGINT. ConfigError without a
+    usable TASKFLEET_JWT_SECRET; StartupError when a port cannot be bound."""
     settings.require_jwt_secret()
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:
         if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
             retention = RetentionJob.from_settings(settings)
             kernel.supervisor.spawn("retention", retention.run)
+        if settings.scheduler_tick_s > 0:  # every replica; one at a time runs (a lock)
+            kernel.supervisor.spawn("schedules", schedule_runner(kernel, settings).run)
         async with contextlib.AsyncExitStack() as servers:  # stopped in reverse order
             metrics = await serve(
                 metrics_app(), host, settings.api_metrics_port, setting="API_METRICS_PORT"
@@ -47,6 +50,17 @@ async def main(settings: ApiSettings, host: str, port: int) -> None:
             )
             await stop.wait()
         log.info("api_stopped")
+
+
+def schedule_runner(kernel: Kernel, settings: ApiSettings) -> ScheduleRunner:
+    """The schedule runner as SCHEDULER_TICK_S, SCHEDULER_LOCK_RETRY_S and SCHEDULE_GRACE_S
+    set it."""
+    return ScheduleRunner(
+        kernel,
+        tick_s=settings.scheduler_tick_s,
+        lock_retry_s=settings.scheduler_lock_retry_s,
+        grace_s=settings.schedule_grace_s,
+    )
 
 
 def _bound(runner: web.AppRunner, port: int) -> int:

@@ -71,6 +71,7 @@ PATH_PARAMETERS: dict[str, PathParam] = {
     "task_id": _uuid("task"),
     "document_id": _uuid("document"),
     "batch_id": _uuid("batch"),
+    "schedule_id": _uuid("schedule"),
     "user_id": _id("user"),
     "chat_id": _id("chat"),
     "camera_id": _id("camera", 422),

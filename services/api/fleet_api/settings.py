@@ -1,8 +1,9 @@
 """The API's own settings: the kernel's and the variables only the API reads."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from taskfleet.core.settings import Settings
+from taskfleet.security.targets import AllowedHosts
 
 
 class ApiSettings(Settings):
@@ -36,3 +37,43 @@ class ApiSettings(Settings):
     jwt_jwks_refresh_s: float = Field(300, gt=0, le=86_400, validation_alias="JWT_JWKS_REFRESH_S")
     """Seconds between two fetches of JWT_JWKS_URL; a token naming a key not yet known fetches it
     at once (at most every 30 s), so a key rotation needs no restart."""
+
+    webhook_allowed_hosts: str = Field("", validation_alias="WEBHOOK_ALLOWED_HOSTS")
+    """Webhook targets allowed although private or loopback: comma-separated host names and CIDRs
+    (`receiver.internal,10.0.0.0/8`). Any other private, loopback, link-local or reserved address
+    is refused (docs/integrating.md#webhooks)."""
+
+    webhook_deadline_s: float = Field(86_400.0, gt=0, validation_alias="WEBHOOK_DEADLINE_S")
+    """How long a webhook is tried again after its event, in seconds: then it is `failed`."""
+
+    webhook_backoff_s: float = Field(5.0, gt=0, validation_alias="WEBHOOK_BACKOFF_S")
+    """The wait after a webhook's first failed attempt, doubled after each next one."""
+
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, validation_alias="WEBHOOK_BACKOFF_MAX_S")
+    """The longest wait between two attempts of a webhook."""
+
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300, validation_alias="WEBHOOK_TIMEOUT_S")
+    """How long one webhook POST may take, connection included."""
+
+    webhook_poll_s: float = Field(1.0, gt=0, validation_alias="WEBHOOK_POLL_S")
+    """The webhook deliverer's longest sleep between two looks for due deliveries."""
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str) -> str:
+        AllowedHosts.parse(value)  # ValueError: the process refuses to start, one line
+        return value
+
+    scheduler_tick_s: float = Field(0.25, ge=0, le=1, validation_alias="SCHEDULER_TICK_S")
+    """How often the schedule runner looks for due schedules (docs/scheduling.md#schedules),
+    in the one replica that holds its lock; 0: this replica never runs schedules."""
+
+    scheduler_lock_retry_s: float = Field(
+        1.0, gt=0, le=30, validation_alias="SCHEDULER_LOCK_RETRY_S"
+    )
+    """How often a standby replica tries to take the schedule runner's lock (bounds the
+    takeover time)."""
+
+    schedule_grace_s: float = Field(60.0, gt=0, le=86400, validation_alias="SCHEDULE_GRACE_S")
+    """How late a schedule's tick may still run: older ticks are missed, and the schedule's
+    `missed` policy says what becomes of them."""

@@ -29,6 +29,10 @@ class ToolWorkerSettings(Settings):
     http_get_timeout_s: float = Field(10.0, gt=0, validation_alias="HTTP_GET_TIMEOUT_S")
     """Timeout of one http_get fetch."""
 
+    notification_lease_s: float = Field(60, ge=1, le=3600, validation_alias="NOTIFICATION_LEASE_S")
+    """How long an email notification may take to send: one claimed longer ago lost its sender
+    mid-send, and is failed rather than sent again (it may have gone)."""
+
     @field_validator("http_get_allowed_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: object) -> object:

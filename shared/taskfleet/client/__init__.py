@@ -17,6 +17,7 @@ from taskfleet.client.models import (
     Task,
     TaskPage,
 )
+from taskfleet.client.schedule_models import Schedule
 from taskfleet.client.sync import TaskfleetSync
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Event",
     "FrameAccepted",
     "RetryableError",
+    "Schedule",
     "Task",
     "TaskPage",
     "Taskfleet",

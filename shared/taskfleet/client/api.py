@@ -35,6 +35,7 @@ from taskfleet.client.models import (
     TaskPage,
 )
 from taskfleet.client.params import key, owner, query, resend, when
+from taskfleet.client.schedules import Schedules
 
 M = TypeVar("M", bound=BaseModel)
 LONG_POLL_MAX_S = 60.0
@@ -179,6 +180,11 @@ class Taskfleet:
     async def cancel_batch(self, batch_id: UUID | str) -> Batch:
         """Cancel every unfinished member of the batch."""
         return await self._call(Batch, "POST", f"/api/batches/{batch_id}/cancel")
+
+    @property
+    def schedules(self) -> Schedules:
+        """Recurring tasks: `create`, `list`, `get`, `update`, `pause`, `resume`, `delete`."""
+        return Schedules(self._call)
 
     # -- tasks ------------------------------------------------------------------------------
 

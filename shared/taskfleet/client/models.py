@@ -142,6 +142,7 @@ class Task(BaseModel):
         default_factory=dict, description="What the submission's `metadata` said."
     )
     batch_id: UUID | None = Field(None, description="The batch it was submitted in, if any.")
+    schedule_id: UUID | None = Field(None, description="The schedule whose run it is, if any.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 

@@ -16,6 +16,7 @@ from taskfleet.client.models import (
     FrameAccepted,
     Task,
 )
+from taskfleet.client.schedules import SyncSchedules
 
 T = TypeVar("T")
 
@@ -49,6 +50,11 @@ class TaskfleetSync:
     def submit_frame(self, camera_id: str, image: bytes, **options: Any) -> FrameAccepted:
         """As `Taskfleet.submit_frame`."""
         return self._runner.run(self._client.submit_frame(camera_id, image, **options))
+
+    @property
+    def schedules(self) -> SyncSchedules:
+        """As `Taskfleet.schedules`."""
+        return SyncSchedules(self._client.schedules, self._runner.run)
 
     def get(self, task_id: UUID | str) -> Task:
         """As `Taskfleet.get`."""

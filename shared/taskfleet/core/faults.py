@@ -18,7 +18,8 @@ import orjson
 from taskfleet.core.errors import RetryableError
 
 POINTS = (
-    "after_handler", "after_commit", "before_ack", "after_ack", "after_side_effect", "poison",
+    "after_handler", "after_commit", "before_ack", "after_ack", "after_side_effect",
+    "after_notification", "poison",
 )  # fmt: skip
 
 

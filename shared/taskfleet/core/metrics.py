@@ -114,3 +114,8 @@ LLM_TOKENS = Counter(
     "Tokens the model server reported (stream usage), by model and direction: input, output.",
     ["model", "direction"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "taskfleet_webhook_deliveries",
+    "Webhook attempts by outcome: delivered, retried (to be tried again), failed (for good).",
+    ["outcome"],
+)

@@ -75,7 +75,10 @@ async def rotate_keys(pool: asyncpg.Pool, keyring: Keyring, *, batch: int = 500)
     await _rotate_json(pool, keyring, tool_calls, "tool_calls", "task_id", "result", batch)
     memories = Rotated("memories")
     await _rotate_memories(pool, keyring, memories, batch)
-    return [tasks, tool_calls, memories]
+    hooks = Rotated("webhook_endpoints")  # their signing secrets
+    for column in ("secret", "previous_secret"):
+        await _rotate_json(pool, keyring, hooks, "webhook_endpoints", "id", column, batch)
+    return [tasks, tool_calls, memories, hooks]
 
 
 async def _rotate_json(

@@ -14,7 +14,7 @@ TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
     " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
     " cancel_requested, created_at, started_at, completed_at, updated_at, run_at, metadata,"
-    " batch_id"
+    " batch_id, schedule_id"
 )
 
 

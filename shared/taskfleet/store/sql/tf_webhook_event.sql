@@ -1,0 +1,18 @@
+-- An event row of the outbox (kind `event`: a batch's `batch.completed`, written by
+-- store/sql/tf_batch_member_ended.sql): besides its publish to taskfleet.events, one webhook
+-- delivery per endpoint of its user that takes the event, in the same transaction. The
+-- row's `headers` are the event; its fields other than `type` and `user_id` are `data`.
+--
+-- The trigger that calls it, webhook_event, is schema: migrations/0021_webhooks.sql.
+CREATE OR REPLACE FUNCTION tf_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_event text := NEW.headers ->> 'type';
+BEGIN
+    INSERT INTO webhook_deliveries (id, endpoint_id, user_id, task_id, event, payload)
+    SELECT gen_random_uuid(), e.id, e.user_id, NEW.task_id, v_event, jsonb_build_object(
+        'type', v_event, 'timestamp', now(), 'data', (NEW.headers - 'type'))
+    FROM webhook_endpoints e
+    WHERE e.user_id = NEW.headers ->> 'user_id' AND v_event = ANY (e.events);
+    RETURN NULL;
+END;
+$$;
