@@ -16,9 +16,10 @@ class DatabaseSettings(BaseSettings):
     )
 
     database_direct_url: str | None = Field(None, validation_alias="DATABASE_DIRECT_URL")
-    """PostgreSQL itself, for what needs a session of its own: migrations, the retention job and the
-    camera scheduler (session advisory locks). Unset: DATABASE_URL. Set it when DATABASE_URL names a
-    pooler in transaction mode (PgBouncer), which shares one server session among many clients."""
+    """PostgreSQL itself, for what needs a session of its own: migrations, the retention job, the
+    schedule runner and the camera scheduler (session advisory locks). Unset: DATABASE_URL. Set it
+    when DATABASE_URL names a pooler in transaction mode (PgBouncer), which shares one server
+    session among many clients."""
 
     database_statement_cache: int = Field(
         100, ge=0, le=10_000, validation_alias="DATABASE_STATEMENT_CACHE"
