@@ -15,7 +15,7 @@ LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
 .PHONY: screenshots
-.PHONY: bench-peers bench-peers-lock bench-open bench-replication bench-pgbouncer bench-growth
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication bench-priority bench-pgbouncer bench-growth
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -59,7 +59,8 @@ test-e2e: install  ## tests/e2e only: the fleet's processes end to end
 	$(BIN)/pytest tests/e2e
 
 screenshots: install  ## the console's browser tests, keeping their screenshots in docs/console/
-	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py
+	CONSOLE_SHOTS=docs $(BIN)/pytest tests/e2e/test_console.py tests/e2e/test_console_media.py \
+		tests/e2e/test_console_operators.py
 
 test-chaos: install  ## the fault-injection suite at full size, with its one-line summaries
 	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s
@@ -100,6 +101,9 @@ bench-pgbouncer: install $(NEW_PGBOUNCER)  ## W1 straight and through PgBouncer 
 
 bench-growth: install  ## W1 on an empty database and on 1,000,000 finished tasks, plans, retention while W1 runs
 	$(BIN)/python bench/growth.py $(ARGS)
+
+bench-priority: install  ## 20,000 normal chat tasks queued, a trickle of high ones: the wait of each level
+	$(BIN)/python bench/priority.py $(ARGS)
 
 bench-reconcile: install  ## the reconciler's passes on a table of 1,000,000 tasks, with plans
 	$(BIN)/python bench/reconcile.py

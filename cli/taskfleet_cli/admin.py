@@ -144,14 +144,20 @@ async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(jsonx.dumps(found).decode())
         return 0
-    table = Table("worker", "status", "host", "pid", "heartbeat", "in flight", "at risk", "id")
+    table = Table(
+        "worker", "status", "host", "pid", "heartbeat", "memory", "paused", "in flight",
+        "at risk", "id",
+    )  # fmt: skip
     for w in found:
+        rss = w.get("rss_bytes")
         table.add_row(
             w["worker"],
             w["status"],
             w["host"],
             str(w["pid"]),
             f"{w['heartbeat_age_s']:.1f}s ago",
+            f"{rss >> 20} MiB" if rss is not None else "-",
+            ", ".join(w.get("paused") or {}) or "-",
             str(len(w["inflight"])),
             " ".join(str(t) for t in w["at_risk"]) or "-",
             str(w["id"]),

@@ -155,11 +155,12 @@ def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_remote(settings: Settings, args: argparse.Namespace) -> int:
-    """`cancel`, `retry`, `wait`, `schedules`: through the API (taskfleet_cli.remote)."""
+    """`cancel`, `retry`, `resume`, `restart`, `delete`, `wait` and `schedules`: always through
+    the API (taskfleet_cli.remote, taskfleet_cli.schedules)."""
     from taskfleet_cli import remote, schedules
 
-    run = {"cancel": remote.run_cancel, "retry": remote.run_retry, "wait": remote.run_wait}
-    return int(run_async(run.get(args.command, schedules.run_schedules)(settings, args)))
+    special = {"wait": remote.run_wait, "schedules": schedules.run_schedules}
+    return int(run_async(special.get(args.command, remote.run_action)(settings, args)))
 
 
 def cmd_queues(settings: Settings, args: argparse.Namespace) -> int:
@@ -256,9 +257,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "tasks": cmd_tasks,
     "task": cmd_task,
     "stats": cmd_stats,
-    "cancel": cmd_remote,
-    "retry": cmd_remote,
-    "wait": cmd_remote,
+    **dict.fromkeys(("cancel", "retry", "resume", "restart", "delete", "wait"), cmd_remote),
     "schedules": cmd_remote,
     "queues": cmd_queues,
     "workers": cmd_workers,

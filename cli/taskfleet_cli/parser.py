@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("text")
     submit.add_argument("--user", default="demo")
     submit.add_argument("--chat", default="cli")
+    submit.add_argument("--priority", choices=["high", "normal", "low"], help="its level")
     submit.add_argument("--wait", action="store_true", help="follow it and print the reply")
     submit.add_argument("--timeout", type=float, default=120.0)
     remote(submit)
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (
         ("cancel", "cancel a task"),
         ("retry", "run a failed or cancelled task again"),
+        ("resume", "run a failed or cancelled task again from its checkpoint"),
+        ("restart", "run a failed or cancelled task again from scratch"),
+        ("delete", "delete a finished task"),
     ):
         action = sub.add_parser(name, help=f"{what}, through the API")
         action.add_argument("id")

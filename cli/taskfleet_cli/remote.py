@@ -1,6 +1,7 @@
 """The user commands that go through the API with `taskfleet.client`, not the database, so
 that whoever holds a token (and not the server's secret) can run them from anywhere:
-`cancel`, `retry`, `wait`, and `tasks` / `task` given `--url` or `--token`.
+`cancel`, `retry`, `resume`, `restart`, `delete`, `wait`, and `tasks` / `task` given `--url`
+or `--token`.
 
 `--url` / TASKFLEET_URL (default http://API_HOST:API_PORT) and `--token` / TASKFLEET_TOKEN;
 without a token, on a machine that holds TASKFLEET_JWT_SECRET, an admin token of this
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -65,22 +67,22 @@ def print_task(task: Task) -> None:
     print(task.model_dump_json(indent=2))
 
 
-async def run_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    """Cancel a task; exit 1 (with the API's reason) when it cannot be."""
-    return await _act(settings, args, lambda tf: tf.cancel(args.id))
+# What `taskfleet cancel|retry|resume|restart|delete ID` asks of the API.
+ACTIONS: dict[str, Callable[[Taskfleet, str], Awaitable[BaseModel]]] = {
+    "cancel": Taskfleet.cancel,
+    "retry": Taskfleet.retry,
+    "resume": Taskfleet.resume,
+    "restart": Taskfleet.restart,
+    "delete": Taskfleet.delete,
+}
 
 
-async def run_retry(settings: Settings, args: argparse.Namespace) -> int:
-    """Run a failed or cancelled task again; exit 1 otherwise."""
-    return await _act(settings, args, lambda tf: tf.retry(args.id))
-
-
-async def _act(
-    settings: Settings, args: argparse.Namespace, action: Callable[[Taskfleet], Awaitable[Task]]
-) -> int:
+async def run_action(settings: Settings, args: argparse.Namespace) -> int:
+    """One action on a task, its answer as JSON; exit 1 (with the API's reason, e.g. the 409
+    of a task that is not failed) when it is refused."""
     async with client(settings, args) as tf:
-        task = await action(tf)
-    print_task(task)
+        done = await ACTIONS[args.command](tf, args.id)
+    print(done.model_dump_json(indent=2))
     return 0
 
 

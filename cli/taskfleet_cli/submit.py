@@ -46,6 +46,8 @@ async def submit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _post(http: aiohttp.ClientSession, args: argparse.Namespace) -> dict[str, Any]:
     payload = {"chat_id": args.chat, "content": args.text}
+    if getattr(args, "priority", None):
+        payload["priority"] = args.priority
     async with http.post("/api/chat/stream", json=payload) as resp:
         body: dict[str, Any] = await resp.json()
         if resp.status != 202:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fleet_api.settings import ApiSettings
-from taskfleet.core.constants import QUEUE_BY_WORKER
+from taskfleet.core.constants import LEVELS, QUEUE_BY_WORKER, level_queue
 from taskfleet.runtime.probe import health_port
 from tests.deploy.manifests import DEPLOY, SETTINGS, WORKER_SERVICES, effective_settings
 
@@ -251,14 +251,20 @@ def test_keda_scales_each_worker_on_its_queue() -> None:
         assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         settings = effective_settings(container_env(container))
-        [trigger] = spec["triggers"]
-        assert trigger["type"] == "rabbitmq"
-        queue = settings.queue(QUEUE_BY_WORKER[worker].name)
-        assert trigger["metadata"] | {"value": "n"} == {
-            "protocol": "amqp", "mode": "QueueLength", "queueName": queue, "value": "n",
-        }  # fmt: skip
-        assert int(trigger["metadata"]["value"]) >= 1
-        # Its credentials: the AMQP_URL the workers use, so both read the same broker.
-        [ref] = auths[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
-        assert ref["parameter"] == "host"
-        assert secrets[ref["name"]]["stringData"][ref["key"]] == settings.amqp_url
+        # One trigger a priority level, scaled on their sum (docs/priorities.md).
+        triggers = {t["name"]: t for t in spec["triggers"]}
+        assert list(triggers) == [level.value for level in LEVELS]
+        modifiers = spec["advanced"]["scalingModifiers"]
+        assert modifiers["formula"] == " + ".join(triggers)
+        assert int(modifiers["target"]) >= 1
+        for level, trigger in triggers.items():
+            assert trigger["type"] == "rabbitmq"
+            queue = settings.queue(level_queue(QUEUE_BY_WORKER[worker].name, level))
+            assert trigger["metadata"] | {"value": "n"} == {
+                "protocol": "amqp", "mode": "QueueLength", "queueName": queue, "value": "n",
+            }  # fmt: skip
+            assert trigger["metadata"]["value"] == modifiers["target"]
+            # Its credentials: the AMQP_URL the workers use, so both read the same broker.
+            [ref] = auths[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+            assert ref["parameter"] == "host"
+            assert secrets[ref["name"]]["stringData"][ref["key"]] == settings.amqp_url

@@ -188,6 +188,7 @@ class TestOperatorCommands:
         import asyncpg
 
         from taskfleet.broker.publisher import new_task
+        from taskfleet.runtime import registry
         from taskfleet.runtime.kernel import open_kernel
         from taskfleet.store.pool import create_pool
         from taskfleet.store.quotas import Limits
@@ -225,11 +226,19 @@ class TestOperatorCommands:
             assert name in queues.stdout
         depths = json.loads(taskfleet(["queues", "--json"], env).stdout)
         assert {"chat_tasks", "chat_tasks.dlq"} <= {q["name"] for q in depths}
-        assert isinstance(json.loads(taskfleet(["workers", "--json"], env).stdout), list)
+        pool: asyncpg.Pool = await create_pool(settings.database_url, size=1)
+        paused = registry.Registration("chat", "chat_tasks", 1, 5.0, host=f"cli-{user}")
+        await registry.beat(pool, paused, [], {}, {"memory": "over the soft limit"})
+        workers = json.loads(taskfleet(["workers", "--json"], env).stdout)
+        [mine] = [w for w in workers if w["host"] == paused.host]
+        assert (mine["paused"], mine["rss_bytes"] > 0) == ({"memory": "over the soft limit"}, True)
+        table = taskfleet(["workers"], env).stdout
+        assert "MiB" in table
+        assert "memory" in table.split(paused.host, 1)[1].splitlines()[0]
+        await registry.mark_stopped(pool, paused)
         dead = taskfleet(["dlq", "list", "chat_tasks"], env)
         assert dead.returncode == 0, dead.stderr
         assert taskfleet(["dlq", "list", "nope"], env).returncode == 2
-        pool: asyncpg.Pool = await create_pool(settings.database_url, size=1)
         await pool.execute("DELETE FROM tasks WHERE id = $1", new.task_id)
         await pool.close()
 

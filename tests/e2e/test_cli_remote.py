@@ -1,6 +1,7 @@
 """The user commands through the API, for someone with a token and without the server's
-secret or database: `taskfleet wait`, `cancel`, `retry`, `tasks --json` and `task` with
-TASKFLEET_URL / TASKFLEET_TOKEN (or --url / --token), against the real fleet."""
+secret or database: `taskfleet wait`, `cancel`, `retry`, `resume`, `restart`, `delete`,
+`tasks --json` and `task` with TASKFLEET_URL / TASKFLEET_TOKEN (or --url / --token), against
+the real fleet."""
 
 import json
 import subprocess
@@ -8,7 +9,9 @@ import sys
 from collections.abc import Callable
 from uuid import uuid4
 
-from taskfleet.client import Taskfleet
+import pytest
+
+from taskfleet.client import Taskfleet, TaskfleetError
 from taskfleet.core.settings import Settings
 from taskfleet.security.auth import issue_token
 from tests.conftest import JWT_SECRET, Proc, free_port, process_env, wait_for
@@ -81,3 +84,46 @@ async def test_wait_cancel_retry_and_listings_through_the_api(
     missing = taskfleet(["wait", str(quick)], bare)
     assert missing.returncode == 2
     assert "TASKFLEET_TOKEN" in missing.stderr
+
+
+async def test_resume_restart_and_delete_through_the_api(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    port = free_port()
+    env = process_env(settings, SCRIPTED_DELAY_MS=100)
+    spawn(["api", "--port", str(port)], env)
+    spawn(["worker", "chat"], env)
+    url = f"http://127.0.0.1:{port}"
+    await wait_for(lambda: api_ready(url), what="the API to be ready")
+    user = f"laptop-{uuid4().hex[:6]}"
+    token = issue_token(JWT_SECRET, user)
+    cli = remote_env(settings, url, token)
+    async with Taskfleet(url, token) as tf:
+        slow = str((await tf.submit_chat("c1", LONG_TEXT)).task_id)
+        running = taskfleet(["delete", slow], cli)
+        assert running.returncode == 1
+        assert "409 conflict" in running.stderr
+        await tf.cancel(slow)
+        assert (await tf.wait(slow, 30)).status == "cancelled"
+        # A chat answer keeps no checkpoint: nothing to resume from, restart instead
+        resumed = taskfleet(["resume", slow], cli)
+        assert resumed.returncode == 1
+        assert "409 no_checkpoint" in resumed.stderr
+        restarted = taskfleet(["restart", slow], cli)
+        assert restarted.returncode == 0, restarted.stderr
+        assert json.loads(restarted.stdout)["checkpoint"] is None
+        await tf.cancel(slow)
+        assert (await tf.wait(slow, 30)).status == "cancelled"
+        assert (await tf.restart(slow)).id == (await tf.get(slow)).id
+        assert (await tf.wait(slow, 60)).status == "completed"
+        with pytest.raises(TaskfleetError, match="409"):
+            await tf.resume(slow)
+        deleted = taskfleet(["delete", slow], cli)
+        assert deleted.returncode == 0, deleted.stderr
+        assert json.loads(deleted.stdout) == {"id": slow, "deleted": True, "status": "completed"}
+        quick = str((await tf.submit_chat("c1", "hi")).task_id)
+        assert (await tf.wait(quick, 30)).status == "completed"
+        assert (await tf.delete(quick)).deleted
+    gone = taskfleet(["task", slow], cli)
+    assert gone.returncode == 1
+    assert "404 not_found" in gone.stderr

@@ -64,7 +64,36 @@ async def test_every_page_passes_the_wcag_rules(
     await page.goto("/console/#/cameras/door")
     await expect(page.get_by_text("No analysed frames yet.")).to_be_visible()
     found["cameras"] = await violations(page)
+    await page.goto("/console/#/recovery")
+    await expect(page.get_by_role("heading", name="Recovery")).to_be_visible()
+    await expect(page.locator("main [role=status]")).to_have_text("Nothing to recover.")
+    found["recovery"] = await violations(page)
     assert {page: v for page, v in found.items() if v} == {}
     # And the check sees what it should: an unlabelled field is a violation
     await page.evaluate("document.querySelector('main').append(document.createElement('input'))")
     assert any(v.startswith("label ") for v in await violations(page))
+
+
+@pytest.mark.parametrize(("scheme", "width"), [("light", 1100), ("dark", 390)])
+async def test_the_operators_page_and_its_confirmation_pass_the_wcag_rules(
+    fleet: Fleet, tabs: Any, scheme: str, width: int
+) -> None:
+    tab: Console = await tabs(
+        viewport={"width": width, "height": 800}, color_scheme=scheme, bypass_csp=True
+    )
+    page = tab.page
+    await tab.sign_in("ops", scope="admin")
+    await page.goto("/console/#/operators")
+    await expect(page.locator('tr[data-queue="chat_tasks"]')).to_be_visible()
+    await expect(page.get_by_role("heading", name="Workers")).to_be_visible()
+    found = {"operators": await violations(page)}
+    # The confirmation, as the purge of a dead-letter queue and the delete of a task ask it
+    await page.evaluate(
+        "() => { window.asked = import('/console/assets/console/js/dom.js')"
+        ".then((m) => m.confirmAction('Sure?', 'Do it')); }"
+    )
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    found["confirmation"] = await violations(page)
+    await page.keyboard.press("Escape")
+    assert await page.evaluate("window.asked") is False
+    assert {page: v for page, v in found.items() if v} == {}

@@ -9,6 +9,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
+from taskfleet.broker.topology import all_queue_names
 from taskfleet.core.constants import QUEUES, QueueSpec, TaskType, dlq_name
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
@@ -29,10 +30,9 @@ async def _leave_the_queues_empty(settings: Settings) -> AsyncIterator[None]:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        for spec in QUEUES.values():
-            for name in (spec.name, dlq_name(spec.name)):
-                queue = await channel.get_queue(settings.queue(name), ensure=False)
-                await queue.purge()
+        for name in all_queue_names(settings):
+            queue = await channel.get_queue(name, ensure=False)
+            await queue.purge()
     pool = await create_pool(settings.database_url, size=1)
     try:
         await pool.execute("DELETE FROM outbox")

@@ -57,7 +57,8 @@ class TestOperatorRoutes:
 
             by_name = await wait_for(dlq_counted, timeout_s=5, what="the letter in the depth")
             assert by_name["chat_tasks"]["consumers"] >= 1
-            assert len(by_name) == 8
+            assert len(by_name) == 24  # 4 queues x 3 priority levels, each with its DLQ
+            assert by_name["chat_tasks.low"]["consumers"] >= 1
             healthy.set()
             resp = await client.post("/api/admin/dlq/chat_tasks/replay", headers=admin)
             result = await resp.json()
@@ -103,6 +104,34 @@ class TestReplayOfWhatNeverFinished:
         for msg in (never, queued):
             task = await wait_status(kernel, msg.task_id, "completed")
             assert task["output"] == {"said": msg.payload["content"]}
+        assert await drain_dlq(kernel) == []
+
+
+class TestPurge:
+    async def test_purge_deletes_the_letters_and_leaves_their_tasks_as_they_were(
+        self, kernel: Kernel
+    ) -> None:
+        await drain_dlq(kernel)
+        user = new_user()
+        letters = [chat_message(user_id=user, content=f"dead {i}") for i in range(3)]
+        dlq = kernel.settings.queue(dlq_name(CHAT.name))
+        for msg in letters:
+            await kernel.broker.publish(
+                dlq, msg.dumps(), message_id=str(msg.task_id), headers={"x-death": "rejected"}
+            )
+        async with api(kernel) as client:
+            refused = await client.post("/api/admin/dlq/chat_tasks/purge", headers=auth(user))
+            assert refused.status == 403
+            assert (await refused.json())["error"]["code"] == "forbidden"
+            resp = await client.post(
+                "/api/admin/dlq/chat_tasks.dlq/purge", headers=auth("ops", "admin")
+            )
+            assert resp.status == 200
+            assert await resp.json() == {"queue": "chat_tasks", "purged": 3}
+            left = await client.get("/api/admin/dlq/chat_tasks", headers=auth("ops", "admin"))
+            assert (await left.json())["messages"] == []
+            unknown = await client.post("/api/admin/dlq/nope/purge", headers=auth("ops", "admin"))
+            assert unknown.status == 404
         assert await drain_dlq(kernel) == []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from taskfleet.client import Taskfleet, TaskfleetError, TaskfleetSync
 from taskfleet.runtime.kernel import Kernel
+from taskfleet_cli import main as cli_main
 from taskfleet_cli.main import main
 from tests.integration.api_client import api, new_user, token
 
@@ -80,8 +81,11 @@ def taskfleet(url: str, user: str, *args: str) -> int:
 
 
 async def test_the_command_line_keeps_a_schedule(
-    kernel: Kernel, capsys: pytest.CaptureFixture[str]
+    kernel: Kernel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The command configures the process's logging onto this test's captured stdout, which is
+    # closed after it: every later test's log line would fail. Logging is not what is tried here.
+    monkeypatch.setattr(cli_main, "configure_logging", lambda *_: None)
     user = new_user()
     async with api(kernel) as client:
         url = str(client.make_url("")).rstrip("/")

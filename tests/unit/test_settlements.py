@@ -11,7 +11,14 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from taskfleet.core.constants import QUEUES, REASON_HEADER, TaskType
+from taskfleet.core.constants import (
+    LEVELS,
+    QUEUES,
+    REASON_HEADER,
+    Priority,
+    TaskType,
+    level_queue,
+)
 from taskfleet.core.errors import StaleClaim
 from taskfleet.core.faults import Faults
 from taskfleet.core.messages import TaskMessage
@@ -68,6 +75,7 @@ def test_unclaimed_verdicts_count_and_announce_as_before() -> None:
         Verdict.DUPLICATE: Tally.DUPLICATE,
         Verdict.CANCELLED: Tally.CANCELLED,
         Verdict.EXHAUSTED: Tally.DEAD_LETTERED,
+        Verdict.THROTTLED: Tally.THROTTLED,  # a put-back: a user's limit or a rate limit
     }
     assert {v: str(s) for v, s in VERDICT_STATUS.items()} == {
         Verdict.CANCELLED: "cancelled", Verdict.EXHAUSTED: "failed",
@@ -240,7 +248,8 @@ class Message:
 
 
 def settler(broker: Broker) -> Settler:
-    return Settler(cast(Any, broker), CHAT.name, "t.chat_tasks.dlq", Faults.parse(""))
+    dead_letters = {level: f"t.{level_queue('chat_tasks.dlq', level)}" for level in LEVELS}
+    return Settler(cast(Any, broker), CHAT.name, dead_letters, Faults.parse(""))
 
 
 async def test_an_ack_acks_then_runs_what_follows_it() -> None:
@@ -264,6 +273,14 @@ async def test_a_dead_letter_copies_to_the_dlq_with_its_reason_then_acks() -> No
     await settler(broker).settle(cast(Any, message), DeadLetter(DeadLetterCause.MISMATCH, "why"))
     assert broker.published == [("t.chat_tasks.dlq", b"body", {"h": 1, REASON_HEADER: "why"})]
     assert message.calls == ["ack"]
+
+
+async def test_a_dead_letter_goes_to_the_dlq_of_the_level_it_came_from() -> None:
+    broker = Broker()
+    letter = DeadLetter(DeadLetterCause.MISMATCH, "why")
+    await settler(broker).settle(cast(Any, Message()), letter, Priority.HIGH)
+    await settler(broker).settle(cast(Any, Message()), letter, Priority.LOW)
+    assert [p[0] for p in broker.published] == ["t.chat_tasks.high.dlq", "t.chat_tasks.low.dlq"]
 
 
 async def test_a_dead_letter_the_dlq_did_not_take_is_handed_back(

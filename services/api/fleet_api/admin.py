@@ -2,6 +2,7 @@
 
 import re
 
+import structlog
 from aiohttp import web
 
 from fleet_api.auth import principal
@@ -9,6 +10,7 @@ from fleet_api.errors import ApiError, json_response, not_found
 from fleet_api.models import (
     DeadLetterList,
     DeadLetterQuery,
+    PurgeResult,
     QueueList,
     ReplayResult,
     WorkerList,
@@ -16,12 +18,16 @@ from fleet_api.models import (
 )
 from fleet_api.openapi import Operation, PathParam
 from fleet_api.routes import KERNEL, OPENAPI, parse_query
-from taskfleet.core.constants import QUEUE_BY_NAME, dlq_name
+from taskfleet.broker.topology import work_queue_names
+from taskfleet.core.constants import dlq_name
 from taskfleet.data import queues
 from taskfleet.runtime import registry
 
+log = structlog.get_logger("fleet_api.admin")
+
 # A work queue or its dead-letter queue, by name: the only values the `{queue}` path takes.
-QUEUE_NAMES = sorted([*QUEUE_BY_NAME, *map(dlq_name, QUEUE_BY_NAME)])
+# `chat_tasks` means every priority level; `chat_tasks.high` that level alone.
+QUEUE_NAMES = sorted([*work_queue_names(), *map(dlq_name, work_queue_names())])
 QUEUE_PARAM = PathParam(
     {"type": "string", "enum": QUEUE_NAMES},
     "^(?:" + "|".join(map(re.escape, QUEUE_NAMES)) + ")$",
@@ -44,15 +50,18 @@ def queue_param(request: web.Request) -> str:
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    """Every work queue and dead-letter queue: ready messages and consumers."""
+    """Every work queue and dead-letter queue: ready messages, consumers, and how many tasks
+    of each work queue ended in the last minute."""
     require_admin(request)
     found = await queues.depths(request.app[KERNEL])
+    rates = await queues.finished_last_minute(request.app[KERNEL])
     listed = [
         {
             "name": d.name,
             "messages": d.messages,
             "consumers": d.consumers,
             "dead_letter": d.dead_letter,
+            "finished_last_min": rates.get(d.name),
         }
         for d in found
     ]
@@ -76,6 +85,16 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         request.app[KERNEL], queue, actor=principal(request).user_id
     )
     return json_response({"queue": queue, "replayed": replayed, "skipped": skipped})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    """Delete a queue's dead letters for good (the console asks for a confirmation first).
+    Their tasks stay as they are (failed): Retry, Resume or Restart still run them."""
+    require_admin(request)
+    queue = queue_param(request)
+    purged = await queues.purge_dead_letters(request.app[KERNEL], queue)
+    log.info("dead_letters_purged", queue=queue, purged=purged, actor=principal(request).user_id)
+    return json_response({"queue": queue, "purged": purged})
 
 
 async def list_workers(request: web.Request) -> web.Response:
@@ -138,6 +157,19 @@ def add_admin_routes(app: web.Application) -> None:
             replay_dead_letters,
             "Replay a queue's dead letters",
             ReplayResult,
+            errors=errors,
+            tags=tags,
+            path_params={"queue": QUEUE_PARAM},
+        ),
+    )
+    api.add(
+        app,
+        Operation(
+            "POST",
+            "/api/admin/dlq/{queue}/purge",
+            purge_dead_letters,
+            "Delete a queue's dead letters",
+            PurgeResult,
             errors=errors,
             tags=tags,
             path_params={"queue": QUEUE_PARAM},

@@ -16,6 +16,8 @@ from fleet_api.memories import add_memory_routes
 from fleet_api.metrics import metrics_middleware
 from fleet_api.notifications import add_notification_routes
 from fleet_api.openapi import OpenApi
+from fleet_api.rate_limits import add_rate_limit_routes
+from fleet_api.recovery import add_recovery_routes
 from fleet_api.routes import KERNEL, OPENAPI, PUBLISHER, SETTINGS, add_routes
 from fleet_api.schedules import add_schedule_routes
 from fleet_api.settings import ApiSettings
@@ -81,6 +83,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_camera_routes(app)
     add_document_routes(app)
     add_task_routes(app)
+    add_recovery_routes(app)
     add_admin_routes(app)
     add_memory_routes(app)
     add_stats_routes(app)
@@ -88,6 +91,7 @@ def create_app(kernel: Kernel, *, publish: Publish | None = None) -> web.Applica
     add_batch_routes(app)
     add_webhook_routes(app)
     add_notification_routes(app)
+    add_rate_limit_routes(app)
     add_schedule_routes(app)
     app.router.add_get("/ws/tasks", ws_tasks)
     add_console_routes(app)

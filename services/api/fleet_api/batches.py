@@ -1,6 +1,7 @@
 """Batch routes (docs/scheduling.md#batches): submit many chat messages as one group, read
 its counts and progress, cancel it (taskfleet.data.batches)."""
 
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
+from fleet_api.submitting import check_repeat, idempotency_key, priority_of, request_digest
 from taskfleet.client.models import Batch, BatchAccepted, BatchRequest
 from taskfleet.core.constants import QUEUES, Status, TaskType
 from taskfleet.data import batches
@@ -32,10 +34,17 @@ async def submit_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, BatchRequest)
     user_id = acting_for(request, body.user_id, reading=False, what="batch")
     max_chars = request.app[SETTINGS].max_content_chars
-    if any(len(m.content) > max_chars for m in body.tasks):
+    if any(len(m.content) > max_chars for m in [*body.tasks, *([body.then] if body.then else [])]):
         raise ApiError(422, "content_too_long", f"content is longer than {max_chars} characters")
     run_at = due_at(body, request.app[SETTINGS].max_delay_s)
+    key = idempotency_key(request)
+    digest = request_digest(
+        "POST /api/batches", **body.model_dump(mode="json", exclude={"user_id"}), user_id=user_id
+    )
+    if key is not None and (found := await batches.keyed(user_db(request, user_id), user_id, key)):
+        return _repeat(found, digest)
     members = [batches.Member(m.chat_id, m.content) for m in body.tasks]
+    then = batches.Member(body.then.chat_id, body.then.content) if body.then else None
     try:
         submitted = await batches.submit_batch(
             kernel.pool,
@@ -46,7 +55,14 @@ async def submit_batch(request: web.Request) -> web.Response:
             relay_grace_s=kernel.settings.outbox_grace_s,
             run_at=run_at,
             limits=quotas.Limits.from_settings(kernel.settings),
+            priority=priority_of(request.app[SETTINGS], principal(request), body.priority),
+            then=then,
+            key=(key, digest) if key is not None else None,
         )
+    except batches.KeyTaken:  # a request with the same key won the race: its batch
+        found = await batches.keyed(user_db(request, user_id), user_id, str(key))
+        assert found is not None
+        return _repeat(found, digest)
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
@@ -58,11 +74,25 @@ async def submit_batch(request: web.Request) -> web.Response:
             await request.app[PUBLISHER].send(outgoing)
     accepted = BatchAccepted(
         batch_id=submitted.batch_id,
+        then_task_id=submitted.then_task_id,
         task_ids=submitted.task_ids,
         message_ids=submitted.message_ids,
         status=Status.QUEUED if run_at is None else Status.SCHEDULED,
     )
     location = {"Location": f"/api/batches/{submitted.batch_id}"}
+    return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
+
+
+def _repeat(found: dict[str, Any], digest: str) -> web.Response:
+    """The answer to a key sent again: the batch it made (409 if it came with another
+    request)."""
+    check_repeat(found["request_digest"], digest)
+    accepted = BatchAccepted(
+        batch_id=found["id"], then_task_id=found["then_task_id"], task_ids=found["members"],
+        message_ids=found["message_ids"] or [],
+        status=Status.SCHEDULED if found["scheduled"] else Status.QUEUED,
+    )  # fmt: skip
+    location = {"Location": f"/api/batches/{found['id']}"}
     return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
 
 
@@ -113,8 +143,9 @@ def add_batch_routes(app: web.Application) -> None:
             BatchAccepted,
             202,
             body=BatchRequest,
-            errors=(400, 401, 403, 413, 422, 429, 503),
+            errors=(400, 401, 403, 409, 413, 422, 429, 503),
             tags=tags,
+            idempotent=True,
         ),
     )
     api.add(

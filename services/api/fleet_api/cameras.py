@@ -13,7 +13,7 @@ from uuid import uuid4
 import asyncpg
 from aiohttp import web
 
-from fleet_api.auth import acting_for
+from fleet_api.auth import acting_for, principal
 from fleet_api.camera_models import (
     CAMERA_COLUMNS,
     CHUNK,
@@ -45,6 +45,7 @@ from fleet_api.submitting import (
     check_repeat,
     how_to_check_after_loss,
     idempotency_key,
+    priority_of,
     query_metadata,
     request_digest,
 )
@@ -101,6 +102,7 @@ async def upload_frame(request: web.Request) -> web.Response:
         kernel.settings, type=TaskType.CAMERA, user_id=user_id,
         input={"frame_id": str(frame_id), "camera_id": camera_id}, idempotency_key=key,
         metadata=metadata, request_digest=digest if key is not None else None, run_at=due,
+        priority=priority_of(request.app[SETTINGS], principal(request), query.priority),
     )  # fmt: skip
 
     async def write(conn: asyncpg.Connection) -> Outgoing | Existing:

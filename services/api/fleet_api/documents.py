@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from fleet_api.auth import acting_for
+from fleet_api.auth import acting_for, principal
 from fleet_api.delays import due_at
 from fleet_api.document_models import (
     UPLOAD_FORM,
@@ -50,6 +50,7 @@ from fleet_api.submitting import (
     how_to_check_after_loss,
     idempotency_key,
     metadata_of,
+    priority_of,
     request_digest,
 )
 from taskfleet.broker.publisher import new_task
@@ -130,6 +131,7 @@ async def _accept_document(
         kernel.settings, type=TaskType.DOCUMENT, user_id=user_id,
         input={"document_id": str(doc.id)}, idempotency_key=key, metadata=metadata,
         request_digest=digest if key is not None else None, run_at=due,
+        priority=priority_of(request.app[SETTINGS], principal(request), query.priority),
     )  # fmt: skip
 
     async def write(conn: asyncpg.Connection) -> Outgoing | Existing:

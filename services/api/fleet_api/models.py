@@ -15,6 +15,7 @@ from taskfleet.client.models import (
     ChatStreamRequest,
     ErrorBody,
     ErrorDetail,
+    PriorityName,
     ReplySoFar,
     Task,
     TaskErrorInfo,
@@ -72,6 +73,7 @@ class TaskListQuery(BaseModel):
         return value
 
     type: TaskType | None = None
+    priority: PriorityName | None = Field(None, description="Only the tasks of this priority.")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
 
@@ -114,6 +116,10 @@ class QueueInfo(BaseModel):
     messages: int
     consumers: int
     dead_letter: bool
+    finished_last_min: int | None = Field(
+        description="Tasks of this queue that ended (completed, failed, cancelled) in the last"
+        " minute: its rate; null for a dead-letter queue."
+    )
 
 
 class QueueList(BaseModel):
@@ -139,6 +145,10 @@ class WorkerInfo(BaseModel):
     inflight: list[UUID]
     at_risk: list[UUID] = Field(description="in-flight tasks of a lost worker")
     background: dict[str, bool] = Field(description="supervised background task -> running")
+    rss_bytes: int | None = Field(description="the process's resident memory at its last beat")
+    paused: dict[str, str] = Field(
+        description="why it takes no deliveries, by cause (memory, database); empty: it does"
+    )
 
 
 class WorkerList(BaseModel):
@@ -174,3 +184,22 @@ class ReplayResult(BaseModel):
     queue: str
     replayed: int
     skipped: int
+
+
+class PurgeResult(BaseModel):
+    queue: str
+    purged: int = Field(description="Dead letters deleted for good.")
+
+
+class Transition(BaseModel):
+    from_status: str | None = Field(description="null for the task's creation")
+    to_status: str
+    attempts: int = Field(description="attempts counted when it changed")
+    error_code: str | None = Field(description="a failure's or a retry's error code")
+    next_attempt_at: datetime | None = Field(description="a retry's next attempt")
+    at: datetime
+
+
+class TransitionList(BaseModel):
+    task_id: UUID
+    transitions: list[Transition]

@@ -27,6 +27,7 @@ from fleet_api.submitting import (
     check_repeat,
     how_to_check_after_loss,
     idempotency_key,
+    priority_of,
     request_digest,
 )
 from taskfleet.broker.publisher import Publisher, new_task
@@ -34,7 +35,7 @@ from taskfleet.core.constants import TaskType
 from taskfleet.data import operations
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.records import Outgoing, OverQuota
+from taskfleet.store.records import OverQuota
 from taskfleet.store.tenancy import Db, audited, for_user
 
 log = structlog.get_logger("fleet_api")
@@ -137,6 +138,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         metadata=metadata,
         request_digest=digest if key is not None else None,
         run_at=due_at(body, request.app[SETTINGS].max_delay_s),
+        priority=priority_of(request.app[SETTINGS], who, body.priority),
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -154,7 +156,7 @@ async def chat_stream(request: web.Request) -> web.Response:
             exc, how_to_check_after_loss(key, f"GET /api/chats/{body.chat_id}/messages")
         ) from None
     if submission.created and submission.outbox_id is not None and new.run_at is None:
-        await request.app[PUBLISHER].send(Outgoing(new.message(), submission.outbox_id))
+        await request.app[PUBLISHER].send(new.outgoing(submission.outbox_id))
     status = new.status.value  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
         check_repeat(submission.request_digest, digest)

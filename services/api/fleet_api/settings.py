@@ -2,6 +2,7 @@
 
 from pydantic import Field, field_validator
 
+from taskfleet.core.constants import Priority
 from taskfleet.core.settings import Settings
 from taskfleet.security.targets import AllowedHosts
 
@@ -77,3 +78,28 @@ class ApiSettings(Settings):
     schedule_grace_s: float = Field(60.0, gt=0, le=86400, validation_alias="SCHEDULE_GRACE_S")
     """How late a schedule's tick may still run: older ticks are missed, and the schedule's
     `missed` policy says what becomes of them."""
+    priority_tiers: str = Field("", validation_alias="PRIORITY_TIERS")
+    """The default priority of a submission by the token's `tier` claim: `tier:level` pairs
+    separated by commas, e.g. `paid:high,free:normal` (levels `high`, `normal`, `low`). A tier not
+    listed, or no tier, is `normal`; a submission's own `priority` wins (docs/priorities.md)."""
+
+    @field_validator("priority_tiers")
+    @classmethod
+    def _tiers_parse(cls, text: str) -> str:
+        parse_tiers(text)
+        return text
+
+    def tier_priority(self, tier: str | None) -> Priority:
+        """The default priority of a submission made with a token of `tier`."""
+        return parse_tiers(self.priority_tiers).get(tier or "", Priority.NORMAL)
+
+
+def parse_tiers(text: str) -> dict[str, Priority]:
+    """`paid:high,free:normal` as {tier: priority}; ValueError for anything else."""
+    tiers: dict[str, Priority] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        tier, sep, level = (part.strip() for part in pair.partition(":"))
+        if not (tier and sep and level in set(Priority)):
+            raise ValueError(f"PRIORITY_TIERS: {pair!r} is not tier:high|normal|low")
+        tiers[tier] = Priority(level)
+    return tiers

@@ -13,7 +13,10 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from fleet_api.errors import ApiError, json_response
+from fleet_api.settings import ApiSettings
 from taskfleet.client.models import IDEMPOTENCY_KEY_MAX_CHARS, Metadata
+from taskfleet.core.constants import Priority
+from taskfleet.security.auth import Principal
 
 HEADER = "Idempotency-Key"
 # Printable ASCII, no space at either end (HTTP strips it): what a header carries intact.
@@ -41,6 +44,12 @@ def idempotency_key(request: web.Request, in_body: str | None = None) -> str | N
             f"the {HEADER} header and the body's idempotency_key differ",
         )
     return header
+
+
+def priority_of(settings: ApiSettings, who: Principal, asked: str | None) -> Priority:
+    """A submission's priority: its own `priority`, else what the token's `tier` claim maps to
+    in PRIORITY_TIERS, else normal (docs/priorities.md)."""
+    return Priority(asked) if asked is not None else settings.tier_priority(who.tier)
 
 
 def request_digest(route: str, **request: Any) -> str:

@@ -82,6 +82,7 @@ async def _page(request: web.Request, user_id: str) -> web.Response:
             status=statuses(",".join(query.status)) if query.status else None,
             task_type=query.type.value if query.type else None,
             metadata=query_metadata(request),
+            priority=query.priority,
         )
     except operations.BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from None

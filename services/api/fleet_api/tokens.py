@@ -23,6 +23,13 @@ class TokenRequest(BaseModel):
     user_id: str = Field(pattern=ID_PATTERN, description="The user the token speaks for.")
     # A number, not an integer: JSON's 600.0 is as good as 600 (strict parsing would refuse it).
     ttl_s: float = Field(3600, ge=60, le=MAX_TTL_S, description="Seconds until it expires.")
+    tier: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The user's tier (e.g. `paid`): its submissions' default priority through"
+        " PRIORITY_TIERS (docs/priorities.md).",
+    )
 
 
 class MintedToken(BaseModel):
@@ -38,7 +45,7 @@ async def mint_token(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", "minting a token needs a service or admin token")
     body = await parse_body(request, TokenRequest)
     settings = request.app[KERNEL].settings
-    token = token_for(settings, body.user_id, scope="user", ttl_s=int(body.ttl_s))
+    token = token_for(settings, body.user_id, scope="user", ttl_s=int(body.ttl_s), tier=body.tier)
     # Read back as the API reads every token: its `exp` is what the answer says.
     expires_at = datetime.fromtimestamp(request.app[TOKENS].verify(token).expires_at, UTC)
     minted = MintedToken(token=token, user_id=body.user_id, expires_at=expires_at)

@@ -15,7 +15,7 @@ import structlog
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core import events, jsonx
-from taskfleet.core.constants import Status, TaskType
+from taskfleet.core.constants import Status, TaskType, level_queue
 from taskfleet.core.errors import PublishFailed
 from taskfleet.core.messages import TaskMessage, copy_headers
 from taskfleet.core.metrics import OUTBOX_PUBLISHED
@@ -29,7 +29,7 @@ WITH due AS (
     ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 SELECT o.id, o.queue, o.attempt, o.kind, o.headers,
-       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input, t.status
+       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input, t.status, t.priority
 FROM outbox o JOIN due USING (id) JOIN tasks t ON t.id = o.task_id
 """
 
@@ -170,8 +170,10 @@ class OutboxRelay:
         headers = row["headers"] or {}
         if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)
             headers = copy_headers(headers)
+        # The row names the queue (or its DLQ); the task's priority names the level, so
+        # that every message of a task (a retry, a put-back, its dead letter) keeps it.
         await self.broker.publish(
-            self.settings.queue(row["queue"]),
+            self.settings.queue(level_queue(row["queue"], row["priority"])),
             body,
             message_id=str(row["task_id"]),
             headers=headers or None,

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import structlog
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core.constants import QUEUES
+from taskfleet.core.constants import QUEUES, level_queue
 from taskfleet.core.errors import PublishFailed
 from taskfleet.core.messages import copy_headers
 from taskfleet.core.metrics import PUBLISHER_DEFERRED, PUBLISHER_WAITING
@@ -61,7 +61,7 @@ async def publish_after_commit(
     this call published it.
     """
     message = outgoing.message
-    queue = kernel.settings.queue(QUEUES[message.type].name)
+    queue = kernel.settings.queue(level_queue(QUEUES[message.type].name, outgoing.priority))
     if not kernel.broker.ready:
         # Do not keep the client waiting on a broker that is away: the row is durable and
         # the relay publishes it once the broker is back.

@@ -11,8 +11,10 @@ from taskfleet.core.constants import (
     DEAD_LETTER_EXCHANGE,
     DELIVERY_LIMIT,
     EVENTS_EXCHANGE,
+    LEVELS,
     QUEUES,
     dlq_name,
+    level_queue,
 )
 from taskfleet.core.settings import Settings
 
@@ -41,7 +43,10 @@ def quorum_arguments(settings: Settings) -> dict[str, Any]:
 
 
 async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
-    """Exchanges, the four work queues and their dead-letter queues. Idempotent."""
+    """Exchanges, the four work queues at each priority and their dead-letter queues.
+
+    Idempotent. Quorum queues on RabbitMQ 3.10 have no message priorities: each level is a
+    queue of its own (`chat_tasks.high`, `chat_tasks`, `chat_tasks.low`), each with its DLQ."""
     dlx = await channel.declare_exchange(
         settings.queue(DEAD_LETTER_EXCHANGE), aio_pika.ExchangeType.DIRECT, durable=True
     )
@@ -51,22 +56,27 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
     await channel.declare_exchange(
         settings.queue(CONTROL_EXCHANGE), aio_pika.ExchangeType.FANOUT, durable=True
     )
-    for spec in QUEUES.values():
-        dlq = settings.queue(dlq_name(spec.name))
+    for name in work_queue_names():
+        dlq = settings.queue(dlq_name(name))
         dead = await channel.declare_queue(dlq, durable=True, arguments=quorum_arguments(settings))
         await dead.bind(dlx, routing_key=dlq)
         await channel.declare_queue(
-            settings.queue(spec.name),
+            settings.queue(name),
             durable=True,
-            arguments=work_queue_arguments(settings, spec.name),
+            arguments=work_queue_arguments(settings, name),
         )
+
+
+def work_queue_names() -> list[str]:
+    """Every work queue at every level, without the namespace: `chat_tasks.high`, ..."""
+    return [level_queue(spec.name, level) for spec in QUEUES.values() for level in LEVELS]
 
 
 def all_queue_names(settings: Settings) -> list[str]:
     """Every work queue and dead-letter queue of the namespace, by their broker names."""
     names = []
-    for spec in QUEUES.values():
-        names += [settings.queue(spec.name), settings.queue(dlq_name(spec.name))]
+    for name in work_queue_names():
+        names += [settings.queue(name), settings.queue(dlq_name(name))]
     return names
 
 

@@ -15,6 +15,7 @@ from taskfleet.client.models import (
     Event,
     FrameAccepted,
     Task,
+    TaskDeleted,
     TaskPage,
 )
 from taskfleet.client.schedule_models import Schedule
@@ -28,6 +29,7 @@ __all__ = [
     "RetryableError",
     "Schedule",
     "Task",
+    "TaskDeleted",
     "TaskPage",
     "Taskfleet",
     "TaskfleetError",

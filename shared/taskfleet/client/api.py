@@ -3,27 +3,20 @@
 Every submission carries an `Idempotency-Key` (the caller's, else one made here), so a
 request sent again, after a 429, a 503 or a connection lost before the answer, gives the task
 the first one made, never a second. 429 and 503 are retried honouring Retry-After; reads are
-retried too; cancel and retry only on 429 and 503, where the server did nothing."""
+retried too; cancel, retry, resume, restart and delete only on 429 and 503 (the server did
+nothing)."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import aiohttp
-from pydantic import BaseModel
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from taskfleet.client import events
-from taskfleet.client.errors import error_of, retry_after_or
+from taskfleet.client import events, models
 from taskfleet.client.models import (
     Batch,
     BatchAccepted,
@@ -31,53 +24,19 @@ from taskfleet.client.models import (
     DocumentAccepted,
     Event,
     FrameAccepted,
+    PriorityName,
     Task,
     TaskPage,
 )
-from taskfleet.client.params import key, owner, query, resend, when
+from taskfleet.client.params import key, owner, query, when
 from taskfleet.client.schedules import Schedules
+from taskfleet.client.transport import Transport
 
-M = TypeVar("M", bound=BaseModel)
 LONG_POLL_MAX_S = 60.0
 
 
-class Taskfleet:
+class Taskfleet(Transport):
     """`async with Taskfleet(base_url, token) as tf:` (or `await tf.close()` at the end)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        attempts: int = 5,
-        timeout_s: float = 30.0,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.attempts = attempts
-        self.timeout_s = timeout_s
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._session = session
-        self._own_session = session is None
-
-    async def __aenter__(self) -> "Taskfleet":
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session this client made (one it was given stays open)."""
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The HTTP session, with the bearer token on every request."""
-        if self._session is None:  # made in the running loop, at first use
-            self._session = aiohttp.ClientSession(headers=self._headers)
-        return self._session
 
     # -- submissions: each keyed, so sending one again never makes two tasks --------------
 
@@ -91,10 +50,13 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> ChatStreamAccepted:
         """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
-        `run_at` or `delay_s` delay it (docs/scheduling.md)."""
-        body: dict[str, Any] = {"chat_id": chat_id, "content": content, **when(run_at, delay_s)}
+        `run_at` or `delay_s` delay it (docs/scheduling.md); `priority` is its level
+        (docs/priorities.md)."""
+        body: dict[str, Any] = {"chat_id": chat_id, "content": content}
+        body |= when(run_at, delay_s, priority)
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
@@ -116,6 +78,7 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> DocumentAccepted:
         """Upload a PDF, text or Markdown document to be indexed (a Path is read whole)."""
         data = await asyncio.to_thread(file.read_bytes) if isinstance(file, Path) else file
@@ -132,7 +95,7 @@ class Taskfleet:
 
         return await self._call(
             DocumentAccepted, "POST", "/api/documents", key=key(idempotency_key), body=form,
-            params=owner(user_id) | query(when(run_at, delay_s)),
+            params=owner(user_id) | query(when(run_at, delay_s, priority)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -146,10 +109,11 @@ class Taskfleet:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
         params = owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
-        params |= query(when(run_at, delay_s))
+        params |= query(when(run_at, delay_s, priority))
         return await self._call(
             FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
@@ -163,15 +127,19 @@ class Taskfleet:
         user_id: str | None = None,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        priority: PriorityName | None = None,
+        then: tuple[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> BatchAccepted:
-        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none.
-        The API takes no Idempotency-Key for batches yet: sent again only when nothing can
-        have been stored (429, 503 but `outcome_unknown`)."""
+        """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none;
+        `then`, a `(chat_id, content)` run once they all ended, with their outcomes."""
         body: dict[str, Any] = {
             "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
-            **when(run_at, delay_s), **owner(user_id),
+            **when(run_at, delay_s, priority), **owner(user_id),
+            **({"then": {"chat_id": then[0], "content": then[1]}} if then else {}),
         }  # fmt: skip
-        return await self._call(BatchAccepted, "POST", "/api/batches", body=lambda: {"json": body})
+        return await self._call(BatchAccepted, "POST", "/api/batches", key=key(idempotency_key),
+                                body=lambda: {"json": body})  # fmt: skip
 
     async def batch(self, batch_id: UUID | str) -> Batch:
         """The batch: its members' counts per status and its progress."""
@@ -215,6 +183,18 @@ class Taskfleet:
         """Run a failed or cancelled task again (409 otherwise)."""
         return await self._call(Task, "POST", f"/api/tasks/{task_id}/retry")
 
+    async def resume(self, task_id: UUID | str) -> Task:
+        """Run a failed or cancelled task again from its checkpoint (409 without one)."""
+        return await self._call(Task, "POST", f"/api/tasks/{task_id}/resume")
+
+    async def restart(self, task_id: UUID | str) -> Task:
+        """Run a failed or cancelled task again from scratch (its checkpoint cleared)."""
+        return await self._call(Task, "POST", f"/api/tasks/{task_id}/restart")
+
+    async def delete(self, task_id: UUID | str) -> models.TaskDeleted:
+        """Delete a finished task (409 while it or a child of it runs)."""
+        return await self._call(models.TaskDeleted, "DELETE", f"/api/tasks/{task_id}")
+
     async def list(
         self,
         *,
@@ -256,41 +236,3 @@ class Taskfleet:
             return self.session.ws_connect(url, params=params, heartbeat=30.0)
 
         return events.stream(connect, events.Resume(dict(since or {})))
-
-    # -- the one request path ---------------------------------------------------------------
-
-    async def _call(
-        self,
-        model: type[M],
-        method: str,
-        path: str,
-        *,
-        key: str | None = None,
-        safe: bool = False,
-        body: Callable[[], dict[str, Any]] | None = None,
-        params: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> M:
-        """One request, sent again on 429/503 (and, when `safe` or keyed, a broken link)."""
-        headers = {"Idempotency-Key": key} if key is not None else {}
-        resend_on_link = safe or key is not None
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: resend(e, safe=resend_on_link)),
-            wait=retry_after_or(wait_exponential_jitter(multiplier=0.2, max=10)),
-            stop=stop_after_attempt(self.attempts),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                extra = body() if body is not None else {}
-                extra_headers = headers | extra.pop("headers", {})
-                async with self.session.request(
-                    method, self.base_url + path, params=params, headers=extra_headers,
-                    timeout=timeout, **extra,
-                ) as resp:  # fmt: skip
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise error_of(resp.status, raw, resp.headers.get("Retry-After"))
-                    return model.model_validate_json(raw)
-        raise AssertionError("unreachable: tenacity reraises the last error")

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskfleet.core.constants import TERMINAL, Status, TaskType
+from taskfleet.core.constants import TERMINAL, Priority, Status, TaskType
 from taskfleet.core.wire import ID_PATTERN, StorableText
 
 # A task's metadata: the backend's own strings (its ids) about the task, stored with it,
@@ -50,9 +50,19 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class Delay(BaseModel):
-    """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query."""
+# A task's priority as a request names it (strict validation takes no enum from JSON text).
+PriorityName = Literal["high", "normal", "low"]
 
+
+class Delay(BaseModel):
+    """The fields of a delayed submission (docs/scheduling.md), in a JSON body or a query, and
+    the task's priority (docs/priorities.md): every submission route takes them."""
+
+    priority: PriorityName | None = Field(
+        None,
+        description="`high`, `normal` or `low`; unset: what the token's `tier` claim maps to"
+        " (PRIORITY_TIERS), else `normal`.",
+    )
     run_at: str | None = Field(
         None,
         max_length=40,
@@ -143,6 +153,7 @@ class Task(BaseModel):
     )
     batch_id: UUID | None = Field(None, description="The batch it was submitted in, if any.")
     schedule_id: UUID | None = Field(None, description="The schedule whose run it is, if any.")
+    priority: Priority = Field(Priority.NORMAL, description="Its queue's level.")
     seq: int = Field(description="The task's event sequence number (see the WebSocket).")
     message: ReplySoFar | None = None
 
@@ -150,6 +161,12 @@ class Task(BaseModel):
     def terminal(self) -> bool:
         """Whether the task is over: completed, failed or cancelled."""
         return self.status in TERMINAL
+
+
+class TaskDeleted(BaseModel):
+    id: UUID
+    deleted: bool = Field(description="Always true: a task that cannot go is a 409.")
+    status: Status = Field(description="The status the task had when it was deleted.")
 
 
 class TaskPage(BaseModel):
@@ -203,6 +220,11 @@ class BatchRequest(Delay):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[BatchMember] = Field(min_length=1, max_length=BATCH_MAX_MEMBERS)
+    then: BatchMember | None = Field(
+        None,
+        description="A chat message to run once every member ended (a chord): its model reads"
+        " the members' replies and errors, in their order, after `content`.",
+    )
     user_id: str | None = Field(
         None, pattern=ID_PATTERN, description="Service scope only: the user to act for."
     )
@@ -213,6 +235,7 @@ class BatchAccepted(BaseModel):
     task_ids: list[UUID] = Field(description="In the order of `tasks`.")
     message_ids: list[UUID] = Field(description="Each member's assistant message.")
     status: Status = Field(description="`queued`, or `scheduled` when delayed.")
+    then_task_id: UUID | None = Field(None, description="The `then` task: `scheduled` until due.")
 
 
 class Batch(BaseModel):
@@ -224,3 +247,4 @@ class Batch(BaseModel):
     counts: dict[Status, int] = Field(description="Members per status.")
     created_at: datetime
     completed_at: datetime | None
+    then_task_id: UUID | None = Field(None, description="Its `then` task, if it has one.")

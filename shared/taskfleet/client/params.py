@@ -32,9 +32,12 @@ def owner(user_id: str | None) -> dict[str, str]:
     return {} if user_id is None else {"user_id": user_id}
 
 
-def when(run_at: datetime | str | None, delay_s: float | None) -> dict[str, str | float]:
-    """A delayed submission's fields; a datetime as RFC 3339 (it must carry its zone)."""
-    when: dict[str, str | float] = {}
+def when(
+    run_at: datetime | str | None, delay_s: float | None, priority: str | None = None
+) -> dict[str, str | float]:
+    """A delayed submission's fields; a datetime as RFC 3339 (it must carry its zone). And
+    its priority, when given."""
+    when: dict[str, str | float] = {} if priority is None else {"priority": priority}
     if run_at is not None:
         when["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
     if delay_s is not None:

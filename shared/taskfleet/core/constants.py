@@ -89,3 +89,27 @@ QUEUE_BY_NAME: dict[str, QueueSpec] = {spec.name: spec for spec in QUEUES.values
 def dlq_name(queue: str) -> str:
     """The dead-letter queue of a work queue: where its rejected and exhausted messages go."""
     return f"{queue}.dlq"
+
+
+class Priority(StrEnum):
+    """A task's priority (DESIGN.md §13): each level has a queue of its own (docs/priorities.md)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+# Highest first: the order in which a worker prefers its queues (taskfleet.path.levels).
+LEVELS = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+
+
+def level_queue(queue: str, priority: Priority | str) -> str:
+    """The queue of `queue`'s tasks at `priority`: `chat_tasks.high`, `chat_tasks` (normal keeps
+    the queue's own name) or `chat_tasks.low`. A DLQ name gives that level's DLQ:
+    `chat_tasks.dlq` -> `chat_tasks.high.dlq`."""
+    level = Priority(priority)
+    if level is Priority.NORMAL:
+        return queue
+    if queue.endswith(".dlq"):
+        return f"{queue.removesuffix('.dlq')}.{level}.dlq"
+    return f"{queue}.{level}"

@@ -48,9 +48,12 @@ class Payload(BaseModel):
 class ChatPayload(Payload):
     """A chat message: the user's text (the API's ChatRequest writes it)."""
 
-    HINTS = {"content": "must be non-empty text"}
+    HINTS = {"content": "must be non-empty text", "after_batch": "must be a batch id"}
 
     content: str
+    # A batch's `then` task (a chord): the batch whose members' outcomes it reads, by reference.
+    after_batch: UUID | None = None
+    members: list[UUID] = Field(default_factory=list)  # its members, in the batch's order
 
     @field_validator("content")
     @classmethod

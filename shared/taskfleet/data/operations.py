@@ -68,6 +68,7 @@ async def list_tasks(
     limit: int = 50,
     cursor: str | None = None,
     metadata: dict[str, str] | None = None,
+    priority: str | None = None,
 ) -> Page:
     """Newest first. The cursor is the (created_at, id) of the last task of the previous
     page, so pages stay stable while tasks are added: new ones sort before the first page.
@@ -79,6 +80,7 @@ async def list_tasks(
         ("user_id = $%d", user_id),
         ("status = ANY($%d::text[])", list(statuses) if statuses is not None else None),
         ("type = $%d", task_type),
+        ("priority = $%d", priority),
         ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
     )
     for condition, value in filters:
@@ -174,24 +176,40 @@ async def request_cancel(kernel: Kernel, db: Db, task_id: UUID) -> str:
     return outcome
 
 
-async def rerun(kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType) -> str:
-    """Run a failed or cancelled task again. Returns missing, conflict or queued."""
+async def rerun(
+    kernel: Kernel, db: Db, task_id: UUID, task_type: TaskType, mode: str | None = None
+) -> str:
+    """Run a failed or cancelled task again. Returns missing, conflict or queued.
+
+    `mode`: None (retry: as it is, its checkpoint if any kept), `resume` (from its checkpoint;
+    no_checkpoint when it has none) or `restart` (checkpoint and partial output cleared)."""
     from taskfleet.broker.outbox import task_message
     from taskfleet.broker.publisher import publish_after_commit
     from taskfleet.store.records import Outgoing
 
-    queue = QUEUES[task_type].name
-    row = await db.fetchrow(
-        "SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, kernel.settings.outbox_grace_s
-    )
+    queue, grace = QUEUES[task_type].name, kernel.settings.outbox_grace_s
+    if mode is None:
+        row = await db.fetchrow("SELECT * FROM tf_rerun($1, $2, $3)", task_id, queue, grace)
+    else:
+        row = await db.fetchrow(
+            "SELECT * FROM tf_recover($1, $2, $3, $4)", task_id, queue, grace, mode
+        )
     if row["outcome"] != "queued":
         return str(row["outcome"])
     task = await db.fetchrow(
-        "SELECT id, type, user_id, chat_id, input FROM tasks WHERE id = $1", task_id
+        "SELECT id, type, user_id, chat_id, input, priority FROM tasks WHERE id = $1", task_id
     )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt=1), row["outbox_id"]))
+    outgoing = Outgoing(task_message(task, attempt=1), row["outbox_id"], task["priority"])
+    await publish_after_commit(kernel, outgoing)
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
+
+
+async def delete_task(db: Db, task_id: UUID) -> tuple[str, str | None]:
+    """Delete a terminal task whose children ended too (their rows go with it). Returns the
+    outcome (missing, conflict, children_running, deleted) and the status it had."""
+    row = await db.fetchrow("SELECT * FROM tf_delete_task($1)", task_id)
+    return str(row["outcome"]), row["status"]
 
 
 async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
@@ -207,7 +225,7 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
         task = await conn.fetchrow(
             "UPDATE tasks SET status = 'queued', updated_at = now()"
             " WHERE id = $1 AND status IN ('queued', 'retrying')"
-            " RETURNING id, type, user_id, chat_id, input, attempts",
+            " RETURNING id, type, user_id, chat_id, input, attempts, priority",
             task_id,
         )
         if task is None:
@@ -222,7 +240,8 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
             attempt,
             kernel.settings.outbox_grace_s,
         )
-    await publish_after_commit(kernel, Outgoing(task_message(task, attempt), outbox_id))
+    outgoing = Outgoing(task_message(task, attempt), outbox_id, task["priority"])
+    await publish_after_commit(kernel, outgoing)
     return True
 
 

@@ -15,11 +15,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from taskfleet.core.constants import (
     ERROR_HEADER,
+    LEVELS,
     QUEUE_BY_NAME,
     QUEUES,
     REASON_HEADER,
     TaskType,
     dlq_name,
+    level_queue,
 )
 from taskfleet.core.errors import InvalidPayload
 from taskfleet.core.messages import copy_headers, parse_message
@@ -41,15 +43,29 @@ class QueueDepth:
 
 
 class UnknownQueue(ValueError):
-    """Not one of the four work queues."""
+    """Not one of the four work queues (at any level)."""
 
 
 def work_queue(name: str) -> str:
-    """Accept `chat_tasks` or `chat_tasks.dlq`; answer the work queue's name."""
-    base = name.removesuffix(".dlq")
-    if base not in QUEUE_BY_NAME:
+    """Accept `chat_tasks`, a level's `chat_tasks.high` or `chat_tasks.low`, each with or
+    without `.dlq`; answer the work queue's name at that level (`chat_tasks.high`)."""
+    queue = name.removesuffix(".dlq")
+    if queue not in _LEVEL_OF:
         raise UnknownQueue(f"unknown queue {name!r}: one of {', '.join(QUEUE_BY_NAME)}")
-    return base
+    return queue
+
+
+def levels_of(name: str) -> list[str]:
+    """The level queues a name means: `chat_tasks` all three (its dead letters are those of
+    every level), `chat_tasks.high` that one."""
+    queue = work_queue(name)
+    if queue in QUEUE_BY_NAME:
+        return [level_queue(queue, level) for level in LEVELS]
+    return [queue]
+
+
+# Every level queue -> its work queue (`chat_tasks.high` -> `chat_tasks`).
+_LEVEL_OF = {level_queue(q, level): q for q in QUEUE_BY_NAME for level in LEVELS}
 
 
 async def _channel(kernel: Kernel) -> AbstractChannel:
@@ -62,13 +78,25 @@ async def _channel(kernel: Kernel) -> AbstractChannel:
 
 
 async def depths(kernel: Kernel) -> list[QueueDepth]:
-    """Every work queue and dead-letter queue, with ready messages and consumers."""
-    names = [(n, n.endswith(".dlq")) for s in QUEUES.values() for n in (s.name, dlq_name(s.name))]
+    """Every work queue and dead-letter queue at every level, with ready messages and
+    consumers (`chat_tasks.high`, `chat_tasks.high.dlq`, `chat_tasks`, ...)."""
+    names = [(n, n.endswith(".dlq")) for q in _LEVEL_OF for n in (q, dlq_name(q))]
     counts = await kernel.broker.inspect([kernel.settings.queue(n) for n, _ in names])
     found = [QueueDepth(n, *counts[kernel.settings.queue(n)], dead) for n, dead in names]
     for depth in found:
         QUEUE_MESSAGES.labels(depth.name).set(depth.messages)
     return found
+
+
+async def finished_last_minute(kernel: Kernel) -> dict[str, int]:
+    """Work queue -> tasks of its type that ended in the last minute (the tasks_finished
+    index on completed_at keeps this a short range scan)."""
+    rows = await kernel.pool.fetch(
+        "SELECT type, count(*) AS n FROM tasks"
+        " WHERE completed_at > now() - interval '1 minute' GROUP BY type"
+    )
+    found = {QUEUES[TaskType(r["type"])].name: int(r["n"]) for r in rows}
+    return {spec.name: found.get(spec.name, 0) for spec in QUEUES.values()}
 
 
 async def poll_depths(kernel: Kernel) -> None:
@@ -110,33 +138,34 @@ def _text(value: Any) -> str | None:
 
 
 async def peek_dead_letters(kernel: Kernel, queue: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Up to `limit` dead letters of a queue, left in place (taken unacked, then returned).
+    """Up to `limit` dead letters of a queue (of each of its levels, highest first), left in
+    place (taken unacked, then returned).
 
     A quorum queue takes them back a few milliseconds after the channel closed: a depth read
     right after a peek may count them as held by a consumer, not as messages."""
-    name = kernel.settings.queue(dlq_name(work_queue(queue)))
     channel = await _channel(kernel)
+    seen: list[dict[str, Any]] = []
     try:
-        dlq = await channel.get_queue(name, ensure=False)
-        seen: list[dict[str, Any]] = []
-        while len(seen) < limit and (m := await dlq.get(no_ack=False, fail=False)) is not None:
-            seen.append(describe(m))
+        for name in levels_of(queue):
+            dlq = await channel.get_queue(kernel.settings.queue(dlq_name(name)), ensure=False)
+            while len(seen) < limit and (m := await dlq.get(no_ack=False, fail=False)):
+                seen.append(describe(m))
     finally:
         await channel.close()  # every unacked message goes back to the queue
     return seen
 
 
 async def purge_dead_letters(kernel: Kernel, queue: str) -> int:
-    """Delete every dead letter of a queue (`chat_tasks` or `chat_tasks.dlq`); how many."""
+    """Delete every dead letter of a queue (`chat_tasks`: of every level); how many."""
     channel = await _channel(kernel)
+    purged = 0
     try:
-        dlq = await channel.get_queue(
-            kernel.settings.queue(dlq_name(work_queue(queue))), ensure=False
-        )
-        result = await dlq.purge()
+        for name in levels_of(queue):
+            dlq = await channel.get_queue(kernel.settings.queue(dlq_name(name)), ensure=False)
+            purged += int((await dlq.purge()).message_count or 0)
     finally:
         await channel.close()
-    return int(result.message_count or 0)
+    return purged
 
 
 async def replay_dead_letters(
@@ -151,33 +180,35 @@ async def replay_dead_letters(
       worker could claim): the letter goes back to its queue as it was, to create its task;
     - anything else (completed, running, not ours, not our schema) stays in the queue.
 
-    Returns (replayed, skipped). Audited as `actor`'s."""
-    base = work_queue(queue)
-    db = audited(kernel.pool, actor, "dlq_replay", queue=base)
+    Every level's DLQ for `chat_tasks`, one level's for `chat_tasks.high`; a task runs again
+    at its own priority. Returns (replayed, skipped). Audited as `actor`'s."""
+    db = audited(kernel.pool, actor, "dlq_replay", queue=work_queue(queue))
     channel = await _channel(kernel)
     replayed = skipped = 0
     try:
-        dlq = await channel.get_queue(kernel.settings.queue(dlq_name(base)), ensure=False)
-        while replayed + skipped < limit and (m := await dlq.get(no_ack=False, fail=False)):
-            if await _replay_one(kernel, db, base, m):
-                await m.ack()  # only once its task's next message is durable
-                replayed += 1
-            else:
-                skipped += 1
+        for name in levels_of(queue):
+            dlq = await channel.get_queue(kernel.settings.queue(dlq_name(name)), ensure=False)
+            while replayed + skipped < limit and (m := await dlq.get(no_ack=False, fail=False)):
+                if await _replay_one(kernel, db, name, m):
+                    await m.ack()  # only once its task's next message is durable
+                    replayed += 1
+                else:
+                    skipped += 1
     finally:
         await channel.close()
-    log.info("dead_letters_replayed", queue=base, replayed=replayed, skipped=skipped)
+    log.info("dead_letters_replayed", queue=queue, replayed=replayed, skipped=skipped)
     return replayed, skipped
 
 
 async def _replay_one(kernel: Kernel, db: Db, queue: str, message: AbstractIncomingMessage) -> bool:
+    """Replay one letter of `queue`'s DLQ (a level queue: `chat_tasks.high`)."""
     from taskfleet.data.operations import republish, rerun
 
     try:
         msg = parse_message(message.body)
     except InvalidPayload:
         return False
-    if QUEUES[msg.type].name != queue:
+    if QUEUES[msg.type].name != _LEVEL_OF[queue]:
         return False  # it never belonged here: a worker would dead-letter it again
     task = await kernel.store.get_task(msg.task_id)
     if task is None:

@@ -3,8 +3,7 @@
 This module is the consumer: subscription, handler loops, pause and resume, registration. A
 delivery goes to its settlement in path.delivery (it runs in path.runner and commits in
 path.commit) and is settled in path.settle: acknowledged only after its outcome is committed
-(a retry or a dead letter is an outbox row of that same transaction, durable before the ack).
-"""
+(a retry or a dead letter is an outbox row of that same transaction, durable before the ack)."""
 
 import asyncio
 import contextlib
@@ -16,15 +15,16 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core.constants import CONTROL_EXCHANGE, QueueSpec, dlq_name
+from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSpec, dlq_name
 from taskfleet.core.faults import Faults
 from taskfleet.core.metrics import CONSUMER_PAUSED
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
-from taskfleet.path import cancels, outage
+from taskfleet.path import cancels, levels, outage
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committer
 from taskfleet.path.delivery import Processor
+from taskfleet.path.levels import Inbox
 from taskfleet.path.policy import Busy, backoff, claim_policy
 from taskfleet.path.policy import deadline_s as queue_deadline_s
 from taskfleet.path.reasons import Interrupt, PauseCause, RequeueWhy
@@ -49,6 +49,9 @@ BUG_BACKOFF_S = 1.0
 class Consumer:
     """Consumes one work queue with `concurrency` handler loops and runs the one path.
 
+    It subscribes to the queue at each priority level; its handler loops take the deliveries
+    in the order taskfleet.path.levels decides (higher levels first, none starved).
+
     It registers in the worker registry (its row's id is the holder of what it claims) and
     takes no deliveries while paused: by the memory guard, or while its database is away.
     """
@@ -63,9 +66,9 @@ class Consumer:
     preload: Preload | None = None
     inflight: dict[UUID, Attempt] = field(default_factory=dict)
     registration: Registration = field(init=False)
-    _inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    _inbox: Inbox = field(default_factory=Inbox)
     _channel: AbstractChannel | None = None
-    _consumer_tag: str | None = None
+    _consumer_tags: dict[Priority, str] = field(default_factory=dict)
     _stopping: bool = False
     _pauses: dict[PauseCause, str] = field(default_factory=dict)  # cause -> reason
     _busy: Busy = field(default_factory=Busy)
@@ -81,9 +84,9 @@ class Consumer:
         self._claim_policy = claim_policy(
             self.settings, self.spec, self.preload, self.registration.id
         )
-        self._settler = Settler(
-            self.broker, self.spec.name, self.settings.queue(dlq_name(self.spec.name)), faults
-        )
+        self._queues = levels.level_queues(self.settings, self.spec.name)
+        dead_letters = {level: dlq_name(name) for level, name in self._queues.items()}
+        self._settler = Settler(self.broker, self.spec.name, dead_letters, faults)
         committer = Committer(
             self.store,
             self.spec.name,
@@ -113,14 +116,14 @@ class Consumer:
 
     @property
     def queue(self) -> str:
-        """The work queue's broker name (with the namespace prefix)."""
+        """The work queue's broker name (with the namespace prefix), its normal level's."""
         return self.settings.queue(self.spec.name)
 
     @property
     def consuming(self) -> bool:
         """Whether a consumer is subscribed on an open channel now (readiness, the watchdog)."""
         return (
-            self._consumer_tag is not None
+            len(self._consumer_tags) == len(LEVELS)
             and self._channel is not None
             and not self._channel.is_closed
         )
@@ -155,6 +158,7 @@ class Consumer:
                 self.registration,
                 lambda: list(self.inflight),
                 self.supervisor.running,
+                lambda: self.pause_reasons,
             ),
         )
         await self.broker.subscribe(self._subscribe)
@@ -188,16 +192,16 @@ class Consumer:
         if self._stopping:
             return
         channel = await self.broker.channel(connection, publisher_confirms=False)
+        # Per consumer (one a level): a backlog of one level leaves the others their prefetch.
         await channel.set_qos(prefetch_count=self.concurrency * 2)
         self._channel = channel  # strong references: aio-pika holds queues weakly
-        self._consumer_tag = None
+        self._consumer_tags = {}
         if not self._pauses:
             await self._consume()
 
     async def _consume(self) -> None:
         assert self._channel is not None
-        queue = await self._channel.get_queue(self.queue, ensure=False)
-        self._consumer_tag = await queue.consume(self._inbox.put)
+        self._consumer_tags = await levels.subscribe(self._channel, self._queues, self._inbox)
         log.info("consuming", queue=self.queue, concurrency=self.concurrency)
 
     async def pause(self, reason: str, *, cause: PauseCause = PauseCause.MEMORY) -> None:
@@ -229,20 +233,14 @@ class Consumer:
         """Return every prefetched, unstarted delivery to the queue now."""
         handed_back = 0
         while not self._inbox.empty():
-            await self._settler.settle(self._inbox.get_nowait(), Requeue(RequeueWhy.NOT_TAKING))
+            _, message = self._inbox.get_nowait()
+            await self._settler.settle(message, Requeue(RequeueWhy.NOT_TAKING))
             handed_back += 1
         return handed_back
 
     async def _cancel_consumer(self) -> None:
-        if self.consuming:
-            assert self._channel is not None
-            assert self._consumer_tag is not None
-            try:
-                queue = await self._channel.get_queue(self.queue, ensure=False)
-                await queue.cancel(self._consumer_tag)
-            except Exception as exc:  # the channel may be gone already
-                log.warning("consumer_cancel_failed", error=repr(exc))
-        self._consumer_tag = None
+        tags, self._consumer_tags = self._consumer_tags, {}
+        await levels.unsubscribe(self._channel, self._queues, tags)
 
     async def _subscribe_control(self, connection: AbstractConnection) -> None:
         exchange = self.settings.queue(CONTROL_EXCHANGE)
@@ -274,7 +272,7 @@ class Consumer:
 
     async def _loop(self) -> None:
         while True:
-            message = await self._inbox.get()
+            level, message = await self._inbox.get()
             if message.channel.is_closed:
                 continue  # its channel died: the broker has already put it back
             if self._stopping or self._pauses:  # arrived after we stopped taking any
@@ -286,7 +284,7 @@ class Consumer:
                     # Not shielded (a task a message, ~5 µs): once its handler returned, nothing
                     # cancels this loop (an interrupt cancels a running handler only, and a stop
                     # waits for what is busy); a lost ack is a redelivery the claim settles.
-                    await self._settler.settle(message, settlement)
+                    await self._settler.settle(message, settlement, level)
                 except Exception:  # a bug of ours in settling: keep the loop
                     log.exception("settle_failed")
                 finally:

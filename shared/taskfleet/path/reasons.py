@@ -15,7 +15,7 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # another copy has it, or had it: this copy is settled
     CANCELLED = "cancelled"  # cancelled before it ran
     EXHAUSTED = "exhausted"  # no attempt left: the claim failed it
-    THROTTLED = "throttled"  # over its user's limit: the claim scheduled it again
+    THROTTLED = "throttled"  # over its user's limit or its rate limit: put back for later
     MISMATCH = "mismatch"  # task_id names a task of another user or type
     UNKNOWN = "unknown"  # no such task
 
@@ -63,3 +63,4 @@ class Tally(StrEnum):
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
     DUPLICATE = "duplicate"
+    THROTTLED = "throttled"  # put back by its claim: over its user's limit or its rate limit

@@ -6,14 +6,14 @@ or a dead letter being an outbox row of the same transaction) is committed in Po
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core.constants import REASON_HEADER
+from taskfleet.core.constants import REASON_HEADER, Priority
 from taskfleet.core.faults import Faults
 from taskfleet.core.metrics import TASKS
 from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally
@@ -61,11 +61,17 @@ class Settler:
 
     broker: Broker
     queue: str  # the work queue's name: the tasks metric's label
-    dead_letters: str  # its DLQ, as published to
+    dead_letters: Mapping[Priority, str]  # its DLQ at each level, as published to
     faults: Faults
 
-    async def settle(self, message: AbstractIncomingMessage, settlement: Settlement) -> None:
-        """Ack, requeue (after its delay) or dead-letter the delivery, as `settlement` says."""
+    async def settle(
+        self,
+        message: AbstractIncomingMessage,
+        settlement: Settlement,
+        level: Priority = Priority.NORMAL,
+    ) -> None:
+        """Ack, requeue (after its delay) or dead-letter the delivery, as `settlement` says:
+        `level` is the priority of the queue it came from (a dead letter goes to its DLQ)."""
         match settlement:
             case Ack(then=then):
                 await self._ack(message)
@@ -76,14 +82,19 @@ class Settler:
                     await asyncio.sleep(delay_s)
                 await self._nack(message)
             case DeadLetter():
-                await self._dead_letter(message, settlement)
+                await self._dead_letter(message, settlement, level)
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, letter: DeadLetter) -> None:
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, letter: DeadLetter, level: Priority
+    ) -> None:
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = letter.reason[:REASON_MAX]
         try:
             await self.broker.publish(
-                self.dead_letters, message.body, message_id=message.message_id, headers=headers
+                self.dead_letters[level],
+                message.body,
+                message_id=message.message_id,
+                headers=headers,
             )
         except Exception as exc:
             # Not persisted anywhere: the delivery must stay, so it comes back.

@@ -14,9 +14,9 @@ from typing import Any
 from uuid import UUID
 
 from taskfleet.broker.publisher import Parts, publish_after_commit
-from taskfleet.core.constants import TaskType
+from taskfleet.core.constants import Priority, TaskType
 from taskfleet.security.fields import Sealer
-from taskfleet.store.records import NewTask, Outgoing
+from taskfleet.store.records import NewTask
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,11 @@ class Waiting:
 async def publish_children(kernel: Parts, waiting: Waiting, outbox_ids: list[int]) -> None:
     """After the commit: publish each child's first message (the relay covers a failure).
 
-    `outbox_ids`: the children's outbox rows, in their order (tf_wait_for's answer)."""
-    sends = [Outgoing(c.message(), i) for c, i in zip(waiting.children, outbox_ids, strict=True)]
+    `outbox_ids`: the children's outbox rows, in their order (tf_wait_for's answer). They run
+    at their parent's priority, which tf_wait_for wrote on their rows: their queue's level."""
+    level = await kernel.store.pool.fetchval(
+        "SELECT priority FROM tasks WHERE id = $1", waiting.children[0].task_id
+    )
+    children = [replace(c, priority=Priority(level or Priority.NORMAL)) for c in waiting.children]
+    sends = [c.outgoing(i) for c, i in zip(children, outbox_ids, strict=True)]
     await asyncio.gather(*(publish_after_commit(kernel, outgoing) for outgoing in sends))

@@ -37,7 +37,7 @@ import structlog
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core import events, jsonx
-from taskfleet.core.constants import QUEUES
+from taskfleet.core.constants import LEVELS, QUEUES, level_queue
 from taskfleet.core.metrics import RECONCILED
 from taskfleet.core.settings import Settings
 from taskfleet.store.pool import UNAVAILABLE
@@ -116,14 +116,18 @@ class Reconciler:
         return max(self.settings.reconcile_after_s, 3 * self.settings.worker_heartbeat_s)
 
     async def _busy_queues(self) -> list[str]:
-        """Work queues with messages ready (unknown: all of them)."""
-        names = {self.settings.queue(s.name): s.name for s in QUEUES.values()}
+        """Work queues with messages ready at any level (unknown: all of them)."""
+        names = {
+            self.settings.queue(level_queue(s.name, level)): s.name
+            for s in QUEUES.values()
+            for level in LEVELS
+        }
         try:
             counts = await self.broker.inspect(list(names))
         except (ConnectionError, OSError, RuntimeError) as exc:
             log.info("reconcile_queue_depths_unknown", error=repr(exc))
-            return list(names.values())
-        return [names[n] for n, (ready, _) in counts.items() if ready]
+            return list(dict.fromkeys(names.values()))
+        return list(dict.fromkeys(names[n] for n, (ready, _) in counts.items() if ready))
 
     async def _announce(self, row: asyncpg.Record) -> None:
         reason, status = row["reason"], row["status"]

@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 
 from taskfleet import __version__
+from taskfleet.runtime.memguard import resident_bytes
 
 log = structlog.get_logger("taskfleet.registry")
 
@@ -41,13 +42,20 @@ class Registration:
 
 
 async def beat(
-    pool: asyncpg.Pool, me: Registration, inflight: Iterable[UUID], background: dict[str, bool]
+    pool: asyncpg.Pool,
+    me: Registration,
+    inflight: Iterable[UUID],
+    background: dict[str, bool],
+    paused: dict[str, str] | None = None,
 ) -> None:
-    """Upsert the worker's row: alive now, with its in-flight task ids and background tasks."""
+    """Upsert the worker's row: alive now, with its in-flight task ids, background tasks, the
+    process's resident memory and why it takes no deliveries (`paused`: cause -> reason)."""
     await pool.execute(
         "INSERT INTO workers (id, worker, queue, host, pid, version, concurrency, heartbeat_s,"
-        " inflight, background) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), inflight = $9, background = $10",
+        " inflight, background, rss_bytes, paused)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), inflight = $9, background = $10,"
+        " rss_bytes = $11, paused = $12",
         me.id,
         me.worker,
         me.queue,
@@ -58,6 +66,8 @@ async def beat(
         me.heartbeat_s,
         list(inflight),
         background,
+        resident_bytes(),
+        paused or {},
     )
 
 
@@ -66,11 +76,12 @@ async def heartbeat(
     me: Registration,
     inflight: Callable[[], Iterable[UUID]],
     background: Callable[[], dict[str, bool]],
+    paused: Callable[[], dict[str, str]] = dict,
 ) -> None:
     """A worker's supervised loop: one beat now, then one every heartbeat_s."""
     while True:
         try:
-            await beat(pool, me, inflight(), background())
+            await beat(pool, me, inflight(), background(), paused())
             await pool.execute(
                 f"DELETE FROM workers WHERE heartbeat_at < now() - interval '{FORGET_AFTER}'"
             )

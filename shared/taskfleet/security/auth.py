@@ -40,6 +40,8 @@ class Principal:
     scope: Scope
     expires_at: float = field(default=math.inf, compare=False)  # the token's `exp`
     jti: str = field(default="", compare=False)
+    # The token's `tier` claim (e.g. `paid`): the default priority of its submissions.
+    tier: str | None = field(default=None, compare=False)
 
     def may_act_for(self, user_id: str) -> bool:
         """Whether it may act on `user_id`'s tasks: its own, or any with service or admin scope."""
@@ -54,15 +56,26 @@ def issue_token(
     ttl_s: int = 3600,
     issuer: str = ISSUER,
     audience: str = AUDIENCE,
+    tier: str | None = None,
 ) -> str:
-    """A signed token for `user_id`, valid `ttl_s` seconds, with a fresh `jti` to revoke it by."""
+    """A signed token for `user_id`, valid `ttl_s` seconds, with a fresh `jti` to revoke it by
+    (and a `tier` claim when given)."""
     now = int(time.time())
     claims = {"sub": user_id, "scope": scope, "iat": now, "exp": now + ttl_s, "iss": issuer,
               "aud": audience, "jti": uuid.uuid4().hex}  # fmt: skip
+    if tier is not None:
+        claims["tier"] = tier
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s: int = 3600) -> str:
+def token_for(
+    settings: Settings,
+    user_id: str,
+    *,
+    scope: Scope = "user",
+    ttl_s: int = 3600,
+    tier: str | None = None,
+) -> str:
     """A token this deployment accepts: its secret, issuer and audience."""
     return issue_token(
         settings.require_jwt_secret(),
@@ -71,6 +84,7 @@ def token_for(settings: Settings, user_id: str, *, scope: Scope = "user", ttl_s:
         ttl_s=ttl_s,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        tier=tier,
     )
 
 
@@ -106,7 +120,9 @@ def verify_token(
         raise AuthError("invalid token: bad subject")
     if not isinstance(jti, str) or not 0 < len(jti) <= 128:
         raise AuthError("invalid token: bad jti")
-    return Principal(user_id=sub, scope=scope, expires_at=float(claims["exp"]), jti=jti)
+    tier = claims.get("tier")
+    tier = tier if isinstance(tier, str) and 0 < len(tier) <= 64 else None  # else: no tier
+    return Principal(sub, scope, expires_at=float(claims["exp"]), jti=jti, tier=tier)
 
 
 def parse_ttl(text: str) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from taskfleet.core import tracing
-from taskfleet.core.constants import Status, TaskType
+from taskfleet.core.constants import Priority, Status, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.store import quotas
 
@@ -14,7 +14,7 @@ TASK_COLUMNS = (
     "id, type, user_id, chat_id, parent_id, status, progress, stage, status_message, input,"
     " output, partial_output, checkpoint, error, attempts, max_attempts, next_attempt_at,"
     " cancel_requested, created_at, started_at, completed_at, updated_at, run_at, metadata,"
-    " batch_id, schedule_id"
+    " batch_id, schedule_id, priority"
 )
 
 
@@ -54,6 +54,8 @@ class Outgoing:
 
     message: TaskMessage
     outbox_id: int
+    # The task's level: the message goes to that level's queue (core.constants.level_queue).
+    priority: Priority = Priority.NORMAL
     # The trace context where the message was made (an API request, a parent's attempt): its
     # publish carries it as `traceparent`, so the worker's spans join that trace.
     trace: dict[str, str] = field(default_factory=tracing.headers)
@@ -108,11 +110,16 @@ class NewTask:
     # request an idempotency key came with: a repeat with another request is refused.
     metadata: dict[str, str] = field(default_factory=dict)
     request_digest: str | None = None
+    priority: Priority = Priority.NORMAL  # its queue's level (docs/priorities.md)
 
     @property
     def status(self) -> Status:
         """The status it is created with: `scheduled` when delayed, else `queued`."""
         return Status.QUEUED if self.run_at is None else Status.SCHEDULED
+
+    def outgoing(self, outbox_id: int) -> Outgoing:
+        """The first message with its outbox row, to publish at the task's level."""
+        return Outgoing(self.message(), outbox_id, priority=self.priority)
 
     def message(self) -> TaskMessage:
         """The queue message of the task's first attempt, its input as the payload."""

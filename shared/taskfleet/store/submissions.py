@@ -25,13 +25,14 @@ FORGET_EVERY_S = 0.05
 _SUBMIT_MANY = (
     "SELECT x.n, s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
     " $6::jsonb[], $7::integer[], $8::text[], $9::text[], $10::float8[], $11::text[],"
-    " $12::uuid[], $13::integer[], $14::integer[], $15::jsonb[], $16::text[], $17::timestamptz[])"
+    " $12::uuid[], $13::integer[], $14::integer[], $15::jsonb[], $16::text[], $17::timestamptz[],"
+    " $18::text[])"
     " WITH ORDINALITY AS x(id, type, user_id, chat_id, parent_id, input, max_attempts,"
     " idempotency_key, queue, grace_s, content, message_id, per_minute, max_waiting, metadata,"
-    " request_digest, run_at, n)"
+    " request_digest, run_at, priority, n)"
     " CROSS JOIN LATERAL tf_submit_chat(x.id, x.type, x.user_id, x.chat_id, x.parent_id,"
     " x.input, x.max_attempts, x.idempotency_key, x.queue, x.grace_s, x.content, x.message_id,"
-    " x.per_minute, x.max_waiting, x.metadata, x.request_digest, x.run_at) s"
+    " x.per_minute, x.max_waiting, x.metadata, x.request_digest, x.run_at, x.priority) s"
 )
 
 
@@ -55,7 +56,7 @@ def _submission_arrays(calls: Sequence[_SubmitCall]) -> list[list[Any]]:
         [c.content for c in calls], [c.message_id for c in calls],
         [c.limits.per_minute for c in calls], [c.limits.max_waiting for c in calls],
         [c.new.metadata for c in calls], [c.new.request_digest for c in calls],
-        [c.new.run_at for c in calls],
+        [c.new.run_at for c in calls], [c.new.priority.value for c in calls],
     ]  # fmt: skip
 
 
@@ -90,8 +91,8 @@ class Submissions:
         """
         inserted: UUID | None = await conn.fetchval(
             "INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,"
-            " idempotency_key, metadata, request_digest, status, run_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " idempotency_key, metadata, request_digest, status, run_at, priority)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
             " DO NOTHING RETURNING id",
             new.task_id,
@@ -106,6 +107,7 @@ class Submissions:
             new.request_digest,
             new.status.value,
             new.run_at,
+            new.priority.value,
         )
         if inserted is None:
             return None
@@ -117,7 +119,7 @@ class Submissions:
             relay_grace_s,
             new.run_at,
         )
-        return Outgoing(new.message(), outbox_id)
+        return new.outgoing(outbox_id)
 
     @staticmethod
     async def existing(conn: asyncpg.Connection, user_id: str, key: str) -> Existing:

@@ -17,8 +17,9 @@ from tests.integration.api_input.helpers import ALICE, SERVICE, error_of
 ADMIN = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'ops', scope='admin')}"}
 
 # A well-formed value of each path parameter, for the parameters a test does not break.
-GOOD = {"task_id": str(uuid4()), "document_id": str(uuid4()), "user_id": "alice",
-        "chat_id": "c", "camera_id": "cam", "queue": "chat_tasks"}  # fmt: skip
+GOOD = {"user_id": "alice", "chat_id": "c", "camera_id": "cam", "queue": "chat_tasks",
+        **{f"{name}_id": str(uuid4()) for name in
+           ("task", "document", "webhook", "delivery", "schedule", "batch")}}  # fmt: skip
 
 
 class TestPathIds:

@@ -1,6 +1,7 @@
 -- A member of a batch turned terminal, or came back from it (a rerun): the batch's count of
 -- unfinished members follows. The member that brings it to 0 completes the batch and, in the
--- same transaction, leaves its `batch.completed` event in the outbox for the relay
+-- same transaction, makes its `then` task due (once: a batch completed again after a rerun
+-- finds it started) and leaves its `batch.completed` event in the outbox for the relay
 -- (taskfleet.broker.outbox publishes kind `event` rows to taskfleet.events).
 --
 -- The batch row is updated first, so members ending at once are serialised on it, and
@@ -24,6 +25,14 @@ BEGIN
     FROM (SELECT t.status, count(*) AS n FROM tasks t WHERE t.batch_id = b.id
           GROUP BY t.status) c;
     UPDATE batches SET completed_at = now() WHERE id = b.id;
+    -- Its `then` task, waiting with no time, is due now: the relay queues and publishes it.
+    IF b.then_task_id IS NOT NULL THEN
+        UPDATE tasks SET run_at = now(), updated_at = now()
+        WHERE id = b.then_task_id AND status = 'scheduled' AND run_at = 'infinity';
+        IF FOUND THEN
+            UPDATE outbox SET available_at = now() WHERE task_id = b.then_task_id AND kind = 'task';
+        END IF;
+    END IF;
     INSERT INTO outbox (task_id, queue, attempt, kind, headers)
     VALUES (NEW.id, 'batch.completed', 0, 'event', jsonb_build_object(
         'type', 'batch.completed', 'user_id', b.user_id, 'batch_id', b.id, 'total', b.total,

@@ -8,7 +8,8 @@
 --   mismatch   the message names a task of another user or type (untrusted input)
 --   cancelled  cancel was requested before it ran; it is now cancelled
 --   exhausted  its attempts are spent (its workers died every time); now failed
---   throttled  the user is at the concurrency limit; put back via the outbox, no attempt used
+--   throttled  the user is at the concurrency limit, or the task's rate limit has no token
+--              (tf_take_token); put back via the outbox, no attempt used
 --
 -- A running task is taken over only when its holder has really lost it: the broker
 -- redelivered the very copy the holder claimed (the broker only does that once the holder's
@@ -28,6 +29,7 @@ CREATE OR REPLACE FUNCTION tf_claim(
 DECLARE
     t tasks%ROWTYPE;
     running integer;
+    wait_s double precision;
     inserted uuid;
     assistant uuid;
     due timestamptz := now() + make_interval(secs => coalesce(p_deadline_s, 0));
@@ -49,7 +51,9 @@ BEGIN
             SELECT count(*) INTO running FROM tasks r
             WHERE r.user_id = p_user_id AND r.type = p_type AND r.status = 'processing';
         END IF;
-        IF p_user_limit <= 0 OR running < p_user_limit THEN
+        -- A rate-limited type takes the general path below, where its token is taken.
+        IF (p_user_limit <= 0 OR running < p_user_limit)
+           AND NOT EXISTS (SELECT 1 FROM rate_limits WHERE key = p_type) THEN
             INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,
                                fence, started_at, event_seq, holder, held_copy, deadline_at)
             VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts, 'processing',
@@ -137,6 +141,15 @@ BEGIN
                 NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
             RETURN;
         END IF;
+    END IF;
+
+    wait_s := tf_take_token(tf_rate_key(t.type, t.input));
+    IF wait_s > 0 THEN  -- the fleet-wide rate limit: back when its next token is due
+        INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
+        VALUES (p_id, p_queue, p_attempt, 'throttle', now() + make_interval(secs => wait_s));
+        RETURN QUERY SELECT 'throttled', t.fence, t.attempts, t.max_attempts, NULL::jsonb,
+            NULL::jsonb, t.user_id, t.chat_id, t.created_at, t.event_seq, NULL::uuid;
+        RETURN;
     END IF;
 
     UPDATE tasks SET status = 'processing', attempts = tasks.attempts + 1,

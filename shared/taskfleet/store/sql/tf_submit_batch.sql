@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION tf_submit_batch(
     p_batch_id uuid, p_user_id text, p_ids uuid[], p_chat_ids text[], p_contents text[],
     p_max_attempts integer, p_queue text, p_grace_s double precision, p_run_at timestamptz,
-    p_per_minute integer, p_max_waiting integer
+    p_per_minute integer, p_max_waiting integer, p_priority text
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, message_id uuid, submissions integer,
                  waiting bigint, window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -35,10 +35,11 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO batches (id, user_id, total, unfinished) VALUES (p_batch_id, p_user_id, n, n);
-    INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, run_at, batch_id)
+    INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, run_at, batch_id,
+                       priority)
     SELECT m.id, 'chat_message', p_user_id, m.chat_id, jsonb_build_object('content', m.content),
            p_max_attempts, CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END,
-           p_run_at, p_batch_id
+           p_run_at, p_batch_id, coalesce(p_priority, 'normal')
     FROM unnest(p_ids, p_chat_ids, p_contents) AS m(id, chat_id, content);
     FOR i IN 1 .. n LOOP
         assistants := assistants || tf_chat_open(p_ids[i], p_chat_ids[i], p_user_id,
@@ -57,5 +58,23 @@ BEGIN
 END;
 $$;
 
-REVOKE EXECUTE ON FUNCTION tf_submit_batch FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tf_submit_batch TO taskfleet_service, taskfleet_admin;
+-- The 11-argument call of API replicas older than 0020, during a rolling upgrade: normal.
+CREATE OR REPLACE FUNCTION tf_submit_batch(
+    p_batch_id uuid, p_user_id text, p_ids uuid[], p_chat_ids text[], p_contents text[],
+    p_max_attempts integer, p_queue text, p_grace_s double precision, p_run_at timestamptz,
+    p_per_minute integer, p_max_waiting integer
+) RETURNS TABLE (task_id uuid, outbox_id bigint, message_id uuid, submissions integer,
+                 waiting bigint, window_left_s double precision)
+LANGUAGE sql AS $$
+    SELECT * FROM tf_submit_batch(p_batch_id, p_user_id, p_ids, p_chat_ids, p_contents,
+        p_max_attempts, p_queue, p_grace_s, p_run_at, p_per_minute, p_max_waiting, 'normal')
+$$;
+
+REVOKE EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer, text) TO taskfleet_service, taskfleet_admin;
+REVOKE EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer) TO taskfleet_service, taskfleet_admin;

@@ -13,11 +13,12 @@
 --
 -- With p_run_at (a delayed task, docs/scheduling.md) the task is `scheduled` and its outbox row
 -- due at p_run_at: the relay publishes it then, and the API does not publish it itself.
+-- p_priority is the task's level (migrations/0020, docs/priorities.md).
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
     p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
-    p_metadata jsonb, p_request_digest text, p_run_at timestamptz
+    p_metadata jsonb, p_request_digest text, p_run_at timestamptz, p_priority text
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
                  window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -32,10 +33,11 @@ BEGIN
     SELECT * INTO q FROM tf_count_submission(p_user_id);
     IF q.submissions <= p_per_minute AND q.waiting < p_max_waiting THEN
         INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
-                           idempotency_key, metadata, request_digest, status, run_at)
+                           idempotency_key, metadata, request_digest, status, run_at, priority)
         VALUES (p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input, p_max_attempts,
                 p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), p_request_digest,
-                CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END, p_run_at)
+                CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END, p_run_at,
+                coalesce(p_priority, 'normal'))
         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id INTO inserted;
         IF inserted IS NOT NULL THEN
@@ -53,6 +55,20 @@ BEGIN
 END;
 $$;
 
+-- The 17-argument call of API replicas older than 0020, during a rolling upgrade: normal.
+CREATE OR REPLACE FUNCTION tf_submit_chat(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
+    p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
+    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
+    p_metadata jsonb, p_request_digest text, p_run_at timestamptz
+) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
+                 window_left_s double precision)
+LANGUAGE sql AS $$
+    SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
+        p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
+        p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, 'normal')
+$$;
+
 -- The 14-argument call of API replicas older than 0016, during a rolling upgrade: no
 -- metadata, no digest, no delay.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
@@ -64,7 +80,7 @@ CREATE OR REPLACE FUNCTION tf_submit_chat(
 LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
-        p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz)
+        p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz, 'normal')
 $$;
 
 REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
@@ -76,3 +92,9 @@ REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, i
     text, double precision, text, uuid, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
     text, double precision, text, uuid, integer, integer) TO taskfleet_service, taskfleet_admin;
+REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text)
+    TO taskfleet_service, taskfleet_admin;

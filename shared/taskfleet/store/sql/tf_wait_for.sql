@@ -1,6 +1,6 @@
 -- processing -> waiting, fenced, in one transaction with the children it waits for: their
 -- task rows (same user and chat as the parent: a handler never names another user) and their
--- outbox rows, due after p_grace_s (the runner publishes them itself right after commit; the
+-- outbox rows, due after p_grace_s; they run at the parent's priority (docs/priorities.md) (the runner publishes them itself right after commit; the
 -- relay covers a crash in between). The parent's checkpoint is its agent state. Answers the
 -- children's outbox row ids in the order given, so that the runner forgets exactly the rows
 -- it published.
@@ -27,8 +27,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts)
-    SELECT c.id, c.type, t.user_id, t.chat_id, p_id, c.input, c.max_attempts
+    INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts, priority)
+    SELECT c.id, c.type, t.user_id, t.chat_id, p_id, c.input, c.max_attempts, t.priority
     FROM jsonb_to_recordset(p_children) AS c(id uuid, type text, input jsonb,
                                               max_attempts integer);
     WITH sent AS (

@@ -1,6 +1,6 @@
 // The console's entry: sign-in, the router (#/tasks, #/tasks/ID, #/chat/ID, #/documents,
-// #/cameras/ID), the live feed
-// and its toasts. Views are plain functions that render into <main> and return a cleanup.
+// #/cameras/ID, #/recovery, #/operators), the live feed and its toasts. Views are plain
+// functions that render into <main> and return a cleanup.
 
 import { claims, currentToken, onSessionChange, signInWithCode, signOut } from "./session.js";
 import { live } from "./live.js";
@@ -8,6 +8,8 @@ import { signInView } from "./signin.js";
 import { tasksView } from "./tasks.js";
 import { taskView } from "./task.js";
 import { chatView } from "./chat.js";
+import { recoveryView } from "./recovery.js";
+import { operatorsView } from "./operators.js";
 import { documentsView } from "./documents.js";
 import { camerasView } from "./cameras.js";
 import { notifyButton, taskFinished } from "./toast.js";
@@ -19,6 +21,8 @@ const routes = [
   [/^#\/tasks\/([0-9a-f-]{36})$/, taskView, "tasks"],
   [/^#\/chat(?:\/(.+))?$/, chatView, "chat"],
   [/^#\/tasks(?:\?.*)?$/, tasksView, "tasks"],
+  [/^#\/recovery(?:\?.*)?$/, recoveryView, "recovery"],
+  [/^#\/operators$/, operatorsView, "operators"],
   [/^#\/documents$/, documentsView, "documents"],
   [/^#\/cameras(?:\/(.+))?$/, camerasView, "cameras"],
 ];
@@ -29,6 +33,7 @@ function render() {
   const signedIn = Boolean(currentToken());
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("who").hidden = !signedIn;
+  document.getElementById("nav-operators").hidden = claims()?.scope !== "admin";
   if (!signedIn) {
     document.title = "Sign in · taskfleet console";
     signInView(main, { error: render.error });

@@ -60,3 +60,25 @@ export function field(labelText, control, hint) {
 export function pretty(value) {
   return typeof value === "string" ? value : JSON.stringify(value, null, 2);
 }
+
+// A modal question (a <dialog>: focus stays in it, Escape answers no). Resolves true only
+// when the named action is pressed.
+export function confirmAction(question, action, keep = "Keep them") {
+  return new Promise((resolve) => {
+    const yes = h("button", { type: "button", class: "danger" }, action);
+    const no = h("button", { type: "button", class: "secondary" }, keep);
+    const dialog = h("dialog", { class: "confirm card", "aria-labelledby": "confirm-q" },
+      h("p", { id: "confirm-q" }, question), h("div", { class: "actions" }, no, yes));
+    const done = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
+    yes.addEventListener("click", () => done(true));
+    no.addEventListener("click", () => done(false));
+    dialog.addEventListener("cancel", (e) => { e.preventDefault(); done(false); });
+    document.body.append(dialog);
+    dialog.showModal();
+    no.focus();
+  });
+}
+
+export function mib(bytes) {
+  return bytes == null ? "—" : `${Math.round(bytes / 2 ** 20)} MiB`;
+}

@@ -17,6 +17,17 @@ function when(iso) {
   return iso ? h("time", { datetime: iso }, `${new Date(iso).toLocaleString()} (${age(iso)} ago)`) : "—";
 }
 
+// One line per change of status (GET /api/tasks/{id}/transitions): when, to what, the
+// attempt, and a retry's error and next attempt.
+function timeline(steps) {
+  return h("ol", { class: "timeline", "aria-label": "Timeline" }, steps.map((s) => h("li", {},
+    h("time", { datetime: s.at }, new Date(s.at).toLocaleTimeString()), " ",
+    s.from_status ? `${s.from_status} → ` : "created ", chip(s.to_status),
+    s.attempts ? ` attempt ${s.attempts}` : "",
+    s.error_code ? [" ", h("code", {}, s.error_code)] : "",
+    s.next_attempt_at ? ` next at ${new Date(s.next_attempt_at).toLocaleTimeString()}` : "")));
+}
+
 function section(title, body) {
   return [h("h2", {}, title), body];
 }
@@ -41,21 +52,26 @@ export function taskView(main, id) {
   const said = h("p", { role: "status", class: "hint" });
   const body = h("div", { class: "detail" });
   let children = [];
+  let steps = [];
   const cancel = h("button", { type: "button", class: "danger", onclick: () => act("cancel") }, "Cancel");
   const retry = h("button", { type: "button", onclick: () => act("retry") }, "Retry");
+  const resume = h("button", { type: "button", class: "secondary", onclick: () => act("resume") }, "Resume");
+  const restart = h("button", { type: "button", class: "secondary", onclick: () => act("restart") }, "Restart");
   main.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, shortId(id))),
-    h("div", { class: "actions" }, cancel, retry), said, body);
+    h("div", { class: "actions" }, cancel, retry, resume, restart), said, body);
 
   function draw() {
     const t = live.tasks.get(id);
     if (!t) return;
     cancel.disabled = TERMINAL.has(t.status) || Boolean(t.cancel_requested);
-    retry.disabled = !["failed", "cancelled"].includes(t.status);
+    retry.disabled = restart.disabled = !["failed", "cancelled"].includes(t.status);
+    resume.disabled = retry.disabled || t.checkpoint == null;
     const reply = live.replies.get(id);
     body.replaceChildren(...[facts(t, children),
       t.type === "chat_message" ? section("Reply", h("pre", { id: "reply", "aria-live": "polite" }, reply ?? "")) : [],
       t.error ? section("Error", h("p", { class: "error" }, h("code", {}, t.error.code), `: ${t.error.message}`,
         t.error.retryable ? " (retryable)" : "")) : [],
+      steps.length ? section("Timeline", timeline(steps)) : [],
       t.partial_output != null ? section("Partial output", h("pre", {}, pretty(t.partial_output))) : [],
       t.output != null ? section("Output", h("pre", {}, pretty(t.output))) : [],
       section("Input", h("pre", {}, pretty(t.input ?? ""))),
@@ -66,7 +82,8 @@ export function taskView(main, id) {
     said.textContent = what === "cancel" ? "Cancelling…" : "Starting again…";
     try {
       live.remember(await api(`/api/tasks/${id}/${what}`, { method: "POST" }));
-      said.textContent = what === "cancel" ? "Cancel requested." : "Queued again.";
+      said.textContent = { cancel: "Cancel requested.", resume: "Queued again, from its checkpoint.",
+        restart: "Queued again, from scratch." }[what] ?? "Queued again.";
     } catch (err) {
       said.textContent = `${what} refused: ${err.message}`;
     }
@@ -91,6 +108,10 @@ export function taskView(main, id) {
     }
     draw();
     if (first) findChildren();
+    try {
+      steps = (await api(`/api/tasks/${id}/transitions`)).transitions;
+      draw();
+    } catch { /* the task itself is what matters here */ }
   }
 
   let shownStatus = null;
