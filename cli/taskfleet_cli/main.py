@@ -112,7 +112,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         )
     except AuthError as exc:
         raise ConfigError(f"token: {exc} (an expired token needs no revoking)") from None
-    run_async(revoke_token(settings.database_url, who, args.reason))
+    run_async(revoke_token(settings.direct_database_url, who, args.reason))  # one-shot: no pooler
     print(f"revoked token {who.jti} of {who.user_id}; every API refuses it within seconds")
     return 0
 
