@@ -15,7 +15,7 @@ LOCK := $(COMPILE) pyproject.toml
 
 .PHONY: help install lock run test test-unit test-integration test-e2e test-chaos bench bench-reconcile soak
 .PHONY: screenshots
-.PHONY: bench-peers bench-peers-lock bench-open bench-replication bench-priority
+.PHONY: bench-peers bench-peers-lock bench-open bench-replication bench-priority bench-pgbouncer bench-growth
 .PHONY: lint format mypy check all clean deps compose-up compose-down settings-doc
 
 help:  ## this list (bare `make` prints it)
@@ -90,6 +90,17 @@ bench-open: install  ## W1 open-loop at 50 % and 80 % of the measured maximum: l
 
 bench-replication: install  ## W1 on a primary with a streaming standby: synchronous against asynchronous replication
 	$(BIN)/python bench/replication.py
+
+# A PgBouncer that tracks prepared statements (Debian 12's 1.18 does not), built from source.
+NEW_PGBOUNCER := $(PEER_VENVS)/pgbouncer/bin/pgbouncer
+$(NEW_PGBOUNCER):
+	deploy/tools/build-pgbouncer $(PEER_VENVS)/pgbouncer
+
+bench-pgbouncer: install $(NEW_PGBOUNCER)  ## W1 straight and through PgBouncer (transaction mode): statement cache off, prepared statements tracked
+	$(BIN)/python bench/pgbouncer.py --new-pgbouncer $(NEW_PGBOUNCER) $(ARGS)
+
+bench-growth: install  ## W1 on an empty database and on 1,000,000 finished tasks, plans, retention while W1 runs
+	$(BIN)/python bench/growth.py $(ARGS)
 
 bench-priority: install  ## 20,000 normal chat tasks queued, a trickle of high ones: the wait of each level
 	$(BIN)/python bench/priority.py $(ARGS)

@@ -48,3 +48,8 @@ def server_pids(database_url: str, amqp_url: str) -> dict[str, int]:
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far of each named tree."""
     return {name: tree_cpu_s(pid) for name, pid in pids.items()}
+
+
+def per_task_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """CPU milliseconds a task of each tree between two `cpu_of` readings."""
+    return {name: round((after[name] - before[name]) * 1000 / n, 3) for name in before}

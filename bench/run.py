@@ -43,6 +43,8 @@ def classify(proc: psutil.Process, ours: dict[int, str]) -> str | None:
         return "postgresql"
     if name.startswith("beam") or name == "erl_child_setup":
         return "rabbitmq"
+    if name == "pgbouncer":  # bench/pgbouncer.py
+        return "pgbouncer"
     return None
 
 

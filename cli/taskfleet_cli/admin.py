@@ -25,7 +25,9 @@ console = Console()
 async def show_tasks(settings: Settings, args: argparse.Namespace) -> int:
     """Print tasks, newest first, as a table; an operator's read across users, audited."""
     wanted = args.status  # `active` expanded already (parser._statuses)
-    pool = await create_pool(settings.database_url, size=1)
+    pool = await create_pool(
+        settings.database_url, size=1, statement_cache=settings.database_statement_cache
+    )
     try:
         db = audited(pool, cli_actor(), "cli_tasks", user_id=args.user, status=wanted)
         page = await operations.list_tasks(db, user_id=args.user, status=wanted, limit=args.limit)
@@ -57,7 +59,9 @@ async def show_stats(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    pool = await create_pool(settings.database_url, size=1)
+    pool = await create_pool(
+        settings.database_url, size=1, statement_cache=settings.database_statement_cache
+    )
     try:
         db = audited(pool, cli_actor(), "cli_stats", user_id=args.user, window=args.window)
         found = await stats.task_stats(db, user_id=args.user, window_s=window_s)
@@ -97,7 +101,9 @@ async def show_task(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         console.print(f"[red]not a task id: {args.id}[/red]")
         return 2
-    pool = await create_pool(settings.database_url, size=1)
+    pool = await create_pool(
+        settings.database_url, size=1, statement_cache=settings.database_statement_cache
+    )
     try:
         db = audited(pool, cli_actor(), "cli_task", task_id=str(task_id))
         task = await operations.task_with_message(db, task_id)
@@ -128,7 +134,9 @@ async def show_queues(settings: Settings, args: argparse.Namespace) -> int:
 
 async def show_workers(settings: Settings, args: argparse.Namespace) -> int:
     """Print the worker processes: live, lost (tasks at risk); stopped ones with --all."""
-    pool = await create_pool(settings.database_url, size=1)
+    pool = await create_pool(
+        settings.database_url, size=1, statement_cache=settings.database_statement_cache
+    )
     try:
         found = await registry.list_workers(pool, include_gone=args.all)
     finally:

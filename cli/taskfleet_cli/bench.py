@@ -43,7 +43,9 @@ async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Submit --n chat messages, wait up to --timeout seconds for them to end, and print the
     figures as one JSON line. Exit 1 unless all of them completed."""
     run = uuid4().hex[:8]
-    pool = await create_pool(settings.database_url, size=2)
+    pool = await create_pool(
+        settings.database_url, size=2, statement_cache=settings.database_statement_cache
+    )
     watched: dict[str, int] = {}
 
     async def submit_all() -> dict[UUID, float]:

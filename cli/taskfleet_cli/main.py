@@ -36,10 +36,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from taskfleet.store.migrate import migrate, status
 
     if args.status:
-        for f in run_async(status(settings.database_url)):
+        for f in run_async(status(settings.direct_database_url)):
             print(f"{f.kind:<9} {f.name:<24} {f.state}")
         return 0
-    applied = run_async(migrate(settings.database_url))
+    applied = run_async(migrate(settings.direct_database_url))
     for what, names in (("migrations", applied.migrations), ("functions", applied.functions)):
         print(f"{what} applied: {', '.join(names) if names else 'none (up to date)'}")
     return 0
@@ -112,7 +112,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         )
     except AuthError as exc:
         raise ConfigError(f"token: {exc} (an expired token needs no revoking)") from None
-    run_async(revoke_token(settings.database_url, who, args.reason))
+    run_async(revoke_token(settings.direct_database_url, who, args.reason))  # one-shot: no pooler
     print(f"revoked token {who.jti} of {who.user_id}; every API refuses it within seconds")
     return 0
 

@@ -49,7 +49,7 @@ async def run_fleet(settings: Settings, workers: list[str]) -> int:
     Ctrl-C or SIGTERM; then stop them all.
 
     Without TASKFLEET_JWT_SECRET the children share a random secret made for this run."""
-    await migrate(settings.database_url)
+    await migrate(settings.direct_database_url)
     env = dict(os.environ)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     if secret:
@@ -113,7 +113,12 @@ async def _registry_pool(settings: Settings) -> asyncpg.Pool | None:
     """A connection to read the worker registry; None if the database is away just now (the
     banner then waits for the API alone)."""
     try:
-        return await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+        return await create_pool(
+            settings.database_url,
+            size=1,
+            statement_cache=settings.database_statement_cache,
+            timeout_s=settings.db_timeout_s,
+        )
     except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
         log.warning("fleet_readiness_unchecked", error=repr(exc))
         return None
@@ -225,7 +230,12 @@ async def signin_link(
 async def print_console_link(settings: Settings, user: str, scope: Scope, ttl_s: int) -> int:
     """`taskfleet console-link`: print a link that signs a browser in once, within a minute."""
     secret = settings.require_jwt_secret()
-    pool = await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+    pool = await create_pool(
+        settings.database_url,
+        size=1,
+        statement_cache=settings.database_statement_cache,
+        timeout_s=settings.db_timeout_s,
+    )
     try:
         print(await signin_link(settings, secret, pool, user=user, scope=scope, ttl_s=ttl_s))
     finally:

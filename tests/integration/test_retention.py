@@ -169,9 +169,11 @@ async def test_every_foreign_key_to_tasks_cascades(db: asyncpg.Pool) -> None:
     assert {(r["tbl"], r["on_delete"]) for r in rows if r["on_delete"] == "n"} == {("batches", "n")}
 
 
-async def test_the_periodic_job_runs_in_one_process_at_a_time(db: asyncpg.Pool) -> None:
+async def test_the_periodic_job_runs_in_one_process_at_a_time(
+    settings: Settings, db: asyncpg.Pool
+) -> None:
     old = await add_task(db, "completed", 600)
-    job = RetentionJob(db, older_than_s=YEAR_S, interval_s=3600)
+    job = RetentionJob(settings.database_url, older_than_s=YEAR_S, interval_s=3600)
     async with db.acquire() as other:
         # Another API replica is cleaning up: this one skips its turn and deletes nothing.
         assert await other.fetchval("SELECT pg_try_advisory_lock($1)", CLEANUP_LOCK)

@@ -210,3 +210,16 @@ def test_of_keeps_the_base_values_and_reads_the_rest(monkeypatch: pytest.MonkeyP
 )
 def test_the_command_line_loads_each_commands_class(argv: list[str], cls: type[Settings]) -> None:
     assert settings_class(build_parser().parse_args(argv)) is cls
+
+
+def test_the_direct_database_url_is_the_database_url_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@pooler:6432/taskfleet")
+    assert load_settings().direct_database_url == "postgresql://u@pooler:6432/taskfleet"
+    assert load_settings().database_statement_cache == 100
+    monkeypatch.setenv("DATABASE_DIRECT_URL", "postgresql://u@primary:5432/taskfleet")
+    monkeypatch.setenv("DATABASE_STATEMENT_CACHE", "0")
+    s = load_settings()
+    assert s.direct_database_url == "postgresql://u@primary:5432/taskfleet"
+    assert s.database_statement_cache == 0

@@ -23,7 +23,7 @@ async def main(settings: ApiSettings, host: str, port: int) -> None:
     stop = stop_event_on_signals()
     async with open_kernel(settings, name="api") as kernel:
         if settings.retention_interval_s > 0:  # in one replica at a time (an advisory lock)
-            retention = RetentionJob.from_settings(kernel.pool, settings)
+            retention = RetentionJob.from_settings(settings)
             kernel.supervisor.spawn("retention", retention.run)
         if settings.scheduler_tick_s > 0:  # every replica; one at a time runs (a lock)
             kernel.supervisor.spawn("schedules", schedule_runner(kernel, settings).run)

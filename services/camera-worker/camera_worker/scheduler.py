@@ -77,8 +77,11 @@ class CaptureScheduler:
     async def _serve(self) -> None:
         settings = self.settings
         # A pool of one, only for its connection setup (JSON codecs, timeouts): the
-        # connection is held for the whole leadership, never returned while leading.
-        pool = await create_pool(settings.database_url, size=1, timeout_s=settings.db_timeout_s)
+        # connection is held for the whole leadership, never returned while leading. Straight to
+        # PostgreSQL: a pooler in transaction mode would share the lock's session with others.
+        pool = await create_pool(
+            settings.direct_database_url, size=1, timeout_s=settings.db_timeout_s
+        )
         try:
             conn = await pool.acquire()
             await conn.execute(KEEPALIVES)

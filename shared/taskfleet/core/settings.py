@@ -15,9 +15,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from taskfleet.core.addresses import AmqpUrl, amqp_addresses
+from taskfleet.core.database_settings import DatabaseSettings
 from taskfleet.core.durations import parse_duration as parse_duration  # its old home
 from taskfleet.core.errors import ConfigError
 
@@ -25,7 +26,7 @@ JWT_SECRET_MIN_CHARS = 32
 _UNSHOWN = {"AMQP_URL", "DATABASE_URL", "TASKFLEET_JWT_SECRET", "ENCRYPTION_KEYS"}
 
 
-class Settings(BaseSettings):
+class Settings(DatabaseSettings):
     """Every setting the kernel reads. No file is needed: defaults run a local fleet."""
 
     model_config = SettingsConfigDict(

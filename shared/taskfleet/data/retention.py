@@ -28,6 +28,7 @@ import structlog
 from taskfleet.core.errors import StartupError
 from taskfleet.core.settings import Settings
 from taskfleet.store import quotas
+from taskfleet.store.pool import connect_session
 
 log = structlog.get_logger("taskfleet.retention")
 
@@ -96,7 +97,7 @@ async def run_cleanup(
 ) -> CleanupResult:
     """`taskfleet cleanup`: one connection of its own, closed at the end."""
     try:
-        conn = await asyncpg.connect(settings.database_url, timeout=settings.db_timeout_s)
+        conn = await asyncpg.connect(settings.direct_database_url, timeout=settings.db_timeout_s)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None
     try:
@@ -110,24 +111,27 @@ class RetentionJob:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        dsn: str,
         *,
         older_than_s: float,
         interval_s: float,
         batch_size: int = DEFAULT_BATCH,
+        timeout_s: float = 10.0,
     ) -> None:
-        self.pool = pool
+        self.dsn = dsn  # PostgreSQL itself: the lock lives in the session (DATABASE_DIRECT_URL)
         self.older_than_s = older_than_s
         self.interval_s = interval_s
         self.batch_size = batch_size
+        self.timeout_s = timeout_s
 
     @classmethod
-    def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> "RetentionJob":
+    def from_settings(cls, settings: Settings) -> "RetentionJob":
         """The job as RETENTION_OLDER_THAN_S and RETENTION_INTERVAL_S set it."""
         return cls(
-            pool,
+            settings.direct_database_url,
             older_than_s=settings.retention_older_than_s,
             interval_s=settings.retention_interval_s,
+            timeout_s=settings.db_timeout_s,
         )
 
     async def run(self) -> None:
@@ -138,12 +142,16 @@ class RetentionJob:
             await asyncio.sleep(self.interval_s)
 
     async def run_once(self) -> CleanupResult | None:
-        """One cleanup under the advisory lock; None when another process holds it."""
-        async with self.pool.acquire() as conn:
+        """One cleanup under the advisory lock; None when another process holds it.
+
+        The lock is a session's, on a connection of its own that is closed after the run: a
+        pooled connection behind a pooler in transaction mode would take it in one server
+        session and release it (or not) in another."""
+        conn = await connect_session(self.dsn, timeout_s=self.timeout_s)
+        try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CLEANUP_LOCK):
                 log.info("retention_skipped", reason="another process is cleaning up")
                 return None
-            try:
-                return await cleanup(conn, self.older_than_s, batch_size=self.batch_size)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", CLEANUP_LOCK)
+            return await cleanup(conn, self.older_than_s, batch_size=self.batch_size)
+        finally:
+            await conn.close()  # ends the session, and with it the lock

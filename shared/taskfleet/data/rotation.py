@@ -49,7 +49,12 @@ def _stale(column: str) -> str:
 
 async def rotate(settings: Settings, keyring: Keyring, *, batch: int) -> list[Rotated]:
     """The command: its own small pool, closed after."""
-    pool = await create_pool(settings.database_url, size=2, timeout_s=settings.db_timeout_s)
+    pool = await create_pool(
+        settings.database_url,
+        size=2,
+        statement_cache=settings.database_statement_cache,
+        timeout_s=settings.db_timeout_s,
+    )
     try:
         # Maintenance across every user's rows, done by the kernel's role; who ran it is
         # recorded like any operator action.

@@ -80,7 +80,7 @@ class ScheduleRunner:
         """Forever: lead when this replica holds the lock, stand by otherwise."""
         settings = self.kernel.settings
         await lead(
-            "schedules", SCHEDULE_LOCK, self._lead, database_url=settings.database_url,
+            "schedules", SCHEDULE_LOCK, self._lead, database_url=settings.direct_database_url,
             retry_s=self.lock_retry_s, timeout_s=settings.db_timeout_s,
         )  # fmt: skip
 

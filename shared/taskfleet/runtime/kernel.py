@@ -59,6 +59,7 @@ async def open_kernel(
             settings.database_url,
             size=pool_size or settings.db_pool_size,
             timeout_s=settings.db_timeout_s,
+            statement_cache=settings.database_statement_cache,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None

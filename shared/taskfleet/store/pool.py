@@ -85,10 +85,16 @@ class DroppingConnection(asyncpg.Connection):  # type: ignore[misc]
             raise
 
 
-async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
-    """A pool whose connections decode json/jsonb with orjson."""
+async def create_pool(
+    dsn: str, *, size: int = 10, timeout_s: float = 10.0, statement_cache: int = 100
+) -> asyncpg.Pool:
+    """A pool whose connections decode json/jsonb with orjson.
+
+    `statement_cache` 0 prepares no named statement: what a pooler in transaction mode needs
+    when it does not track them (DATABASE_STATEMENT_CACHE)."""
     pool = await asyncpg.create_pool(
         dsn,
+        statement_cache_size=statement_cache,
         min_size=1,
         max_size=size,
         init=_init_connection,
@@ -101,6 +107,18 @@ async def create_pool(dsn: str, *, size: int = 10, timeout_s: float = 10.0) -> a
     )
     assert pool is not None
     return pool
+
+
+async def connect_session(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
+    """A connection of its own, as the kernel's role, for what lives in its session (session
+    advisory locks): give it DATABASE_DIRECT_URL, never a pooler in transaction mode."""
+    conn = await asyncpg.connect(dsn, timeout=timeout_s, command_timeout=timeout_s)
+    try:
+        await _init_connection(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 def export_pool_use(pool: asyncpg.Pool) -> None:
