@@ -74,8 +74,18 @@ class TaskListQuery(BaseModel):
 
     type: TaskType | None = None
     priority: PriorityName | None = Field(None, description="Only the tasks of this priority.")
+    chat_id: str | None = Field(None, pattern=ID_PATTERN, description="Only this chat's tasks.")
+    parent_id: UUID | None = Field(None, description="Only this task's children.")
+    batch_id: UUID | None = Field(None, description="Only this batch's members.")
+    schedule_id: UUID | None = Field(None, description="Only this schedule's runs.")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, min_length=1, max_length=200)
+
+
+class AdminTaskListQuery(TaskListQuery):
+    user_id: str | None = Field(
+        None, pattern=ID_PATTERN, description="One user's; all when absent."
+    )
 
 
 class TaskQuery(BaseModel):

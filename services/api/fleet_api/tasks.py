@@ -8,7 +8,7 @@ from aiohttp import web
 
 from fleet_api.auth import principal
 from fleet_api.errors import ApiError, json_response, not_found
-from fleet_api.models import Task, TaskListQuery, TaskPage, TaskQuery
+from fleet_api.models import AdminTaskListQuery, Task, TaskListQuery, TaskPage, TaskQuery
 from fleet_api.openapi import Operation
 from fleet_api.routes import (
     KERNEL,
@@ -23,6 +23,8 @@ from fleet_api.submitting import accepted, query_metadata
 from fleet_api.ws import HUB
 from taskfleet.core.constants import TERMINAL, TaskType, statuses
 from taskfleet.data import operations
+from taskfleet.data.operations import LINKS
+from taskfleet.store.tenancy import Db, audited
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -71,12 +73,29 @@ async def list_my_tasks(request: web.Request) -> web.Response:
     return await _page(request, principal(request).user_id)
 
 
-async def _page(request: web.Request, user_id: str) -> web.Response:
-    query = parse_query(request, TaskListQuery, metadata=True)
+async def list_every_users_tasks(request: web.Request) -> web.Response:
+    """Every user's tasks (or `?user_id=`'s), newest first: admin scope, audited."""
+    if principal(request).scope != "admin":
+        raise ApiError(403, "forbidden", "every user's tasks need an admin token")
+    query = parse_query(request, AdminTaskListQuery, metadata=True)
+    db = audited(request.app[KERNEL].pool, principal(request).user_id, "GET /api/admin/tasks",
+                 user_id=query.user_id)  # fmt: skip
+    return await _page(request, query.user_id, query, db)
+
+
+async def _page(
+    request: web.Request,
+    user_id: str | None,
+    query: TaskListQuery | None = None,
+    db: Db | None = None,
+) -> web.Response:
+    query = query or parse_query(request, TaskListQuery, metadata=True)
+    links = {k: v for k in LINKS if (v := getattr(query, k)) is not None}
     try:
         page = await operations.list_tasks(
-            user_db(request, user_id),
+            db or user_db(request, str(user_id)),
             user_id=user_id,
+            links=links,
             limit=query.limit,
             cursor=query.cursor,
             status=statuses(",".join(query.status)) if query.status else None,
@@ -121,6 +140,12 @@ async def retry_task(request: web.Request) -> web.Response:
 def add_task_routes(app: web.Application) -> None:
     """Declare the task routes."""
     api, tags = app[OPENAPI], ("tasks",)
+    api.add(
+        app,
+        Operation("GET", "/api/admin/tasks", list_every_users_tasks,
+                  "Every user's tasks (admin scope)", TaskPage, query=AdminTaskListQuery,
+                  errors=(400, 401, 403, 422, 503), tags=("admin",)),
+    )  # fmt: skip
     api.add(
         app,
         Operation(

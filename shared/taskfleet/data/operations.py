@@ -5,7 +5,7 @@ Shared by the API and the command line, so both answer the same way.
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +59,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise BadCursor(f"invalid cursor {cursor[:40]!r}") from None
 
 
+# The columns a listing may filter on by equality besides its own arguments.
+LINKS = frozenset({"chat_id", "parent_id", "batch_id", "schedule_id"})
+
+
 async def list_tasks(
     db: Db,
     *,
@@ -69,10 +73,14 @@ async def list_tasks(
     cursor: str | None = None,
     metadata: dict[str, str] | None = None,
     priority: str | None = None,
+    links: Mapping[str, object] | None = None,
 ) -> Page:
     """Newest first. The cursor is the (created_at, id) of the last task of the previous
     page, so pages stay stable while tasks are added: new ones sort before the first page.
-    `status`: one status or any of several; `metadata`: every pair must be in the task's."""
+    `status`: one status or any of several; `metadata`: every pair must be in the task's;
+    `links`: columns among LINKS and the value each must have (a chat, a parent...)."""
+    if links and not set(links) <= LINKS:
+        raise ValueError(f"not a link column: {sorted(set(links) - LINKS)}")
     where: list[str] = ["TRUE"]
     args: list[Any] = []
     statuses = [status] if isinstance(status, str) else status
@@ -82,6 +90,7 @@ async def list_tasks(
         ("type = $%d", task_type),
         ("priority = $%d", priority),
         ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
+        *((f"{column} = $%d", value) for column, value in (links or {}).items()),
     )
     for condition, value in filters:
         if value is not None:

@@ -1,7 +1,7 @@
 // The recovery view: failed and cancelled tasks (an interrupted one keeps its checkpoint),
 // newest first, with Resume (from the checkpoint: only where there is one), Restart (from
 // scratch) and Delete (after a confirmation), each the API's own route. An admin may name
-// another user. Read when the page opens, pages by the API's cursors; the rows follow the
+// another user, or `*` for every user's (GET /api/admin/tasks). Read when the page opens, pages by the API's cursors; the rows follow the
 // live feed. It polls nothing.
 
 import { h, chip, age, shortId, typeName, field, confirmAction, TERMINAL } from "./dom.js";
@@ -41,7 +41,7 @@ export function recoveryView(main) {
   const newer = h("button", { type: "button", class: "secondary", onclick: () => go(page - 1) }, "Newer");
   const who = h("input", { name: "user", type: "text", value: user, placeholder: "yours" });
   const form = h("form", { class: "filters", role: "search", "aria-label": "Whose tasks" },
-    field("User", who, "A user id (admin)"), h("div", {}, h("button", { type: "submit" }, "Show")));
+    field("User", who, "A user id, or * for every user's (admin)"), h("div", {}, h("button", { type: "submit" }, "Show")));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = who.value ? `#/recovery?user=${encodeURIComponent(who.value)}` : "#/recovery";
@@ -106,7 +106,8 @@ export function recoveryView(main) {
     const q = new URLSearchParams({ limit: String(PAGE), status: "failed,cancelled" });
     if (cursors[page]) q.set("cursor", cursors[page]);
     try {
-      const path = user ? `/api/tasks/user/${encodeURIComponent(user)}` : "/api/tasks";
+      const path = user === "*" ? "/api/admin/tasks"
+        : user ? `/api/tasks/user/${encodeURIComponent(user)}` : "/api/tasks";
       const data = await api(`${path}?${q}`);
       ids = data.tasks.map((t) => live.remember(t).id);
       next = data.next_cursor;

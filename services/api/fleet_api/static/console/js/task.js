@@ -2,7 +2,7 @@
 // it streams, parent and children links, and Cancel / Retry (the real routes).
 
 import { h, chip, progressBar, age, shortId, typeName, pretty, TERMINAL } from "./dom.js";
-import { api } from "./session.js";
+import { api, claims } from "./session.js";
 import { live } from "./live.js";
 
 function fact(term, ...value) {
@@ -90,11 +90,15 @@ export function taskView(main, id) {
     draw();
   }
 
-  // Children: those among the caller's newest tasks (there is no children route yet).
+  // Children: the parent's own listing of them (`?parent_id=`), as its owner (an operator
+  // reading another user's task reads them through every user's listing).
   async function findChildren() {
     try {
-      const page = await api("/api/tasks?limit=200");
-      children = page.tasks.filter((t) => t.parent_id === id);
+      const owner = live.tasks.get(id)?.user_id;
+      const mine = !owner || owner === claims()?.sub;
+      const page = await api(mine ? `/api/tasks?parent_id=${id}&limit=200`
+        : `/api/admin/tasks?parent_id=${id}&user_id=${encodeURIComponent(owner)}&limit=200`);
+      children = page.tasks;
       draw();
     } catch { /* the task itself is what matters here */ }
   }

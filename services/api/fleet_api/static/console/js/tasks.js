@@ -1,8 +1,9 @@
 // The tasks page: pages from GET /api/tasks (its cursors and filters, `active` included),
-// kept live by the feed; every user's (`user=*`) is the feed's own list of unfinished tasks. Filters live in the address
+// kept live by the feed; every user's (`user=*`): an admin's pages of GET /api/admin/tasks, a
+// service token's the feed's own list of unfinished tasks. Filters live in the address
 // (#/tasks?status=&type=&chat=&user=), so that coming back shows the same list. An admin
-// or service token may name another user (their history) or `*` (every user's unfinished
-// tasks: the feed of such a token carries every user's).
+// or service token may name another user (their history) or `*` (the feed of such a token
+// carries every user's events).
 
 import { h, chip, progressBar, age, shortId, typeName, field, STATUSES, TYPES, TERMINAL } from "./dom.js";
 import { api, claims } from "./session.js";
@@ -14,8 +15,14 @@ function readFilters() {
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
   const f = { status: params.get("status") ?? "", type: params.get("type") ?? "",
     chat: params.get("chat") ?? "", user: operator() ? params.get("user") ?? "" : "" };
-  if (f.user === "*") f.status = "active";  // no route lists every user's history
+  // An admin pages through every user's history (GET /api/admin/tasks); a service token sees
+  // every user's unfinished tasks in its feed only.
+  if (f.user === "*" && !admin()) f.status = "active";
   return f;
+}
+
+function admin() {
+  return claims()?.scope === "admin";
 }
 
 function operator() {
@@ -58,7 +65,7 @@ function filterForm(f) {
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter tasks" },
     field("Status", status), field("Type", type), field("Chat", chat),
     operator() ? field("User", h("input", { name: "user", type: "text", value: f.user,
-      placeholder: "yours" }), "A user id, or * for every user's unfinished tasks") : null,
+      placeholder: "yours" }), "A user id, or * for every user's tasks (unfinished ones only for a service token)") : null,
     h("div", {}, h("button", { type: "submit" }, "Apply")));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -89,7 +96,7 @@ export function tasksView(main) {
 
   function draw() {
     tbody.replaceChildren(...ids.map((id) => live.tasks.get(id)).filter(Boolean).map(row));
-    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.user === "*" ? ", every user's unfinished" : `, page ${page + 1}`}` : "No tasks match.";
+    status.textContent = ids.length ? `${ids.length} task${ids.length === 1 ? "" : "s"}${f.user === "*" && !admin() ? ", every user's unfinished" : `, page ${page + 1}`}` : "No tasks match.";
     newer.disabled = page === 0;
     older.disabled = !next;
   }
@@ -104,7 +111,7 @@ export function tasksView(main) {
   }
 
   async function load() {
-    if (f.user === "*") {
+    if (f.user === "*" && !admin()) {
       ids = [...live.tasks.values()].filter((t) => matches(t, f))
         .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at))).map((t) => t.id);
       next = null;
@@ -112,9 +119,11 @@ export function tasksView(main) {
       const q = new URLSearchParams({ limit: String(PAGE) });
       if (f.status) q.set("status", f.status);
       if (f.type) q.set("type", f.type);
+      if (f.chat) q.set("chat_id", f.chat);
       if (cursors[page]) q.set("cursor", cursors[page]);
       try {
-        const path = f.user ? `/api/tasks/user/${encodeURIComponent(f.user)}` : "/api/tasks";
+        const path = f.user === "*" ? "/api/admin/tasks"
+          : f.user ? `/api/tasks/user/${encodeURIComponent(f.user)}` : "/api/tasks";
         const data = await api(`${path}?${q}`);
         ids = data.tasks.map((t) => live.remember(t)).filter((t) => matches(t, f)).map((t) => t.id);
         next = data.next_cursor;
@@ -142,7 +151,7 @@ export function tasksView(main) {
   }
 
   const unsubscribe = live.subscribe((event) => {
-    if (event.type === "snapshot" && f.user === "*") return load();
+    if (event.type === "snapshot" && f.user === "*" && !admin()) return load();
     if (event.type !== "task.updated") return;
     const task = live.tasks.get(event.task_id);
     if (ids.includes(event.task_id)) redrawRow(event.task_id);
