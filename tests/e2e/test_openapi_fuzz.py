@@ -5,6 +5,7 @@ documented schema (status codes, content types, bodies), invalid input is refuse
 FUZZ_EXAMPLES=300 make test-e2e runs more cases per operation (25 by default).
 """
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
@@ -43,6 +45,7 @@ NOT_POSITIVE: dict[str, str] = {
     " cron and interval_s be given (422 invalid_schedule)",
     "PATCH /api/schedules/{schedule_id}": "the same rules as POST /api/schedules",
     "PUT /api/admin/rate-limits/{key}": "exactly one of per_s and per_minute must be given",
+    "GET /api/admin/tasks": "the same opaque cursor",
 }
 
 
@@ -83,6 +86,17 @@ def api_url(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for proc in procs:
             proc.kill()
             proc.wait(timeout=10)
+        # The admin's fuzzing sets fleet-wide rate limits (any key, any rate): none may throttle
+        # the tests after this module.
+        asyncio.run(_execute(settings, "DELETE FROM rate_limits"))
+
+
+async def _execute(settings: Settings, statement: str) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize("scope", ["user", "service", "admin"])

@@ -21,7 +21,9 @@ ADMIN = auth("ops", "admin")
 
 @pytest.fixture
 async def no_limit_left(kernel: Kernel) -> AsyncIterator[None]:
-    """The limits are fleet-wide: none may outlive its test (the next ones share the queues)."""
+    """The limits are fleet-wide: none may outlive its test (the next ones share the queues),
+    and none left by another (the API fuzzing sets any) may skew this one."""
+    await kernel.pool.execute("DELETE FROM rate_limits")
     yield
     await kernel.pool.execute("DELETE FROM rate_limits")
 
