@@ -156,11 +156,13 @@ async def redeliver(request: web.Request) -> web.Response:
 
 async def run_deliverer(app: web.Application) -> AsyncIterator[None]:
     """The deliverer runs as long as the app, one per API replica (cleanup context)."""
-    kernel, name = app[KERNEL], f"webhook-sender-{id(app):x}"
+    kernel = app[KERNEL]
     sender = WebhookSender(kernel.pool, kernel.keyring, delivery_policy(app[SETTINGS]))
-    kernel.supervisor.spawn(name, sender.run, kind="webhook-sender")  # one metric label
+    names = sender.start(kernel.supervisor, f"webhook-sender-{id(app):x}")
     yield
-    await kernel.supervisor.stop(name)
+    for name in names:
+        await kernel.supervisor.stop(name)
+    await sender.aclose()
 
 
 def add_webhook_routes(app: web.Application) -> None:

@@ -1,8 +1,8 @@
 """The webhook deliverer: sends the due rows of webhook_deliveries, at least once
 (docs/integrating.md#webhooks).
 
-It runs in the API process, one per replica, owned by the kernel's supervisor, with up to
-`slots` POSTs in flight (a TaskGroup's, awaited by it). The database
+It runs in the API process, one per replica: a claimer and `slots` delivery loops, each owned by
+the kernel's supervisor, so up to `slots` POSTs are in flight. The database
 is its only input: a delivery row is written in the transaction of its event, and a claim
 (FOR UPDATE SKIP LOCKED, so that replicas share the rows and never take the same one)
 moves the row's `next_attempt_at` a lease ahead before the POST. A deliverer that dies
@@ -34,6 +34,7 @@ from standardwebhooks import Webhook
 from taskfleet import __version__
 from taskfleet.core import jsonx
 from taskfleet.core.metrics import WEBHOOK_DELIVERIES
+from taskfleet.core.supervisor import Supervisor
 from taskfleet.data.webhooks import SECRET_FIELD
 from taskfleet.security.crypto import Keyring, Unsealable
 from taskfleet.security.targets import AllowedHosts, TargetRefused, check_literal
@@ -123,32 +124,63 @@ class GuardedResolver(ThreadedResolver):
 
 class WebhookSender:
     """Claims due deliveries and POSTs them, up to `policy.slots` at once: a slow receiver
-    holds one slot for its timeout, never the others' deliveries."""
+    holds one slot for its timeout, never the others' deliveries. The claimer and each slot
+    are loops of the kernel's supervisor (`start`), which logs, counts and restarts them."""
 
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, policy: DeliveryPolicy) -> None:
         self.pool, self.keyring, self.policy = pool, keyring, policy
-        self._inflight = 0
+        self._busy = 0  # claimed rows queued for a slot or being sent
         self._freed = asyncio.Event()
+        self._claimed: asyncio.Queue[asyncpg.Record] = asyncio.Queue()
+        self._session: aiohttp.ClientSession | None = None
 
-    async def run(self) -> None:
+    def start(self, supervisor: Supervisor, name: str) -> list[str]:
+        """The claimer and `policy.slots` delivery loops, under `supervisor`; their names, for
+        stopping them. A loop that fails is restarted; the rows it held go again after their
+        lease."""
+        slots = [f"{name}-slot-{i}" for i in range(self.policy.slots)]
+        supervisor.spawn(f"{name}-claim", self._claim_loop, kind="webhook-sender")
+        for slot in slots:  # one metric label for them all
+            supervisor.spawn(slot, self._slot_loop, kind="webhook-sender")
+        return [f"{name}-claim", *slots]
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (after the loops are stopped)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """One session for every slot, made in the running loop at first use."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy.allowed))
+            timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._session
+
+    async def _claim_loop(self) -> None:
         """Forever: claim what is due into the free slots, then wait until a row is due, a
-        slot frees or poll_s passes. A failure to record an outcome ends the group (the
-        supervisor restarts it); the rows it held go again after their lease."""
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy.allowed))
-        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-        async with (
-            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            asyncio.TaskGroup() as group,
-        ):
-            while True:
-                self._freed.clear()  # before the count: a slot freed after it wakes _wait
-                free = self.policy.slots - self._inflight
-                rows = await self._claim(free) if free > 0 else []
-                for row in rows:
-                    self._inflight += 1
-                    group.create_task(self._deliver_in_slot(session, row))
-                if len(rows) < free or free <= 0:
-                    await self._wait(await self._until_next_due())
+        slot frees or poll_s passes."""
+        while True:
+            self._freed.clear()  # before the count: a slot freed after it wakes _wait
+            free = self.policy.slots - self._busy
+            rows = await self._claim(free) if free > 0 else []
+            for row in rows:
+                self._busy += 1
+                self._claimed.put_nowait(row)
+            if len(rows) < free or free <= 0:
+                await self._wait(await self._until_next_due())
+
+    async def _slot_loop(self) -> None:
+        """Forever: send the next claimed row."""
+        while True:
+            row = await self._claimed.get()
+            try:
+                await self._deliver(self.session, row)
+            finally:
+                self._busy -= 1
+                self._freed.set()
 
     async def _claim(self, n: int) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self.pool.fetch(_CLAIM, n, self.policy.lease_s)
@@ -159,13 +191,6 @@ class WebhookSender:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._freed.wait()
-
-    async def _deliver_in_slot(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> None:
-        try:
-            await self._deliver(session, row)
-        finally:
-            self._inflight -= 1
-            self._freed.set()
 
     async def _until_next_due(self) -> float:
         due_in = await self.pool.fetchval(_NEXT_DUE)
