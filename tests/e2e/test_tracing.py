@@ -128,10 +128,9 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
             s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
         ]
         assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
-        # PostgreSQL: the claim's shared statement as a span of each caller's own, the run's
+        # PostgreSQL: the claim's shared statement as an event of each caller's claim, the run's
         # statements each a span of their own, and the tool's call under the tool worker's run.
-        under_claim = {s.name for s in spans.values() if s.parent_id == claim.span_id}
-        assert "claim (batched)" in under_claim
+        assert "claim (batched)" in claim.events
         statements = [s for s in spans.values() if s.parent_id == run.span_id
                       and s.attributes.get("db.system") == "postgresql"]  # fmt: skip
         assert {"tf_wait_for"} <= {s.name for s in statements}
