@@ -125,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 3000)))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--apis", type=int, default=1, help="API replicas (--via api uses all)")
     parser.add_argument(
         "--concurrency", type=int, default=None, help="slots a worker (default: the worker's own)"
     )
@@ -142,7 +143,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    fleet = start_fleet(args.workers, args.concurrency)
+    fleet = start_fleet(args.workers, args.concurrency, apis=args.apis)
     env, url, procs, ours = fleet.env, fleet.url, fleet.procs, fleet.ours
     try:
         time.sleep(1)  # the workers subscribe
@@ -164,14 +165,15 @@ class Fleet:
     env: dict[str, str]
     url: str
     procs: list[subprocess.Popen[bytes]]
+    apis: int = 1  # the first `apis` processes are API replicas; `url` names each, comma-separated
 
     @property
     def ours(self) -> dict[int, str]:
-        return {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(self.procs)}
+        return {p.pid: "api" if i < self.apis else "workers" for i, p in enumerate(self.procs)}
 
 
 def start_fleet(
-    workers: int, concurrency: int | None, extra_env: dict[str, str] | None = None
+    workers: int, concurrency: int | None, extra_env: dict[str, str] | None = None, apis: int = 1
 ) -> Fleet:
     """The API and chat workers on a database and namespace of their own, migrated, ready.
     `concurrency` None: as `taskfleet worker chat` starts with no flag.
@@ -184,15 +186,17 @@ def start_fleet(
            "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip
     subprocess.run([*cli(env), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     port = 18000 + int(tag[:4], 16) % 1000
-    commands = [["api", "--port", str(port)]]
+    commands = [["api", "--port", str(port + k)] for k in range(apis)]
     slots = [] if concurrency is None else ["--concurrency", str(concurrency)]
     commands += [["worker", "chat", *slots]] * workers
     procs = [
         subprocess.Popen([*cli(env), *c], env=env, stdout=subprocess.DEVNULL) for c in commands
     ]
-    fleet = Fleet(env, f"http://127.0.0.1:{port}", procs)
+    urls = [f"http://127.0.0.1:{port + k}" for k in range(apis)]
+    fleet = Fleet(env, ",".join(urls), procs, apis)
     try:
-        wait_ready(fleet.url)
+        for url in urls:
+            wait_ready(url)
     except BaseException:
         stop_fleet(fleet)
         raise

@@ -10,7 +10,8 @@ alternate, A B B A A B ...; the ratio of each pair is what the change did.
 
 SLOTS 0 starts the worker with no --concurrency: the defaults of that commit. `--old HEAD
 --new-env NAME=VALUE` compares one setting against none on the same code (tracing:
-`--new-env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318` with bench/otlp_sink.py).
+`--new-env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318` with bench/otlp_sink.py), and
+`--new-apis 2 --new-workers 2 16` two replicas of each against one (docs/capacity.md).
 """
 
 import argparse
@@ -69,6 +70,8 @@ def main() -> None:
         "--old-workers", type=int, nargs=2, default=[1, 32], metavar=("PROCESSES", "SLOTS")
     )
     parser.add_argument("--watch", action="store_true", help="a WebSocket listens (api)")
+    parser.add_argument("--new-apis", type=int, default=1, help="API replicas of the new fleet")
+    parser.add_argument("--old-apis", type=int, default=1, help="API replicas of the old fleet")
     parser.add_argument(
         "--new-env",
         action="append",
@@ -82,9 +85,9 @@ def main() -> None:
     with worktree(args.old) as old_root, contextlib.ExitStack() as stack:
         fleets: list[tuple[str, Fleet]] = []
         new_env = dict(pair.split("=", 1) for pair in args.new_env)
-        for name, root, (processes, slots), own in (
-            ("new", ROOT, args.new_workers, new_env),
-            ("old", old_root, args.old_workers, {}),
+        for name, root, (processes, slots), apis, own in (
+            ("new", ROOT, args.new_workers, args.new_apis, new_env),
+            ("old", old_root, args.old_workers, args.old_apis, {}),
         ):
             fleet = start_fleet(
                 processes,
@@ -94,6 +97,7 @@ def main() -> None:
                     "BENCH_CLI_MODULE": cli_module(root),
                     **own,
                 },
+                apis=apis,
             )
             stack.callback(stop_fleet, fleet)
             fleets.append((name, fleet))
