@@ -50,6 +50,17 @@ class Inbox:
 
         return put
 
+    def size(self) -> int:
+        """The deliveries waiting, at every level."""
+        return sum(len(waiting) for waiting in self._waiting.values())
+
+    def drain(self) -> list[AbstractIncomingMessage]:
+        """Take every waiting delivery out (to hand them back)."""
+        taken = [message for level in LEVELS for message in self._waiting[level]]
+        for waiting in self._waiting.values():
+            waiting.clear()
+        return taken
+
     def empty(self) -> bool:
         """Whether no delivery waits at any level."""
         return not any(self._waiting.values())
