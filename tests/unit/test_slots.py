@@ -19,8 +19,8 @@ def reading(demand: float = 0.0, lag_s: float = 0.0, cpu: float = 0.1, peak: int
     return Reading(demand, lag_s, cpu, peak)
 
 
-def test_work_waiting_with_room_on_the_loop_grows_a_quarter_up_to_the_most() -> None:
-    assert decide(32, CHAT, reading(demand=0.9, peak=32), 0) == 40
+def test_work_waiting_with_room_on_the_loop_grows_by_half_up_to_the_most() -> None:
+    assert decide(32, CHAT, reading(demand=0.9, peak=32), 0) == 48
     assert decide(250, CHAT, reading(demand=0.9, peak=250), 0) == 256
     assert decide(2, SlotRange(2, 16), reading(demand=1.0, peak=2), 0) == 3  # at least one
 

@@ -12,7 +12,7 @@ slots (`QueueSpec.concurrency`) and a `Governor` adjusts them between that and t
 - the event loop's lag: how late a timer of the loop fired (its worst in the window);
 - the process's CPU (seconds a second, its threads included).
 
-Work waits and the loop has room: a quarter more slots. The loop is late or the CPU is
+Work waits and the loop has room: half as many slots again (from 32, 256 is six windows away). The loop is late or the CPU is
 spent: a quarter fewer, down to the queue's own. No demand for IDLE_WINDOWS windows in a row:
 a quarter fewer too, so an idle worker does not keep a large prefetch that other replicas
 could serve. The prefetch follows the slots (twice them, as at start).
@@ -27,14 +27,14 @@ import structlog
 
 log = structlog.get_logger("taskfleet.slots")
 
-WINDOW_S = 2.0
+WINDOW_S = 1.0
 TICK_S = 0.05
 LAG_LOW_S = 0.02  # below this the loop has room for more tasks
 LAG_HIGH_S = 0.1  # above this every task on the loop is held up
 CPU_LOW = 0.6  # of one core: a process is one event loop
 CPU_HIGH = 0.9
 DEMAND = 0.5  # of the window's ticks
-IDLE_WINDOWS = 5
+IDLE_WINDOWS = 10
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def decide(allowed: int, slots: SlotRange, reading: Reading, idle_windows: int) 
     if reading.lag_s > LAG_HIGH_S or reading.cpu > CPU_HIGH:
         return max(slots.low, allowed - step)
     if reading.demand >= DEMAND and reading.lag_s < LAG_LOW_S and reading.cpu < CPU_LOW:
-        return min(slots.high, allowed + step)
+        return min(slots.high, allowed + max(1, allowed // 2))
     if idle_windows >= IDLE_WINDOWS and reading.busy_peak <= allowed - step:
         return max(slots.low, allowed - step)
     return allowed
