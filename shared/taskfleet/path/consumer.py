@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from uuid import UUID
 
+import aio_pika
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -96,11 +97,8 @@ class Consumer:
     @property
     def consuming(self) -> bool:
         """Whether a consumer is subscribed on an open channel now (readiness, the watchdog)."""
-        return (
-            len(self._consumer_tags) == len(LEVELS)
-            and self._channel is not None
-            and not self._channel.is_closed
-        )
+        channel = self._channel
+        return len(self._consumer_tags) == len(LEVELS) and bool(channel and not channel.is_closed)
 
     @property
     def stopping(self) -> bool:
@@ -198,19 +196,21 @@ class Consumer:
         self._loops = max(self._loops, upto)
 
     async def _resize(self, slots: int) -> None:
-        """Allow `slots` loops, and subscribe again with the prefetch that fits them (RabbitMQ
-        applies a prefetch to the consumers made after it; the deliveries the old ones gave
-        stay in the inbox, unacknowledged, and are run as before)."""
+        """Allow `slots` loops; subscribe again with the prefetch that fits them (RabbitMQ sets
+        a prefetch on the consumers made after it; what the old ones gave stays in the inbox).
+        A channel lost meanwhile is the watchdog's: the next subscription takes the prefetch."""
         self._slots.allow(slots)
         self._add_loops(slots)
         WORKER_SLOTS.labels(self.spec.name).set(slots)
         channel = self._channel
-        if channel is None or channel.is_closed or self._stopping or self._pauses:
-            return  # the next subscription takes the new prefetch
-        await channel.set_qos(prefetch_count=slots * 2)
-        if self._consumer_tags:
-            await self._cancel_consumer()
-            await self._consume()
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+            if channel and not channel.is_closed and self._consumer_tags and not self.paused:
+                await channel.set_qos(prefetch_count=slots * 2)
+                await self._cancel_consumer()
+                if not (self._pauses or self._stopping):  # neither came while it cancelled
+                    await self._consume()
+                if self._pauses or self._stopping:  # one came while it subscribed
+                    await self._cancel_consumer()
 
     async def pause(self, reason: str, *, cause: PauseCause = PauseCause.MEMORY) -> None:
         """Take no new deliveries while `cause` holds: cancel the consumer and hand back what
