@@ -90,3 +90,31 @@ def test_a_statement_run_in_a_span_is_a_span_under_it(monkeypatch: pytest.Monkey
     assert function.end_time - function.start_time == 250_000_000
     assert function.status.is_ok
     assert not update.status.is_ok
+
+
+CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_off_a_task_keeps_no_trace_even_where_a_client_sent_one() -> None:
+    # The no-op tracer passes a client's context on to the message published at once...
+    context = tracing.context_of({"traceparent": CLIENT_TRACEPARENT})
+    with tracing.tracer.start_as_current_span("request", context=context):
+        assert tracing.headers()["traceparent"] == CLIENT_TRACEPARENT
+        # ... but off, nothing more than a NULL is written with the task.
+        assert tracing.traceparent() is None
+
+
+def test_on_a_task_keeps_the_traceparent_of_the_span_it_is_made_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_exporting", True)
+    assert tracing.traceparent() is None  # outside any span
+    with LOCAL.start_as_current_span("request"):
+        kept = tracing.traceparent()
+        assert kept == tracing.headers()["traceparent"]
+    # What the relay puts on the task's later messages, and a worker reads back.
+    assert tracing.stored(kept) == {"traceparent": kept}
+    assert tracing.stored(None) == {}
+    assert tracing.carried({"traceparent": str(kept).encode(), "x-other": "1"}) == {
+        "traceparent": kept
+    }

@@ -7,9 +7,12 @@ is read by the SDK itself. Off, the API's no-op tracer makes every span a cheap 
 
 The trace context travels in the AMQP message headers as W3C `traceparent` (and `tracestate`):
 `headers()` takes the current context when a task's message is made, `context_of()` gives it
-back to the worker that receives it. `add_trace_ids` puts `trace_id` and `span_id` into every
-log line written inside a span, and `statement_span` makes a span of every PostgreSQL statement
-run inside one (store/pool.py installs it as asyncpg's query logger only when tracing is on).
+back to the worker that receives it. `traceparent()` is what a task keeps of it (its row's
+`traceparent`, migrations/0029), so that the messages the outbox relay publishes later, long
+after the request, carry it too (`stored()`). `add_trace_ids` puts `trace_id` and `span_id`
+into every log line written inside a span, and `statement_span` makes a span of every
+PostgreSQL statement run inside one (store/pool.py installs it as asyncpg's query logger only
+when tracing is on).
 """
 
 import os
@@ -26,6 +29,8 @@ _FUNCTION = re.compile(r"\b(tf_[a-z0-9_]+)\s*\(")  # the store's functions (stor
 STATEMENT_CHARS = 2_000  # db.statement's text at most; never the arguments (they hold data)
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# Whether configure_tracing set up the export: only then does a task keep its traceparent.
+_exporting = False
 
 
 def enabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -55,6 +60,8 @@ def configure_tracing(service: str) -> Callable[[], None]:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    global _exporting
+    _exporting = True
     return provider.shutdown
 
 
@@ -65,14 +72,33 @@ def headers() -> dict[str, str]:
     return carrier
 
 
+def traceparent() -> str | None:
+    """The current span's W3C `traceparent`, for a task made in it to keep (its row's column):
+    None outside a span, and always None with tracing off in this process. Off, the no-op span
+    of a request still passes a client's `traceparent` on to the message published at once
+    (`headers()`), but nothing more is written than the NULL a row has anyway."""
+    if not _exporting:
+        return None
+    return headers().get("traceparent")
+
+
+def stored(value: str | None) -> dict[str, str]:
+    """The message headers of a task's kept `traceparent` (none without one)."""
+    return {"traceparent": value} if value else {}
+
+
 def context_of(message_headers: Mapping[str, Any] | None) -> context.Context:
-    """The trace context a message's headers carry (AMQP may hand text back as bytes)."""
-    carrier = {
+    """The trace context a message's headers carry."""
+    return propagate.extract(carried(message_headers))
+
+
+def carried(message_headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """The trace headers among a message's (AMQP may hand text back as bytes)."""
+    return {
         key: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
         for key, value in (message_headers or {}).items()
         if key in ("traceparent", "tracestate")
     }
-    return propagate.extract(carrier)
 
 
 def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from taskfleet.core import events, jsonx
+from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import QUEUES, Priority, Status, TaskType
 from taskfleet.core.messages import TaskMessage
 from taskfleet.runtime.kernel import Kernel
@@ -18,13 +18,13 @@ from taskfleet.store import quotas
 from taskfleet.store.records import Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, UserDb
 
-_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
 # The batch's `then` task: a chat message like any other, due at no time ('infinity', in its
 # row and its outbox row) until the batch completes; no idempotency key, no grace.
 _THEN = """
 SELECT * FROM tf_submit_chat($1, 'chat_message', $2, $3, NULL, $4, $5, NULL, $6, 0, $7, $8,
-    $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11)
+    $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11, $12)
 """
 
 _KEYED = "UPDATE batches SET idempotency_key = $2, request_digest = $3, members = $4 WHERE id = $1"
@@ -106,6 +106,7 @@ async def submit_batch(
         batch_id, user_id, [m.task_id for m in members], [m.chat_id for m in members],
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
         relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
+        tracing.traceparent(),  # the request's, kept by every member and the `then` task
     )  # fmt: skip
     if then is not None or key is not None:
         rows = await _in_one_transaction(pool, args, then, limits, key)
@@ -158,7 +159,8 @@ async def _add_then(
     """The batch's `then` task, in the batch's transaction: submitted as any chat message
     (tf_submit_chat: its chat's messages, its quota), due at no time until the batch's last
     member ends (store/sql/tf_batch_member_ended.sql). Over a quota, nothing is kept."""
-    batch_id, user_id, max_attempts, queue, priority = args[0], args[1], args[5], args[6], args[11]
+    batch_id, user_id, max_attempts, queue = args[0], args[1], args[5], args[6]
+    priority, traceparent = args[11], args[12]
     # tf_submit_batch left the transaction in the user's role; tf_submit_chat is the
     # kernel's to call (it takes the user's role itself).
     await conn.execute("SELECT set_config('role', 'taskfleet_service', true)")
@@ -166,7 +168,7 @@ async def _add_then(
         _THEN, then.task_id, user_id, then.chat_id,
         {"content": then.content, "after_batch": str(batch_id),
          "members": [str(i) for i in args[2]]}, max_attempts, queue,
-        then.content, uuid4(), limits.per_minute, limits.max_waiting, priority,
+        then.content, uuid4(), limits.per_minute, limits.max_waiting, priority, traceparent,
     )  # fmt: skip
     if made is None or made["task_id"] is None:
         over = limits.over(made, added=1) if made is not None else None

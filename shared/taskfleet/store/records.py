@@ -111,6 +111,9 @@ class NewTask:
     metadata: dict[str, str] = field(default_factory=dict)
     request_digest: str | None = None
     priority: Priority = Priority.NORMAL  # its queue's level (docs/priorities.md)
+    # The span it is made in (an API request, its parent's attempt), kept with the task so that
+    # every message the relay publishes for it joins that trace; None with tracing off.
+    traceparent: str | None = field(default_factory=tracing.traceparent)
 
     @property
     def status(self) -> Status:
