@@ -130,6 +130,9 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
             s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
         ]
         assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
+        # ... and the child's row kept that context, for the messages the relay may send it.
+        [kept] = await db.fetch("SELECT traceparent FROM tasks WHERE parent_id = $1", UUID(task_id))
+        assert str(kept["traceparent"]).startswith(f"00-{request.trace_id}-{run.span_id}-")
 
         # The chat's resume once its tool ended: published by the outbox relay from the task's
         # row, which kept the request's trace context (migrations/0029), under its span too.
