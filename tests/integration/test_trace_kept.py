@@ -112,3 +112,30 @@ async def test_the_relay_publishes_a_task_s_message_with_the_trace_it_kept(
             pass
         assert sent[traced.task_id]["traceparent"] == traceparent(3)
         assert "traceparent" not in sent[untraced.task_id]
+
+
+async def test_a_rerun_and_a_republish_go_out_in_the_trace_the_task_kept(
+    kernel: Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published at once (not by the relay), they carry the same context as the relay's copy
+    would: the task's, not the operator's request's."""
+    from taskfleet.broker import publisher
+    from taskfleet.data import operations
+
+    sent: list[dict[str, str]] = []
+
+    async def recorded(_: Any, outgoing: Any, publish: Any = None) -> bool:
+        sent.append(outgoing.trace)
+        return True
+
+    monkeypatch.setattr(publisher, "publish_after_commit", recorded)
+    failed, retrying = chat(new_user(), traceparent(5)), chat(new_user(), traceparent(6))
+    async with kernel.pool.acquire() as conn:
+        for new, status in ((failed, "failed"), (retrying, "retrying")):
+            await kernel.store.insert_task(conn, new, relay_grace_s=60)
+            await conn.execute("UPDATE tasks SET status = $2 WHERE id = $1", new.task_id, status)
+    db = for_user(kernel.pool, failed.user_id)
+    assert await operations.rerun(kernel, db, failed.task_id, TaskType.CHAT) == "queued"
+    db = for_user(kernel.pool, retrying.user_id)
+    assert await operations.republish(kernel, db, retrying.task_id)
+    assert sent == [{"traceparent": traceparent(5)}, {"traceparent": traceparent(6)}]
