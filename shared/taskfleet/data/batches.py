@@ -13,9 +13,10 @@ import asyncpg
 from taskfleet.core import events, jsonx
 from taskfleet.core.constants import QUEUES, Priority, Status, TaskType
 from taskfleet.core.messages import TaskMessage
+from taskfleet.data.webhooks import add_batch_callback
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.records import Outgoing, OverQuota
+from taskfleet.store.records import Callback, Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, UserDb
 
 _SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -96,6 +97,7 @@ async def submit_batch(
     priority: Priority = Priority.NORMAL,
     then: Member | None = None,
     key: tuple[str, str] | None = None,
+    callback: Callback | None = None,
 ) -> Submitted:
     """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
 
@@ -107,8 +109,8 @@ async def submit_batch(
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
         relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
     )  # fmt: skip
-    if then is not None or key is not None:
-        rows = await _in_one_transaction(pool, args, then, limits, key)
+    if then is not None or key is not None or callback is not None:
+        rows = await _in_one_transaction(pool, args, then, limits, key, callback)
     else:
         rows = await (
             pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
@@ -135,9 +137,11 @@ async def _in_one_transaction(
     then: Member | None,
     limits: quotas.Limits,
     key: tuple[str, str] | None,
+    callback: Callback | None,
 ) -> list[asyncpg.Record]:
-    """The batch with its idempotency key (and digest) and its `then` task, all or nothing: a
-    key taken meanwhile by a racing request raises KeyTaken (nothing kept)."""
+    """The batch with its idempotency key (and digest), its `then` task and its callback
+    endpoint, all or nothing: a key taken meanwhile by a racing request raises KeyTaken
+    (nothing kept)."""
     async with pool.acquire() as conn, conn.transaction():
         rows: list[asyncpg.Record] = await conn.fetch(_SUBMIT, *args)
         if rows[0]["task_id"] is None:
@@ -147,6 +151,8 @@ async def _in_one_transaction(
                 await conn.execute(_KEYED, args[0], key[0], key[1], args[2])
             except asyncpg.UniqueViolationError:
                 raise KeyTaken(key[0]) from None
+        if callback is not None:  # as the batch's user (tf_submit_batch took the role)
+            await add_batch_callback(conn, args[1], args[0], callback)
         if then is not None:
             await _add_then(conn, args, then, limits)
     return rows
