@@ -24,10 +24,15 @@ from fleet_api.settings import ApiSettings
 from fleet_api.submitting import (
     METADATA_PREFIX,
     accepted,
+    accepted_body,
+    callback_answer,
+    callback_digest,
+    callback_for,
     check_repeat,
     how_to_check_after_loss,
     idempotency_key,
     priority_of,
+    repeat_callback,
     request_digest,
 )
 from taskfleet.broker.publisher import Publisher, new_task
@@ -126,8 +131,9 @@ async def chat_stream(request: web.Request) -> web.Response:
     metadata = body.metadata or {}
     digest = request_digest(
         "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
-        run_at=body.run_at, delay_s=body.delay_s,
+        run_at=body.run_at, delay_s=body.delay_s, **callback_digest(body.callback_url),
     )  # fmt: skip
+    callback = await callback_for(request.app[SETTINGS], kernel.keyring, body.callback_url)
     new = new_task(
         kernel.settings,
         type=TaskType.CHAT,
@@ -139,6 +145,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         request_digest=digest if key is not None else None,
         run_at=due_at(body, request.app[SETTINGS].max_delay_s),
         priority=priority_of(request.app[SETTINGS], who, body.priority),
+        callback=callback[0] if callback else None,
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -158,14 +165,16 @@ async def chat_stream(request: web.Request) -> web.Response:
     if submission.created and submission.outbox_id is not None and new.run_at is None:
         await request.app[PUBLISHER].send(new.outgoing(submission.outbox_id))
     status = new.status.value  # what was accepted; a worker may have taken it already
+    hook = callback_answer(callback)
     if not submission.created:  # an idempotent repeat answers where the task is now
         check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
+        hook = await repeat_callback(db, kernel.keyring, task_id=submission.task_id)
     answer = ChatStreamAccepted(
-        task_id=submission.task_id, message_id=submission.message_id, status=status
+        task_id=submission.task_id, message_id=submission.message_id, status=status, **hook
     )
-    return accepted(answer.model_dump(mode="json"), submission.task_id)
+    return accepted(accepted_body(answer), submission.task_id)
 
 
 async def create_in(

@@ -15,13 +15,15 @@
 -- due at p_run_at: the relay publishes it then, and the API does not publish it itself.
 -- p_priority is the task's level (migrations/0020, docs/priorities.md); p_traceparent the W3C
 -- trace context of the request, NULL with tracing off (migrations/0029): the relay puts it on
--- every message of the task it publishes.
+-- every message of the task it publishes. With p_callback_id, the task's `callback_url`
+-- (migrations/0028): its own webhook endpoint, with the task, for its end only, its signing
+-- secret sealed by the caller to p_callback_id.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
     p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
     p_metadata jsonb, p_request_digest text, p_run_at timestamptz, p_priority text,
-    p_traceparent text
+    p_traceparent text, p_callback_id uuid, p_callback_url text, p_callback_secret jsonb
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
                  window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -53,13 +55,20 @@ BEGIN
             VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user', p_content, 'completed',
                     inserted),
                    (p_message_id, p_chat_id, p_user_id, 'assistant', '', 'pending', inserted);
+            IF p_callback_id IS NOT NULL THEN
+                INSERT INTO webhook_endpoints (id, user_id, url, events, secret, task_id)
+                VALUES (p_callback_id, p_user_id, p_callback_url,
+                        ARRAY['task.completed', 'task.failed', 'task.cancelled'],
+                        p_callback_secret, inserted);
+            END IF;
         END IF;
     END IF;
     RETURN QUERY SELECT inserted, row_id, q.submissions, q.waiting, q.window_left_s;
 END;
 $$;
 
--- The 18-argument call of API replicas older than 0029, during a rolling upgrade: no trace.
+-- The 18-argument call of API replicas older than 0028, during a rolling upgrade: no trace,
+-- no callback.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
@@ -71,7 +80,7 @@ LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
         p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, p_priority,
-        NULL::text)
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
 $$;
 
 -- The 17-argument call of API replicas older than 0020, during a rolling upgrade (and the
@@ -87,7 +96,7 @@ LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
         p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, 'normal',
-        NULL::text)
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
 $$;
 
 -- The 14-argument call of API replicas older than 0016, during a rolling upgrade: no
@@ -102,7 +111,7 @@ LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
         p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz, 'normal',
-        NULL::text)
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
 $$;
 
 REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
@@ -121,8 +130,8 @@ GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, in
     text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text)
     TO taskfleet_service, taskfleet_admin;
 REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
-    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text)
-    FROM PUBLIC;
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text,
+    uuid, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
-    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text)
-    TO taskfleet_service, taskfleet_admin;
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text,
+    uuid, text, jsonb) TO taskfleet_service, taskfleet_admin;
