@@ -21,10 +21,11 @@ from typing import Generic, TypeVar
 import asyncpg
 import structlog
 
-from taskfleet.core.metrics import BATCH_SIZE
-from taskfleet.core.tracing import tracer
+from taskfleet.core import tracing
+from taskfleet.core.metrics import BATCH_SIZE, Labelled
 
 log = structlog.get_logger("taskfleet.coalesce")
+_SIZES = Labelled(BATCH_SIZE)
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -58,6 +59,7 @@ class Coalescer(Generic[Item, Answer]):
         max_batch: int = 64,
     ) -> None:
         self.name = name
+        self._span = f"{name} (batched)"
         self._many, self._one, self._max = many, one, max_batch
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._wake = asyncio.Event()
@@ -72,7 +74,7 @@ class Coalescer(Generic[Item, Answer]):
         self._wake.set()
         # The shared statement runs in the loop's context, in no one trace: each caller's trace
         # gets this span instead, from its call to its answer (the wait and the statement).
-        with tracer.start_as_current_span(f"{self.name} (batched)"):
+        with tracing.span(self._span):
             try:
                 return await answer
             except _Stopped:
@@ -100,7 +102,7 @@ class Coalescer(Generic[Item, Answer]):
         batch = [(item, answer) for item, answer in batch if not answer.done()]  # not cancelled
         if not batch:
             return
-        BATCH_SIZE.labels(self.name).observe(len(batch))
+        _SIZES(self.name).observe(len(batch))
         try:
             await self._answer(batch)
         except BaseException:  # the loop is cancelled with a statement in flight
