@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSpec, dlq_name
@@ -24,6 +24,7 @@ from taskfleet.path import cancels, levels, outage
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committer
 from taskfleet.path.delivery import Processor
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.levels import Inbox
 from taskfleet.path.policy import Busy, backoff, claim_policy
 from taskfleet.path.policy import deadline_s as queue_deadline_s
@@ -290,7 +291,7 @@ class Consumer:
                 finally:
                     structlog.contextvars.clear_contextvars()
 
-    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def _process(self, message: Incoming) -> Settlement:
         try:
             return await self._processor.process(message)
         except Exception:  # a bug of ours: keep the message, keep the loop

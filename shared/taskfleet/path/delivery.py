@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -16,6 +15,7 @@ from taskfleet.core.errors import InvalidPayload, StaleClaim
 from taskfleet.core.messages import TaskMessage, copy_of, parse_message
 from taskfleet.core.metrics import TASKS
 from taskfleet.path.commit import DatabaseAway
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally, Verdict
 from taskfleet.path.runner import Runner
 from taskfleet.path.settle import Ack, DeadLetter, Requeue, Settlement
@@ -83,7 +83,7 @@ class Processor:
     stopping: Callable[[], bool]
     database_away: DatabaseAway
 
-    async def process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def process(self, message: Incoming) -> Settlement:
         """Take one delivery to its settlement: parse, claim, then run it or settle it unclaimed.
 
         An invalid body is dead-lettered; a claim error that no settlement fits is raised. The
@@ -99,7 +99,7 @@ class Processor:
         ):
             return await self._process(message)
 
-    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def _process(self, message: Incoming) -> Settlement:
         try:
             msg = parse_message(message.body)
         except InvalidPayload as exc:
