@@ -44,8 +44,10 @@ def cpu_by_group(ours: dict[int, str], env: dict[str, str] | None = None) -> dic
         except psutil.Error:
             continue
         totals[group] = totals.get(group, 0.0) + t.user + t.system
-    env = env or dict(os.environ)
-    servers = server_pids(env["DATABASE_URL"], env["AMQP_URL"])
+    env, defaults = env or dict(os.environ), Settings()
+    servers = server_pids(
+        env.get("DATABASE_URL") or defaults.database_url, env.get("AMQP_URL") or defaults.amqp_url
+    )
     with contextlib.suppress(psutil.Error, KeyError):  # DATABASE_URL names a pooler
         if psutil.Process(servers["postgresql"]).name() == "pgbouncer":
             servers["pgbouncer"] = servers.pop("postgresql")
