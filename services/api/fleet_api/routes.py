@@ -124,7 +124,9 @@ async def chat_stream(request: web.Request) -> web.Response:
         )
     key = idempotency_key(request, body.idempotency_key)
     metadata = body.metadata or {}
-    digest = request_digest(
+    # What a key is checked against: without a key there is nothing to check (a repeat
+    # needs its key), so none is made.
+    digest = None if key is None else request_digest(
         "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
         run_at=body.run_at, delay_s=body.delay_s,
     )  # fmt: skip
@@ -136,7 +138,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         input={"content": body.content},
         idempotency_key=key,
         metadata=metadata,
-        request_digest=digest if key is not None else None,
+        request_digest=digest,
         run_at=due_at(body, request.app[SETTINGS].max_delay_s),
         priority=priority_of(request.app[SETTINGS], who, body.priority),
     )
@@ -159,7 +161,8 @@ async def chat_stream(request: web.Request) -> web.Response:
         await request.app[PUBLISHER].send(new.outgoing(submission.outbox_id))
     status = new.status.value  # what was accepted; a worker may have taken it already
     if not submission.created:  # an idempotent repeat answers where the task is now
-        check_repeat(submission.request_digest, digest)
+        if digest is not None:
+            check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
     answer = ChatStreamAccepted(
