@@ -106,9 +106,9 @@ def test_off_no_span_is_made_and_a_traceparent_that_comes_in_still_passes_throug
     with LOCAL.start_as_current_span("client") as client:
         headers = tracing.headers()
     assert tracing.continues(headers)
-    with tracing.tracer.start_as_current_span("process", context=tracing.context_of(headers)):
-        with tracing.span("claim"):  # skipped: the client's context stays current
-            line = tracing.add_trace_ids(None, "info", {"event": "e"})
+    process = tracing.tracer.start_as_current_span("process", context=tracing.context_of(headers))
+    with process, tracing.span("claim"):  # the claim's is skipped: the client's stays current
+        line = tracing.add_trace_ids(None, "info", {"event": "e"})
     assert line["trace_id"] == f"{client.get_span_context().trace_id:032x}"
 
 
