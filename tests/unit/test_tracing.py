@@ -118,3 +118,35 @@ def test_on_a_task_keeps_the_traceparent_of_the_span_it_is_made_in(
     assert tracing.carried({"traceparent": str(kept).encode(), "x-other": "1"}) == {
         "traceparent": kept
     }
+
+
+def test_off_no_span_is_made_and_a_traceparent_that_comes_in_still_passes_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_exporting", False)
+    assert not tracing.recording()
+    assert not tracing.continues(None)
+    assert not tracing.continues({"x-taskfleet-copy": "c1"})
+    with tracing.span("claim") as span:
+        assert span is trace.INVALID_SPAN  # nothing made, nothing made current
+        assert not trace.get_current_span().get_span_context().is_valid
+    # A client's trace: the message path makes the span that passes it on.
+    with LOCAL.start_as_current_span("client") as client:
+        headers = tracing.headers()
+    assert tracing.continues(headers)
+    process = tracing.tracer.start_as_current_span("process", context=tracing.context_of(headers))
+    with process, tracing.span("claim"):  # the claim's is skipped: the client's stays current
+        line = tracing.add_trace_ids(None, "info", {"event": "e"})
+    assert line["trace_id"] == f"{client.get_span_context().trace_id:032x}"
+
+
+def test_spans_are_made_once_a_tracer_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+    assert tracing.recording()
+    assert tracing.continues(None)
+    with tracing.span("run"):
+        pass
+    assert [s.name for s in exported.get_finished_spans()] == ["run"]

@@ -129,7 +129,9 @@ async def chat_stream(request: web.Request) -> web.Response:
         )
     key = idempotency_key(request, body.idempotency_key)
     metadata = body.metadata or {}
-    digest = request_digest(
+    # What a key is checked against: without a key there is nothing to check (a repeat
+    # needs its key), so none is made.
+    digest = None if key is None else request_digest(
         "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
         run_at=body.run_at, delay_s=body.delay_s, **callback_digest(body.callback_url),
     )  # fmt: skip
@@ -142,7 +144,7 @@ async def chat_stream(request: web.Request) -> web.Response:
         input={"content": body.content},
         idempotency_key=key,
         metadata=metadata,
-        request_digest=digest if key is not None else None,
+        request_digest=digest,
         run_at=due_at(body, request.app[SETTINGS].max_delay_s),
         priority=priority_of(request.app[SETTINGS], who, body.priority),
         callback=callback[0] if callback else None,
@@ -167,7 +169,8 @@ async def chat_stream(request: web.Request) -> web.Response:
     status = new.status.value  # what was accepted; a worker may have taken it already
     hook = callback_answer(callback)
     if not submission.created:  # an idempotent repeat answers where the task is now
-        check_repeat(submission.request_digest, digest)
+        if digest is not None:
+            check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
         hook = await repeat_callback(db, kernel.keyring, task_id=submission.task_id)

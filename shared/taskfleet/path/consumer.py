@@ -14,7 +14,7 @@ from uuid import UUID
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSpec
@@ -24,6 +24,7 @@ from taskfleet.core.supervisor import Supervisor
 from taskfleet.path import cancels, levels, outage
 from taskfleet.path.assembly import assemble
 from taskfleet.path.attempt import Attempt
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.levels import Inbox
 from taskfleet.path.policy import Busy, claim_policy
 from taskfleet.path.policy import deadline_s as queue_deadline_s
@@ -197,8 +198,7 @@ class Consumer:
 
     async def _resize(self, slots: int) -> None:
         """Allow `slots` loops; subscribe again with the prefetch that fits them (RabbitMQ sets
-        a prefetch on the consumers made after it; what the old ones gave stays in the inbox).
-        A channel lost meanwhile is the watchdog's: the next subscription takes the prefetch."""
+        a prefetch on consumers made after it). A channel lost meanwhile is the watchdog's."""
         self._slots.allow(slots)
         self._add_loops(slots)
         WORKER_SLOTS.labels(self.spec.name).set(slots)
@@ -292,7 +292,7 @@ class Consumer:
                 finally:
                     structlog.contextvars.clear_contextvars()
 
-    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def _process(self, message: Incoming) -> Settlement:
         try:
             return await self._processor.process(message)
         except Exception:  # a bug of ours: keep the message, keep the loop

@@ -23,9 +23,10 @@ import asyncpg
 import structlog
 from opentelemetry import trace
 
-from taskfleet.core.metrics import BATCH_SIZE
+from taskfleet.core.metrics import BATCH_SIZE, Labelled
 
 log = structlog.get_logger("taskfleet.coalesce")
+_SIZES = Labelled(BATCH_SIZE)
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -59,6 +60,7 @@ class Coalescer(Generic[Item, Answer]):
         max_batch: int = 64,
     ) -> None:
         self.name = name
+        self._span = f"{name} (batched)"
         self._many, self._one, self._max = many, one, max_batch
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._wake = asyncio.Event()
@@ -108,7 +110,7 @@ class Coalescer(Generic[Item, Answer]):
         batch = [(item, answer) for item, answer in batch if not answer.done()]  # not cancelled
         if not batch:
             return
-        BATCH_SIZE.labels(self.name).observe(len(batch))
+        _SIZES(self.name).observe(len(batch))
         try:
             await self._answer(batch)
         except BaseException:  # the loop is cancelled with a statement in flight
