@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(0, float),
         default=None,
         help="pause this many times each batch's duration after it"
-        " (default RETENTION_PAUSE_RATIO, 1; 0: no pause)",
+        " (default RETENTION_PAUSE_RATIO, 3; 0: no pause)",
     )
 
     keygen = sub.add_parser("keygen", help="print a new kid:key entry for ENCRYPTION_KEYS")

@@ -32,12 +32,12 @@ class RetentionSettings(BaseSettings):
     off them)."""
 
     retention_pause_ratio: float = Field(
-        1.0, ge=0, le=100, validation_alias="RETENTION_PAUSE_RATIO"
+        3.0, ge=0, le=100, validation_alias="RETENTION_PAUSE_RATIO"
     )
-    """After each batch, retention pauses this many times as long as the batch took: 1 keeps it to
-    half of the time of one PostgreSQL backend, so that a large backlog's cleanup does not take
-    the live work's share (docs/benchmarks.md, "Cost as the history grows"); 0 deletes batch
-    after batch."""
+    """After each batch, retention pauses this many times as long as the batch took: 3 keeps it to
+    a quarter of the time of one PostgreSQL backend, so that a large backlog's cleanup does not
+    take the live work's share (docs/benchmarks.md, "Cost as the history grows"); 0 deletes
+    batch after batch."""
 
     @field_validator("retention_older_than_s", mode="before")
     @classmethod
