@@ -19,7 +19,7 @@ history, before and after a change, in the same minutes). Then
 One JSON line per round, then one of figures; the plans on stderr.
 
     python bench/growth.py [--tasks 1000000] [--n 3000] [--rounds 3] [--via amqp [api]]
-                           [--old COMMIT] [--pause-ratios 0 1]
+                           [--old COMMIT] [--pause-ratios 0 3] [--history-ids v4]
 """
 
 import argparse
@@ -157,7 +157,7 @@ def summary(seen: Rounds) -> dict[str, Any]:
 
 
 def fleets_on(
-    tasks: int, old: str | None, stack: contextlib.ExitStack
+    tasks: int, old: str | None, ids: str, stack: contextlib.ExitStack
 ) -> tuple[dict[str, Fleet], dict[str, Any]]:
     """The grown database (made by the old code when there is one, as an upgrade finds it),
     a copy of it for each code, and the fleets: empty and grown, for this code and the old."""
@@ -170,7 +170,7 @@ def fleets_on(
     maker = {**os.environ, **codes[list(codes)[-1]]}
     grown_db.migrate(maker, cli(maker), template)
     stack.callback(lambda: asyncio.run(drop_database(template)))
-    made: dict[str, Any] = {"fill": asyncio.run(grown_db.fill(template, tasks))}
+    made: dict[str, Any] = {"fill": asyncio.run(grown_db.fill(template, tasks, ids))}
     made["settle_s"] = asyncio.run(grown_db.settle(template))
     print(json.dumps(made), flush=True)
     quiet = {"RETENTION_INTERVAL_S": "0"}  # the rounds with retention run it where they choose
@@ -190,12 +190,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--via", choices=["amqp", "api"], nargs="+", default=["amqp"])
     parser.add_argument("--old", help="also run this commit's code on a copy of the same history")
-    parser.add_argument("--pause-ratios", type=float, nargs="*", default=[0.0, 1.0])
+    parser.add_argument("--pause-ratios", type=float, nargs="*", default=[0.0, 3.0])
+    parser.add_argument(
+        "--history-ids", choices=["v4", "v7"], default="v4", help="the filled history's ids"
+    )
     args = parser.parse_args()
     out: dict[str, Any] = {"tasks": args.tasks, "n": args.n, "via": args.via, "old": args.old}
     seen: Rounds = {}
     with contextlib.ExitStack() as stack:
-        fleets, out["made"] = fleets_on(args.tasks, args.old, stack)
+        fleets, out["made"] = fleets_on(args.tasks, args.old, args.history_ids, stack)
         grown = fleets["grown"].env["DATABASE_URL"]
         statements = all(asyncio.run(db_stats.has_statements(f.env["DATABASE_URL"]))
                          for f in fleets.values())  # fmt: skip

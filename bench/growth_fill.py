@@ -18,7 +18,7 @@ from taskfleet.store.pool import database_name, with_database
 FILL_TASKS = """
 INSERT INTO tasks (id, type, user_id, chat_id, status, input, output, progress, attempts,
                    max_attempts, fence, created_at, started_at, updated_at, completed_at)
-SELECT gen_random_uuid(), 'chat_message', 'u' || (g % 5000), 'hist' || (g % 100000),
+SELECT {id_at}, 'chat_message', 'u' || (g % 5000), 'hist' || (g % 100000),
        'completed', '{"content": "hello there"}', '{"reply": "You said: hello there"}', 1, 1, 5,
        1, at, at, at, at
 FROM generate_series(1, $1) AS g,
@@ -27,13 +27,25 @@ FROM generate_series(1, $1) AS g,
 FILL_MESSAGES = """
 INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id, created_at,
                       updated_at)
-SELECT gen_random_uuid(), t.chat_id, t.user_id, r.role, r.content, 'completed', t.id,
+SELECT {id_created}, t.chat_id, t.user_id, r.role, r.content, 'completed', t.id,
        t.created_at, t.completed_at
 FROM tasks t CROSS JOIN (VALUES ('user', 'hello there'),
                                 ('assistant', 'You said: hello there')) AS r(role, content)
 WHERE t.chat_id LIKE 'hist%'
 ORDER BY t.created_at, r.role DESC
 """
+# The history's ids: random (v4), as the code before 2026-12-06 made them, or time-ordered
+# (v7, store/sql/tf_uuid7.sql) of the time the row was made.
+V7_OF = """encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+    substring(int8send(floor(extract(epoch FROM {at}) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+    52, 1), 53, 1), 'hex')::uuid"""
+
+
+def ids_of(kind: str, at: str) -> str:
+    """The SQL expression of a history row's id, made at `at`."""
+    return "gen_random_uuid()" if kind == "v4" else V7_OF.format(at=at)
+
+
 # The claim as a chat worker makes it (store/transitions.py: tf_claim, and the chat context
 # its statement preloads), then the completion, on a task of a user and chat with history.
 PLANNED = """
@@ -59,13 +71,13 @@ SELECT * FROM tf_submit_chat($1, 'chat_message', 'u1', 'hist1', NULL, '{"content
 LARGE = ("tasks", "messages", "outbox")
 
 
-async def fill(dsn: str, tasks: int) -> dict[str, float]:
+async def fill(dsn: str, tasks: int, ids: str = "v4") -> dict[str, float]:
     conn = await asyncpg.connect(dsn)  # the login role: no row security in the way
     try:
         started = time.monotonic()
-        await conn.execute(FILL_TASKS, tasks)
+        await conn.execute(FILL_TASKS.replace("{id_at}", ids_of(ids, "at")), tasks)
         filled_tasks = time.monotonic()
-        await conn.execute(FILL_MESSAGES)
+        await conn.execute(FILL_MESSAGES.replace("{id_created}", ids_of(ids, "t.created_at")))
         await conn.execute("ANALYZE tasks; ANALYZE messages")
         size = await conn.fetchval("SELECT pg_database_size(current_database())")
     finally:
