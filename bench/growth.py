@@ -178,7 +178,7 @@ def fleets_on(
     for suffix, env in codes.items():
         copied = asyncio.run(grown_db.copy(template, f"{name}{suffix}_copy"))
         for kind, dsn in (("empty", None), ("grown", copied)):
-            fleets[kind + suffix] = start_fleet(1, None, {**quiet, **env}, dsn)
+            fleets[kind + suffix] = start_fleet(1, None, {**quiet, **env}, dsn=dsn)
             stack.callback(stop_fleet, fleets[kind + suffix])
     return fleets, made
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from cpu import cpu_of, server_pids  # bench/cpu.py
 
 from taskfleet.broker.topology import delete_namespace
 from taskfleet.core.settings import Settings
@@ -32,39 +33,25 @@ from taskfleet.store.pool import drop_database, with_database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def classify(proc: psutil.Process, ours: dict[int, str]) -> str | None:
-    try:
-        name = proc.name()
-    except psutil.Error:
-        return None
-    if proc.pid in ours:  # ours: api, workers, client (the benchmark's producer)
-        return ours[proc.pid]
-    if name.startswith("postgres"):
-        return "postgresql"
-    if name.startswith("beam") or name == "erl_child_setup":
-        return "rabbitmq"
-    if name == "pgbouncer":  # bench/pgbouncer.py
-        return "pgbouncer"
-    return None
-
-
-def cpu_by_group(ours: dict[int, str]) -> dict[str, float]:
+def cpu_by_group(ours: dict[int, str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """CPU seconds so far of our processes by group (api, workers), and of the PostgreSQL (or
+    the PgBouncer) and the RabbitMQ that `env`'s URLs name, each with its descendants
+    (bench/cpu.py): other clusters and nodes on a shared machine are not counted."""
     totals: dict[str, float] = {}
-    for proc in psutil.process_iter():
-        group = classify(proc, ours)
-        if group is None:
-            continue
+    for pid, group in ours.items():
         try:
-            t = proc.cpu_times()
-            parent = proc.parent()
+            t = psutil.Process(pid).cpu_times()
         except psutil.Error:
             continue
-        spent = t.user + t.system
-        if parent is None or classify(parent, ours) != group:
-            # The root of its group also carries its exited children (PostgreSQL backends).
-            spent += t.children_user + t.children_system
-        totals[group] = totals.get(group, 0.0) + spent
-    return totals
+        totals[group] = totals.get(group, 0.0) + t.user + t.system
+    env, defaults = env or dict(os.environ), Settings()
+    servers = server_pids(
+        env.get("DATABASE_URL") or defaults.database_url, env.get("AMQP_URL") or defaults.amqp_url
+    )
+    with contextlib.suppress(psutil.Error, KeyError):  # DATABASE_URL names a pooler
+        if psutil.Process(servers["postgresql"]).name() == "pgbouncer":
+            servers["pgbouncer"] = servers.pop("postgresql")
+    return totals | cpu_of(servers)
 
 
 def rss_mib(pid: int) -> dict[str, float]:
@@ -87,7 +74,7 @@ def cli(env: dict[str, str]) -> list[str]:
 def run_bench(
     env: dict[str, str], n: int, via: str, url: str, ours: dict[int, str], watch: bool = False
 ) -> dict[str, object]:
-    before = cpu_by_group(ours)
+    before = cpu_by_group(ours, env)
     # The client exits before the figures are taken: its CPU is this process's children's.
     client_before = _children_cpu_s()
     started = time.monotonic()
@@ -96,7 +83,7 @@ def run_bench(
     bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     out, _ = bench.communicate(timeout=900)
     wall = time.monotonic() - started
-    after = cpu_by_group(ours)
+    after = cpu_by_group(ours, env)
     after["client"] = _children_cpu_s() - client_before
     figures: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     figures["cpu_s"] = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
@@ -125,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 3000)))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--apis", type=int, default=1, help="API replicas (--via api uses all)")
     parser.add_argument(
         "--concurrency", type=int, default=None, help="slots a worker (default: the worker's own)"
     )
@@ -142,7 +130,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    fleet = start_fleet(args.workers, args.concurrency)
+    fleet = start_fleet(args.workers, args.concurrency, apis=args.apis)
     env, url, procs, ours = fleet.env, fleet.url, fleet.procs, fleet.ours
     try:
         time.sleep(1)  # the workers subscribe
@@ -164,23 +152,26 @@ class Fleet:
     env: dict[str, str]
     url: str
     procs: list[subprocess.Popen[bytes]]
+    apis: int = 1  # the first `apis` processes are API replicas; `url` names each, comma-separated
 
     @property
     def ours(self) -> dict[int, str]:
-        return {p.pid: "api" if i == 0 else "workers" for i, p in enumerate(self.procs)}
+        return {p.pid: "api" if i < self.apis else "workers" for i, p in enumerate(self.procs)}
 
 
 def start_fleet(
     workers: int,
     concurrency: int | None,
     extra_env: dict[str, str] | None = None,
+    apis: int = 1,
     dsn: str | None = None,
 ) -> Fleet:
     """The API and chat workers on a database and namespace of their own, migrated, ready.
     `concurrency` None: as `taskfleet worker chat` starts with no flag.
 
     `extra_env` reaches every process (bench/side_by_side.py runs another commit's code);
-    `dsn` names a database made for it already (bench/growth.py's pre-filled ones)."""
+    `apis` API replicas; `dsn` names a database made for it already (bench/growth.py's
+    pre-filled ones)."""
     tag = uuid.uuid4().hex[:8]
     dsn = dsn or with_database(Settings().database_url, f"taskfleet_bench_{tag}")
     env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
@@ -188,15 +179,17 @@ def start_fleet(
            "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip
     subprocess.run([*cli(env), "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     port = 18000 + int(tag[:4], 16) % 1000
-    commands = [["api", "--port", str(port)]]
+    commands = [["api", "--port", str(port + k)] for k in range(apis)]
     slots = [] if concurrency is None else ["--concurrency", str(concurrency)]
     commands += [["worker", "chat", *slots]] * workers
     procs = [
         subprocess.Popen([*cli(env), *c], env=env, stdout=subprocess.DEVNULL) for c in commands
     ]
-    fleet = Fleet(env, f"http://127.0.0.1:{port}", procs)
+    urls = [f"http://127.0.0.1:{port + k}" for k in range(apis)]
+    fleet = Fleet(env, ",".join(urls), procs, apis)
     try:
-        wait_ready(fleet.url)
+        for url in urls:
+            wait_ready(url)
     except BaseException:
         stop_fleet(fleet)
         raise

@@ -8,7 +8,10 @@ alternate, A B B A A B ...; the ratio of each pair is what the change did.
     python bench/side_by_side.py --old 306222a [--rounds 4] [--via api] [--n 3000]
         [--new-workers 1 32] [--old-workers 2 16] [--watch]
 
-SLOTS 0 starts the worker with no --concurrency: the defaults of that commit.
+SLOTS 0 starts the worker with no --concurrency: the defaults of that commit. `--old HEAD
+--new-env NAME=VALUE` compares one setting against none on the same code (tracing:
+`--new-env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318` with bench/otlp_sink.py), and
+`--new-apis 2 --new-workers 2 16` two replicas of each against one (docs/capacity.md).
 """
 
 import argparse
@@ -67,19 +70,34 @@ def main() -> None:
         "--old-workers", type=int, nargs=2, default=[1, 32], metavar=("PROCESSES", "SLOTS")
     )
     parser.add_argument("--watch", action="store_true", help="a WebSocket listens (api)")
+    parser.add_argument("--new-apis", type=int, default=1, help="API replicas of the new fleet")
+    parser.add_argument("--old-apis", type=int, default=1, help="API replicas of the old fleet")
+    parser.add_argument(
+        "--new-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the new fleet only (e.g. OTEL_EXPORTER_OTLP_ENDPOINT=...)",
+    )
     args = parser.parse_args()
 
     results: dict[str, list[tuple[float, float]]] = {"new": [], "old": []}
     with worktree(args.old) as old_root, contextlib.ExitStack() as stack:
         fleets: list[tuple[str, Fleet]] = []
-        for name, root, (processes, slots) in (
-            ("new", ROOT, args.new_workers),
-            ("old", old_root, args.old_workers),
+        new_env = dict(pair.split("=", 1) for pair in args.new_env)
+        for name, root, (processes, slots), apis, own in (
+            ("new", ROOT, args.new_workers, args.new_apis, new_env),
+            ("old", old_root, args.old_workers, args.old_apis, {}),
         ):
             fleet = start_fleet(
                 processes,
                 slots or None,
-                extra_env={"PYTHONPATH": python_path(root), "BENCH_CLI_MODULE": cli_module(root)},
+                extra_env={
+                    "PYTHONPATH": python_path(root),
+                    "BENCH_CLI_MODULE": cli_module(root),
+                    **own,
+                },
+                apis=apis,
             )
             stack.callback(stop_fleet, fleet)
             fleets.append((name, fleet))

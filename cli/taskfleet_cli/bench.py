@@ -14,6 +14,7 @@ throughput counts from the first publish. Via api both are the same: the API wri
 
 import argparse
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -106,17 +107,28 @@ async def _via_amqp(settings: Settings, run: str, n: int) -> dict[UUID, float]:
 
 
 async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dict[UUID, float]:
-    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    """Posts from API_CONCURRENCY posters; `url` may name several API replicas, comma-separated,
+    which the posters share in turn (as a load balancer would spread the connections)."""
+    bases = (url or f"http://{settings.api_host}:{settings.api_port}").split(",")
     token = token_for(settings, "bench", scope="service", ttl_s=3600)
     submitted: dict[UUID, float] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
-    connector = aiohttp.TCPConnector(limit=API_CONCURRENCY)
     headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(base, headers=headers, connector=connector) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    base.strip(),
+                    headers=headers,
+                    connector=aiohttp.TCPConnector(limit=API_CONCURRENCY),
+                )
+            )
+            for base in bases
+        ]
 
-        async def poster() -> None:
+        async def poster(http: aiohttp.ClientSession) -> None:
             # orjson both ways and no TaskMessage: the client's CPU is counted in the figures.
             while not queue.empty():
                 i = queue.get_nowait()
@@ -133,7 +145,7 @@ async def _via_api(settings: Settings, run: str, n: int, url: str | None) -> dic
                         raise RuntimeError(f"POST answered {resp.status}: {accepted}")
                 submitted[UUID(accepted["task_id"])] = time.time()
 
-        await asyncio.gather(*(poster() for _ in range(API_CONCURRENCY)))
+        await asyncio.gather(*(poster(sessions[k % len(sessions)]) for k in range(API_CONCURRENCY)))
     return submitted
 
 
@@ -141,7 +153,7 @@ async def _watching(
     settings: Settings, url: str | None, counts: dict[str, int], work: Awaitable[T]
 ) -> T:
     """`work` with an all-users WebSocket (the chat backend's view) open; counts its events."""
-    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    base = (url or f"http://{settings.api_host}:{settings.api_port}").split(",")[0]
     token = token_for(settings, "bench-watch", scope="service", ttl_s=3600)
     counts["watched_events"] = 0
     path = f"/ws/tasks?token={token}"

@@ -10,13 +10,12 @@ from typing import Any
 
 import argcomplete
 
-from taskfleet.core.constants import QUEUE_BY_WORKER
 from taskfleet.core.errors import ConfigError, MemoryExhausted, StartupError
 from taskfleet.core.logging import configure_logging
 from taskfleet.core.settings import Settings
 from taskfleet.core.tracing import configure_tracing
 from taskfleet.security.auth import AuthError, parse_ttl, token_for, verify_token
-from taskfleet_cli.configs import settings_class
+from taskfleet_cli.configs import settings_class, worker_slots
 from taskfleet_cli.parser import WORKERS, build_parser
 
 
@@ -58,23 +57,16 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run one worker until it is stopped. Exit code EXIT_MEMORY (75) when its memory
     guard stopped it, so that whatever supervises it starts a fresh one."""
-    concurrency = worker_concurrency(settings, args.name, args.concurrency)
+    slots = worker_slots(settings, args.name, args.concurrency)
     from taskfleet.runtime.memguard import EXIT_MEMORY
 
     service = importlib.import_module(WORKERS[args.name])
     try:
-        run_async(service.main(settings, concurrency))
+        run_async(service.main(settings, slots))
     except MemoryExhausted as exc:
         print(f"taskfleet: worker stopped: {exc}; start it again", file=sys.stderr)
         return EXIT_MEMORY
     return 0
-
-
-def worker_concurrency(settings: Settings, worker: str, flag: int | None) -> int:
-    """A worker's slots: --concurrency, else WORKER_CONCURRENCY, else its queue's own."""
-    if flag is not None and flag < 1:
-        raise ConfigError(f"--concurrency: must be at least 1 (got {flag})")
-    return flag or settings.worker_concurrency or QUEUE_BY_WORKER[worker].concurrency
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:

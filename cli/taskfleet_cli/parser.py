@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="workload W1 against a running fleet: one JSON line")
     bench.add_argument("--n", type=int, default=3000)
     bench.add_argument("--via", choices=["amqp", "api"], default="amqp")
-    bench.add_argument("--url", help="API base URL for --via api")
+    bench.add_argument("--url", help="API base URL for --via api (several: comma-separated)")
     bench.add_argument("--timeout", type=float, default=600.0)
     bench.add_argument(
         "--watch",

@@ -12,6 +12,7 @@ from taskfleet.core.metrics import WORKER_SLOTS
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import CoroFactory
 from taskfleet.path.consumer import Consumer, Handler
+from taskfleet.path.slots import SlotRange
 from taskfleet.runtime.health import add_health_routes, add_metrics_route, database_check, serve
 from taskfleet.runtime.kernel import Kernel, open_kernel, stop_event_on_signals
 from taskfleet.runtime.memguard import MemoryGuard
@@ -29,7 +30,7 @@ async def run_worker(
     spec: QueueSpec,
     make_handler: HandlerFactory,
     *,
-    concurrency: int,
+    slots: SlotRange,
     stop: asyncio.Event | None = None,
     background: BackgroundFactory | None = None,
     preload: Preload | None = None,
@@ -38,7 +39,8 @@ async def run_worker(
     stop = stop or stop_event_on_signals()
     # Every handler loop may hold a connection for its claim or its outcome at once, and the
     # relay and the cancel poll want theirs: waiting for the pool would cap throughput.
-    pool_size = max(settings.db_pool_size, concurrency + 4)
+    # Slots grown past it share the pool: a slot waiting on its model holds no connection.
+    pool_size = max(settings.db_pool_size, slots.low + 4)
     async with open_kernel(settings, name=f"{spec.worker}-worker", pool_size=pool_size) as kernel:
         consumer = Consumer(
             settings=settings,
@@ -47,7 +49,8 @@ async def run_worker(
             store=kernel.store,
             broker=kernel.broker,
             supervisor=kernel.supervisor,
-            concurrency=concurrency,
+            concurrency=slots.low,
+            max_concurrency=slots.high,
             preload=preload,
         )
         await consumer.start()
@@ -78,9 +81,13 @@ async def run_worker(
         port = settings.metrics_port if settings.metrics_port is not None else spec.metrics_port
         runner = await serve(app, "0.0.0.0", port, setting="METRICS_PORT")
         bound = runner.addresses[0][1] if runner.addresses else port
-        WORKER_SLOTS.labels(spec.name).set(concurrency)  # utilisation = inflight / slots
+        WORKER_SLOTS.labels(spec.name).set(consumer.slots)  # utilisation = inflight / slots
         log.info(
-            "worker_started", queue=consumer.queue, concurrency=concurrency, metrics_port=bound
+            "worker_started",
+            queue=consumer.queue,
+            concurrency=consumer.slots,
+            max_concurrency=slots.high,
+            metrics_port=bound,
         )
         try:
             await stop.wait()

@@ -40,6 +40,11 @@ NOT_POSITIVE: dict[str, str] = {
     "POST /api/documents": "the body must be a real PDF or text file; a schema cannot say so",
     "PUT /api/cameras/{camera_id}": "cross-field rules (an interval needs a source URL)",
     "POST /api/webhooks": "the URL's host must resolve to public addresses; a schema cannot say so",
+    # The same for a submission's `callback_url` (422 callback_url_refused).
+    "POST /api/chat/stream": "a callback_url's host must resolve to public addresses",
+    "POST /api/batches": "a callback_url's host must resolve to public addresses",
+    "POST /api/cameras/{camera_id}/frames": "a callback_url's host must resolve to public"
+    " addresses",
     "GET /api/webhooks/{webhook_id}/deliveries": "the same opaque cursor",
     "POST /api/schedules": "a cron expression and a time zone must exist, and exactly one of"
     " cron and interval_s be given (422 invalid_schedule)",

@@ -1,7 +1,9 @@
 """Tracing through real processes, exported over OTLP/HTTP to a real receiver: one chat message
 that calls a tool, posted to the API, is one trace from the API's request span through the
 chat worker's delivery, claim, run and model spans to the tool worker's delivery of the child
-task (tests/unit/test_tracing.py: off without the OTEL_* variables)."""
+task, and back to the chat worker for the resume the outbox relay publishes
+(tests/unit/test_tracing.py: off without the OTEL_* variables; tests/e2e/test_tracing_relay.py:
+a publish deferred to the relay while the API has no broker, a retry)."""
 
 import asyncio
 import functools
@@ -123,15 +125,27 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
         assert int(str(model.attributes["gen_ai.usage.input_tokens"])) > 3
         assert int(str(model.attributes["gen_ai.usage.output_tokens"])) >= 1
         # The tool's child task, delivered to the tool worker within the same trace, under the run
-        # that made it (a second copy the outbox relay may publish under load carries no context).
+        # that made it (a second copy the outbox relay may publish under load carries it too).
         children = [
             s for s in by_service("taskfleet-tool-worker") if s.name == "process tool_executions"
         ]
         assert (request.trace_id, run.span_id) in {(c.trace_id, c.parent_id) for c in children}
-        # PostgreSQL: the claim's shared statement as a span of each caller's own, the run's
+        # ... and the child's row kept that context, for the messages the relay may send it.
+        [kept] = await db.fetch("SELECT traceparent FROM tasks WHERE parent_id = $1", UUID(task_id))
+        assert str(kept["traceparent"]).startswith(f"00-{request.trace_id}-{run.span_id}-")
+
+        # The chat's resume once its tool ended: published by the outbox relay from the task's
+        # row, which kept the request's trace context (migrations/0029), under its span too.
+        async def resumed() -> ReceivedSpan | None:
+            return next((s for s in receiver.spans if s.name == "process chat_tasks"
+                         and s.attributes.get("taskfleet.task_id") == task_id
+                         and s.attributes.get("taskfleet.attempt") == 2), None)  # fmt: skip
+
+        resume = await wait_for(resumed, what="the resume's delivery", timeout_s=30)
+        assert (resume.trace_id, resume.parent_id) == (request.trace_id, request.span_id)
+        # PostgreSQL: the claim's shared statement as an event of each caller's claim, the run's
         # statements each a span of their own, and the tool's call under the tool worker's run.
-        under_claim = {s.name for s in spans.values() if s.parent_id == claim.span_id}
-        assert "claim (batched)" in under_claim
+        assert "claim (batched)" in claim.events
         statements = [s for s in spans.values() if s.parent_id == run.span_id
                       and s.attributes.get("db.system") == "postgresql"]  # fmt: skip
         assert {"tf_wait_for"} <= {s.name for s in statements}

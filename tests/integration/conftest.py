@@ -59,7 +59,11 @@ async def consume(kernel: Kernel) -> AsyncIterator[ConsumerFactory]:
     consumers: list[Consumer] = []
 
     async def start(
-        handler: Handler, concurrency: int = 4, spec: QueueSpec = CHAT, **overrides: Any
+        handler: Handler,
+        concurrency: int = 4,
+        spec: QueueSpec = CHAT,
+        max_concurrency: int | None = None,
+        **overrides: Any,
     ) -> Consumer:
         settings = kernel.settings.model_copy(update=overrides) if overrides else kernel.settings
         consumer = Consumer(
@@ -70,6 +74,7 @@ async def consume(kernel: Kernel) -> AsyncIterator[ConsumerFactory]:
             broker=kernel.broker,
             supervisor=kernel.supervisor,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
         )
         await consumer.start()
         consumers.append(consumer)

@@ -90,3 +90,63 @@ def test_a_statement_run_in_a_span_is_a_span_under_it(monkeypatch: pytest.Monkey
     assert function.end_time - function.start_time == 250_000_000
     assert function.status.is_ok
     assert not update.status.is_ok
+
+
+CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_off_a_task_keeps_no_trace_even_where_a_client_sent_one() -> None:
+    # The no-op tracer passes a client's context on to the message published at once...
+    context = tracing.context_of({"traceparent": CLIENT_TRACEPARENT})
+    with tracing.tracer.start_as_current_span("request", context=context):
+        assert tracing.headers()["traceparent"] == CLIENT_TRACEPARENT
+        # ... but off, nothing more than a NULL is written with the task.
+        assert tracing.traceparent() is None
+
+
+def test_on_a_task_keeps_the_traceparent_of_the_span_it_is_made_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_exporting", True)
+    assert tracing.traceparent() is None  # outside any span
+    with LOCAL.start_as_current_span("request"):
+        kept = tracing.traceparent()
+        assert kept == tracing.headers()["traceparent"]
+    # What the relay puts on the task's later messages, and a worker reads back.
+    assert tracing.stored(kept) == {"traceparent": kept}
+    assert tracing.stored(None) == {}
+    assert tracing.carried({"traceparent": str(kept).encode(), "x-other": "1"}) == {
+        "traceparent": kept
+    }
+
+
+def test_off_no_span_is_made_and_a_traceparent_that_comes_in_still_passes_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "_exporting", False)
+    assert not tracing.recording()
+    assert not tracing.continues(None)
+    assert not tracing.continues({"x-taskfleet-copy": "c1"})
+    with tracing.span("claim") as span:
+        assert span is trace.INVALID_SPAN  # nothing made, nothing made current
+        assert not trace.get_current_span().get_span_context().is_valid
+    # A client's trace: the message path makes the span that passes it on.
+    with LOCAL.start_as_current_span("client") as client:
+        headers = tracing.headers()
+    assert tracing.continues(headers)
+    process = tracing.tracer.start_as_current_span("process", context=tracing.context_of(headers))
+    with process, tracing.span("claim"):  # the claim's is skipped: the client's stays current
+        line = tracing.add_trace_ids(None, "info", {"event": "e"})
+    assert line["trace_id"] == f"{client.get_span_context().trace_id:032x}"
+
+
+def test_spans_are_made_once_a_tracer_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("test"))
+    assert tracing.recording()
+    assert tracing.continues(None)
+    with tracing.span("run"):
+        pass
+    assert [s.name for s in exported.get_finished_spans()] == ["run"]

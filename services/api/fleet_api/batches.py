@@ -19,7 +19,18 @@ from fleet_api.routes import (
     rate_limited,
     user_db,
 )
-from fleet_api.submitting import check_repeat, idempotency_key, priority_of, request_digest
+from fleet_api.submitting import (
+    accepted_body,
+    accepted_headers,
+    callback_answer,
+    callback_digest,
+    callback_for,
+    check_repeat,
+    idempotency_key,
+    priority_of,
+    repeat_callback,
+    request_digest,
+)
 from taskfleet.client.models import Batch, BatchAccepted, BatchRequest
 from taskfleet.core.constants import QUEUES, Status, TaskType
 from taskfleet.data import batches
@@ -39,16 +50,19 @@ async def submit_batch(request: web.Request) -> web.Response:
     run_at = due_at(body, request.app[SETTINGS].max_delay_s)
     key = idempotency_key(request)
     digest = request_digest(
-        "POST /api/batches", **body.model_dump(mode="json", exclude={"user_id"}), user_id=user_id
-    )
-    if key is not None and (found := await batches.keyed(user_db(request, user_id), user_id, key)):
-        return _repeat(found, digest)
+        "POST /api/batches", **body.model_dump(mode="json", exclude={"user_id", "callback_url"}),
+        user_id=user_id, **callback_digest(body.callback_url),
+    )  # fmt: skip
+    db = user_db(request, user_id)
+    if key is not None and (found := await batches.keyed(db, user_id, key)):
+        return await _repeat(request, db, found, digest)
+    callback = await callback_for(request.app[SETTINGS], kernel.keyring, body.callback_url)
     members = [batches.Member(m.chat_id, m.content) for m in body.tasks]
     then = batches.Member(body.then.chat_id, body.then.content) if body.then else None
     try:
         submitted = await batches.submit_batch(
             kernel.pool,
-            user_db(request, user_id),
+            db,
             user_id=user_id,
             members=members,
             max_attempts=kernel.settings.max_attempts or QUEUES[TaskType.CHAT].max_attempts,
@@ -58,11 +72,12 @@ async def submit_batch(request: web.Request) -> web.Response:
             priority=priority_of(request.app[SETTINGS], principal(request), body.priority),
             then=then,
             key=(key, digest) if key is not None else None,
+            callback=callback[0] if callback else None,
         )
     except batches.KeyTaken:  # a request with the same key won the race: its batch
-        found = await batches.keyed(user_db(request, user_id), user_id, str(key))
+        found = await batches.keyed(db, user_id, str(key))
         assert found is not None
-        return _repeat(found, digest)
+        return await _repeat(request, db, found, digest)
     except OverQuota as exc:
         raise rate_limited(exc.over) from None
     except LINK_LOST as exc:
@@ -78,22 +93,28 @@ async def submit_batch(request: web.Request) -> web.Response:
         task_ids=submitted.task_ids,
         message_ids=submitted.message_ids,
         status=Status.QUEUED if run_at is None else Status.SCHEDULED,
+        **callback_answer(callback),
     )
-    location = {"Location": f"/api/batches/{submitted.batch_id}"}
-    return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
+    return _accepted(accepted)
 
 
-def _repeat(found: dict[str, Any], digest: str) -> web.Response:
+async def _repeat(request: web.Request, db: Db, found: dict[str, Any], digest: str) -> web.Response:
     """The answer to a key sent again: the batch it made (409 if it came with another
     request)."""
     check_repeat(found["request_digest"], digest)
+    hook = await repeat_callback(db, request.app[KERNEL].keyring, batch_id=found["id"])
     accepted = BatchAccepted(
         batch_id=found["id"], then_task_id=found["then_task_id"], task_ids=found["members"],
         message_ids=found["message_ids"] or [],
-        status=Status.SCHEDULED if found["scheduled"] else Status.QUEUED,
+        status=Status.SCHEDULED if found["scheduled"] else Status.QUEUED, **hook,
     )  # fmt: skip
-    location = {"Location": f"/api/batches/{found['id']}"}
-    return json_response(accepted.model_dump(mode="json"), status=202, headers=location)
+    return _accepted(accepted)
+
+
+def _accepted(accepted: BatchAccepted) -> web.Response:
+    body = accepted_body(accepted)
+    headers = accepted_headers(body, f"/api/batches/{accepted.batch_id}")
+    return json_response(body, status=202, headers=headers)
 
 
 async def _batch_db(request: web.Request) -> tuple[Db, UUID]:

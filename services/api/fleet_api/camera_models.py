@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskfleet.client.models import Delay
+from taskfleet.client.models import Delay, WithCallback
 from taskfleet.core.messages import ID_PATTERN
 
 CHUNK = 64 * 1024
@@ -61,7 +61,7 @@ class OwnerQuery(BaseModel):
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
 
 
-class FrameQuery(OwnerQuery, Delay):
+class FrameQuery(OwnerQuery, Delay, WithCallback):
     """The frame upload's query string: for whom, and when to analyse it (docs/scheduling.md)."""
 
 

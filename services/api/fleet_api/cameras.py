@@ -42,11 +42,16 @@ from fleet_api.routes import (
 )
 from fleet_api.submitting import (
     accepted,
+    accepted_body,
+    callback_answer,
+    callback_digest,
+    callback_for,
     check_repeat,
     how_to_check_after_loss,
     idempotency_key,
     priority_of,
     query_metadata,
+    repeat_callback,
     request_digest,
 )
 from taskfleet.broker.publisher import new_task
@@ -95,14 +100,16 @@ async def upload_frame(request: web.Request) -> web.Response:
     frame_id = uuid4()
     digest = request_digest(
         "frame", camera_id=camera_id, sha256=hashlib.sha256(image).hexdigest(), metadata=metadata,
-        run_at=query.run_at, delay_s=query.delay_s,
+        run_at=query.run_at, delay_s=query.delay_s, **callback_digest(query.callback_url),
     )  # fmt: skip
+    callback = await callback_for(request.app[SETTINGS], kernel.keyring, query.callback_url)
     # The message carries ids only; the image waits in PostgreSQL, where the worker reads it.
     new = new_task(
         kernel.settings, type=TaskType.CAMERA, user_id=user_id,
         input={"frame_id": str(frame_id), "camera_id": camera_id}, idempotency_key=key,
         metadata=metadata, request_digest=digest if key is not None else None, run_at=due,
         priority=priority_of(request.app[SETTINGS], principal(request), query.priority),
+        callback=callback[0] if callback else None,
     )  # fmt: skip
 
     async def write(conn: asyncpg.Connection) -> Outgoing | Existing:
@@ -130,22 +137,24 @@ async def upload_frame(request: web.Request) -> web.Response:
         )
         return outgoing
 
+    db = user_db(request, user_id)
     written = await create_in(
-        user_db(request, user_id),
-        write,
-        how_to_check_after_loss(key, f"GET /api/cameras/{camera_id}/analyses"),
+        db, write, how_to_check_after_loss(key, f"GET /api/cameras/{camera_id}/analyses")
     )
     if isinstance(written, Existing):
         check_repeat(written.request_digest, digest)
         answer = FrameAccepted(
-            frame_id=written.input["frame_id"], task_id=written.task_id, status=written.status
-        )
-        return accepted(answer.model_dump(mode="json"), written.task_id)
+            frame_id=written.input["frame_id"], task_id=written.task_id, status=written.status,
+            **await repeat_callback(db, kernel.keyring, task_id=written.task_id),
+        )  # fmt: skip
+        return accepted(accepted_body(answer), written.task_id)
     # A delayed task's message goes out from the outbox when it is due.
     if due is None:
         await request.app[PUBLISHER].send(written)
-    answer = FrameAccepted(frame_id=frame_id, task_id=new.task_id, status=new.status)
-    return accepted(answer.model_dump(mode="json"), new.task_id)
+    answer = FrameAccepted(
+        frame_id=frame_id, task_id=new.task_id, status=new.status, **callback_answer(callback)
+    )
+    return accepted(accepted_body(answer), new.task_id)
 
 
 async def put_camera(request: web.Request) -> web.Response:

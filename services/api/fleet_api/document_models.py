@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskfleet.client.models import Delay
+from taskfleet.client.models import Delay, WithCallback
 from taskfleet.core.messages import ID_PATTERN
 from taskfleet.data import documents
 
@@ -36,7 +36,7 @@ class OwnerQuery(BaseModel):
     user_id: str | None = Field(None, pattern=ID_PATTERN, description="Service scope only.")
 
 
-class UploadQuery(OwnerQuery, Delay):
+class UploadQuery(OwnerQuery, Delay, WithCallback):
     """The upload's query string: for whom, and when to process it (docs/scheduling.md)."""
 
 

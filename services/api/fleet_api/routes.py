@@ -24,10 +24,15 @@ from fleet_api.settings import ApiSettings
 from fleet_api.submitting import (
     METADATA_PREFIX,
     accepted,
+    accepted_body,
+    callback_answer,
+    callback_digest,
+    callback_for,
     check_repeat,
     how_to_check_after_loss,
     idempotency_key,
     priority_of,
+    repeat_callback,
     request_digest,
 )
 from taskfleet.broker.publisher import Publisher, new_task
@@ -124,10 +129,13 @@ async def chat_stream(request: web.Request) -> web.Response:
         )
     key = idempotency_key(request, body.idempotency_key)
     metadata = body.metadata or {}
-    digest = request_digest(
+    # What a key is checked against: without a key there is nothing to check (a repeat
+    # needs its key), so none is made.
+    digest = None if key is None else request_digest(
         "chat", chat_id=body.chat_id, content=body.content, metadata=metadata,
-        run_at=body.run_at, delay_s=body.delay_s,
+        run_at=body.run_at, delay_s=body.delay_s, **callback_digest(body.callback_url),
     )  # fmt: skip
+    callback = await callback_for(request.app[SETTINGS], kernel.keyring, body.callback_url)
     new = new_task(
         kernel.settings,
         type=TaskType.CHAT,
@@ -136,9 +144,10 @@ async def chat_stream(request: web.Request) -> web.Response:
         input={"content": body.content},
         idempotency_key=key,
         metadata=metadata,
-        request_digest=digest if key is not None else None,
+        request_digest=digest,
         run_at=due_at(body, request.app[SETTINGS].max_delay_s),
         priority=priority_of(request.app[SETTINGS], who, body.priority),
+        callback=callback[0] if callback else None,
     )
     db = user_db(request, user_id)
     try:  # the quotas are counted in the submission's own statement
@@ -158,14 +167,17 @@ async def chat_stream(request: web.Request) -> web.Response:
     if submission.created and submission.outbox_id is not None and new.run_at is None:
         await request.app[PUBLISHER].send(new.outgoing(submission.outbox_id))
     status = new.status.value  # what was accepted; a worker may have taken it already
+    hook = callback_answer(callback)
     if not submission.created:  # an idempotent repeat answers where the task is now
-        check_repeat(submission.request_digest, digest)
+        if digest is not None:
+            check_repeat(submission.request_digest, digest)
         task = await operations.get_task(db, submission.task_id)
         status = task["status"] if task else status
+        hook = await repeat_callback(db, kernel.keyring, task_id=submission.task_id)
     answer = ChatStreamAccepted(
-        task_id=submission.task_id, message_id=submission.message_id, status=status
+        task_id=submission.task_id, message_id=submission.message_id, status=status, **hook
     )
-    return accepted(answer.model_dump(mode="json"), submission.task_id)
+    return accepted(accepted_body(answer), submission.task_id)
 
 
 async def create_in(

@@ -1,7 +1,7 @@
 """What every route that creates a task shares (docs/contract.md, "Submitting"): the
 `Idempotency-Key` (the same key, per user, gives the same task; with another request, 409),
-the digest of the request a key is checked against, the `metadata` of the task, and the 202
-that names the task in `Location`."""
+the digest of the request a key is checked against, the `metadata` of the task, its
+`callback_url`, and the 202 that names the task in `Location`."""
 
 import hashlib
 import json
@@ -14,9 +14,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from fleet_api.errors import ApiError, json_response
 from fleet_api.settings import ApiSettings
-from taskfleet.client.models import IDEMPOTENCY_KEY_MAX_CHARS, Metadata
+from taskfleet.client.models import IDEMPOTENCY_KEY_MAX_CHARS, CallbackAccepted, Metadata
 from taskfleet.core.constants import Priority
+from taskfleet.data import webhooks
 from taskfleet.security.auth import Principal
+from taskfleet.security.crypto import Keyring
+from taskfleet.security.targets import AllowedHosts, TargetRefused, check_target
+from taskfleet.store.records import Callback
+from taskfleet.store.tenancy import Db
 
 HEADER = "Idempotency-Key"
 # Printable ASCII, no space at either end (HTTP strips it): what a header carries intact.
@@ -56,6 +61,40 @@ def request_digest(route: str, **request: Any) -> str:
     """What a submission asked for, as a digest: a key sent again must come with the same."""
     canonical = json.dumps({"route": route, **request}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def callback_for(
+    settings: ApiSettings, keyring: Keyring, url: str | None
+) -> tuple[Callback, str] | None:
+    """The webhook endpoint a `callback_url` makes with its task or batch, and its secret;
+    None without one; 422 for a URL the fleet will not send to, as for POST /api/webhooks
+    (a private or loopback address not in WEBHOOK_ALLOWED_HOSTS): nothing is created then."""
+    if url is None:
+        return None
+    try:
+        await check_target(url, AllowedHosts.parse(settings.webhook_allowed_hosts))
+    except TargetRefused as exc:
+        raise ApiError(422, "callback_url_refused", str(exc)) from None
+    return webhooks.new_callback(keyring, url)
+
+
+def callback_digest(url: str | None) -> dict[str, str]:
+    """The `callback_url` as a request digest holds it: only when given, so that the keys of
+    requests made before callbacks existed still match theirs."""
+    return {"callback_url": url} if url is not None else {}
+
+
+def callback_answer(callback: tuple[Callback, str] | None) -> dict[str, Any]:
+    """The 202's `callback_id` and `callback_secret` for a new task's callback."""
+    return {"callback_id": callback[0].id, "callback_secret": callback[1]} if callback else {}
+
+
+async def repeat_callback(
+    db: Db, keyring: Keyring, *, task_id: UUID | None = None, batch_id: UUID | None = None
+) -> dict[str, Any]:
+    """The same for an idempotent repeat: the callback the first request made, if any."""
+    found = await webhooks.callback_of(db, keyring, task_id=task_id, batch_id=batch_id)
+    return {"callback_id": found[0], "callback_secret": found[1]} if found else {}
 
 
 def check_repeat(stored: str | None, digest: str) -> None:
@@ -105,6 +144,21 @@ def query_metadata(request: web.Request) -> dict[str, str]:
     return metadata_of(json.dumps(pairs)) if pairs else {}
 
 
+def accepted_body(answer: CallbackAccepted) -> dict[str, Any]:
+    """A submission's 202 body: without `callback_id` and `callback_secret` when it has no
+    callback, as it was before callbacks existed."""
+    none = {"callback_id", "callback_secret"} if answer.callback_id is None else None
+    return answer.model_dump(mode="json", exclude=none)
+
+
 def accepted(body: dict[str, Any], task_id: UUID) -> web.Response:
     """The 202 of a submission (or of a cancel, a retry): `Location` names the task to poll."""
-    return json_response(body, status=202, headers={"Location": f"/api/tasks/{task_id}"})
+    return json_response(body, status=202, headers=accepted_headers(body, f"/api/tasks/{task_id}"))
+
+
+def accepted_headers(body: dict[str, Any], location: str) -> dict[str, str]:
+    """A 202's headers: `Location`, and no caching of an answer that holds a secret."""
+    headers = {"Location": location}
+    if body.get("callback_secret") is not None:
+        headers["Cache-Control"] = "no-store"
+    return headers

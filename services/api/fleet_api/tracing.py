@@ -14,6 +14,8 @@ from taskfleet.core import tracing
 @web.middleware
 async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The request as a SERVER span, its status recorded (5xx: an error)."""
+    if not tracing.continues(request.headers):  # no span would show: none made
+        return await handler(request)
     route = route_of(request)
     with tracing.tracer.start_as_current_span(
         f"{request.method} {route}",

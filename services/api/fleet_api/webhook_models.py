@@ -39,6 +39,12 @@ class Webhook(BaseModel):
     events: list[Event]
     created_at: datetime
     rotated_at: datetime | None
+    task_id: UUID | None = Field(
+        None, description="A submission's `callback_url`: the task whose end it gets."
+    )
+    batch_id: UUID | None = Field(
+        None, description="A batch's `callback_url`: the batch whose completion it gets."
+    )
 
 
 class WebhookCreated(Webhook):

@@ -10,6 +10,7 @@ from camera_worker.scheduler import CaptureScheduler
 from camera_worker.settings import CameraWorkerSettings
 from taskfleet.core.supervisor import CoroFactory
 from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
+from taskfleet.path.slots import SlotRange
 
 SPEC = QUEUES[TaskType.CAMERA]
 
@@ -29,6 +30,6 @@ def background(kernel: Kernel) -> list[tuple[str, CoroFactory]]:
     return [("camera-scheduler", CaptureScheduler(kernel).run)]
 
 
-async def main(settings: CameraWorkerSettings, concurrency: int) -> None:
+async def main(settings: CameraWorkerSettings, slots: SlotRange) -> None:
     """Run camera-worker (`taskfleet worker camera`) until SIGTERM/SIGINT."""
-    await run_worker(settings, SPEC, make_handler, concurrency=concurrency, background=background)
+    await run_worker(settings, SPEC, make_handler, slots=slots, background=background)

@@ -9,6 +9,7 @@ from chat_worker.settings import ChatWorkerSettings
 from taskfleet.data.plugins import all_tool_specs
 from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
 from taskfleet.llm import ChatModel, build_model
+from taskfleet.path.slots import SlotRange
 from taskfleet.store.records import Preload
 
 SPEC = QUEUES[TaskType.CHAT]
@@ -28,7 +29,7 @@ def make_handler(kernel: Kernel, model: ChatModel) -> Handler:
     return partial(handle_chat, agent=agent)
 
 
-async def main(settings: ChatWorkerSettings, concurrency: int) -> None:
+async def main(settings: ChatWorkerSettings, slots: SlotRange) -> None:
     """Run chat-worker (`taskfleet worker chat`) until SIGTERM/SIGINT, then close the model."""
     # Built before the worker, so a bad LLM setting stops the process at start; closed after
     # it, when no handler uses its connections any more.
@@ -38,7 +39,7 @@ async def main(settings: ChatWorkerSettings, concurrency: int) -> None:
             settings,
             SPEC,
             lambda kernel: make_handler(kernel, model),
-            concurrency=concurrency,
+            slots=slots,
             preload=context_preload(settings),
         )
     finally:

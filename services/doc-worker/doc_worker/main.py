@@ -7,6 +7,7 @@ from doc_worker.handlers import DocConfig, handle_document
 from doc_worker.settings import DocWorkerSettings
 from taskfleet.data.blobs import blob_store
 from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
+from taskfleet.path.slots import SlotRange
 
 SPEC = QUEUES[TaskType.DOCUMENT]
 
@@ -17,6 +18,6 @@ def make_handler(kernel: Kernel) -> Handler:
     return partial(handle_document, blobs=blob_store(kernel.pool), config=config)
 
 
-async def main(settings: DocWorkerSettings, concurrency: int) -> None:
+async def main(settings: DocWorkerSettings, slots: SlotRange) -> None:
     """Run doc-worker (`taskfleet worker doc`) until SIGTERM/SIGINT."""
-    await run_worker(settings, SPEC, make_handler, concurrency=concurrency)
+    await run_worker(settings, SPEC, make_handler, slots=slots)

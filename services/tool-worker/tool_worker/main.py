@@ -6,6 +6,7 @@ from functools import partial
 from taskfleet.core.faults import Faults
 from taskfleet.core.supervisor import CoroFactory
 from taskfleet.handler import QUEUES, Handler, Kernel, TaskType, run_worker
+from taskfleet.path.slots import SlotRange
 from tool_worker.handlers import ToolWorker, handle_tool
 from tool_worker.notifier import run_notifier
 from tool_worker.registry import Registry
@@ -33,6 +34,6 @@ def background(kernel: Kernel) -> list[tuple[str, CoroFactory]]:
     return [("notifier", partial(run_notifier, kernel, settings, faults))]
 
 
-async def main(settings: ToolWorkerSettings, concurrency: int) -> None:
+async def main(settings: ToolWorkerSettings, slots: SlotRange) -> None:
     """Run tool-worker (`taskfleet worker tool`) until SIGTERM/SIGINT."""
-    await run_worker(settings, SPEC, make_handler, concurrency=concurrency, background=background)
+    await run_worker(settings, SPEC, make_handler, slots=slots, background=background)

@@ -4,6 +4,10 @@ Rows are written in the same transaction as the decision they carry (a new task,
 put-back, a dead letter, a delayed task's first message due at its time, a batch's
 `batch.completed` event), so a crash anywhere loses nothing: the relay publishes what is
 left. Every process runs one; `FOR UPDATE SKIP LOCKED` lets them share the work.
+
+A task message goes out with the `traceparent` its task kept (migrations/0029: the request
+that submitted it, with tracing on), so that its worker's spans join that trace: a deferred
+first message, a retry, a put-back, a resume and a repair alike, whichever process relays it.
 """
 
 import asyncio
@@ -14,7 +18,7 @@ import asyncpg
 import structlog
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core import events, jsonx
+from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import Status, TaskType, level_queue
 from taskfleet.core.errors import PublishFailed
 from taskfleet.core.messages import TaskMessage, copy_headers
@@ -29,7 +33,8 @@ WITH due AS (
     ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 SELECT o.id, o.queue, o.attempt, o.kind, o.headers,
-       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input, t.status, t.priority
+       t.id AS task_id, t.type, t.user_id, t.chat_id, t.input, t.status, t.priority,
+       t.traceparent
 FROM outbox o JOIN due USING (id) JOIN tasks t ON t.id = o.task_id
 """
 
@@ -69,6 +74,15 @@ def task_message(row: asyncpg.Record | dict[str, Any], attempt: int) -> TaskMess
         attempt=attempt,
         payload=row["input"],
     )
+
+
+def message_headers(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A task row's message headers: the row's own (a dead letter's reason), its task's kept
+    trace context, and a fresh copy id unless it is a dead letter (no copy of it claims)."""
+    headers = {**(row["headers"] or {}), **tracing.stored(row["traceparent"])}
+    if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)
+        headers = copy_headers(headers)
+    return headers
 
 
 class OutboxRelay:
@@ -167,9 +181,7 @@ class OutboxRelay:
             await self.broker.publish_event(row["queue"], jsonx.dumps(row["headers"]))
             return
         body = task_message(row, row["attempt"]).dumps()
-        headers = row["headers"] or {}
-        if row["kind"] != "dead_letter":  # a copy that may claim (taskfleet.broker.publisher)
-            headers = copy_headers(headers)
+        headers = message_headers(row)
         # The row names the queue (or its DLQ); the task's priority names the level, so
         # that every message of a task (a retry, a put-back, its dead letter) keeps it.
         await self.broker.publish(
@@ -188,4 +200,4 @@ class OutboxRelay:
         return min(self.settings.outbox_poll_s, max(0.01, float(seconds)))
 
 
-__all__ = ["OutboxRelay", "PublishFailed", "task_message"]
+__all__ = ["OutboxRelay", "PublishFailed", "message_headers", "task_message"]

@@ -28,7 +28,7 @@ from taskfleet.client.models import (
     Task,
     TaskPage,
 )
-from taskfleet.client.params import key, owner, query, when
+from taskfleet.client.params import callback, key, owner, query, when
 from taskfleet.client.schedules import Schedules
 from taskfleet.client.transport import Transport
 
@@ -51,12 +51,14 @@ class Taskfleet(Transport):
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
         priority: PriorityName | None = None,
+        callback_url: str | None = None,
     ) -> ChatStreamAccepted:
         """Post a chat message: 202 at once, the reply comes from a worker (`wait`, `events`);
         `run_at` or `delay_s` delay it (docs/scheduling.md); `priority` is its level
-        (docs/priorities.md)."""
+        (docs/priorities.md); `callback_url` gets its end, signed with the answer's
+        `callback_secret` (docs/integrating.md#a-callback-per-task)."""
         body: dict[str, Any] = {"chat_id": chat_id, "content": content}
-        body |= when(run_at, delay_s, priority)
+        body |= when(run_at, delay_s, priority) | callback(callback_url)
         if user_id is not None:
             body["user_id"] = user_id
         if metadata:
@@ -79,6 +81,7 @@ class Taskfleet(Transport):
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
         priority: PriorityName | None = None,
+        callback_url: str | None = None,
     ) -> DocumentAccepted:
         """Upload a PDF, text or Markdown document to be indexed (a Path is read whole)."""
         data = await asyncio.to_thread(file.read_bytes) if isinstance(file, Path) else file
@@ -95,7 +98,7 @@ class Taskfleet(Transport):
 
         return await self._call(
             DocumentAccepted, "POST", "/api/documents", key=key(idempotency_key), body=form,
-            params=owner(user_id) | query(when(run_at, delay_s, priority)),
+            params=owner(user_id) | query(when(run_at, delay_s, priority) | callback(callback_url)),
         )  # fmt: skip
 
     async def submit_frame(
@@ -110,10 +113,11 @@ class Taskfleet(Transport):
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
         priority: PriorityName | None = None,
+        callback_url: str | None = None,
     ) -> FrameAccepted:
         """Send a camera frame (JPEG or PNG) to be analysed."""
         params = owner(user_id) | {f"metadata.{k}": v for k, v in (metadata or {}).items()}
-        params |= query(when(run_at, delay_s, priority))
+        params |= query(when(run_at, delay_s, priority) | callback(callback_url))
         return await self._call(
             FrameAccepted, "POST", f"/api/cameras/{camera_id}/frames", key=key(idempotency_key),
             body=lambda: {"data": image, "headers": {"Content-Type": content_type}},
@@ -130,12 +134,14 @@ class Taskfleet(Transport):
         priority: PriorityName | None = None,
         then: tuple[str, str] | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> BatchAccepted:
         """Many chat messages, `(chat_id, content)` each, as one batch: all stored or none;
-        `then`, a `(chat_id, content)` run once they all ended, with their outcomes."""
+        `then`, a `(chat_id, content)` run once they all ended, with their outcomes;
+        `callback_url` gets the batch's `batch.completed`."""
         body: dict[str, Any] = {
             "tasks": [{"chat_id": chat, "content": text} for chat, text in messages],
-            **when(run_at, delay_s, priority), **owner(user_id),
+            **when(run_at, delay_s, priority), **owner(user_id), **callback(callback_url),
             **({"then": {"chat_id": then[0], "content": then[1]}} if then else {}),
         }  # fmt: skip
         return await self._call(BatchAccepted, "POST", "/api/batches", key=key(idempotency_key),

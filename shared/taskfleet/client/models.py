@@ -71,7 +71,41 @@ class Delay(BaseModel):
     delay_s: float | None = Field(None, description="Run this many seconds from now.")
 
 
-class ChatStreamRequest(Delay):
+CALLBACK_URL_MAX_CHARS = 2000
+
+
+class WithCallback(BaseModel):
+    """A submission's `callback_url` (docs/integrating.md#a-callback-per-task): every
+    submission route takes it."""
+
+    callback_url: str | None = Field(
+        None,
+        min_length=8,
+        max_length=CALLBACK_URL_MAX_CHARS,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
+        description="Where to POST the task's end (`task.completed`, `task.failed` or"
+        " `task.cancelled`; a batch's: `batch.completed`), signed as every webhook is, with"
+        " the `callback_secret` of the answer. http(s); private and loopback addresses are"
+        " refused unless the operator allows them (WEBHOOK_ALLOWED_HOSTS).",
+    )
+
+
+class CallbackAccepted(BaseModel):
+    """What a submission with a `callback_url` answers besides its task."""
+
+    callback_id: UUID | None = Field(
+        None,
+        description="The callback's webhook endpoint (its delivery log:"
+        " GET /api/webhooks/{callback_id}/deliveries); absent without a `callback_url`.",
+    )
+    callback_secret: str | None = Field(
+        None,
+        description="The callback's signing secret (`whsec_...`); absent without a"
+        " `callback_url`. A repeat with the same Idempotency-Key answers it again.",
+    )
+
+
+class ChatStreamRequest(Delay, WithCallback):
     model_config = ConfigDict(extra="forbid")
 
     chat_id: str = Field(
@@ -90,19 +124,19 @@ class ChatStreamRequest(Delay):
     metadata: Metadata | None = None
 
 
-class ChatStreamAccepted(BaseModel):
+class ChatStreamAccepted(CallbackAccepted):
     task_id: UUID
     message_id: UUID = Field(description="The assistant message that will hold the reply.")
     status: Status
 
 
-class DocumentAccepted(BaseModel):
+class DocumentAccepted(CallbackAccepted):
     document_id: UUID
     task_id: UUID = Field(description="The document_processing task that indexes it.")
     status: Status = Field(description="`queued`, or `scheduled` when delayed.")
 
 
-class FrameAccepted(BaseModel):
+class FrameAccepted(CallbackAccepted):
     frame_id: UUID
     task_id: UUID = Field(description="The camera_analysis task that analyses the frame.")
     status: Status = Field(description="`queued`, or `scheduled` when delayed.")
@@ -216,7 +250,7 @@ class BatchMember(BaseModel):
     content: StorableText = Field(min_length=1)
 
 
-class BatchRequest(Delay):
+class BatchRequest(Delay, WithCallback):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[BatchMember] = Field(min_length=1, max_length=BATCH_MAX_MEMBERS)
@@ -230,7 +264,7 @@ class BatchRequest(Delay):
     )
 
 
-class BatchAccepted(BaseModel):
+class BatchAccepted(CallbackAccepted):
     batch_id: UUID
     task_ids: list[UUID] = Field(description="In the order of `tasks`.")
     message_ids: list[UUID] = Field(description="Each member's assistant message.")

@@ -1,5 +1,5 @@
 """What a request of the client carries and when it is sent again: its idempotency key,
-its owner and delay parameters, and the resend rule."""
+its owner, delay and callback parameters, and the resend rule."""
 
 import uuid
 from collections.abc import Mapping
@@ -43,6 +43,11 @@ def when(
     if delay_s is not None:
         when["delay_s"] = delay_s
     return when
+
+
+def callback(url: str | None) -> dict[str, str]:
+    """A submission's `callback_url`, when given."""
+    return {} if url is None else {"callback_url": url}
 
 
 def query(fields: Mapping[str, str | float]) -> dict[str, str]:

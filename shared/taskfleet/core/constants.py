@@ -63,22 +63,27 @@ class QueueSpec:
     max_attempts: int
     retry_base_s: float
     retry_max_s: float
-    # A worker's slots (handler loops) when neither --concurrency nor WORKER_CONCURRENCY says.
+    # A worker's slots (handler loops) when neither --concurrency nor WORKER_CONCURRENCY says:
+    # it starts at `concurrency` and adapts up to `max_concurrency` (taskfleet.path.slots).
     concurrency: int
+    max_concurrency: int
 
 
 # Slots by the work's kind. A chat task waits on the model (and the scripted one on nothing):
 # 32 slots keep one process's event loop and the database's batches full, 1.3x the throughput
 # of 8 (docs/benchmarks.md). Tools mostly wait on the network too. A document parse or a
-# camera analysis is CPU-bound in a thread: more slots than the cores only add memory.
+# camera analysis is CPU-bound in a thread: more slots than the cores only add memory, so
+# theirs do not adapt. A chat worker whose model keeps it waiting grows to 256 slots.
 QUEUES: dict[TaskType, QueueSpec] = {
-    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60, 32),
-    TaskType.TOOL: QueueSpec("tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300, 8),
+    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60, 32, 256),
+    TaskType.TOOL: QueueSpec(
+        "tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300, 8, 64
+    ),
     TaskType.DOCUMENT: QueueSpec(
-        "document_processing", TaskType.DOCUMENT, "doc", 9103, 900, 3, 5.0, 300, 2
+        "document_processing", TaskType.DOCUMENT, "doc", 9103, 900, 3, 5.0, 300, 2, 2
     ),
     TaskType.CAMERA: QueueSpec(
-        "camera_analysis", TaskType.CAMERA, "camera", 9104, 60, 3, 1.0, 30, 4
+        "camera_analysis", TaskType.CAMERA, "camera", 9104, 60, 3, 1.0, 30, 4, 4
     ),
 }
 

@@ -31,9 +31,10 @@ def task_updated(
     **fields: Any,
 ) -> tuple[str, dict[str, Any]]:
     """(routing key, body) of a `task.updated` event; `fields` are the task fields that changed."""
-    task = {"id": str(task_id), "type": task_type, "user_id": user_id, "chat_id": chat_id,
+    tid = str(task_id)
+    task = {"id": tid, "type": task_type, "user_id": user_id, "chat_id": chat_id,
             "status": status, "seq": seq, **fields}  # fmt: skip
-    body = {"type": "task.updated", "user_id": user_id, "task_id": str(task_id), "seq": seq,
+    body = {"type": "task.updated", "user_id": user_id, "task_id": tid, "seq": seq,
             "task": task}  # fmt: skip
     return f"task.{task_type}.{status}", body
 

@@ -1,5 +1,7 @@
 """Prometheus metrics. Names and labels are contract (DESIGN.md §9): Grafana and alerts use them."""
 
+from typing import Generic, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # `_created` series double every counter for no dashboard we have.
@@ -119,3 +121,25 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook attempts by outcome: delivered, retried (to be tried again), failed (for good).",
     ["outcome"],
 )
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Labelled(Generic[M]):
+    """A metric's series by their label values, each looked up once: `labels()` takes the
+    metric's lock and checks its arguments, on the message path every task. A series still
+    appears only once used, as with `labels()`."""
+
+    __slots__ = ("_metric", "_series")
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._series: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        """The series of these label values: `metric.labels(*values)`."""
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = self._metric.labels(*values)
+        return series

@@ -169,8 +169,8 @@ class Settings(DatabaseSettings, RetentionSettings):
     worker_concurrency: int | None = Field(
         None, ge=1, le=1024, validation_alias="WORKER_CONCURRENCY"
     )
-    """A worker's slots (tasks at once) when `--concurrency` is not given; unset: its queue's own
-    (chat 32: it waits on the model; tool 8; doc 2 and camera 4: CPU-bound)."""
+    """A worker's slots (tasks at once), fixed, when `--concurrency` is not given; unset: its
+    queue's own, adapting to the work (chat 32 to 256, tool 8 to 64; doc 2 and camera 4 fixed)."""
 
     max_attempts: int | None = Field(None, ge=1, le=100, validation_alias="MAX_ATTEMPTS")
     """Attempts of a task before it fails; unset: its queue's own (chat: 5)."""

@@ -10,22 +10,23 @@ from uuid import UUID
 
 import asyncpg
 
-from taskfleet.core import events, jsonx
+from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import QUEUES, Priority, Status, TaskType
 from taskfleet.core.ids import uuid7
 from taskfleet.core.messages import TaskMessage
+from taskfleet.data.webhooks import add_batch_callback
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
-from taskfleet.store.records import Outgoing, OverQuota
+from taskfleet.store.records import Callback, Outgoing, OverQuota
 from taskfleet.store.tenancy import Db, UserDb
 
-_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_SUBMIT = "SELECT * FROM tf_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
 # The batch's `then` task: a chat message like any other, due at no time ('infinity', in its
 # row and its outbox row) until the batch completes; no idempotency key, no grace.
 _THEN = """
 SELECT * FROM tf_submit_chat($1, 'chat_message', $2, $3, NULL, $4, $5, NULL, $6, 0, $7, $8,
-    $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11)
+    $9, $10, '{}'::jsonb, NULL, 'infinity'::timestamptz, $11, $12, NULL, NULL, NULL)
 """
 
 _KEYED = "UPDATE batches SET idempotency_key = $2, request_digest = $3, members = $4 WHERE id = $1"
@@ -97,6 +98,7 @@ async def submit_batch(
     priority: Priority = Priority.NORMAL,
     then: Member | None = None,
     key: tuple[str, str] | None = None,
+    callback: Callback | None = None,
 ) -> Submitted:
     """Store the batch and its members, all or nothing (OverQuota: nothing was stored).
 
@@ -107,9 +109,10 @@ async def submit_batch(
         batch_id, user_id, [m.task_id for m in members], [m.chat_id for m in members],
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
         relay_grace_s, run_at, limits.per_minute, limits.max_waiting, priority.value,
+        tracing.traceparent(),  # the request's, kept by every member and the `then` task
     )  # fmt: skip
-    if then is not None or key is not None:
-        rows = await _in_one_transaction(pool, args, then, limits, key)
+    if then is not None or key is not None or callback is not None:
+        rows = await _in_one_transaction(pool, args, then, limits, key, callback)
     else:
         rows = await (
             pool.fetch(_SUBMIT, *args) if isinstance(db, UserDb) else db.fetch(_SUBMIT, *args)
@@ -136,9 +139,11 @@ async def _in_one_transaction(
     then: Member | None,
     limits: quotas.Limits,
     key: tuple[str, str] | None,
+    callback: Callback | None,
 ) -> list[asyncpg.Record]:
-    """The batch with its idempotency key (and digest) and its `then` task, all or nothing: a
-    key taken meanwhile by a racing request raises KeyTaken (nothing kept)."""
+    """The batch with its idempotency key (and digest), its `then` task and its callback
+    endpoint, all or nothing: a key taken meanwhile by a racing request raises KeyTaken
+    (nothing kept)."""
     async with pool.acquire() as conn, conn.transaction():
         rows: list[asyncpg.Record] = await conn.fetch(_SUBMIT, *args)
         if rows[0]["task_id"] is None:
@@ -148,6 +153,8 @@ async def _in_one_transaction(
                 await conn.execute(_KEYED, args[0], key[0], key[1], args[2])
             except asyncpg.UniqueViolationError:
                 raise KeyTaken(key[0]) from None
+        if callback is not None:  # as the batch's user (tf_submit_batch took the role)
+            await add_batch_callback(conn, args[1], args[0], callback)
         if then is not None:
             await _add_then(conn, args, then, limits)
     return rows
@@ -159,7 +166,8 @@ async def _add_then(
     """The batch's `then` task, in the batch's transaction: submitted as any chat message
     (tf_submit_chat: its chat's messages, its quota), due at no time until the batch's last
     member ends (store/sql/tf_batch_member_ended.sql). Over a quota, nothing is kept."""
-    batch_id, user_id, max_attempts, queue, priority = args[0], args[1], args[5], args[6], args[11]
+    batch_id, user_id, max_attempts, queue = args[0], args[1], args[5], args[6]
+    priority, traceparent = args[11], args[12]
     # tf_submit_batch left the transaction in the user's role; tf_submit_chat is the
     # kernel's to call (it takes the user's role itself).
     await conn.execute("SELECT set_config('role', 'taskfleet_service', true)")
@@ -167,7 +175,7 @@ async def _add_then(
         _THEN, then.task_id, user_id, then.chat_id,
         {"content": then.content, "after_batch": str(batch_id),
          "members": [str(i) for i in args[2]]}, max_attempts, queue,
-        then.content, uuid7(), limits.per_minute, limits.max_waiting, priority,
+        then.content, uuid7(), limits.per_minute, limits.max_waiting, priority, traceparent,
     )  # fmt: skip
     if made is None or made["task_id"] is None:
         over = limits.over(made, added=1) if made is not None else None

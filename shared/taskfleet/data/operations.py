@@ -13,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from taskfleet.core import events, jsonx
+from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import QUEUES, TaskType
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.security.crypto import Keyring, Unsealable
@@ -206,9 +206,12 @@ async def rerun(
     if row["outcome"] != "queued":
         return str(row["outcome"])
     task = await db.fetchrow(
-        "SELECT id, type, user_id, chat_id, input, priority FROM tasks WHERE id = $1", task_id
+        "SELECT id, type, user_id, chat_id, input, priority, traceparent FROM tasks WHERE id = $1",
+        task_id,
     )
-    outgoing = Outgoing(task_message(task, attempt=1), row["outbox_id"], task["priority"])
+    outgoing = Outgoing(
+        task_message(task, attempt=1), row["outbox_id"], task["priority"], _trace_of(task)
+    )
     await publish_after_commit(kernel, outgoing)
     await _announce(kernel, db, task_id, "queued", row["event_seq"])
     return "queued"
@@ -234,7 +237,7 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
         task = await conn.fetchrow(
             "UPDATE tasks SET status = 'queued', updated_at = now()"
             " WHERE id = $1 AND status IN ('queued', 'retrying')"
-            " RETURNING id, type, user_id, chat_id, input, attempts, priority",
+            " RETURNING id, type, user_id, chat_id, input, attempts, priority, traceparent",
             task_id,
         )
         if task is None:
@@ -249,9 +252,15 @@ async def republish(kernel: Kernel, db: Db, task_id: UUID) -> bool:
             attempt,
             kernel.settings.outbox_grace_s,
         )
-    outgoing = Outgoing(task_message(task, attempt), outbox_id, task["priority"])
+    outgoing = Outgoing(task_message(task, attempt), outbox_id, task["priority"], _trace_of(task))
     await publish_after_commit(kernel, outgoing)
     return True
+
+
+def _trace_of(task: asyncpg.Record) -> dict[str, str]:
+    """The trace a task's message published now joins: the one it kept (as the relay's copy
+    would), else the current request's."""
+    return tracing.stored(task["traceparent"]) or tracing.headers()
 
 
 async def _announce(kernel: Kernel, db: Db, task_id: UUID, status: str, row_seq: int) -> None:

@@ -13,6 +13,7 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from taskfleet.core import tracing
 from taskfleet.core.constants import (
     ERROR_HEADER,
     LEVELS,
@@ -218,7 +219,7 @@ async def _replay_one(kernel: Kernel, db: Db, queue: str, message: AbstractIncom
             kernel.settings.queue(queue),
             message.body,
             message_id=str(msg.task_id),
-            headers=copy_headers(),
+            headers=copy_headers(tracing.carried(message.headers)),  # still in its trace
         )
         return True
     if task["user_id"] != msg.user_id:

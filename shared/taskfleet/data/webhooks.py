@@ -2,9 +2,12 @@
 
 An endpoint is a user's URL, the events it takes and its signing secret (`whsec_` and base64
 of 24 random bytes, as Standard Webhooks writes them), sealed at rest to its row and shown
-once: when it is created, and when it is rotated. The deliveries are written by the database
-itself when an event happens (store/sql/tf_webhook_task_ended.sql, tf_webhook_event.sql) and
-sent by taskfleet.data.webhook_sender; what is here reads them and sends one again.
+once: when it is created, and when it is rotated. A submission's `callback_url` is an
+endpoint too, of its task or batch alone (migrations/0028): made with it, not listed with the
+user's, nor counted against MAX_ENDPOINTS, and deleted with it. The deliveries are written
+by the database itself when an event happens (store/sql/tf_webhook_task_ended.sql,
+tf_webhook_event.sql) and sent by taskfleet.data.webhook_sender; what is here reads them and
+sends one again.
 """
 
 import base64
@@ -18,6 +21,7 @@ import asyncpg
 
 from taskfleet.data.operations import decode_cursor, encode_cursor
 from taskfleet.security.crypto import Keyring
+from taskfleet.store.records import Callback
 from taskfleet.store.tenancy import Db
 
 EVENTS = ("task.completed", "task.failed", "task.cancelled", "batch.completed")
@@ -27,7 +31,9 @@ SECRET_BYTES = 24
 MAX_ENDPOINTS = 20  # per user
 ROTATION_GRACE_S = 86_400.0  # how long a rotated-out secret still signs, unless told
 
-_ENDPOINT = "id, user_id, url, events, created_at, rotated_at"
+_ENDPOINT = "id, user_id, url, events, created_at, rotated_at, task_id, batch_id"
+# The user's own endpoints, not a task's or a batch's callback.
+_OWN = "task_id IS NULL AND batch_id IS NULL"
 _DELIVERY = (
     "id, endpoint_id, event, status, attempts, payload, created_at, enqueued_at,"
     " last_attempt_at, CASE WHEN status = 'pending' THEN next_attempt_at END AS next_attempt_at,"
@@ -36,7 +42,7 @@ _DELIVERY = (
 _CREATE = f"""
 INSERT INTO webhook_endpoints (id, user_id, url, events, secret)
 SELECT $1, $2, $3, $4, $5
-WHERE (SELECT count(*) FROM webhook_endpoints WHERE user_id = $2) < $6
+WHERE (SELECT count(*) FROM webhook_endpoints WHERE user_id = $2 AND {_OWN}) < $6
 RETURNING {_ENDPOINT}
 """
 _REDELIVER = f"""
@@ -67,6 +73,40 @@ def seal_secret(keyring: Keyring, endpoint_id: UUID, secret: str) -> dict[str, A
     return keyring.seal(secret, row=endpoint_id, field=SECRET_FIELD)
 
 
+def new_callback(keyring: Keyring, url: str) -> tuple[Callback, str]:
+    """A submission's callback endpoint to create with its task or batch, and its secret (shown
+    in the submission's answer)."""
+    endpoint_id, secret = uuid4(), new_secret()
+    return Callback(endpoint_id, url, seal_secret(keyring, endpoint_id, secret)), secret
+
+
+async def add_batch_callback(
+    conn: asyncpg.Connection, user_id: str, batch_id: UUID, callback: Callback
+) -> None:
+    """The batch's callback endpoint, in the batch's transaction: its `batch.completed` only."""
+    await conn.execute(
+        "INSERT INTO webhook_endpoints (id, user_id, url, events, secret, batch_id)"
+        " VALUES ($1, $2, $3, ARRAY['batch.completed'], $4, $5)",
+        callback.id, user_id, callback.url, callback.sealed_secret, batch_id,
+    )  # fmt: skip
+
+
+async def callback_of(
+    db: Db, keyring: Keyring, *, task_id: UUID | None = None, batch_id: UUID | None = None
+) -> tuple[UUID, str] | None:
+    """The id and current secret of the task's (or batch's) callback endpoint, None if it has
+    none: an idempotent repeat answers them again, since the first answer may have been lost
+    (its sender may rotate the secret anyway, so this shows it nothing new)."""
+    row = await db.fetchrow(
+        "SELECT id, secret FROM webhook_endpoints WHERE task_id = $1 OR batch_id = $2",
+        task_id, batch_id,
+    )  # fmt: skip
+    if row is None:
+        return None
+    secret: str = keyring.open(row["secret"], row=row["id"], field=SECRET_FIELD)
+    return row["id"], secret
+
+
 async def create_endpoint(
     db: Db, keyring: Keyring, *, user_id: str, url: str, events: list[str]
 ) -> Created:
@@ -82,7 +122,7 @@ async def create_endpoint(
 async def list_endpoints(db: Db, user_id: str) -> list[dict[str, Any]]:
     """The user's endpoints, newest first (never their secrets)."""
     rows = await db.fetch(
-        f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE user_id = $1"
+        f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE user_id = $1 AND {_OWN}"
         " ORDER BY created_at DESC, id DESC",
         user_id,
     )

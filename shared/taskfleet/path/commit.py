@@ -13,7 +13,7 @@ import structlog
 
 from taskfleet.core.constants import Status
 from taskfleet.core.errors import PermanentError, TaskCancelled, TaskError
-from taskfleet.core.metrics import TASKS
+from taskfleet.core.metrics import TASKS, Labelled
 from taskfleet.core.retry import Backoff, decide
 from taskfleet.path import outage
 from taskfleet.path.attempt import Attempt
@@ -24,6 +24,7 @@ from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.tasks import TaskStore
 
 log = structlog.get_logger("taskfleet.runner")
+_TASKS = Labelled(TASKS)  # looked up once a series: every task counts its outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +135,11 @@ class Committer:
             return Committed(Status.RETRYING, seq, error)
         seq = await self.store.fail(task_id, fence, error.as_dict(), queue, decision.reason)
         self._count(Tally.FAILED, "task_failed", error=error.code, message=str(error))
-        TASKS.labels(queue, Tally.DEAD_LETTERED).inc()
+        _TASKS(queue, Tally.DEAD_LETTERED).inc()
         return Committed(Status.FAILED, seq, error)
 
     def _count(self, tally: Tally, event: str, **fields: Any) -> None:
-        TASKS.labels(self.queue, tally).inc()
+        _TASKS(self.queue, tally).inc()
         log.info(event, **fields)
 
 

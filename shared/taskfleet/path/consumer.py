@@ -7,32 +7,33 @@ path.commit) and is settled in path.settle: acknowledged only after its outcome 
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from uuid import UUID
 
+import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from taskfleet.broker.connection import Broker
-from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSpec, dlq_name
-from taskfleet.core.faults import Faults
-from taskfleet.core.metrics import CONSUMER_PAUSED
+from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSpec
+from taskfleet.core.metrics import CONSUMER_PAUSED, WORKER_SLOTS
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 from taskfleet.path import cancels, levels, outage
+from taskfleet.path.assembly import assemble
 from taskfleet.path.attempt import Attempt
-from taskfleet.path.commit import Committer
-from taskfleet.path.delivery import Processor
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.levels import Inbox
-from taskfleet.path.policy import Busy, backoff, claim_policy
+from taskfleet.path.policy import Busy, claim_policy
 from taskfleet.path.policy import deadline_s as queue_deadline_s
 from taskfleet.path.reasons import Interrupt, PauseCause, RequeueWhy
-from taskfleet.path.runner import Handler, Runner
-from taskfleet.path.settle import Requeue, Settlement, Settler
+from taskfleet.path.runner import Handler
+from taskfleet.path.settle import Requeue, Settlement
+from taskfleet.path.slots import Governor, SlotRange, Slots
 from taskfleet.runtime import registry
 from taskfleet.runtime.registry import Registration
-from taskfleet.security.fields import Sealer
 from taskfleet.store.pool import UNAVAILABLE
 from taskfleet.store.records import ClaimPolicy, Preload
 from taskfleet.store.tasks import TaskStore
@@ -62,7 +63,8 @@ class Consumer:
     store: TaskStore
     broker: Broker
     supervisor: Supervisor
-    concurrency: int = 8
+    concurrency: int = 8  # slots at start (and the least when they adapt)
+    max_concurrency: int | None = None  # the most they may adapt to (taskfleet.path.slots)
     preload: Preload | None = None
     inflight: dict[UUID, Attempt] = field(default_factory=dict)
     registration: Registration = field(init=False)
@@ -72,9 +74,10 @@ class Consumer:
     _stopping: bool = False
     _pauses: dict[PauseCause, str] = field(default_factory=dict)  # cause -> reason
     _busy: Busy = field(default_factory=Busy)
+    _loops: int = 0
 
     def __post_init__(self) -> None:
-        faults = Faults.parse(self.settings.faults)
+        self._slots = Slots(SlotRange(self.concurrency, self.max_concurrency or self.concurrency))
         self.registration = Registration(
             worker=self.spec.worker,
             queue=self.queue,
@@ -85,34 +88,7 @@ class Consumer:
             self.settings, self.spec, self.preload, self.registration.id
         )
         self._queues = levels.level_queues(self.settings, self.spec.name)
-        dead_letters = {level: dlq_name(name) for level, name in self._queues.items()}
-        self._settler = Settler(self.broker, self.spec.name, dead_letters, faults)
-        committer = Committer(
-            self.store,
-            self.spec.name,
-            backoff(self.settings, self.spec),
-            self.settings.outbox_grace_s,
-            self._database_away,
-        )
-        runner = Runner(
-            self,
-            self.spec.name,
-            self.handler,
-            committer,
-            faults,
-            self.deadline_s,
-            self.inflight,
-            Sealer.from_settings(self.settings),
-        )
-        self._processor = Processor(
-            self.spec,
-            self.store,
-            self.broker,
-            runner,
-            self.policy,
-            lambda: self._stopping,
-            self._database_away,
-        )
+        self._settler, self._processor = assemble(self)
 
     @property
     def queue(self) -> str:
@@ -122,11 +98,18 @@ class Consumer:
     @property
     def consuming(self) -> bool:
         """Whether a consumer is subscribed on an open channel now (readiness, the watchdog)."""
-        return (
-            len(self._consumer_tags) == len(LEVELS)
-            and self._channel is not None
-            and not self._channel.is_closed
-        )
+        channel = self._channel
+        return len(self._consumer_tags) == len(LEVELS) and bool(channel and not channel.is_closed)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether its stop has begun (a delivery claimed since is released, not run)."""
+        return self._stopping
+
+    @property
+    def slots(self) -> int:
+        """The deliveries it may run at once now (between its concurrency and its max)."""
+        return self._slots.allowed
 
     @property
     def paused(self) -> bool:
@@ -163,8 +146,12 @@ class Consumer:
         )
         await self.broker.subscribe(self._subscribe)
         await self.broker.subscribe(self._subscribe_control)
-        for i in range(self.concurrency):
-            self.supervisor.spawn(f"{self.spec.worker}-loop-{i}", self._loop)
+        self._add_loops(self.concurrency)
+        if self._slots.range.adaptive:
+            governor = Governor(
+                self._slots, self._busy.count, self._inbox.size, self._resize, self.spec.name
+            )
+            self.supervisor.spawn(f"{self.spec.worker}-slots", governor.run)
         self.supervisor.spawn(f"{self.spec.worker}-watchdog", self._watchdog)
         self.supervisor.spawn(
             f"{self.spec.worker}-cancel-poll", lambda: cancels.poll(self.store, self.inflight)
@@ -193,7 +180,7 @@ class Consumer:
             return
         channel = await self.broker.channel(connection, publisher_confirms=False)
         # Per consumer (one a level): a backlog of one level leaves the others their prefetch.
-        await channel.set_qos(prefetch_count=self.concurrency * 2)
+        await channel.set_qos(prefetch_count=self.slots * 2)
         self._channel = channel  # strong references: aio-pika holds queues weakly
         self._consumer_tags = {}
         if not self._pauses:
@@ -202,7 +189,28 @@ class Consumer:
     async def _consume(self) -> None:
         assert self._channel is not None
         self._consumer_tags = await levels.subscribe(self._channel, self._queues, self._inbox)
-        log.info("consuming", queue=self.queue, concurrency=self.concurrency)
+        log.info("consuming", queue=self.queue, concurrency=self.slots)
+
+    def _add_loops(self, upto: int) -> None:
+        for i in range(self._loops, upto):
+            self.supervisor.spawn(f"{self.spec.worker}-loop-{i}", functools.partial(self._loop, i))
+        self._loops = max(self._loops, upto)
+
+    async def _resize(self, slots: int) -> None:
+        """Allow `slots` loops; subscribe again with the prefetch that fits them (RabbitMQ sets
+        a prefetch on consumers made after it). A channel lost meanwhile is the watchdog's."""
+        self._slots.allow(slots)
+        self._add_loops(slots)
+        WORKER_SLOTS.labels(self.spec.name).set(slots)
+        channel = self._channel
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+            if channel and not channel.is_closed and self._consumer_tags and not self.paused:
+                await channel.set_qos(prefetch_count=slots * 2)
+                await self._cancel_consumer()
+                if not (self._pauses or self._stopping):  # neither came while it cancelled
+                    await self._consume()
+                if self._pauses or self._stopping:  # one came while it subscribed
+                    await self._cancel_consumer()
 
     async def pause(self, reason: str, *, cause: PauseCause = PauseCause.MEMORY) -> None:
         """Take no new deliveries while `cause` holds: cancel the consumer and hand back what
@@ -231,12 +239,10 @@ class Consumer:
 
     async def _hand_back_inbox(self) -> int:
         """Return every prefetched, unstarted delivery to the queue now."""
-        handed_back = 0
-        while not self._inbox.empty():
-            _, message = self._inbox.get_nowait()
+        waiting = self._inbox.drain()
+        for message in waiting:
             await self._settler.settle(message, Requeue(RequeueWhy.NOT_TAKING))
-            handed_back += 1
-        return handed_back
+        return len(waiting)
 
     async def _cancel_consumer(self) -> None:
         tags, self._consumer_tags = self._consumer_tags, {}
@@ -255,23 +261,19 @@ class Consumer:
 
     # -- our database's outages -------------------------------------------------------------
 
-    async def _database_away(self, exc: BaseException) -> None:
+    async def database_away(self, exc: BaseException) -> None:
         """Stop taking deliveries until the database answers again (taskfleet.path.outage)."""
-        if PauseCause.DATABASE in self._pauses:
-            return
-        await self.pause(f"database unavailable: {exc!r}"[:300], cause=PauseCause.DATABASE)
-        name = f"{self.spec.worker}-database-probe"
-        if not self.supervisor.running().get(name):
-            self.supervisor.spawn(name, self._probe_database, restart=False)
-
-    async def _probe_database(self) -> None:
-        await outage.probe_until_back(self.store.pool)
-        await self.resume(cause=PauseCause.DATABASE)
+        if PauseCause.DATABASE not in self._pauses:
+            await self.pause(f"database unavailable: {exc!r}"[:300], cause=PauseCause.DATABASE)
+            name = f"{self.spec.worker}-database-probe"
+            resume = functools.partial(self.resume, cause=PauseCause.DATABASE)
+            outage.spawn_probe(self.supervisor, name, self.store.pool, resume)
 
     # -- the path ----------------------------------------------------------------------------
 
-    async def _loop(self) -> None:
+    async def _loop(self, index: int) -> None:
         while True:
+            await self._slots.turn(index)
             level, message = await self._inbox.get()
             if message.channel.is_closed:
                 continue  # its channel died: the broker has already put it back
@@ -290,7 +292,7 @@ class Consumer:
                 finally:
                     structlog.contextvars.clear_contextvars()
 
-    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def _process(self, message: Incoming) -> Settlement:
         try:
             return await self._processor.process(message)
         except Exception:  # a bug of ours: keep the message, keep the loop

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -16,6 +15,7 @@ from taskfleet.core.errors import InvalidPayload, StaleClaim
 from taskfleet.core.messages import TaskMessage, copy_of, parse_message
 from taskfleet.core.metrics import TASKS
 from taskfleet.path.commit import DatabaseAway
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally, Verdict
 from taskfleet.path.runner import Runner
 from taskfleet.path.settle import Ack, DeadLetter, Requeue, Settlement
@@ -83,12 +83,14 @@ class Processor:
     stopping: Callable[[], bool]
     database_away: DatabaseAway
 
-    async def process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def process(self, message: Incoming) -> Settlement:
         """Take one delivery to its settlement: parse, claim, then run it or settle it unclaimed.
 
         An invalid body is dead-lettered; a claim error that no settlement fits is raised. The
         delivery is one span in the trace its headers carry (its claim and run are children).
         """
+        if not tracing.continues(message.headers):  # no span would show: none made
+            return await self._process(message)
         with tracing.tracer.start_as_current_span(
             f"process {self.spec.name}",
             context=tracing.context_of(message.headers),
@@ -97,7 +99,7 @@ class Processor:
         ):
             return await self._process(message)
 
-    async def _process(self, message: AbstractIncomingMessage) -> Settlement:
+    async def _process(self, message: Incoming) -> Settlement:
         try:
             msg = parse_message(message.body)
         except InvalidPayload as exc:
@@ -105,13 +107,14 @@ class Processor:
         structlog.contextvars.bind_contextvars(
             task_id=str(msg.task_id), user_id=msg.user_id, queue=self.spec.name, attempt=msg.attempt
         )
-        trace.get_current_span().set_attributes(
-            {"taskfleet.task_id": str(msg.task_id), "taskfleet.attempt": msg.attempt}
-        )
+        if tracing.recording():
+            trace.get_current_span().set_attributes(
+                {"taskfleet.task_id": str(msg.task_id), "taskfleet.attempt": msg.attempt}
+            )
         if msg.type != self.spec.task_type:  # a message must fit its queue
             return wrong_queue(msg, self.spec.name)
         try:
-            with tracing.tracer.start_as_current_span("claim"):
+            with tracing.span("claim"):
                 claim = await self.store.claim(
                     msg,
                     redelivered=bool(message.redelivered),
@@ -131,7 +134,7 @@ class Processor:
             return await self._unclaimed(msg, claim, verdict)
         if self.stopping():  # the stop began while it was being claimed: not started
             return await self._release(msg, claim)
-        with tracing.tracer.start_as_current_span("run"):  # the handler, then its commit
+        with tracing.span("run"):  # the handler, then its commit
             return await self.runner.run(msg, claim)
 
     async def _unclaimed(self, msg: TaskMessage, claim: Claim, verdict: Verdict) -> Settlement:

@@ -14,20 +14,23 @@ order differs, and a dead letter goes to the DLQ of the level it came from.
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
+from aiormq.abc import DeliveredMessage
 
 from taskfleet.core.constants import LEVELS, Priority, level_queue
 from taskfleet.core.settings import Settings
+from taskfleet.path.incoming import Incoming
 
 log = structlog.get_logger("taskfleet.runner")
 
 # A waiting lower level is passed over at most this many times in a row.
 PASS_LIMIT = 3
 
-Delivery = tuple[Priority, AbstractIncomingMessage]
+Delivery = tuple[Priority, Incoming]
 
 
 class Inbox:
@@ -35,20 +38,33 @@ class Inbox:
 
     def __init__(self, pass_limit: int = PASS_LIMIT) -> None:
         self.pass_limit = pass_limit
-        self._waiting: dict[Priority, deque[AbstractIncomingMessage]] = {
-            level: deque() for level in LEVELS
-        }
+        self._waiting: dict[Priority, deque[Incoming]] = {level: deque() for level in LEVELS}
         self._passed: dict[Priority, int] = dict.fromkeys(LEVELS, 0)
         self._arrived = asyncio.Event()
 
-    def putter(self, level: Priority) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        """The callback of the subscription to `level`'s queue."""
+    def put(self, level: Priority, message: Incoming) -> None:
+        """A delivery from `level`'s queue arrived."""
+        self._waiting[level].append(message)
+        self._arrived.set()
 
-        async def put(message: AbstractIncomingMessage) -> None:
-            self._waiting[level].append(message)
-            self._arrived.set()
+    def putter(self, level: Priority) -> Callable[[Incoming], Awaitable[None]]:
+        """A callback that puts what it is given under `level`."""
+
+        async def put(message: Incoming) -> None:
+            self.put(level, message)
 
         return put
+
+    def size(self) -> int:
+        """The deliveries waiting, at every level."""
+        return sum(len(waiting) for waiting in self._waiting.values())
+
+    def drain(self) -> list[Incoming]:
+        """Take every waiting delivery out (to hand them back)."""
+        taken = [message for level in LEVELS for message in self._waiting[level]]
+        for waiting in self._waiting.values():
+            waiting.clear()
+        return taken
 
     def empty(self) -> bool:
         """Whether no delivery waits at any level."""
@@ -88,12 +104,25 @@ def level_queues(settings: Settings, queue: str) -> dict[Priority, str]:
 async def subscribe(
     channel: AbstractChannel, queues: dict[Priority, str], inbox: Inbox
 ) -> dict[Priority, str]:
-    """Consume every level's queue into `inbox`; the consumer tags, by level."""
+    """Consume every level's queue into `inbox`; the consumer tags, by level. Through aiormq
+    itself: its deliveries go to the inbox as they come (taskfleet.path.incoming)."""
+    underlay = await channel.get_underlay_channel()
     tags = {}
     for level, name in queues.items():
-        queue = await channel.get_queue(name, ensure=False)
-        tags[level] = await queue.consume(inbox.putter(level))
+        ok = await underlay.basic_consume(name, _taker(inbox, level))
+        if ok.consumer_tag is None:  # never from RabbitMQ: pamqp types it optional
+            raise RuntimeError(f"no consumer tag for {name}")
+        tags[level] = ok.consumer_tag
     return tags
+
+
+def _taker(
+    inbox: Inbox, level: Priority
+) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
+    async def take(message: DeliveredMessage) -> None:
+        inbox.put(level, Incoming(message))
+
+    return take
 
 
 async def unsubscribe(

@@ -6,11 +6,13 @@ waits for it with its delivery unacknowledged.
 """
 
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from taskfleet.core.supervisor import Supervisor
 from taskfleet.store.pool import UNAVAILABLE
 
 log = structlog.get_logger("taskfleet.runner")
@@ -45,3 +47,16 @@ async def probe_until_back(pool: asyncpg.Pool) -> None:
         with attempt:
             await pool.fetchval("SELECT 1", timeout=2)
     log.info("database_back", away_s=round(time.monotonic() - since, 1))
+
+
+def spawn_probe(
+    supervisor: Supervisor, name: str, pool: asyncpg.Pool, resume: Callable[[], Awaitable[None]]
+) -> None:
+    """Probe the database under `name` (one probe at a time), then `resume`."""
+
+    async def probe() -> None:
+        await probe_until_back(pool)
+        await resume()
+
+    if not supervisor.running().get(name):
+        supervisor.spawn(name, probe, restart=False)

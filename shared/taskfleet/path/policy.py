@@ -57,6 +57,10 @@ class Busy:
             if not self._count:
                 self._idle.set()
 
+    def count(self) -> int:
+        """The deliveries busy now."""
+        return self._count
+
     async def wait_idle(self, timeout_s: float) -> bool:
         """Whether none was left within `timeout_s`."""
         try:

@@ -19,7 +19,7 @@ from taskfleet.core.constants import Status
 from taskfleet.core.errors import StaleClaim, TaskCancelled, TaskError, TaskTimeout, unexpected
 from taskfleet.core.faults import Faults
 from taskfleet.core.messages import TaskMessage
-from taskfleet.core.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS
+from taskfleet.core.metrics import INFLIGHT, TASK_DURATION, TASK_WAIT, TASKS, Labelled
 from taskfleet.core.payloads import PAYLOADS
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.commit import Committed, Committer, Outcome, Released, event_fields
@@ -31,6 +31,10 @@ from taskfleet.security.fields import Sealer
 from taskfleet.store.records import Claim
 
 log = structlog.get_logger("taskfleet.runner")
+
+# Every task touches these series: each looked up once.
+_TASKS, _INFLIGHT = Labelled(TASKS), Labelled(INFLIGHT)
+_WAIT, _DURATION = Labelled(TASK_WAIT), Labelled(TASK_DURATION)
 
 Handler = Callable[[TaskContext[Any]], Awaitable[TaskResult | Waiting]]
 
@@ -49,7 +53,7 @@ class Runner:
     sealer: Sealer
 
     def __post_init__(self) -> None:
-        INFLIGHT.labels(self.queue)  # at 0 from the start: utilisation = inflight / slots
+        _INFLIGHT(self.queue)  # at 0 from the start: utilisation = inflight / slots
 
     async def run(self, msg: TaskMessage, claim: Claim) -> Settlement:
         """Run the handler on a claimed delivery, commit its outcome, and say how to settle it.
@@ -65,10 +69,10 @@ class Runner:
             sealer=self.sealer,
         )
         structlog.contextvars.bind_contextvars(attempt=claim.attempts)
-        TASK_WAIT.labels(self.queue).observe(max(0.0, time.time() - claim.created_at.timestamp()))
+        _WAIT(self.queue).observe(max(0.0, time.time() - claim.created_at.timestamp()))
         started = time.monotonic()
         self.inflight[msg.task_id] = attempt
-        INFLIGHT.labels(self.queue).inc()
+        _INFLIGHT(self.queue).inc()
         try:
             attempt.events.hold()
             attempt.events.status(Status.PROCESSING, attempts=claim.attempts, progress=0.0)
@@ -81,8 +85,8 @@ class Runner:
             raise
         finally:
             del self.inflight[msg.task_id]
-            INFLIGHT.labels(self.queue).dec()
-            TASK_DURATION.labels(self.queue).observe(time.monotonic() - started)
+            _INFLIGHT(self.queue).dec()
+            _DURATION(self.queue).observe(time.monotonic() - started)
 
     async def _handle(self, attempt: Attempt) -> Outcome:
         with attempt.owned_by_current_task():
@@ -117,7 +121,7 @@ class Runner:
             self.faults.hit("after_commit")
         except StaleClaim:
             # Another attempt owns the task now; our copy of the message is settled.
-            TASKS.labels(self.queue, Tally.DUPLICATE).inc()
+            _TASKS(self.queue, Tally.DUPLICATE).inc()
             log.warning("stale_claim", fence=attempt.fence)
             attempt.events.release()
             return Ack()

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from taskfleet.broker.connection import Broker
 from taskfleet.core.constants import REASON_HEADER, Priority
 from taskfleet.core.faults import Faults
 from taskfleet.core.metrics import TASKS
+from taskfleet.path.incoming import Incoming
 from taskfleet.path.reasons import DeadLetterCause, RequeueWhy, Tally
 
 log = structlog.get_logger("taskfleet.runner")
@@ -66,7 +66,7 @@ class Settler:
 
     async def settle(
         self,
-        message: AbstractIncomingMessage,
+        message: Incoming,
         settlement: Settlement,
         level: Priority = Priority.NORMAL,
     ) -> None:
@@ -84,9 +84,7 @@ class Settler:
             case DeadLetter():
                 await self._dead_letter(message, settlement, level)
 
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, letter: DeadLetter, level: Priority
-    ) -> None:
+    async def _dead_letter(self, message: Incoming, letter: DeadLetter, level: Priority) -> None:
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = letter.reason[:REASON_MAX]
         try:
@@ -107,7 +105,7 @@ class Settler:
         log.warning("message_dead_lettered", reason=letter.reason, cause=letter.cause)
         await self._ack(message)
 
-    async def _ack(self, message: AbstractIncomingMessage) -> None:
+    async def _ack(self, message: Incoming) -> None:
         self.faults.hit("before_ack")
         try:
             await message.ack()
@@ -115,7 +113,7 @@ class Settler:
             log.warning("ack_failed", error=repr(exc))
         self.faults.hit("after_ack")
 
-    async def _nack(self, message: AbstractIncomingMessage) -> None:
+    async def _nack(self, message: Incoming) -> None:
         try:
             await message.nack(requeue=True)
         except Exception as exc:  # channel gone: the broker puts it back anyway

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -34,11 +34,15 @@ class AttemptEvents:
     _reply_offset: int = 0
     _held: list[tuple[str, dict[str, Any]]] | None = None
     _hold_timer: asyncio.TimerHandle | None = None
+    _id: str = field(init=False, default="")  # task_id as text, once: every event names it
+
+    def __post_init__(self) -> None:
+        self._id = str(self.task_id)
 
     def status(self, status: str, **fields: Any) -> None:
         """`task.updated` for the state change that set `row_seq`."""
         key, body = events.task_updated(
-            task_id=self.task_id,
+            task_id=self._id,
             task_type=self.task_type.value,
             user_id=self.user_id,
             chat_id=self.chat_id,
@@ -52,7 +56,7 @@ class AttemptEvents:
         """`message.delta`: reply text, numbered within the current state change."""
         self._delta_index += 1
         key, body = events.message_delta(
-            task_id=self.task_id,
+            task_id=self._id,
             task_type=self.task_type.value,
             user_id=self.user_id,
             message_id=self.message_id,

@@ -39,13 +39,15 @@ class Waiting:
         return Waiting(children, sealer.seal_checkpoint(task_type, task_id, self.state))
 
     def rows(self) -> list[dict[str, Any]]:
-        """The children as tf_wait_for takes them (user and chat come from the parent's row)."""
+        """The children as tf_wait_for takes them (user and chat come from the parent's row),
+        each with its `traceparent` when it has one (tracing on)."""
         return [
             {
                 "id": str(c.task_id),
                 "type": c.type.value,
                 "input": c.input,
                 "max_attempts": c.max_attempts,
+                **({"traceparent": c.traceparent} if c.traceparent else {}),
             }
             for c in self.children
         ]

@@ -91,6 +91,16 @@ class OverQuota(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """A submission's `callback_url`: the webhook endpoint of its own that its task (or batch)
+    gets in its transaction (migrations/0028), its secret already sealed to `id`."""
+
+    id: UUID
+    url: str
+    sealed_secret: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class NewTask:
     """A task to create. `input` becomes the message payload the handler gets.
 
@@ -112,6 +122,10 @@ class NewTask:
     metadata: dict[str, str] = field(default_factory=dict)
     request_digest: str | None = None
     priority: Priority = Priority.NORMAL  # its queue's level (docs/priorities.md)
+    # The span it is made in (an API request, its parent's attempt), kept with the task so that
+    # every message the relay publishes for it joins that trace; None with tracing off.
+    traceparent: str | None = field(default_factory=tracing.traceparent)
+    callback: Callback | None = None  # its own webhook endpoint, for its end
 
     @property
     def status(self) -> Status:

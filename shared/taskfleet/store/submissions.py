@@ -18,22 +18,27 @@ from taskfleet.store.records import ChatSubmission, Existing, NewTask, Outgoing,
 from taskfleet.store.tenancy import Db, UserDb
 
 FORGET_EVERY_S = 0.05
+# What a task's own webhook endpoint takes: its end (as tf_submit_chat's).
+CALLBACK_EVENTS = ("task.completed", "task.failed", "task.cancelled")
 
 # Chat submissions, one or many in one statement (taskfleet.store.coalesce): each counted against
 # its user's quotas and, within them, the chat task with its outbox row and its two messages.
 # tf_submit_chat scopes itself to its own user (store/sql/tf_submit_chat.sql), so the submissions of
 # several users share a statement and a commit, each still under its user's row security.
+# Each call's traceparent (NULL with tracing off) is one more array, element for element.
 _SUBMIT_MANY = (
     "SELECT x.n, s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
     " $6::jsonb[], $7::integer[], $8::text[], $9::text[], $10::float8[], $11::text[],"
     " $12::uuid[], $13::integer[], $14::integer[], $15::jsonb[], $16::text[], $17::timestamptz[],"
-    " $18::text[])"
+    " $18::text[], $19::text[], $20::uuid[], $21::text[], $22::jsonb[])"
     " WITH ORDINALITY AS x(id, type, user_id, chat_id, parent_id, input, max_attempts,"
     " idempotency_key, queue, grace_s, content, message_id, per_minute, max_waiting, metadata,"
-    " request_digest, run_at, priority, n)"
+    " request_digest, run_at, priority, traceparent, callback_id, callback_url, callback_secret,"
+    " n)"
     " CROSS JOIN LATERAL tf_submit_chat(x.id, x.type, x.user_id, x.chat_id, x.parent_id,"
     " x.input, x.max_attempts, x.idempotency_key, x.queue, x.grace_s, x.content, x.message_id,"
-    " x.per_minute, x.max_waiting, x.metadata, x.request_digest, x.run_at, x.priority) s"
+    " x.per_minute, x.max_waiting, x.metadata, x.request_digest, x.run_at, x.priority,"
+    " x.traceparent, x.callback_id, x.callback_url, x.callback_secret) s"
 )
 
 
@@ -58,6 +63,10 @@ def _submission_arrays(calls: Sequence[_SubmitCall]) -> list[list[Any]]:
         [c.limits.per_minute for c in calls], [c.limits.max_waiting for c in calls],
         [c.new.metadata for c in calls], [c.new.request_digest for c in calls],
         [c.new.run_at for c in calls], [c.new.priority.value for c in calls],
+        [c.new.traceparent for c in calls],
+        [c.new.callback.id if c.new.callback else None for c in calls],
+        [c.new.callback.url if c.new.callback else None for c in calls],
+        [c.new.callback.sealed_secret if c.new.callback else None for c in calls],
     ]  # fmt: skip
 
 
@@ -92,8 +101,8 @@ class Submissions:
         """
         inserted: UUID | None = await conn.fetchval(
             "INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,"
-            " idempotency_key, metadata, request_digest, status, run_at, priority)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " idempotency_key, metadata, request_digest, status, run_at, priority, traceparent)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
             " DO NOTHING RETURNING id",
             new.task_id,
@@ -109,9 +118,21 @@ class Submissions:
             new.status.value,
             new.run_at,
             new.priority.value,
+            new.traceparent,
         )
         if inserted is None:
             return None
+        if new.callback is not None:  # the task's own webhook endpoint (migrations/0028)
+            await conn.execute(
+                "INSERT INTO webhook_endpoints (id, user_id, url, events, secret, task_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                new.callback.id,
+                new.user_id,
+                new.callback.url,
+                list(CALLBACK_EVENTS),
+                new.callback.sealed_secret,
+                new.task_id,
+            )
         outbox_id: int = await conn.fetchval(
             "INSERT INTO outbox (task_id, queue, attempt, kind, available_at) VALUES ($1, $2, 1,"
             " 'task', coalesce($4::timestamptz, now() + make_interval(secs => $3))) RETURNING id",

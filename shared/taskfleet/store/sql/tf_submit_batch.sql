@@ -5,11 +5,12 @@
 -- the members' order, answered as message_id). The batch counts
 -- as as many submissions as it has members in the user's minute, and must fit whole under
 -- the waiting limit: all of it or nothing, and the counts say why not. One row per member
--- (task_id NULL: nothing was stored).
+-- (task_id NULL: nothing was stored). Every member keeps p_traceparent, the request's W3C trace
+-- context (NULL with tracing off, migrations/0029), for the messages the relay publishes.
 CREATE OR REPLACE FUNCTION tf_submit_batch(
     p_batch_id uuid, p_user_id text, p_ids uuid[], p_chat_ids text[], p_contents text[],
     p_max_attempts integer, p_queue text, p_grace_s double precision, p_run_at timestamptz,
-    p_per_minute integer, p_max_waiting integer, p_priority text
+    p_per_minute integer, p_max_waiting integer, p_priority text, p_traceparent text
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, message_id uuid, submissions integer,
                  waiting bigint, window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -36,10 +37,10 @@ BEGIN
     END IF;
     INSERT INTO batches (id, user_id, total, unfinished) VALUES (p_batch_id, p_user_id, n, n);
     INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, run_at, batch_id,
-                       priority)
+                       priority, traceparent)
     SELECT m.id, 'chat_message', p_user_id, m.chat_id, jsonb_build_object('content', m.content),
            p_max_attempts, CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END,
-           p_run_at, p_batch_id, coalesce(p_priority, 'normal')
+           p_run_at, p_batch_id, coalesce(p_priority, 'normal'), p_traceparent
     FROM unnest(p_ids, p_chat_ids, p_contents) AS m(id, chat_id, content);
     FOR i IN 1 .. n LOOP
         assistants := assistants || tf_chat_open(p_ids[i], p_chat_ids[i], p_user_id,
@@ -58,6 +59,19 @@ BEGIN
 END;
 $$;
 
+-- The 12-argument call of API replicas older than 0029, during a rolling upgrade: no trace.
+CREATE OR REPLACE FUNCTION tf_submit_batch(
+    p_batch_id uuid, p_user_id text, p_ids uuid[], p_chat_ids text[], p_contents text[],
+    p_max_attempts integer, p_queue text, p_grace_s double precision, p_run_at timestamptz,
+    p_per_minute integer, p_max_waiting integer, p_priority text
+) RETURNS TABLE (task_id uuid, outbox_id bigint, message_id uuid, submissions integer,
+                 waiting bigint, window_left_s double precision)
+LANGUAGE sql AS $$
+    SELECT * FROM tf_submit_batch(p_batch_id, p_user_id, p_ids, p_chat_ids, p_contents,
+        p_max_attempts, p_queue, p_grace_s, p_run_at, p_per_minute, p_max_waiting, p_priority,
+        NULL::text)
+$$;
+
 -- The 11-argument call of API replicas older than 0020, during a rolling upgrade: normal.
 CREATE OR REPLACE FUNCTION tf_submit_batch(
     p_batch_id uuid, p_user_id text, p_ids uuid[], p_chat_ids text[], p_contents text[],
@@ -67,7 +81,8 @@ CREATE OR REPLACE FUNCTION tf_submit_batch(
                  waiting bigint, window_left_s double precision)
 LANGUAGE sql AS $$
     SELECT * FROM tf_submit_batch(p_batch_id, p_user_id, p_ids, p_chat_ids, p_contents,
-        p_max_attempts, p_queue, p_grace_s, p_run_at, p_per_minute, p_max_waiting, 'normal')
+        p_max_attempts, p_queue, p_grace_s, p_run_at, p_per_minute, p_max_waiting, 'normal',
+        NULL::text)
 $$;
 
 REVOKE EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
@@ -78,3 +93,8 @@ REVOKE EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], i
     double precision, timestamptz, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
     double precision, timestamptz, integer, integer) TO taskfleet_service, taskfleet_admin;
+REVOKE EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_batch(uuid, text, uuid[], text[], text[], integer, text,
+    double precision, timestamptz, integer, integer, text, text)
+    TO taskfleet_service, taskfleet_admin;

@@ -13,12 +13,17 @@
 --
 -- With p_run_at (a delayed task, docs/scheduling.md) the task is `scheduled` and its outbox row
 -- due at p_run_at: the relay publishes it then, and the API does not publish it itself.
--- p_priority is the task's level (migrations/0020, docs/priorities.md).
+-- p_priority is the task's level (migrations/0020, docs/priorities.md); p_traceparent the W3C
+-- trace context of the request, NULL with tracing off (migrations/0029): the relay puts it on
+-- every message of the task it publishes. With p_callback_id, the task's `callback_url`
+-- (migrations/0028): its own webhook endpoint, with the task, for its end only, its signing
+-- secret sealed by the caller to p_callback_id.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
     p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
-    p_metadata jsonb, p_request_digest text, p_run_at timestamptz, p_priority text
+    p_metadata jsonb, p_request_digest text, p_run_at timestamptz, p_priority text,
+    p_traceparent text, p_callback_id uuid, p_callback_url text, p_callback_secret jsonb
 ) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
                  window_left_s double precision)
 LANGUAGE plpgsql AS $$
@@ -33,11 +38,12 @@ BEGIN
     SELECT * INTO q FROM tf_count_submission(p_user_id);
     IF q.submissions <= p_per_minute AND q.waiting < p_max_waiting THEN
         INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts,
-                           idempotency_key, metadata, request_digest, status, run_at, priority)
+                           idempotency_key, metadata, request_digest, status, run_at, priority,
+                           traceparent)
         VALUES (p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input, p_max_attempts,
                 p_idempotency_key, coalesce(p_metadata, '{}'::jsonb), p_request_digest,
                 CASE WHEN p_run_at IS NULL THEN 'queued' ELSE 'scheduled' END, p_run_at,
-                coalesce(p_priority, 'normal'))
+                coalesce(p_priority, 'normal'), p_traceparent)
         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id INTO inserted;
         IF inserted IS NOT NULL THEN
@@ -49,13 +55,36 @@ BEGIN
             VALUES (tf_uuid7(), p_chat_id, p_user_id, 'user', p_content, 'completed',
                     inserted),
                    (p_message_id, p_chat_id, p_user_id, 'assistant', '', 'pending', inserted);
+            IF p_callback_id IS NOT NULL THEN
+                INSERT INTO webhook_endpoints (id, user_id, url, events, secret, task_id)
+                VALUES (p_callback_id, p_user_id, p_callback_url,
+                        ARRAY['task.completed', 'task.failed', 'task.cancelled'],
+                        p_callback_secret, inserted);
+            END IF;
         END IF;
     END IF;
     RETURN QUERY SELECT inserted, row_id, q.submissions, q.waiting, q.window_left_s;
 END;
 $$;
 
--- The 17-argument call of API replicas older than 0020, during a rolling upgrade: normal.
+-- The 18-argument call of API replicas older than 0028, during a rolling upgrade: no trace,
+-- no callback.
+CREATE OR REPLACE FUNCTION tf_submit_chat(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
+    p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
+    p_content text, p_message_id uuid, p_per_minute integer, p_max_waiting integer,
+    p_metadata jsonb, p_request_digest text, p_run_at timestamptz, p_priority text
+) RETURNS TABLE (task_id uuid, outbox_id bigint, submissions integer, waiting bigint,
+                 window_left_s double precision)
+LANGUAGE sql AS $$
+    SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
+        p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
+        p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, p_priority,
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
+$$;
+
+-- The 17-argument call of API replicas older than 0020, during a rolling upgrade (and the
+-- schedule runner's, whose runs no request made: no trace): normal.
 CREATE OR REPLACE FUNCTION tf_submit_chat(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_parent_id uuid, p_input jsonb,
     p_max_attempts integer, p_idempotency_key text, p_queue text, p_grace_s double precision,
@@ -66,7 +95,8 @@ CREATE OR REPLACE FUNCTION tf_submit_chat(
 LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
-        p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, 'normal')
+        p_per_minute, p_max_waiting, p_metadata, p_request_digest, p_run_at, 'normal',
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
 $$;
 
 -- The 14-argument call of API replicas older than 0016, during a rolling upgrade: no
@@ -80,7 +110,8 @@ CREATE OR REPLACE FUNCTION tf_submit_chat(
 LANGUAGE sql AS $$
     SELECT * FROM tf_submit_chat(p_id, p_type, p_user_id, p_chat_id, p_parent_id, p_input,
         p_max_attempts, p_idempotency_key, p_queue, p_grace_s, p_content, p_message_id,
-        p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz, 'normal')
+        p_per_minute, p_max_waiting, '{}'::jsonb, NULL::text, NULL::timestamptz, 'normal',
+        NULL::text, NULL::uuid, NULL::text, NULL::jsonb)
 $$;
 
 REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
@@ -98,3 +129,9 @@ REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, i
 GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
     text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text)
     TO taskfleet_service, taskfleet_admin;
+REVOKE EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text,
+    uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tf_submit_chat(uuid, text, text, text, uuid, jsonb, integer, text,
+    text, double precision, text, uuid, integer, integer, jsonb, text, timestamptz, text, text,
+    uuid, text, jsonb) TO taskfleet_service, taskfleet_admin;

@@ -3,7 +3,8 @@
 -- outbox rows, due after p_grace_s; they run at the parent's priority (docs/priorities.md) (the runner publishes them itself right after commit; the
 -- relay covers a crash in between). The parent's checkpoint is its agent state. Answers the
 -- children's outbox row ids in the order given, so that the runner forgets exactly the rows
--- it published.
+-- it published. A child may carry a `traceparent` (the parent's attempt's span, with tracing
+-- on; migrations/0029): the messages the relay publishes for it join that trace.
 --
 -- The attempt that ends in `waiting` succeeded, so it is given back: max_attempts grows by one.
 -- A resume is a claim and counts an attempt like any other, so `max_attempts - attempts`
@@ -27,10 +28,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts, priority)
-    SELECT c.id, c.type, t.user_id, t.chat_id, p_id, c.input, c.max_attempts, t.priority
+    INSERT INTO tasks (id, type, user_id, chat_id, parent_id, input, max_attempts, priority,
+                       traceparent)
+    SELECT c.id, c.type, t.user_id, t.chat_id, p_id, c.input, c.max_attempts, t.priority,
+           c.traceparent
     FROM jsonb_to_recordset(p_children) AS c(id uuid, type text, input jsonb,
-                                              max_attempts integer);
+                                              max_attempts integer, traceparent text);
     WITH sent AS (
         INSERT INTO outbox (task_id, queue, attempt, kind, available_at)
         SELECT c.id, tf_queue_of(c.type), 1, 'task', now() + make_interval(secs => p_grace_s)
