@@ -160,14 +160,20 @@ class Fleet:
 
 
 def start_fleet(
-    workers: int, concurrency: int | None, extra_env: dict[str, str] | None = None, apis: int = 1
+    workers: int,
+    concurrency: int | None,
+    extra_env: dict[str, str] | None = None,
+    apis: int = 1,
+    dsn: str | None = None,
 ) -> Fleet:
     """The API and chat workers on a database and namespace of their own, migrated, ready.
     `concurrency` None: as `taskfleet worker chat` starts with no flag.
 
-    `extra_env` reaches every process (bench/side_by_side.py runs another commit's code)."""
+    `extra_env` reaches every process (bench/side_by_side.py runs another commit's code);
+    `apis` API replicas; `dsn` names a database made for it already (bench/growth.py's
+    pre-filled ones)."""
     tag = uuid.uuid4().hex[:8]
-    dsn = with_database(Settings().database_url, f"taskfleet_bench_{tag}")
+    dsn = dsn or with_database(Settings().database_url, f"taskfleet_bench_{tag}")
     env = {**os.environ, **(extra_env or {}), "DATABASE_URL": dsn,
            "TASKFLEET_NAMESPACE": f"bench{tag}", "TASKFLEET_JWT_SECRET": uuid.uuid4().hex * 2,
            "LOG_LEVEL": "warning", "METRICS_PORT": "0", "API_METRICS_PORT": "0"}  # fmt: skip

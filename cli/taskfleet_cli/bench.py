@@ -28,6 +28,7 @@ import orjson
 
 from taskfleet.broker import nodes
 from taskfleet.core.constants import TERMINAL, TaskType
+from taskfleet.core.ids import uuid7
 from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
 from taskfleet.security.auth import token_for
@@ -71,7 +72,7 @@ async def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 def _message(run: str, i: int) -> TaskMessage:
     return TaskMessage(
-        task_id=uuid4(),
+        task_id=uuid7(),  # time-ordered, as a backend should make them (core/ids.py)
         type=TaskType.CHAT,
         user_id=f"bench-{i % USERS}",
         chat_id=f"bench-{run}-{i % USERS}",

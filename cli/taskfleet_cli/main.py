@@ -186,8 +186,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
-    """Delete terminal tasks finished before --older-than (default RETENTION_OLDER_THAN)
-    and what hangs off them, one transaction per --batch-size tasks."""
+    """Delete terminal tasks finished before --older-than and what hangs off them, in paced
+    batches (defaults: RETENTION_OLDER_THAN, RETENTION_BATCH_SIZE, RETENTION_PAUSE_RATIO)."""
     from taskfleet.core.settings import parse_duration
     from taskfleet.data.retention import run_cleanup
 
@@ -195,10 +195,10 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
         older_than_s = parse_duration(args.older_than) if args.older_than else None
     except ValueError as exc:
         raise ConfigError(f"--older-than: {exc}") from None
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
     older_than_s = older_than_s or settings.retention_older_than_s
-    result = run_async(run_cleanup(settings, older_than_s, batch_size=args.batch_size))
+    batch = settings.retention_batch_size if args.batch_size is None else args.batch_size
+    pause = settings.retention_pause_ratio if args.pause_ratio is None else args.pause_ratio
+    result = run_async(run_cleanup(settings, older_than_s, batch_size=batch, pause_ratio=pause))
     done = f"deleted {result.deleted} tasks finished before {result.cutoff:%Y-%m-%d %H:%M:%S %Z}"
     print(f"cleanup: {done} ({result.batches} batches)")
     return 0

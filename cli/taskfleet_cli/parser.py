@@ -2,9 +2,13 @@
 
 import argparse
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from taskfleet.core.constants import Status, statuses
 from taskfleet.security.auth import SCOPES
+
+N = TypeVar("N", int, float)
 
 # Worker name -> the module whose `main(settings, concurrency)` runs it. `taskfleet up` runs
 # one of each.
@@ -21,6 +25,18 @@ def _statuses(text: str) -> list[str]:
         return statuses(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a status: {text}") from None
+
+
+def _at_least(least: N, kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argument type: a number of `kind`, `least` or more."""
+
+    def parse(text: str) -> N:
+        value = kind(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least:g} (got {text})")
+        return value
+
+    return parse
 
 
 def remote(command: argparse.ArgumentParser) -> None:
@@ -197,7 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     cleanup = sub.add_parser("cleanup", help="retention: delete old terminal tasks in batches")
     cleanup.add_argument("--older-than", help="e.g. 30d, 12h (default RETENTION_OLDER_THAN)")
-    cleanup.add_argument("--batch-size", type=int, default=500)
+    cleanup.add_argument(
+        "--batch-size", type=_at_least(1, int), help="default RETENTION_BATCH_SIZE (500)"
+    )
+    cleanup.add_argument(
+        "--pause-ratio",
+        type=_at_least(0, float),
+        default=None,
+        help="pause this many times each batch's duration after it"
+        " (default RETENTION_PAUSE_RATIO, 3; 0: no pause)",
+    )
 
     keygen = sub.add_parser("keygen", help="print a new kid:key entry for ENCRYPTION_KEYS")
     keygen.add_argument("kid", nargs="?", default="k1", help="the key id (default k1)")

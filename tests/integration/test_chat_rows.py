@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from taskfleet.runtime.kernel import Kernel
+from tests.integration.api_client import api, new_user, submit
 
 QUEUE = "chat_tasks"
 
@@ -50,6 +51,10 @@ async def test_a_chat_task_created_by_its_claim_gets_both_messages(db: asyncpg.P
         "user": ("completed", "hello"),
         "assistant": ("pending", ""),
     }
+    # Made by the database, time-ordered (tf_uuid7): new rows go to the right-hand edge of
+    # messages' primary key, whatever the history's size (migrations/0030, core/ids.py).
+    made = await db.fetch("SELECT id FROM messages WHERE task_id = $1", task_id)
+    assert [r["id"].version for r in made] == [7, 7]
 
 
 async def test_complete_writes_the_reply_and_only_a_reply(db: asyncpg.Pool) -> None:
@@ -109,3 +114,14 @@ async def test_a_task_of_another_type_has_no_messages(db: asyncpg.Pool) -> None:
         "SELECT tf_complete($1, $2, '{}', 'ignored')", task_id, claimed["fence"]
     )
     assert await rows(db, task_id) == {}
+
+
+async def test_a_chat_submitted_through_the_api_has_time_ordered_ids(kernel: Kernel) -> None:
+    """The API makes the task's id (core/ids.py) and the database its messages' (tf_uuid7):
+    UUIDv7 all, so that months of history do not scatter their inserts (migrations/0030)."""
+    user = new_user("ids")
+    async with api(kernel) as client:
+        body = await submit(client, user, chat="c-ids")
+    task_id = UUID(body["task_id"])
+    made = await kernel.pool.fetch("SELECT id FROM messages WHERE task_id = $1", task_id)
+    assert [task_id.version, *(r["id"].version for r in made)] == [7, 7, 7]

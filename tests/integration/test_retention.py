@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from taskfleet.core.settings import Settings
+from taskfleet.data import retention
 from taskfleet.data.retention import CLEANUP_LOCK, RetentionJob, cleanup
 from taskfleet.store.pool import create_pool
 from tests.conftest import process_env
@@ -169,6 +170,44 @@ async def test_every_foreign_key_to_tasks_cascades(db: asyncpg.Pool) -> None:
     assert {(r["tbl"], r["on_delete"]) for r in rows if r["on_delete"] == "n"} == {("batches", "n")}
 
 
+async def test_every_foreign_key_to_tasks_has_an_index(db: asyncpg.Pool) -> None:
+    """Deleting a task runs one statement per referencing table to cascade (or set NULL):
+    without an index led by the referencing column, each reads its whole table, once per
+    deleted task, and retention slows down as that table grows (migrations/0030)."""
+    rows = await db.fetch(
+        "SELECT c.conrelid::regclass::text AS tbl, a.attname AS col"
+        " FROM pg_constraint c JOIN pg_attribute a"
+        "  ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
+        " WHERE c.contype = 'f' AND c.confrelid = 'tasks'::regclass"
+        "  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid"
+        "                  AND i.indkey[0] = c.conkey[1])"
+    )
+    assert [(r["tbl"], r["col"]) for r in rows] == []
+
+
+async def test_a_paced_cleanup_pauses_after_each_batch(
+    db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [await add_task(db, "completed", 450) for _ in range(5)]
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(retention, "_pause", pause)
+    async with db.acquire() as conn:
+        result = await cleanup(conn, YEAR_S, batch_size=2, pause_ratio=2.0)
+    assert (result.deleted, result.batches) == (5, 3)
+    # One pause after each batch that deleted (not after the last, empty pick), each twice
+    # as long as its batch: more than nothing.
+    assert len(pauses) == 3
+    assert min(pauses) > 0, pauses
+    assert await existing(db, ids) == set()
+    async with db.acquire() as conn:
+        assert (await cleanup(conn, YEAR_S, pause_ratio=0.0)).deleted == 0
+    assert len(pauses) == 3
+
+
 async def test_the_periodic_job_runs_in_one_process_at_a_time(
     settings: Settings, db: asyncpg.Pool
 ) -> None:
@@ -219,3 +258,11 @@ async def test_cleanup_command(settings: Settings, db: asyncpg.Pool) -> None:
     bad = taskfleet(["cleanup", "--older-than", "soon"], env)
     assert bad.returncode == 2
     assert "--older-than: bad duration 'soon'" in bad.stderr
+
+    # Paced by RETENTION_PAUSE_RATIO unless --pause-ratio says otherwise; never below 0.
+    bad = taskfleet(["cleanup", "--pause-ratio", "-1"], env)
+    assert bad.returncode == 2
+    assert "--pause-ratio: must be at least 0 (got -1)" in bad.stderr
+    bad = taskfleet(["cleanup"], {**env, "RETENTION_PAUSE_RATIO": "-1"})
+    assert bad.returncode == 2
+    assert "RETENTION_PAUSE_RATIO" in bad.stderr

@@ -21,12 +21,13 @@ from taskfleet.core.addresses import AmqpUrl, amqp_addresses
 from taskfleet.core.database_settings import DatabaseSettings
 from taskfleet.core.durations import parse_duration as parse_duration  # its old home
 from taskfleet.core.errors import ConfigError
+from taskfleet.core.retention_settings import RetentionSettings
 
 JWT_SECRET_MIN_CHARS = 32
 _UNSHOWN = {"AMQP_URL", "DATABASE_URL", "TASKFLEET_JWT_SECRET", "ENCRYPTION_KEYS"}
 
 
-class Settings(DatabaseSettings):
+class Settings(DatabaseSettings, RetentionSettings):
     """Every setting the kernel reads. No file is needed: defaults run a local fleet."""
 
     model_config = SettingsConfigDict(
@@ -205,15 +206,6 @@ class Settings(DatabaseSettings):
     """Crash points of the fault-injection suite (taskfleet.core.faults): tests only; empty in
     production."""
 
-    retention_older_than_s: float = Field(
-        30 * 86400.0, gt=0, validation_alias="RETENTION_OLDER_THAN"
-    )
-    """Retention: `taskfleet cleanup` and the API's job delete terminal tasks that finished longer
-    ago (`30d`, `12h`, `90m` or seconds), with what hangs off them."""
-
-    retention_interval_s: float = Field(3600.0, ge=0, validation_alias="RETENTION_INTERVAL_S")
-    """How often the retention job runs, in one API replica; 0: off."""
-
     camera_max_frame_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, validation_alias="CAMERA_MAX_FRAME_BYTES"
     )
@@ -245,11 +237,6 @@ class Settings(DatabaseSettings):
 
         Faults.parse(value)
         return value
-
-    @field_validator("retention_older_than_s", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) else value
 
     @classmethod
     def load(cls, **overrides: object) -> Self:

@@ -6,12 +6,13 @@ the trigger on its members (store/sql/tf_batch_member_ended.sql), whatever ends 
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from taskfleet.core import events, jsonx, tracing
 from taskfleet.core.constants import QUEUES, Priority, Status, TaskType
+from taskfleet.core.ids import uuid7
 from taskfleet.core.messages import TaskMessage
 from taskfleet.data.webhooks import add_batch_callback
 from taskfleet.runtime.kernel import Kernel
@@ -72,7 +73,7 @@ class Member:
 
     chat_id: str
     content: str
-    task_id: UUID = field(default_factory=uuid4)
+    task_id: UUID = field(default_factory=uuid7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ async def submit_batch(
 
     A user's `db` goes through the pool: the function takes the user's role and user itself
     (as tf_submit_chat does); an operator's goes through its own audited transaction."""
-    batch_id = uuid4()
+    batch_id = uuid7()
     args = (
         batch_id, user_id, [m.task_id for m in members], [m.chat_id for m in members],
         [m.content for m in members], max_attempts, QUEUES[TaskType.CHAT].name,
@@ -174,7 +175,7 @@ async def _add_then(
         _THEN, then.task_id, user_id, then.chat_id,
         {"content": then.content, "after_batch": str(batch_id),
          "members": [str(i) for i in args[2]]}, max_attempts, queue,
-        then.content, uuid4(), limits.per_minute, limits.max_waiting, priority, traceparent,
+        then.content, uuid7(), limits.per_minute, limits.max_waiting, priority, traceparent,
     )  # fmt: skip
     if made is None or made["task_id"] is None:
         over = limits.over(made, added=1) if made is not None else None

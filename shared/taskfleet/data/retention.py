@@ -16,9 +16,14 @@ work instead of waiting for each other or deleting a row twice, and a task that 
 transaction holds (a re-run being requested, a child or an outbox row being inserted: those
 lock the task row) is left for the next run. The API's periodic job also takes a PostgreSQL
 advisory lock, so that one API replica at a time does the work.
+
+Between batches it pauses `pause_ratio` times as long as the batch took (RETENTION_PAUSE_RATIO):
+a cleanup of a large backlog runs back to back otherwise, and takes a core of PostgreSQL's that
+the live work needs (docs/benchmarks.md, "Cost as the history grows").
 """
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +42,7 @@ CLEANUP_LOCK = 0x7A5FC1EA
 DEFAULT_BATCH = 500
 # The periodic job runs first this long after the API started (sooner if its interval is).
 FIRST_RUN_DELAY_S = 60.0
+_pause = asyncio.sleep  # between paced batches (a name of its own: the tests count them)
 
 _ELIGIBLE = """
     t.status IN ('completed', 'failed', 'cancelled') AND t.completed_at < $1
@@ -61,17 +67,23 @@ class CleanupResult:
 
 
 async def cleanup(
-    conn: asyncpg.Connection, older_than_s: float, *, batch_size: int = DEFAULT_BATCH
+    conn: asyncpg.Connection,
+    older_than_s: float,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    pause_ratio: float = 0.0,
 ) -> CleanupResult:
     """Delete, in batches of `batch_size` (one transaction each), every task that may go and
-    that finished more than `older_than_s` seconds ago. Safe to run in several places at once."""
-    if older_than_s <= 0 or batch_size < 1:
-        raise ValueError("older_than_s must be > 0 and batch_size >= 1")
+    that finished more than `older_than_s` seconds ago, pausing `pause_ratio` times each
+    batch's duration after it. Safe to run in several places at once."""
+    if older_than_s <= 0 or batch_size < 1 or pause_ratio < 0:
+        raise ValueError("older_than_s must be > 0, batch_size >= 1 and pause_ratio >= 0")
     cutoff: datetime = await conn.fetchval(
         "SELECT now() - make_interval(secs => $1)", float(older_than_s)
     )
     deleted = batches = 0
     while True:
+        started = time.monotonic()
         async with conn.transaction():
             ids = [row["id"] for row in await conn.fetch(_PICK, cutoff, batch_size)]
             if not ids:
@@ -81,6 +93,9 @@ async def cleanup(
         deleted += count
         batches += 1
         log.debug("retention_batch", deleted=count, picked=len(ids))
+        if pause_ratio > 0:
+            # Pacing, not a wait for a condition: the next batch may start at any time.
+            await _pause((time.monotonic() - started) * pause_ratio)
     windows = await quotas.forget_old_windows(conn)
     log.info(
         "retention_done",
@@ -93,7 +108,11 @@ async def cleanup(
 
 
 async def run_cleanup(
-    settings: Settings, older_than_s: float, *, batch_size: int = DEFAULT_BATCH
+    settings: Settings,
+    older_than_s: float,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    pause_ratio: float = 0.0,
 ) -> CleanupResult:
     """`taskfleet cleanup`: one connection of its own, closed at the end."""
     try:
@@ -101,7 +120,7 @@ async def run_cleanup(
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise StartupError(f"DATABASE_URL: cannot use PostgreSQL: {exc}") from None
     try:
-        return await cleanup(conn, older_than_s, batch_size=batch_size)
+        return await cleanup(conn, older_than_s, batch_size=batch_size, pause_ratio=pause_ratio)
     finally:
         await conn.close()
 
@@ -116,21 +135,25 @@ class RetentionJob:
         older_than_s: float,
         interval_s: float,
         batch_size: int = DEFAULT_BATCH,
+        pause_ratio: float = 0.0,
         timeout_s: float = 10.0,
     ) -> None:
         self.dsn = dsn  # PostgreSQL itself: the lock lives in the session (DATABASE_DIRECT_URL)
         self.older_than_s = older_than_s
         self.interval_s = interval_s
         self.batch_size = batch_size
+        self.pause_ratio = pause_ratio
         self.timeout_s = timeout_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RetentionJob":
-        """The job as RETENTION_OLDER_THAN_S and RETENTION_INTERVAL_S set it."""
+        """The job as the RETENTION_* settings make it."""
         return cls(
             settings.direct_database_url,
             older_than_s=settings.retention_older_than_s,
             interval_s=settings.retention_interval_s,
+            batch_size=settings.retention_batch_size,
+            pause_ratio=settings.retention_pause_ratio,
             timeout_s=settings.db_timeout_s,
         )
 
@@ -152,6 +175,8 @@ class RetentionJob:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CLEANUP_LOCK):
                 log.info("retention_skipped", reason="another process is cleaning up")
                 return None
-            return await cleanup(conn, self.older_than_s, batch_size=self.batch_size)
+            return await cleanup(
+                conn, self.older_than_s, batch_size=self.batch_size, pause_ratio=self.pause_ratio
+            )
         finally:
             await conn.close()  # ends the session, and with it the lock

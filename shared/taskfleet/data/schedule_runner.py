@@ -21,13 +21,14 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import structlog
 
 from taskfleet.broker.publisher import new_task, publish_after_commit
 from taskfleet.core.constants import QUEUES, TaskType
+from taskfleet.core.ids import uuid7
 from taskfleet.core.settings import Settings
 from taskfleet.data.recurrence import BadRecurrence, Recurrence, plan
 from taskfleet.runtime.kernel import Kernel
@@ -171,5 +172,5 @@ def _arguments(new: NewTask, content: str, settings: Settings, limits: quotas.Li
     return [
         new.task_id, new.type.value, new.user_id, new.chat_id, None, new.input,
         new.max_attempts, new.idempotency_key, QUEUES[new.type].name, settings.outbox_grace_s,
-        content, uuid4(), limits.per_minute, limits.max_waiting, new.metadata, None, None,
+        content, uuid7(), limits.per_minute, limits.max_waiting, new.metadata, None, None,
     ]  # fmt: skip

@@ -3,10 +3,11 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from taskfleet.core import tracing
 from taskfleet.core.constants import Priority, Status, TaskType
+from taskfleet.core.ids import uuid7
 from taskfleet.core.messages import TaskMessage
 from taskfleet.store import quotas
 
@@ -114,7 +115,7 @@ class NewTask:
     chat_id: str | None = None
     parent_id: UUID | None = None
     idempotency_key: str | None = None
-    task_id: UUID = field(default_factory=uuid4)
+    task_id: UUID = field(default_factory=uuid7)
     run_at: datetime | None = None
     # The backend's own strings about the task (migrations/0016), and the digest of the
     # request an idempotency key came with: a repeat with another request is refused.

@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 
 from taskfleet.core.constants import QUEUES, Status
+from taskfleet.core.ids import uuid7
 from taskfleet.store import quotas
 from taskfleet.store.coalesce import Coalescer
 from taskfleet.store.records import ChatSubmission, Existing, NewTask, Outgoing, OverQuota
@@ -166,7 +167,7 @@ class Submissions:
         """A chat task with its user message and assistant placeholder, in one transaction,
         if the user is within `limits` (else OverQuota)."""
         assert new.chat_id is not None
-        call = _SubmitCall(new, content, uuid4(), relay_grace_s, limits)
+        call = _SubmitCall(new, content, uuid7(), relay_grace_s, limits)
         if isinstance(db, UserDb):
             if db.user_id != new.user_id:
                 raise ValueError(f"a submission of {new.user_id} in a transaction of {db.user_id}")

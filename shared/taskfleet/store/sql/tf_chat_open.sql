@@ -13,9 +13,9 @@ BEGIN
     END IF;
     WITH added AS (
         INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
-        VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user', p_content, 'completed',
+        VALUES (tf_uuid7(), p_chat_id, p_user_id, 'user', p_content, 'completed',
                 p_task_id),
-               (gen_random_uuid(), p_chat_id, p_user_id, 'assistant', '', 'pending', p_task_id)
+               (tf_uuid7(), p_chat_id, p_user_id, 'assistant', '', 'pending', p_task_id)
         ON CONFLICT DO NOTHING
         RETURNING messages.id, messages.role
     )

@@ -52,7 +52,7 @@ BEGIN
                     coalesce(p_run_at, now() + make_interval(secs => p_grace_s)))
             RETURNING id INTO row_id;
             INSERT INTO messages (id, chat_id, user_id, role, content, status, task_id)
-            VALUES (gen_random_uuid(), p_chat_id, p_user_id, 'user', p_content, 'completed',
+            VALUES (tf_uuid7(), p_chat_id, p_user_id, 'user', p_content, 'completed',
                     inserted),
                    (p_message_id, p_chat_id, p_user_id, 'assistant', '', 'pending', inserted);
             IF p_callback_id IS NOT NULL THEN

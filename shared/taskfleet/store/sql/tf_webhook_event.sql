@@ -10,7 +10,7 @@ DECLARE
     v_event text := NEW.headers ->> 'type';
 BEGIN
     INSERT INTO webhook_deliveries (id, endpoint_id, user_id, task_id, event, payload)
-    SELECT gen_random_uuid(), e.id, e.user_id, NEW.task_id, v_event, jsonb_build_object(
+    SELECT tf_uuid7(), e.id, e.user_id, NEW.task_id, v_event, jsonb_build_object(
         'type', v_event, 'timestamp', now(), 'data', (NEW.headers - 'type'))
     FROM (SELECT * FROM webhook_endpoints
           WHERE user_id = NEW.headers ->> 'user_id' AND task_id IS NULL AND batch_id IS NULL

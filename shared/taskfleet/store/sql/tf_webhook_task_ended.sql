@@ -11,7 +11,7 @@ DECLARE
     v_event text := 'task.' || NEW.status;
 BEGIN
     INSERT INTO webhook_deliveries (id, endpoint_id, user_id, task_id, event, payload)
-    SELECT gen_random_uuid(), e.id, e.user_id, NEW.id, v_event, jsonb_build_object(
+    SELECT tf_uuid7(), e.id, e.user_id, NEW.id, v_event, jsonb_build_object(
         'type', v_event, 'timestamp', now(), 'data', jsonb_build_object(
             'task_id', NEW.id, 'task_type', NEW.type, 'status', NEW.status,
             'user_id', NEW.user_id, 'chat_id', NEW.chat_id, 'batch_id', NEW.batch_id,
