@@ -60,7 +60,7 @@ class Coalescer(Generic[Item, Answer]):
         max_batch: int = 64,
     ) -> None:
         self.name = name
-        self._span = f"{name} (batched)"
+        self._event = f"{name} (batched)"  # on each caller's span, at its answer
         self._many, self._one, self._max = many, one, max_batch
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._wake = asyncio.Event()
@@ -86,7 +86,7 @@ class Coalescer(Generic[Item, Answer]):
         finally:
             if span.is_recording():
                 took = round((time.perf_counter() - called) * 1000, 3)
-                span.add_event(f"{self.name} (batched)", {"taskfleet.batched_ms": took})
+                span.add_event(self._event, {"taskfleet.batched_ms": took})
 
     async def run(self) -> None:
         """The loop: one statement at a time, each with everything pending (up to max_batch)."""
