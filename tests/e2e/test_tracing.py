@@ -95,7 +95,7 @@ async def test_one_chat_with_a_tool_is_one_trace_across_the_processes(
                 ("taskfleet-chat-worker", "chat traced-model"),
                 ("taskfleet-tool-worker", "process tool_executions"),
                 ("taskfleet-tool-worker", "tool calculator"),
-            } <= names
+            } <= names and _delivered_under_request(by_service)
 
         await wait_for(exported, what="the spans of the three processes", timeout_s=30)
         [request] = [s for s in by_service("taskfleet-api") if s.name == "POST /api/chat/stream"]
@@ -180,3 +180,14 @@ async def _leave_nothing_behind(db: asyncpg.Pool, procs: tuple[Proc, ...]) -> No
 
 async def _said(proc: Proc, event: str) -> bool:
     return f'"{event}"' in proc.output()
+
+
+def _delivered_under_request(by_service: Callable[[str], list[ReceivedSpan]]) -> bool:
+    """Whether the chat worker's delivery span under the request's is exported yet: each
+    process exports on its own clock, so the tool's spans may arrive before it."""
+    requests = {s.span_id for s in by_service("taskfleet-api") if s.name == "POST /api/chat/stream"}
+    return any(
+        s.parent_id in requests
+        for s in by_service("taskfleet-chat-worker")
+        if s.name == "process chat_tasks"
+    )
