@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from cpu import cpu_of, server_pids, tree_cpu_s
+from cpu import CoreSampler, cpu_of, server_pids, tree_cpu_s
 from peer_fleet import KINDS, Peer, cleanup, make_database, run_round, start_peer, stop_peer
 from run import Fleet, run_bench, start_fleet, stop_fleet  # bench/run.py
 
@@ -57,13 +57,19 @@ def _cpu(rounds: list[dict[str, Any]], key: str) -> str:
     return f"{statistics.median(spent):.2f}" if spent else "-"
 
 
+def _busy(rounds: list[dict[str, Any]]) -> str:
+    """The median share of the machine's cores that were busy in the rounds' work windows."""
+    busy = [r["cores_busy_pct"] for r in rounds if r.get("cores_busy_pct") is not None]
+    return f"{statistics.median(busy):.0f} %" if busy else "-"
+
+
 def table(results: Results, setups: dict[str, str]) -> str:
     """One Markdown table: median task/s (range), latency from publish or 202, multi-attempt
     tasks, and the ratios to the loop and to Dramatiq."""
     lines = [
         "| contender | what ran | task/s, median (range) | p50 / p99 ms | multi-attempt"
-        " | x loop | x Dramatiq | CPU ms a task: own / PostgreSQL + RabbitMQ |",
-        "|---|---|---|---|---|---|---|---|",
+        " | x loop | x Dramatiq | CPU ms a task: own / PostgreSQL + RabbitMQ | cores busy |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rounds in results.items():
         rates = [r["throughput"] for r in rounds]
@@ -76,7 +82,7 @@ def table(results: Results, setups: dict[str, str]) -> str:
             f" | {sum(r['multi_attempt'] for r in rounds)}"
             f" | {'-' if by_loop is None else f'{by_loop:.2f}'}"
             f" | {'-' if by_dramatiq is None else f'{by_dramatiq:.2f}'}"
-            f" | {_cpu(rounds, 'own')} / {_cpu(rounds, 'servers')} |"
+            f" | {_cpu(rounds, 'own')} / {_cpu(rounds, 'servers')} | {_busy(rounds)} |"
         )
     return "\n".join(lines)
 
@@ -120,7 +126,9 @@ def main() -> None:
                 own = [peers[name].process.pid] if name in peers else [p.pid for p in fleet.procs]  # type: ignore[union-attr]
                 before, own_before = cpu_of(servers), sum(map(tree_cpu_s, own))
                 if name in peers:
-                    figures = asyncio.run(run_round(peers[name], args.n))
+                    with CoreSampler() as cores:
+                        figures = asyncio.run(run_round(peers[name], args.n))
+                    figures["cores_busy_pct"] = cores.busy_pct(figures.get("window"))
                 else:
                     assert fleet is not None
                     via = name.split()[1]

@@ -4,6 +4,8 @@ the ports of DATABASE_URL and AMQP_URL (other PostgreSQL clusters and RabbitMQ n
 machine are not ours). The CPU a task is steadier than the throughput when the machine's load
 moves: it does not depend on the share of the cores that the contender got."""
 
+import threading
+import time
 from urllib.parse import urlsplit
 
 import psutil
@@ -53,3 +55,45 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
 def per_task_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
     """CPU milliseconds a task of each tree between two `cpu_of` readings."""
     return {name: round((after[name] - before[name]) * 1000 / n, 3) for name in before}
+
+
+class CoreSampler:
+    """The machine's cores' use, read every 0.1 s on a thread while a round runs, so that the
+    busy share of a window known only afterwards (the first submission to the last completion,
+    as the round reports it) can be taken: issue 22 asks for the cores >= 90 % busy in a
+    saturated run, and a round's wall time includes the client's start and its polling."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.every_s = every_s
+        self.samples: list[tuple[float, float, float]] = []  # (epoch s, busy s, total s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="core-sampler", daemon=True)
+
+    def __enter__(self) -> "CoreSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            t = psutil.cpu_times()
+            idle = t.idle + getattr(t, "iowait", 0.0)
+            total = sum(t)
+            self.samples.append((time.time(), total - idle, total))
+            if self._stop.wait(self.every_s):
+                return
+
+    def busy_pct(self, window: tuple[float, float] | list[float] | None) -> float | None:
+        """The share of all cores' time that was busy (any process, not only ours: on a
+        quiet machine that is the contender and its servers) between the first sample at or
+        after the window's start and the last at or before its end."""
+        if not window:
+            return None
+        inside = [s for s in self.samples if window[0] <= s[0] <= window[1]]
+        if len(inside) < 2 or inside[-1][2] <= inside[0][2]:
+            return None
+        busy = inside[-1][1] - inside[0][1]
+        return round(100 * busy / (inside[-1][2] - inside[0][2]), 1)

@@ -243,7 +243,7 @@ def figures(rows: list[Any], submitted: dict[uuid.UUID, float]) -> dict[str, Any
         return round(latencies[min(len(latencies) - 1, len(latencies) * p // 100)], 1)
 
     return {"throughput": round(len(done) / max(last - first, 1e-9), 1), "e2e_p50_ms": pct(50),
-            "e2e_p99_ms": pct(99), "completed": len(done),
+            "e2e_p99_ms": pct(99), "completed": len(done), "window": [first, last],
             "multi_attempt": sum(1 for r in rows if r["attempts"] > 1)}  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from cpu import cpu_of, server_pids  # bench/cpu.py
+from cpu import CoreSampler, cpu_of, server_pids  # bench/cpu.py
 
 from taskfleet.broker.topology import delete_namespace
 from taskfleet.core.settings import Settings
@@ -80,14 +80,16 @@ def run_bench(
     started = time.monotonic()
     cmd = [*cli(env), "bench", "--n", str(n), "--via", via, "--url", url]
     cmd += ["--watch"] if watch else []
-    bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    out, _ = bench.communicate(timeout=900)
+    with CoreSampler() as cores:
+        bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        out, _ = bench.communicate(timeout=900)
     wall = time.monotonic() - started
     after = cpu_by_group(ours, env)
     after["client"] = _children_cpu_s() - client_before
     figures: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     figures["cpu_s"] = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
     figures["wall_s"] = round(wall, 2)
+    figures["cores_busy_pct"] = cores.busy_pct(figures.get("window"))  # type: ignore[arg-type]
     return figures
 
 

@@ -107,7 +107,10 @@ def main() -> None:
                 spent = cast(dict[str, float], figures["cpu_s"])
                 cpu = {k: round(v * 1000 / args.n, 2) for k, v in spent.items()}
                 results[name].append((float(str(figures["throughput"])), sum(cpu.values())))
-                print(name, figures["throughput"], figures["p99_ms"], cpu, flush=True)
+                busy = figures.get("cores_busy_pct")
+                print(
+                    name, figures["throughput"], figures["p99_ms"], cpu, f"busy {busy}%", flush=True
+                )
     ratios = [n[0] / o[0] for n, o in zip(results["new"], results["old"], strict=True)]
     median = {
         k: (statistics.median(t for t, _ in v), statistics.median(c for _, c in v))

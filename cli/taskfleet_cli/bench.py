@@ -207,6 +207,7 @@ async def _figures(pool: asyncpg.Pool, submitted: dict[UUID, float], via: str) -
         for p in (50, 95, 99):
             figures[f"{prefix}p{p}_ms"] = _pct(latencies, p)
     return figures | {
+        "window": [first, last],  # (epoch s) what bench/run.py reads the cores' use over
         "completed": len(done),
         "multi_attempt": sum(1 for r in rows if r["attempts"] > 1),
     }
