@@ -89,7 +89,9 @@ async def list_tasks(
         ("status = ANY($%d::text[])", list(statuses) if statuses is not None else None),
         ("type = $%d", task_type),
         ("priority = $%d", priority),
-        ("metadata @> $%d::jsonb", metadata or None),  # served by the tasks_metadata index
+        # The tasks_metadata index holds only tasks that have metadata: the predicate is
+        # repeated so that the planner may use it (a non-empty filter never matches '{}').
+        ("metadata @> $%d::jsonb AND metadata <> '{}'::jsonb", metadata or None),
         *((f"{column} = $%d", value) for column, value in (links or {}).items()),
     )
     for condition, value in filters:
