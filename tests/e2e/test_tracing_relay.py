@@ -2,7 +2,8 @@
 messages the relay publishes long after the request (a first message deferred while the API
 had no broker, a retry after a failed attempt) carry the trace context their task kept, so the
 worker's spans are in the API request's trace as a message published at once would put them
-(tests/e2e/test_tracing.py: one chat with a tool, its resume after the tool included)."""
+(tests/e2e/test_tracing.py: one chat with a tool, its resume after the tool included). A chat
+message a backend publishes straight to the queue keeps the backend's trace the same way."""
 
 import functools
 import json
@@ -10,10 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
 
+import aio_pika
 import aiohttp
 import asyncpg
 import pytest
 
+from taskfleet.core.constants import TaskType
+from taskfleet.core.ids import uuid7
+from taskfleet.core.messages import TaskMessage
 from taskfleet.core.settings import Settings
 from tests.chaos.infra import SilentProxy, port_of, via_port
 from tests.conftest import Proc, free_port, process_env, wait_for
@@ -185,3 +190,44 @@ async def test_a_retry_the_relay_publishes_is_in_the_trace_of_the_first_attempt(
             assert (delivery.trace_id, delivery.parent_id) == (request.trace_id, request.span_id)
     finally:
         await _leave_nothing_behind(db, (api, chat))
+
+
+@pytest.mark.parametrize("llm", [1], indirect=True)  # the model's first answer is a 500
+async def test_a_retry_of_a_message_a_backend_published_is_in_the_backend_s_trace(
+    settings: Settings,
+    spawn: Callable[..., Proc],
+    db: asyncpg.Pool,
+    receiver: OtlpReceiver,
+    llm: FakeLLM,
+) -> None:
+    """No request made this task: the claim that creates its row keeps the message's
+    traceparent, and the relay's retry carries it as the API's tasks' do."""
+    chat = spawn(["worker", "chat"], traced_env(settings, receiver, llm, LLM_MAX_ATTEMPTS=1),
+                 name="chat")  # fmt: skip
+    await started(chat)
+    backend_trace, backend_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    msg = TaskMessage(task_id=uuid7(), type=TaskType.CHAT, user_id="tracy", chat_id="direct",
+                      payload={"content": "are you there?"})  # fmt: skip
+    try:
+        connection = await aio_pika.connect(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.default_exchange.publish(
+                aio_pika.Message(msg.dumps(), message_id=str(msg.task_id),
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                 headers={"traceparent": f"00-{backend_trace}-{backend_span}-01"}),
+                routing_key=settings.queue("chat_tasks"),
+            )  # fmt: skip
+        done = await wait_task(db, msg.task_id, "completed", timeout_s=60)
+        assert done["attempts"] == 2
+
+        async def both_deliveries() -> list[ReceivedSpan] | None:
+            spans = [s for s in receiver.spans if s.name == DELIVERY
+                     and s.attributes.get("taskfleet.task_id") == str(msg.task_id)]  # fmt: skip
+            return spans if len(spans) >= 2 else None
+
+        deliveries = await wait_for(both_deliveries, what="both attempts' deliveries")
+        for delivery in deliveries:
+            assert (delivery.trace_id, delivery.parent_id) == (backend_trace, backend_span)
+    finally:
+        await _leave_nothing_behind(db, (chat,))

@@ -112,6 +112,15 @@ def traceparent() -> str | None:
     return headers().get("traceparent")
 
 
+def kept(message_headers: Mapping[str, Any] | None) -> str | None:
+    """The `traceparent` a message carries, for the task row its claim creates to keep (a
+    chat message a backend published straight to the queue); None with tracing off here,
+    as `traceparent()`."""
+    if not _exporting:
+        return None
+    return carried(message_headers).get("traceparent")
+
+
 def stored(value: str | None) -> dict[str, str]:
     """The message headers of a task's kept `traceparent` (none without one)."""
     return {"traceparent": value} if value else {}

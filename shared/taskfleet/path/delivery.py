@@ -121,6 +121,7 @@ class Processor:
                     queue=self.spec.name,
                     policy=self.policy(),
                     copy=copy_of(message.headers),
+                    traceparent=tracing.kept(message.headers),
                 )
         except Exception as exc:
             settlement = for_claim_error(exc)

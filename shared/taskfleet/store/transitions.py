@@ -18,12 +18,12 @@ from taskfleet.store.records import Claim, ClaimPolicy, Preload, Written
 # Claims (or completions) in one statement, one or many: `n` maps the answers to the calls.
 _CLAIM_MANY = (
     "SELECT m.n, c.*{preload} FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
-    " $5::jsonb[], $6::integer[], $7::boolean[], $8::text[]) WITH ORDINALITY"
-    " AS m(id, type, user_id, chat_id, payload, attempt, redelivered, copy, n)"
+    " $5::jsonb[], $6::integer[], $7::boolean[], $8::text[], $9::text[]) WITH ORDINALITY"
+    " AS m(id, type, user_id, chat_id, payload, attempt, redelivered, copy, traceparent, n)"
     " CROSS JOIN LATERAL tf_claim(m.id, m.type, m.user_id, m.chat_id, m.payload, m.attempt,"
-    " m.redelivered, $9, $10, $11, $12, m.copy, $13, $14) c"
+    " m.redelivered, $10, $11, $12, $13, m.copy, $14, $15, m.traceparent) c"
 )
-_PRELOAD_FIRST_PARAM = 15
+_PRELOAD_FIRST_PARAM = 16
 _COMPLETE_MANY = (
     "SELECT x.n, tf_complete(x.id, x.fence, x.output, x.reply) AS seq"
     " FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::text[]) WITH ORDINALITY"
@@ -38,6 +38,7 @@ class _ClaimCall:
     queue: str
     policy: ClaimPolicy
     copy: str | None
+    traceparent: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,11 @@ class Transitions:
         queue: str,
         policy: ClaimPolicy,
         copy: str | None = None,
+        traceparent: str | None = None,
     ) -> Claim:
-        """Claim a delivery; `copy` is its COPY_HEADER (None: a backend's own publish)."""
-        return await self._claims(_ClaimCall(msg, redelivered, queue, policy, copy))
+        """Claim a delivery; `copy` is its COPY_HEADER (None: a backend's own publish);
+        `traceparent` what a row the claim creates keeps (tracing.kept)."""
+        return await self._claims(_ClaimCall(msg, redelivered, queue, policy, copy, traceparent))
 
     async def _claim_one(self, call: _ClaimCall) -> Claim:
         return (await self._claim_many([call]))[0]
@@ -137,6 +140,7 @@ class Transitions:
                 [m.attempt for m in msgs],
                 [c.redelivered for _, c in group],
                 [c.copy for _, c in group],
+                [c.traceparent for _, c in group],
                 queue,
                 policy.max_attempts,
                 policy.user_limit,
@@ -223,14 +227,8 @@ class Transitions:
         """processing -> waiting, `state` as checkpoint, with the children (taskfleet.path.waiting).
 
         Returns the event_seq and the children's outbox row ids, in the children's order."""
-        row = await self.pool.fetchrow(
-            "SELECT * FROM tf_wait_for($1, $2, $3, $4, $5)",
-            task_id,
-            fence,
-            state,
-            children,
-            relay_grace_s,
-        )
+        sql = "SELECT * FROM tf_wait_for($1, $2, $3, $4, $5)"
+        row = await self.pool.fetchrow(sql, task_id, fence, state, children, relay_grace_s)
         if row is None:
             raise StaleClaim(f"task {task_id}: fence {fence} is no longer current")
         return int(row["event_seq"]), list(row["outbox_ids"])

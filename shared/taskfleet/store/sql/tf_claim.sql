@@ -16,11 +16,15 @@
 -- channel is gone or it handed the message back), or the holder's process is gone from the
 -- worker registry. Any other copy (a relay's re-publish racing a slow confirm, a copy
 -- another worker handed back) is a duplicate while the holder lives.
+--
+-- p_traceparent: the message's W3C traceparent while tracing is on (else NULL). A row this
+-- claim creates (a chat message a backend published straight to the queue) keeps it, so
+-- that the task's later messages (retries, put-backs, its resume) join the backend's trace.
 CREATE OR REPLACE FUNCTION tf_claim(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_payload jsonb,
     p_attempt integer, p_redelivered boolean, p_queue text, p_max_attempts integer,
     p_user_limit integer, p_throttle_s double precision,
-    p_copy text, p_holder uuid, p_deadline_s double precision
+    p_copy text, p_holder uuid, p_deadline_s double precision, p_traceparent text
 ) RETURNS TABLE (
     verdict text, fence bigint, attempts integer, max_attempts integer, checkpoint jsonb,
     input jsonb, user_id text, chat_id text, created_at timestamptz, event_seq bigint,
@@ -55,9 +59,10 @@ BEGIN
         IF (p_user_limit <= 0 OR running < p_user_limit)
            AND NOT EXISTS (SELECT 1 FROM rate_limits WHERE key = p_type) THEN
             INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,
-                               fence, started_at, event_seq, holder, held_copy, deadline_at)
+                               fence, started_at, event_seq, holder, held_copy, deadline_at,
+                               traceparent)
             VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts, 'processing',
-                    1, 1, now(), 1, p_holder, p_copy, due)
+                    1, 1, now(), 1, p_holder, p_copy, due, p_traceparent)
             ON CONFLICT (id) DO NOTHING
             RETURNING * INTO t;
             IF FOUND THEN
@@ -68,8 +73,9 @@ BEGIN
                 RETURN;
             END IF;
         ELSE
-            INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts)
-            VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts)
+            INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, traceparent)
+            VALUES (p_id, p_type, p_user_id, p_chat_id, p_payload, p_max_attempts,
+                    p_traceparent)
             ON CONFLICT (id) DO NOTHING
             RETURNING tasks.id INTO inserted;
             IF inserted IS NOT NULL THEN
@@ -163,6 +169,22 @@ BEGIN
 END;
 $$;
 
+-- The claim of workers that do not pass the message's traceparent yet (a rolling upgrade).
+CREATE OR REPLACE FUNCTION tf_claim(
+    p_id uuid, p_type text, p_user_id text, p_chat_id text, p_payload jsonb,
+    p_attempt integer, p_redelivered boolean, p_queue text, p_max_attempts integer,
+    p_user_limit integer, p_throttle_s double precision,
+    p_copy text, p_holder uuid, p_deadline_s double precision
+) RETURNS TABLE (
+    verdict text, fence bigint, attempts integer, max_attempts integer, checkpoint jsonb,
+    input jsonb, user_id text, chat_id text, created_at timestamptz, event_seq bigint,
+    message_id uuid
+) LANGUAGE sql AS $$
+    SELECT * FROM tf_claim(p_id, p_type, p_user_id, p_chat_id, p_payload, p_attempt,
+                           p_redelivered, p_queue, p_max_attempts, p_user_limit, p_throttle_s,
+                           p_copy, p_holder, p_deadline_s, NULL::text)
+$$;
+
 -- The claim of workers that do not name their copy and holder yet (a rolling upgrade).
 CREATE OR REPLACE FUNCTION tf_claim(
     p_id uuid, p_type text, p_user_id text, p_chat_id text, p_payload jsonb,
@@ -175,5 +197,5 @@ CREATE OR REPLACE FUNCTION tf_claim(
 ) LANGUAGE sql AS $$
     SELECT * FROM tf_claim(p_id, p_type, p_user_id, p_chat_id, p_payload, p_attempt,
                            p_redelivered, p_queue, p_max_attempts, p_user_limit, p_throttle_s,
-                           NULL::text, NULL::uuid, NULL::double precision)
+                           NULL::text, NULL::uuid, NULL::double precision, NULL::text)
 $$;
