@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from taskfleet.store.coalesce import BatchInterrupted, Coalescer
+from taskfleet.store.coalesce import LINGER_BELOW, BatchInterrupted, Coalescer
 
 
 class Db:
@@ -42,8 +42,10 @@ class Db:
         return item * 10
 
 
-async def running(db: Db) -> tuple[Coalescer[int, int], asyncio.Task[None]]:
-    calls = Coalescer("test", db.many, db.one)
+async def running(
+    db: Db, linger_s: float = 0.002
+) -> tuple[Coalescer[int, int], asyncio.Task[None]]:
+    calls = Coalescer("test", db.many, db.one, linger_s=linger_s)
     loop = asyncio.get_running_loop().create_task(calls.run())
     await asyncio.sleep(0)  # the loop starts and waits for work
     return calls, loop
@@ -157,4 +159,28 @@ async def test_a_cancelled_caller_is_not_sent() -> None:
     db.gate.set()
     assert list(await asyncio.gather(first, kept)) == [10, 30]
     assert db.sent == [[1], [3]]
+    await stop(loop)
+
+
+async def test_a_lone_call_on_an_idle_loop_is_sent_at_once_not_after_the_linger() -> None:
+    db = Db()
+    calls, loop = await running(db, linger_s=3600.0)  # a linger would outlast the test
+    assert await asyncio.wait_for(calls(1), timeout=10) == 10
+    assert db.sent == [[1]]
+    await stop(loop)
+
+
+async def test_while_calls_keep_coming_a_small_batch_waits_for_more() -> None:
+    db = Db()
+    calls, loop = await running(db, linger_s=3600.0)
+    assert await calls(0) == 0  # the loop was idle: sent at once; now it is busy
+    first = asyncio.ensure_future(calls(1))
+    for _ in range(5):  # turns enough for the loop to have sent it, had it not lingered
+        await asyncio.sleep(0)
+    assert db.sent == [[0]]
+    # The calls made meanwhile join it; at LINGER_BELOW the batch goes without more wait.
+    later = [asyncio.ensure_future(calls(i)) for i in range(2, LINGER_BELOW + 1)]
+    answers = await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
+    assert answers == [i * 10 for i in range(1, LINGER_BELOW + 1)]
+    assert db.sent == [[0], list(range(1, LINGER_BELOW + 1))]
     await stop(loop)

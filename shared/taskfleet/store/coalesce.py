@@ -4,8 +4,9 @@ A worker's handler loops claim and complete tasks at the same moments (deliverie
 bursts). `Coalescer` lets each caller await its own answer while one loop (owned by the
 kernel's supervisor) sends what is pending as one statement, and what arrives during that
 statement as the next one. No wait is added: an idle loop sends a single call at once, and
-batches only form while a statement is already in flight. One statement is one transaction,
-one commit and one round trip, where there were as many as calls.
+batches only form while a statement is already in flight, or, while calls keep coming, in a
+short linger (below). One statement is one transaction, one commit and one round trip, where
+there were as many as calls.
 
 A batch that the database refuses as a whole (one bad value, a deadlock with another batch)
 is sent again one call at a time, so that each caller gets its own answer or its own error.
@@ -15,6 +16,7 @@ statement that the loop's stop interrupted get BatchInterrupted.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -40,6 +42,18 @@ STATEMENT_ERRORS = (
 )
 
 
+# While calls keep coming (a statement answered within BUSY_S), a batch smaller than
+# LINGER_BELOW waits up to LINGER_S for more before it goes. At a moderate rate (a few hundred
+# tasks a second, a shallow queue) each statement would otherwise carry one call, and its
+# fixed cost (a round trip, a transaction, a commit) is then most of what a task costs the
+# worker and PostgreSQL: a worker at half its maximum spent 1.7x the CPU a task it spends
+# saturated (docs/benchmarks.md, "Latency at a fixed rate"). A lone call on an idle loop
+# still goes at once, and a batch of LINGER_BELOW already pays for its statement.
+LINGER_S = 0.002
+BUSY_S = 0.01
+LINGER_BELOW = 8
+
+
 class _Stopped(Exception):
     """The loop stopped before the call was sent: it runs alone."""
 
@@ -58,12 +72,15 @@ class Coalescer(Generic[Item, Answer]):
         one: Callable[[Item], Awaitable[Answer]],
         *,
         max_batch: int = 64,
+        linger_s: float = LINGER_S,
     ) -> None:
         self.name = name
         self._event = f"{name} (batched)"  # on each caller's span, at its answer
         self._many, self._one, self._max = many, one, max_batch
         self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
-        self._wake = asyncio.Event()
+        self._wake, self._enough = asyncio.Event(), asyncio.Event()
+        self._linger = linger_s
+        self._answered = -BUSY_S  # (monotonic) when the last statement was answered
         self._running = False
 
     async def __call__(self, item: Item) -> Answer:
@@ -73,6 +90,8 @@ class Coalescer(Generic[Item, Answer]):
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append((item, answer))
         self._wake.set()
+        if len(self._pending) >= LINGER_BELOW:
+            self._enough.set()
         # The shared statement runs in the loop's context, in no one trace: each caller's span
         # gets an event instead, at its answer, with the time from its call (the wait and the
         # statement). An event, not a span of its own: a span a call was two fifths of a W1
@@ -94,17 +113,28 @@ class Coalescer(Generic[Item, Answer]):
         try:
             while True:
                 await self._wake.wait()
+                await self._linger_while_busy()
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
                 if not self._pending:
                     self._wake.clear()
                 if batch:
                     await self._send(batch)
+                    self._answered = time.monotonic()
         finally:
             self._running = False
             pending, self._pending = self._pending, []
             for _, answer in pending:
                 if not answer.done():
                     answer.set_exception(_Stopped())
+
+    async def _linger_while_busy(self) -> None:
+        """Wait up to the linger for more calls, if calls keep coming and the batch is small."""
+        if len(self._pending) >= LINGER_BELOW or time.monotonic() - self._answered > BUSY_S:
+            return
+        self._enough.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._linger):
+                await self._enough.wait()
 
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
         batch = [(item, answer) for item, answer in batch if not answer.done()]  # not cancelled
