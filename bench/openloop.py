@@ -1,15 +1,17 @@
 """`make bench-open`: workload W1 open-loop, latency at a fixed rate rather than throughput.
 
 A private fleet as `make bench` starts it (bench/run.py: the API and one chat worker with no
-flag). For each route, W1 first runs closed-loop (`taskfleet bench`) to measure the maximum;
-then chat messages arrive at a fixed fraction of it (50 % and 80 % by default) for `--seconds`,
-from a producer that never waits for a completion: each arrival is its own publish or POST,
-sent at its time whether or not the earlier ones were answered. Reported for each run:
+flag). For each route, W1 first runs closed-loop (`taskfleet bench --watch`: with an all-users
+WebSocket, as the runs have one, whose events cost the API and the listener CPU) to measure
+the maximum; then chat messages arrive at a fixed fraction of it (50 % and 80 % by default)
+for `--seconds`, from a producer that never waits for a completion: each arrival is its own
+publish or POST, sent at its time whatever became of the earlier ones. For each run:
 - accepted -> completed: from the moment the task was accepted (the broker's publish confirm
   via amqp, the 202 via api) to the row's completed_at;
 - completed -> event: from completed_at to the `task.updated` completed event that an
   all-users WebSocket on the API receives;
-- the rate reached, and the API's and the worker's resident memory (now and peak) after it.
+- the rate reached, the cores busy, the producer's CPU an arrival, the fleet's CPU a task by
+  component, and the API's and the worker's resident memory (now and peak) after it.
 
     python bench/openloop.py [--via amqp api] [--load 0.5 0.8] [--seconds 10] [--max-n 3000]
 """
@@ -263,9 +265,6 @@ def main() -> None:
 
     started = datetime.now(UTC)
     fleet = start_fleet(1, None)
-    # The maximum is measured with an all-users WebSocket listening, as in the open-loop runs
-    # (`--watch`): its events cost the API and the listener CPU that a closed-loop run without
-    # one does not spend, and "80 % of a maximum" the runs cannot reach would measure a backlog.
     rows = []
     try:
         for via in args.via:
