@@ -120,6 +120,18 @@ def test_on_a_task_keeps_the_traceparent_of_the_span_it_is_made_in(
     }
 
 
+def test_a_backend_s_message_gives_the_row_its_claim_creates_its_traceparent_only_when_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers = {"traceparent": CLIENT_TRACEPARENT.encode(), "tracestate": "v=1", "x-other": "1"}
+    monkeypatch.setattr(tracing, "_exporting", True)
+    assert tracing.kept(headers) == CLIENT_TRACEPARENT  # AMQP may hand text back as bytes
+    assert tracing.kept({"x-other": "1"}) is None
+    assert tracing.kept(None) is None
+    monkeypatch.setattr(tracing, "_exporting", False)  # off: the row's column stays NULL
+    assert tracing.kept(headers) is None
+
+
 def test_off_no_span_is_made_and_a_traceparent_that_comes_in_still_passes_through(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
