@@ -3,10 +3,10 @@
 A worker's handler loops claim and complete tasks at the same moments (deliveries arrive in
 bursts). `Coalescer` lets each caller await its own answer while one loop (owned by the
 kernel's supervisor) sends what is pending as one statement, and what arrives during that
-statement as the next one. No wait is added: an idle loop sends a single call at once, and
-batches only form while a statement is already in flight, or, while calls keep coming, in a
-short linger (below). One statement is one transaction, one commit and one round trip, where
-there were as many as calls.
+statement as the next one. An idle loop sends a single call at once; batches form while a
+statement is already in flight, or, while calls keep coming, in a short linger (below). One
+statement is one transaction, one commit and one round trip, where there were as many as
+calls.
 
 A batch that the database refuses as a whole (one bad value, a deadlock with another batch)
 is sent again one call at a time, so that each caller gets its own answer or its own error.
@@ -46,7 +46,7 @@ STATEMENT_ERRORS = (
 # LINGER_BELOW waits up to LINGER_S for more before it goes. At a moderate rate (a few hundred
 # tasks a second, a shallow queue) each statement would otherwise carry one call, and its
 # fixed cost (a round trip, a transaction, a commit) is then most of what a task costs the
-# worker and PostgreSQL: a worker at half its maximum spent 1.7x the CPU a task it spends
+# worker and PostgreSQL: at half its maximum the fleet spent 1.8x the CPU a task it spends
 # saturated (docs/benchmarks.md, "Latency at a fixed rate"). A lone call on an idle loop
 # still goes at once, and a batch of LINGER_BELOW already pays for its statement.
 LINGER_S = 0.002
