@@ -12,6 +12,7 @@ from taskfleet.core.settings import Settings
 from taskfleet.store.pool import create_pool
 from tests.conftest import free_port, process_env, wait_for
 from tests.e2e.console_harness import CHROMIUM, WORD_MS, Console, Fleet, api_ready
+from tests.otlp_server import OtlpReceiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -75,3 +76,11 @@ def tabs(browser: Browser, fleet: Fleet) -> Iterator[Any]:
     yield open_tab
     for tab in opened:
         assert not tab.errors, tab.errors
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    """A real OTLP/HTTP receiver that the processes export their spans to."""
+    server = await OtlpReceiver().start()
+    yield server
+    await server.stop()

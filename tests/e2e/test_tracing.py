@@ -35,13 +35,6 @@ def respond(body: dict[str, Any]) -> Behaviour:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def llm() -> AsyncIterator[FakeLLM]:
     server = await FakeLLM(respond).start()
     yield server

@@ -30,13 +30,6 @@ from tests.otlp_server import OtlpReceiver, ReceivedSpan
 API_SPAN, DELIVERY = "POST /api/chat/stream", "process chat_tasks"
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
-
-
 def model(failures: int) -> Callable[[dict[str, Any]], Behaviour]:
     """The model: a 500 to the first `failures` chat requests, then an answer (memory
     extraction: nothing to keep)."""
@@ -92,19 +85,25 @@ async def trace_of(
 
     async def exported() -> tuple[ReceivedSpan, list[ReceivedSpan]] | None:
         requests = [s for s in receiver.spans if s.name == API_SPAN]
-        by_attempt: dict[object, ReceivedSpan] = {}
-        for s in receiver.spans:
-            if s.name == DELIVERY and s.attributes.get("taskfleet.task_id") == task_id:
-                by_attempt.setdefault(s.attributes["taskfleet.attempt"], s)
-        wanted = [by_attempt.get(n) for n in range(1, attempts + 1)]
-        if len(requests) != 1 or None in wanted:
+        deliveries = deliveries_of(receiver, task_id, attempts)
+        if len(requests) != 1 or deliveries is None:
             return None
-        return requests[0], [d for d in wanted if d is not None]
+        return requests[0], deliveries
 
     found: tuple[ReceivedSpan, list[ReceivedSpan]] = await wait_for(
         exported, what="the request's span and each attempt's delivery", timeout_s=30
     )
     return found
+
+
+def deliveries_of(receiver: OtlpReceiver, task_id: str, attempts: int) -> list[ReceivedSpan] | None:
+    """The chat worker's delivery span of each attempt of `task_id`, once all are exported."""
+    by_attempt: dict[object, ReceivedSpan] = {}
+    for s in receiver.spans:
+        if s.name == DELIVERY and s.attributes.get("taskfleet.task_id") == task_id:
+            by_attempt.setdefault(s.attributes["taskfleet.attempt"], s)
+    wanted = [by_attempt.get(n) for n in range(1, attempts + 1)]
+    return None if None in wanted else [d for d in wanted if d is not None]
 
 
 async def broker_connected(port: int) -> bool:
@@ -222,9 +221,7 @@ async def test_a_retry_of_a_message_a_backend_published_is_in_the_backend_s_trac
         assert done["attempts"] == 2
 
         async def both_deliveries() -> list[ReceivedSpan] | None:
-            spans = [s for s in receiver.spans if s.name == DELIVERY
-                     and s.attributes.get("taskfleet.task_id") == str(msg.task_id)]  # fmt: skip
-            return spans if len(spans) >= 2 else None
+            return deliveries_of(receiver, str(msg.task_id), attempts=2)
 
         deliveries = await wait_for(both_deliveries, what="both attempts' deliveries")
         for delivery in deliveries:

@@ -16,6 +16,7 @@ from taskfleet.core.settings import Settings
 from taskfleet.path.consumer import Consumer, Handler
 from taskfleet.runtime.kernel import Kernel, open_kernel
 from taskfleet.store.pool import create_pool
+from tests.webhook_receiver import Receiver
 
 CHAT = QUEUES[TaskType.CHAT]
 
@@ -131,3 +132,12 @@ async def drain_dlq(kernel: Kernel, queue: str = CHAT.name) -> list[AbstractInco
     finally:
         await channel.close()
     return got
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP server that webhooks and callbacks are delivered to."""
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()

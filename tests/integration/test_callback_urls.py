@@ -25,14 +25,6 @@ from tests.integration.webhook_helpers import (
 from tests.webhook_receiver import Receiver
 
 
-@pytest.fixture
-async def receiver() -> Any:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 async def _chat(
     client: Client, user: str, callback_url: str, *, key: str | None = None, status: int = 202
 ) -> dict[str, Any]:

@@ -22,14 +22,6 @@ from tests.integration.webhook_helpers import (
 from tests.webhook_receiver import Receiver
 
 
-@pytest.fixture
-async def receiver() -> Any:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 async def test_an_endpoint_is_the_users_own_and_its_secret_is_shown_once(kernel: Kernel) -> None:
     user, other = new_user(), new_user()
     async with hooks_api(kernel) as client:
