@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--concurrency",
         type=int,
-        help="tasks at once (default WORKER_CONCURRENCY, else the queue's own: chat 32, tool 8,"
+        help="tasks at once (default WORKER_CONCURRENCY, else the queue's own: chat 64, tool 8,"
         " doc 2, camera 4)",
     )
 

@@ -23,6 +23,17 @@ log = structlog.get_logger("taskfleet.worker")
 HandlerFactory = Callable[[Kernel], Handler]
 # A service's own background loops (name, factory), owned by the kernel's supervisor.
 BackgroundFactory = Callable[[Kernel], list[tuple[str, CoroFactory]]]
+# Slots past these share the database pool: claims and completions go batched, one statement
+# at a time (store/coalesce.py), so more connections add nothing. W1 with 64 slots ran the
+# same on 36 connections as on 68 (docs/benchmarks.md, "Slots that adapt").
+POOLED_SLOTS = 32
+
+
+def pool_size(settings: Settings, slots: SlotRange) -> int:
+    """A worker's database connections: DB_POOL_SIZE, or more for its first POOLED_SLOTS slots
+    and 4 for the relay, the cancel poll and the heartbeats (a slot waiting on its model holds
+    none)."""
+    return max(settings.db_pool_size, min(slots.low, POOLED_SLOTS) + 4)
 
 
 async def run_worker(
@@ -37,11 +48,8 @@ async def run_worker(
 ) -> None:
     """Run until `stop` (default: SIGTERM/SIGINT) is set, then stop within SHUTDOWN_GRACE_S."""
     stop = stop or stop_event_on_signals()
-    # Every handler loop may hold a connection for its claim or its outcome at once, and the
-    # relay and the cancel poll want theirs: waiting for the pool would cap throughput.
-    # Slots grown past it share the pool: a slot waiting on its model holds no connection.
-    pool_size = max(settings.db_pool_size, slots.low + 4)
-    async with open_kernel(settings, name=f"{spec.worker}-worker", pool_size=pool_size) as kernel:
+    size = pool_size(settings, slots)
+    async with open_kernel(settings, name=f"{spec.worker}-worker", pool_size=size) as kernel:
         consumer = Consumer(
             settings=settings,
             spec=spec,

@@ -52,7 +52,7 @@ async def test_a_killed_worker_is_lost_within_three_heartbeats_and_its_task_stil
 
         await wait_for(both_live, what="both workers live in the registry", timeout_s=30)
         # Started with no flag, a chat worker takes its queue's own slots (the fast setup).
-        assert (await workers())[doomed.popen.pid]["concurrency"] == CHAT.concurrency == 32
+        assert (await workers())[doomed.popen.pid]["concurrency"] == CHAT.concurrency == 64
 
         # A SIGTERM'd worker stops cleanly and says so
         stopping.popen.send_signal(signal.SIGTERM)

@@ -70,12 +70,14 @@ class QueueSpec:
 
 
 # Slots by the work's kind. A chat task waits on the model (and the scripted one on nothing):
-# 32 slots keep one process's event loop and the database's batches full, 1.3x the throughput
-# of 8 (docs/benchmarks.md). Tools mostly wait on the network too. A document parse or a
-# camera analysis is CPU-bound in a thread: more slots than the cores only add memory, so
-# theirs do not adapt. A chat worker whose model keeps it waiting grows to 256 slots.
+# 64 slots keep one process's event loop and the database's batches full: 1.1x the throughput
+# of a fixed 32 (which did 1.3x of 8). A worker started at 32 adapts to as much when its CPU
+# leaves room, but not with tracing on, where starting at 64 gave 1.07x (docs/benchmarks.md).
+# Tools mostly wait on the network too. A document parse or a camera analysis is CPU-bound in
+# a thread: more slots than the cores only add memory, so theirs do not adapt. A chat worker
+# whose model keeps it waiting grows to 256 slots.
 QUEUES: dict[TaskType, QueueSpec] = {
-    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60, 32, 256),
+    TaskType.CHAT: QueueSpec("chat_tasks", TaskType.CHAT, "chat", 9101, 300, 5, 1.0, 60, 64, 256),
     TaskType.TOOL: QueueSpec(
         "tool_executions", TaskType.TOOL, "tool", 9102, 120, 5, 2.0, 300, 8, 64
     ),

@@ -12,7 +12,7 @@ slots (`QueueSpec.concurrency`) and a `Governor` adjusts them between that and t
 - the event loop's lag: how late a timer of the loop fired (its worst in the window);
 - the process's CPU (seconds a second, its threads included).
 
-Work waits and the loop has room: half as many slots again (32 to 256 in six windows). The
+Work waits and the loop has room: half as many slots again (64 to 256 in four windows). The
 loop is late or the CPU is spent: a quarter fewer, down to the queue's own. No demand for
 IDLE_WINDOWS windows in a row: a quarter fewer too, so an idle worker does not keep a large
 prefetch that other replicas could serve. The prefetch follows the slots (twice them, as at start).
