@@ -25,7 +25,7 @@ HandlerFactory = Callable[[Kernel], Handler]
 BackgroundFactory = Callable[[Kernel], list[tuple[str, CoroFactory]]]
 # Slots past these share the database pool: claims and completions go batched, one statement
 # at a time (store/coalesce.py), so more connections add nothing. W1 with 64 slots ran the
-# same on 36 connections as on 68 (docs/benchmarks.md, "Slots that adapt").
+# same on 36 connections as on 68 (docs/benchmarks.md, "Starting at 64 slots").
 POOLED_SLOTS = 32
 
 
