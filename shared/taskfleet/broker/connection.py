@@ -14,29 +14,24 @@ from typing import Any, cast
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 from yarl import URL
 
 from taskfleet.broker.inspection import declare_passively
+from taskfleet.broker.live import LivePublisher
 from taskfleet.broker.nodes import UNREACHABLE, connect_first, node_name
 from taskfleet.broker.topology import declare_topology
 from taskfleet.core.constants import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from taskfleet.core.errors import PublishFailed
-from taskfleet.core.metrics import BROKER_CONNECTED, EVENTS_DROPPED
+from taskfleet.core.metrics import BROKER_CONNECTED
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 
 log = structlog.get_logger("taskfleet.broker")
-_JSON = aiormq.spec.Basic.Properties(content_type="application/json")
 PERSISTENT = 2  # delivery_mode
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
-
-# Live events waiting for the publisher, at most; beyond it they are dropped (counted), as
-# live updates are best effort. Each holds orjson's 4 KiB output buffer: 2,000 cap the
-# backlog near 8 MiB (the soak in bench/ showed 10,000 growing a worker by 40 MiB).
-EVENT_BACKLOG = 2_000
 
 
 class Broker:
@@ -49,14 +44,7 @@ class Broker:
         self.on_connect: list[OnConnect] = []
         self.connection: AbstractConnection | None = None
         self._publish: AbstractChannel | None = None
-        self._events: AbstractExchange | None = None
-        self._control: AbstractExchange | None = None
-        self._events_channel: AbstractChannel | None = None  # the two exchanges' channel
-        # Live events wait here for the event publisher: the message path never waits for
-        # them (a publish, even unconfirmed, queues behind every frame of the connection).
-        self._outgoing: asyncio.Queue[tuple[AbstractExchange | None, str, bytes]] = asyncio.Queue(
-            EVENT_BACKLOG
-        )
+        self.live = LivePublisher()  # events and control messages, best effort
         self._ready = asyncio.Event()
         self._lost = asyncio.Event()
         self.connects = 0
@@ -76,7 +64,7 @@ class Broker:
     async def start(self, *, wait_s: float | None = 30.0) -> None:
         """Start the connection loop; wait until connected (raise TimeoutError after wait_s)."""
         self.supervisor.spawn("amqp-connection", self._run)
-        self.supervisor.spawn("event-publisher", self._publish_events)
+        self.supervisor.spawn("event-publisher", self.live.run)
         if wait_s is not None:
             await asyncio.wait_for(self._ready.wait(), wait_s)
 
@@ -144,7 +132,8 @@ class Broker:
             finally:
                 self._ready.clear()
                 BROKER_CONNECTED.set(0)
-                self._publish = self._events = self._control = self._events_channel = None
+                self._publish = None
+                self.live.attach(None)
                 if not connection.is_closed:
                     await asyncio.shield(self._close_quietly(connection))
             log.warning("amqp_connection_lost", node=self.node)
@@ -181,9 +170,11 @@ class Broker:
         await setup.close()
         self._publish = await self.channel(connection, publisher_confirms=True)
         events_channel = await self.channel(connection, publisher_confirms=False)
-        self._events = await events_channel.get_exchange(self.settings.queue(EVENTS_EXCHANGE))
-        self._control = await events_channel.get_exchange(self.settings.queue(CONTROL_EXCHANGE))
-        self._events_channel = events_channel
+        self.live.attach(
+            events_channel,
+            await events_channel.get_exchange(self.settings.queue(EVENTS_EXCHANGE)),
+            await events_channel.get_exchange(self.settings.queue(CONTROL_EXCHANGE)),
+        )
         for hook in self.on_connect:
             await hook(connection)
 
@@ -251,7 +242,7 @@ class Broker:
 
     async def publish_control(self, body: bytes) -> None:
         """Best effort, like an event: a cancel also sits in the database, which workers poll."""
-        self._enqueue(self._control, "", body)
+        self.live.enqueue(self.live.control, "", body)
 
     async def publish_event(self, routing_key: str, body: bytes) -> None:
         """Best-effort live event (transient). The database is the truth; a lost event is fine.
@@ -262,38 +253,4 @@ class Broker:
 
     def send_event(self, routing_key: str, body: bytes) -> None:
         """publish_event for code that cannot await (a timer callback)."""
-        self._enqueue(self._events, routing_key, body)
-
-    def _enqueue(self, exchange: AbstractExchange | None, routing_key: str, body: bytes) -> None:
-        if exchange is None:
-            return
-        try:
-            self._outgoing.put_nowait((exchange, routing_key, body))
-        except asyncio.QueueFull:
-            EVENTS_DROPPED.inc()
-
-    async def _publish_events(self) -> None:
-        while True:
-            exchange, routing_key, body = await self._outgoing.get()
-            if exchange is self._events or exchange is self._control:
-                await self._publish_transient(exchange, routing_key, body)
-            # else: published on a connection that is gone; a live update is not retried
-
-    async def _publish_transient(
-        self, exchange: AbstractExchange | None, routing_key: str, body: bytes
-    ) -> None:
-        if exchange is None or self._events_channel is None:
-            return
-        try:
-            # aiormq directly: aio-pika's Message for each event cost a worker 3 % of its CPU,
-            # and a transient event needs none of what it adds.
-            channel = await self._events_channel.get_underlay_channel()
-            await channel.basic_publish(
-                body,
-                exchange=exchange.name,
-                routing_key=routing_key,
-                properties=_JSON,
-                mandatory=False,  # nobody listening is fine for a live update
-            )
-        except Exception as exc:  # a live update is not worth failing a task for
-            log.debug("event_publish_failed", routing_key=routing_key, error=repr(exc))
+        self.live.enqueue(self.live.events, routing_key, body)
