@@ -155,7 +155,8 @@ class Settings(DatabaseSettings, RetentionSettings):
     """The AMQP connection's heartbeat, in seconds: a dead link is noticed in about 3 heartbeats."""
 
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE")
-    """Connections in a process's database pool; a worker's is at least its concurrency + 4."""
+    """Connections in a process's database pool; a worker's is at least its slots + 4, counting
+    32 slots at most (the rest share them)."""
 
     db_timeout_s: float = Field(10.0, gt=0, validation_alias="DB_TIMEOUT_S")
     """Timeout of a database connect or statement."""
@@ -170,7 +171,7 @@ class Settings(DatabaseSettings, RetentionSettings):
         None, ge=1, le=1024, validation_alias="WORKER_CONCURRENCY"
     )
     """A worker's slots (tasks at once), fixed, when `--concurrency` is not given; unset: its
-    queue's own, adapting to the work (chat 32 to 256, tool 8 to 64; doc 2 and camera 4 fixed)."""
+    queue's own, adapting to the work (chat 64 to 256, tool 8 to 64; doc 2 and camera 4 fixed)."""
 
     max_attempts: int | None = Field(None, ge=1, le=100, validation_alias="MAX_ATTEMPTS")
     """Attempts of a task before it fails; unset: its queue's own (chat: 5)."""
