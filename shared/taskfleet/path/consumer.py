@@ -21,7 +21,7 @@ from taskfleet.core.constants import CONTROL_EXCHANGE, LEVELS, Priority, QueueSp
 from taskfleet.core.metrics import CONSUMER_PAUSED, WORKER_SLOTS
 from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
-from taskfleet.path import cancels, levels, outage
+from taskfleet.path import cancels, levels, outage, watchdog
 from taskfleet.path.assembly import assemble
 from taskfleet.path.attempt import Attempt
 from taskfleet.path.incoming import Incoming
@@ -75,6 +75,7 @@ class Consumer:
     _pauses: dict[PauseCause, str] = field(default_factory=dict)  # cause -> reason
     _busy: Busy = field(default_factory=Busy)
     _loops: int = 0
+    _resubscribing: asyncio.Lock = field(default_factory=asyncio.Lock)  # see path.watchdog
 
     def __post_init__(self) -> None:
         self._slots = Slots(SlotRange(self.concurrency, self.max_concurrency or self.concurrency))
@@ -152,7 +153,8 @@ class Consumer:
                 self._slots, self._busy.count, self._inbox.size, self._resize, self.spec.name
             )
             self.supervisor.spawn(f"{self.spec.worker}-slots", governor.run)
-        self.supervisor.spawn(f"{self.spec.worker}-watchdog", self._watchdog)
+        watch = functools.partial(watchdog.watch, self.broker, self._lost, self._resubscribing)
+        self.supervisor.spawn(f"{self.spec.worker}-watchdog", watch)
         self.supervisor.spawn(
             f"{self.spec.worker}-cancel-poll", lambda: cancels.poll(self.store, self.inflight)
         )
@@ -204,13 +206,14 @@ class Consumer:
         WORKER_SLOTS.labels(self.spec.name).set(slots)
         channel = self._channel
         with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
-            if channel and not channel.is_closed and self._consumer_tags and not self.paused:
-                await channel.set_qos(prefetch_count=slots * 2)
-                await self._cancel_consumer()
-                if not (self._pauses or self._stopping):  # neither came while it cancelled
-                    await self._consume()
-                if self._pauses or self._stopping:  # one came while it subscribed
+            async with self._resubscribing:  # not lost meanwhile: the watchdog waits
+                if channel and not channel.is_closed and self._consumer_tags and not self.paused:
+                    await channel.set_qos(prefetch_count=slots * 2)
                     await self._cancel_consumer()
+                    if not (self._pauses or self._stopping):  # neither came while it cancelled
+                        await self._consume()
+                    if self._pauses or self._stopping:  # one came while it subscribed
+                        await self._cancel_consumer()
 
     async def pause(self, reason: str, *, cause: PauseCause = PauseCause.MEMORY) -> None:
         """Take no new deliveries while `cause` holds: cancel the consumer and hand back what
@@ -227,14 +230,15 @@ class Consumer:
 
     async def resume(self, *, cause: PauseCause = PauseCause.MEMORY) -> None:
         """`cause` no longer holds; consume again once no other cause holds either."""
-        if self._pauses.pop(cause, None) is None:
-            return
-        if cause is PauseCause.DATABASE:
-            CONSUMER_PAUSED.labels(self.spec.name).set(0)
-        if self._pauses:
-            return
-        if self._channel is not None and not self._channel.is_closed and not self._stopping:
-            await self._consume()
+        async with self._resubscribing:  # not lost meanwhile: the watchdog waits
+            if self._pauses.pop(cause, None) is None:
+                return
+            if cause is PauseCause.DATABASE:
+                CONSUMER_PAUSED.labels(self.spec.name).set(0)
+            if self._pauses:
+                return
+            if self._channel is not None and not self._channel.is_closed and not self._stopping:
+                await self._consume()
         log.info("consumer_resumed", cause=cause)
 
     async def _hand_back_inbox(self) -> int:
@@ -252,12 +256,8 @@ class Consumer:
         exchange = self.settings.queue(CONTROL_EXCHANGE)
         await cancels.subscribe(self.broker, connection, exchange, self.inflight)
 
-    async def _watchdog(self) -> None:
-        """Catch a connection that is up but whose consumer is gone, and reconnect it."""
-        while True:
-            await asyncio.sleep(5)
-            if self.broker.ready and not (self._stopping or self._pauses or self.consuming):
-                self.broker.reconnect("consumer lost")
+    def _lost(self) -> bool:  # up, and neither stopping nor paused, yet not subscribed
+        return self.broker.ready and not (self._stopping or self._pauses or self.consuming)
 
     # -- our database's outages -------------------------------------------------------------
 
