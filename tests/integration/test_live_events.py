@@ -10,7 +10,9 @@ import pytest
 
 from taskfleet.broker import live
 from taskfleet.core.constants import EVENTS_EXCHANGE
+from taskfleet.core.metrics import EVENTS_DROPPED
 from taskfleet.runtime.kernel import Kernel
+from tests.conftest import wait_for
 
 
 async def bound_queue(kernel: Kernel, key: str) -> aio_pika.abc.AbstractQueue:
@@ -68,3 +70,19 @@ async def test_a_backlog_larger_than_a_batch_waits_once_a_batch(
         kernel.broker.send_event("task.live.updated", str(i).encode())
     assert await heard(queue, 70) == list(range(70))
     assert [i for i, wait in enumerate(waits) if wait] == [29, 59, 69]
+
+
+async def test_events_for_a_connection_that_went_away_are_counted_dropped(kernel: Kernel) -> None:
+    publisher = kernel.broker.live
+    assert publisher.events is not None and publisher._channel is not None
+    fresh = await publisher._channel.get_exchange(publisher.events.name)
+    assert fresh is not publisher.events
+    before = EVENTS_DROPPED._value.get()
+    kernel.broker.send_event("task.live.updated", b"1")  # for this connection's exchange
+    # A new connection's exchanges, before the publisher's loop takes the event.
+    publisher.attach(publisher._channel, fresh, publisher.control)
+
+    async def counted() -> bool:
+        return EVENTS_DROPPED._value.get() == before + 1
+
+    await wait_for(counted, what="the stale event to be counted dropped")

@@ -42,7 +42,8 @@ BACKGROUND_FAILURES = Counter(
 LLM_REQUESTS = Counter("taskfleet_llm_requests", "LLM calls by outcome.", ["outcome"])
 LLM_JSON_REPAIRS = Counter("taskfleet_llm_json_repairs", "LLM JSON answers that needed repair.")
 EVENTS_DROPPED = Counter(
-    "taskfleet_events_dropped", "Live events dropped because the event publisher fell behind."
+    "taskfleet_events_dropped",
+    "Live events dropped: the event publisher fell behind, or their connection went away.",
 )
 OUTBOX_PUBLISHED = Counter(
     "taskfleet_outbox_published", "Messages published by the outbox relay.", ["kind"]
