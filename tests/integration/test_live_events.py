@@ -74,7 +74,8 @@ async def test_a_backlog_larger_than_a_batch_waits_once_a_batch(
 
 async def test_events_for_a_connection_that_went_away_are_counted_dropped(kernel: Kernel) -> None:
     publisher = kernel.broker.live
-    assert publisher.events is not None and publisher._channel is not None
+    assert publisher.events is not None
+    assert publisher._channel is not None
     fresh = await publisher._channel.get_exchange(publisher.events.name)
     assert fresh is not publisher.events
     before = EVENTS_DROPPED._value.get()
@@ -83,6 +84,6 @@ async def test_events_for_a_connection_that_went_away_are_counted_dropped(kernel
     publisher.attach(publisher._channel, fresh, publisher.control)
 
     async def counted() -> bool:
-        return EVENTS_DROPPED._value.get() == before + 1
+        return bool(EVENTS_DROPPED._value.get() == before + 1)
 
     await wait_for(counted, what="the stale event to be counted dropped")
