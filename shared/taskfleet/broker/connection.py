@@ -29,6 +29,12 @@ from taskfleet.core.settings import Settings
 from taskfleet.core.supervisor import Supervisor
 
 log = structlog.get_logger("taskfleet.broker")
+# The frames a connection queues for its writer, at most (aiormq's default is 10). Every
+# publish, ack and live event waits for room there, and room is made one loop turn at a time:
+# under load a worker's events queued behind the 10 and were dropped by the thousand (they
+# and every ack now wait far less; docs/benchmarks.md). aiormq reads it from the class for
+# each connection it makes, and offers no argument for it.
+aiormq.Connection.FRAME_BUFFER_SIZE = 512
 PERSISTENT = 2  # delivery_mode
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
