@@ -5,9 +5,11 @@ unconfirmed one, queues behind every frame of the connection. One loop (owned by
 supervisor) sends what waits. It takes all that has gathered at once and waits for the socket
 (aiormq's `wait`, a drain) only after the last of them: waiting after each event let one event
 out per turn of the event loop, and under load (a backlog of tasks, 1,100 arrivals a second)
-the publisher fell behind, dropped events and took 16 % of a worker's CPU. The one drain a
-batch keeps the back-pressure: while RabbitMQ does not read, the loop waits, the backlog fills
-and the events beyond it are dropped (counted), rather than buffered without end.
+the publisher fell behind and dropped events (the connection's frame buffer, in
+broker/connection.py, was the other half of it). The one drain a batch keeps the
+back-pressure: while RabbitMQ does not read, the loop waits, the backlog fills and the events
+beyond it are dropped, rather than buffered without end. Every event not sent is counted in
+`taskfleet_events_dropped_total`.
 """
 
 import asyncio
@@ -54,6 +56,7 @@ class LivePublisher:
     def enqueue(self, exchange: AbstractExchange | None, routing_key: str, body: bytes) -> None:
         """Hand an event over; dropped (counted) while the backlog is full or not connected."""
         if exchange is None:
+            EVENTS_DROPPED.inc()
             return
         try:
             self._outgoing.put_nowait((exchange, routing_key, body))

@@ -5,7 +5,8 @@ subscribes it again (RabbitMQ applies a prefetch only to consumers made after it
 resume subscribes it again. Seen in that moment, the watchdog took the whole connection
 down: every unacknowledged delivery went back to the queue, and the live events waiting to
 be sent were lost. Under load, with the governor resizing every second or so and each round
-trip slower, that happened every few minutes (docs/benchmarks.md, "Live events under load").
+trip slower, it happened within 15-second runs at 1,150 arrivals a second (docs/benchmarks.md,
+"Where the missing events went").
 So whatever cancels and subscribes again holds `resubscribing`, and the watchdog looks only
 while it is free; a resubscription stuck for longer than STUCK_S counts as a lost consumer.
 """
