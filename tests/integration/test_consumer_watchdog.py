@@ -4,7 +4,6 @@ whole connection down under load (every unacked delivery back to the queue, the 
 events lost)."""
 
 import asyncio
-import functools
 
 import pytest
 
@@ -33,10 +32,9 @@ async def fast_watch(
     kernel: Kernel, consumer: Consumer, stuck_s: float = watchdog.STUCK_S
 ) -> asyncio.Task[None]:
     """A second watchdog of `consumer` that looks every millisecond."""
-    watch = functools.partial(
-        watchdog.watch, kernel.broker, consumer._lost, consumer._resubscribing, 0.001, stuck_s
+    return asyncio.create_task(
+        watchdog.watch(kernel.broker, consumer._lost, consumer._resubscribing, 0.001, stuck_s)
     )
-    return asyncio.create_task(watch())
 
 
 async def test_resizes_and_resumes_are_not_a_lost_consumer(
