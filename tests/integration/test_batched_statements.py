@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from taskfleet.core.constants import TaskType
 from taskfleet.core.errors import StaleClaim
 from taskfleet.core.messages import TaskMessage
+from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
 from taskfleet.store.records import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
@@ -101,6 +102,46 @@ async def test_completions_at_once_are_one_statement_and_a_stale_fence_is_only_i
             )
     count, total = batches("complete")
     assert (count - before[0], total - before[1]) == (1, 4)
+
+
+async def test_the_last_children_completed_in_one_batch_requeue_their_parent_once(
+    kernel: Kernel,
+) -> None:
+    """tf_complete_many updates the batch in one statement, so both children's triggers fire
+    after it and each sees both ended: the parent must still be re-queued only once."""
+    user = new_user()
+    parent = chat_message(user_id=user)
+    await kernel.pool.execute(
+        "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,"
+        " fence) VALUES ($1, 'chat_message', $2, 'c', '{}', 5, 'processing', 1, 1)",
+        parent.task_id,
+        user,
+    )
+    kids = [NewTask(type=TaskType.TOOL, user_id=user, input={}, max_attempts=1) for _ in "ab"]
+    waiting = Waiting(kids, {"v": 1})
+    await kernel.store.wait(parent.task_id, 1, waiting.state, waiting.rows(), 60)
+    await kernel.pool.execute(  # as their claims would leave them
+        "UPDATE tasks SET status = 'processing', attempts = 1, fence = 1 WHERE id = ANY($1)",
+        [k.task_id for k in kids],
+    )
+    before = batches("complete")
+
+    await asyncio.gather(*(kernel.store.complete(k.task_id, 1, {"ok": True}) for k in kids))
+
+    assert batches("complete") == (before[0] + 1, before[1] + 2)
+    statuses = await kernel.pool.fetch(
+        "SELECT id, status FROM tasks WHERE id = ANY($1)",
+        [parent.task_id, *[k.task_id for k in kids]],
+    )
+    assert {r["id"]: r["status"] for r in statuses} == {
+        parent.task_id: "queued",
+        kids[0].task_id: "completed",
+        kids[1].task_id: "completed",
+    }
+    rows = await kernel.pool.fetch(
+        "SELECT queue, attempt, kind FROM outbox WHERE task_id = $1", parent.task_id
+    )
+    assert [tuple(r) for r in rows] == [("chat_tasks", 2, "task")]
 
 
 async def test_a_refused_batch_of_two_policies_commits_nothing_before_its_retry(

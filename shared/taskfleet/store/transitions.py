@@ -25,9 +25,7 @@ _CLAIM_MANY = (
 )
 _PRELOAD_FIRST_PARAM = 16
 _COMPLETE_MANY = (
-    "SELECT x.n, tf_complete(x.id, x.fence, x.output, x.reply) AS seq"
-    " FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::text[]) WITH ORDINALITY"
-    " AS x(id, fence, output, reply, n)"
+    "SELECT n, seq FROM tf_complete_many($1::uuid[], $2::bigint[], $3::jsonb[], $4::text[])"
 )
 
 
