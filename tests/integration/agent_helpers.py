@@ -13,7 +13,9 @@ from taskfleet.data.toolspecs import tool_specs
 from taskfleet.llm import ChatModel
 from taskfleet.llm.scripted import ScriptedModel
 from taskfleet.path.consumer import Handler
+from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
+from taskfleet.store.records import NewTask
 from tool_worker.main import make_handler
 from tool_worker.registry import Registry
 
@@ -41,3 +43,20 @@ async def children(kernel: Kernel, parent_id: UUID) -> list[dict[str, Any]]:
 
 def revealed(kernel: Kernel, task: dict[str, Any]) -> dict[str, Any]:
     return operations.reveal_task(task, kernel.keyring)
+
+
+async def waiting_parent(kernel: Kernel, user: str, parent_id: UUID, kids: int) -> list[NewTask]:
+    """A chat task of `user` held at attempt 1 (fence 1), now waiting for `kids` tool tasks
+    (queued, as tf_wait_for leaves them): the children."""
+    await kernel.pool.execute(
+        "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,"
+        " fence) VALUES ($1, 'chat_message', $2, 'c', '{}', 5, 'processing', 1, 1)",
+        parent_id,
+        user,
+    )
+    made = [
+        NewTask(type=TOOL.task_type, user_id=user, input={}, max_attempts=1) for _ in range(kids)
+    ]
+    waiting = Waiting(made, {"v": 1})
+    await kernel.store.wait(parent_id, 1, waiting.state, waiting.rows(), 60)
+    return made

@@ -16,6 +16,7 @@ from tests.conftest import wait_for
 from tests.integration.agent_helpers import (
     TOOL,
     children,
+    waiting_parent,
 )
 from tests.integration.api_client import new_user
 from tests.integration.conftest import (
@@ -56,16 +57,7 @@ async def test_the_parent_is_requeued_once_when_its_last_children_end_together(
     """Two children ending in concurrent transactions: the second sees the first's commit."""
     user = new_user()
     parent = chat_message(user_id=user)
-    async with kernel.pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,"
-            " fence) VALUES ($1, 'chat_message', $2, 'c', '{}', 5, 'processing', 1, 1)",
-            parent.task_id,
-            user,
-        )
-    kids = [NewTask(type=TOOL.task_type, user_id=user, input={}, max_attempts=1) for _ in "ab"]
-    waiting = Waiting(kids, {"v": 1})
-    await kernel.store.wait(parent.task_id, 1, waiting.state, waiting.rows(), 60)
+    kids = await waiting_parent(kernel, user, parent.task_id, 2)
     a, b = await kernel.pool.acquire(), await kernel.pool.acquire()
     try:
         ta, tb = a.transaction(), b.transaction()

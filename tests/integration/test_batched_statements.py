@@ -10,11 +10,11 @@ from prometheus_client import REGISTRY
 from taskfleet.core.constants import TaskType
 from taskfleet.core.errors import StaleClaim
 from taskfleet.core.messages import TaskMessage
-from taskfleet.path.waiting import Waiting
 from taskfleet.runtime.kernel import Kernel
 from taskfleet.store import quotas
 from taskfleet.store.records import ChatSubmission, Claim, ClaimPolicy, NewTask, OverQuota
 from taskfleet.store.tenancy import for_user
+from tests.integration.agent_helpers import waiting_parent
 from tests.integration.api_client import new_user
 from tests.integration.conftest import CHAT, chat_message
 
@@ -111,15 +111,7 @@ async def test_the_last_children_completed_in_one_batch_requeue_their_parent_onc
     after it and each sees both ended: the parent must still be re-queued only once."""
     user = new_user()
     parent = chat_message(user_id=user)
-    await kernel.pool.execute(
-        "INSERT INTO tasks (id, type, user_id, chat_id, input, max_attempts, status, attempts,"
-        " fence) VALUES ($1, 'chat_message', $2, 'c', '{}', 5, 'processing', 1, 1)",
-        parent.task_id,
-        user,
-    )
-    kids = [NewTask(type=TaskType.TOOL, user_id=user, input={}, max_attempts=1) for _ in "ab"]
-    waiting = Waiting(kids, {"v": 1})
-    await kernel.store.wait(parent.task_id, 1, waiting.state, waiting.rows(), 60)
+    kids = await waiting_parent(kernel, user, parent.task_id, 2)
     await kernel.pool.execute(  # as their claims would leave them
         "UPDATE tasks SET status = 'processing', attempts = 1, fence = 1 WHERE id = ANY($1)",
         [k.task_id for k in kids],
