@@ -1,5 +1,8 @@
 """A process given several broker addresses connects to the first that answers."""
 
+from typing import Any
+
+import aio_pika
 import pytest
 from yarl import URL
 
@@ -46,6 +49,26 @@ async def test_no_node_answering_raises_the_last_error(settings: Settings) -> No
     dead = URL(settings.amqp_url).with_port(free_port())
     with pytest.raises(OSError, match="Connect call failed"):
         await nodes.connect_first([str(dead), str(dead)])
+
+
+async def test_a_node_that_refuses_leaves_no_connection_open(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed connection is closed at once, not left for the collector (whose close, off the
+    loop's thread, is a "coroutine never awaited" warning)."""
+    made: list[aio_pika.Connection] = []
+    init = aio_pika.Connection.__init__
+
+    def recorded(self: aio_pika.Connection, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(aio_pika.Connection, "__init__", recorded)
+    dead = URL(settings.amqp_url).with_port(free_port())
+    with pytest.raises(OSError, match="Connect call failed"):
+        await nodes.connect_first([str(dead)])
+    assert len(made) == 1
+    assert made[0].is_closed
 
 
 async def _drain(settings: Settings) -> None:

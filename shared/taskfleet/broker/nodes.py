@@ -21,6 +21,19 @@ log = structlog.get_logger("taskfleet.broker")
 UNREACHABLE = (OSError, aio_pika.exceptions.AMQPError, TimeoutError)
 
 
+class _ClosedOnFailure(aio_pika.Connection):
+    """aio-pika's connection, closed when it fails to connect. aio_pika.connect drops one that
+    failed unclosed; whatever thread the collector then runs on schedules its close, and off
+    the loop's thread that is a "coroutine never awaited" warning."""
+
+    async def connect(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aio-pika's signature)
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+
 def node_name(url: str | URL) -> str:
     """host:port of an address, for the logs (never its credentials)."""
     parsed = URL(url)
@@ -36,7 +49,9 @@ async def connect_first(
     for turn in range(len(urls)):
         index = (start + turn) % len(urls)
         try:
-            return index, await aio_pika.connect(urls[index], timeout=10, **options)
+            return index, await aio_pika.connect(
+                urls[index], timeout=10, connection_class=_ClosedOnFailure, **options
+            )
         except UNREACHABLE as exc:
             if len(urls) > 1:
                 log.warning("amqp_node_unreachable", node=node_name(urls[index]), error=repr(exc))
